@@ -1,0 +1,22 @@
+namespace MiniOmni.SK.ModelFiles;
+
+/// <summary>A model file is missing, corrupt, or not what MiniOmni.SK expects; the message names the file and the tensor or key.</summary>
+public sealed class ModelFileException : Exception
+{
+    /// <summary>Creates the exception for <paramref name="filePath"/>, optionally naming the tensor or key at fault.</summary>
+    public ModelFileException(string filePath, string message, string? key = null, Exception? innerException = null)
+        : base(Compose(filePath, key, message), innerException)
+    {
+        FilePath = filePath;
+        Key = key;
+    }
+
+    /// <summary>The file at fault.</summary>
+    public string FilePath { get; }
+
+    /// <summary>The tensor name or metadata key at fault, if one is.</summary>
+    public string? Key { get; }
+
+    private static string Compose(string filePath, string? key, string message) =>
+        key is null ? $"{filePath}: {message}" : $"{filePath}: '{key}': {message}";
+}
