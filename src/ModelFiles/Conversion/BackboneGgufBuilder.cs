@@ -1,0 +1,169 @@
+using MiniOmni.SK.ModelFiles.Gguf;
+
+namespace MiniOmni.SK.ModelFiles.Conversion;
+
+/// <summary>The shape of the Qwen2 backbone, as litgpt's <c>model_config.yaml</c> describes it.</summary>
+public sealed record BackboneShape(
+    string Name,
+    int LayerCount,
+    int HeadCount,
+    int KvGroupCount,
+    int HeadSize,
+    int EmbeddingLength,
+    int FeedForwardLength,
+    float NormEpsilon,
+    float RopeBase,
+    int RowCount,
+    int ContextLength)
+{
+    /// <summary>Rows of litgpt's fused qkv weight: every query head plus one key and one value per group.</summary>
+    public int FusedQkvRows => (HeadCount + 2 * KvGroupCount) * HeadSize;
+
+    /// <summary>Checks what llama.cpp would otherwise assert on at load.</summary>
+    public void Validate(string source)
+    {
+        if (LayerCount <= 0 || HeadCount <= 0 || KvGroupCount <= 0 || HeadSize <= 0 || EmbeddingLength <= 0 || FeedForwardLength <= 0 || RowCount <= 0)
+        {
+            throw new ModelFileException(source, $"backbone shape has a non-positive size: {this}.");
+        }
+
+        if (HeadCount % KvGroupCount != 0)
+        {
+            throw new ModelFileException(source, $"{HeadCount} heads do not divide into {KvGroupCount} query groups.", "n_query_groups");
+        }
+    }
+}
+
+/// <summary>
+/// Lays out the backbone as llama.cpp's <c>qwen2</c> architecture: litgpt names mapped to GGUF names,
+/// the fused qkv split into q, k and v, and tokenizer metadata that makes llama.cpp tokenize as the original does.
+/// </summary>
+public static class BackboneGgufBuilder
+{
+    /// <summary>Reads a source tensor as float32, checking it has <c>expectedShape</c> (PyTorch order).</summary>
+    public delegate float[] TensorSource(string name, long[] expectedShape);
+
+    /// <summary>Describes the backbone in <paramref name="writer"/>; tensor data is read from <paramref name="source"/> as the file is written.</summary>
+    public static void Describe(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType matrixType, string sourcePath)
+    {
+        shape.Validate(sourcePath);
+        if (tokenizer.Tokens.Count != shape.RowCount)
+        {
+            throw new ModelFileException(sourcePath, $"tokenizer has {tokenizer.Tokens.Count} rows; the model has {shape.RowCount}.");
+        }
+
+        const string arch = "qwen2";
+        writer.Add("general.architecture", arch)
+            .Add("general.name", shape.Name)
+            .Add("general.file_type", matrixType == GgmlType.F32 ? 0u : 1u)
+            .Add($"{arch}.context_length", (uint)shape.ContextLength)
+            .Add($"{arch}.embedding_length", (uint)shape.EmbeddingLength)
+            .Add($"{arch}.block_count", (uint)shape.LayerCount)
+            .Add($"{arch}.feed_forward_length", (uint)shape.FeedForwardLength)
+            .Add($"{arch}.attention.head_count", (uint)shape.HeadCount)
+            .Add($"{arch}.attention.head_count_kv", (uint)shape.KvGroupCount)
+            .Add($"{arch}.attention.key_length", (uint)shape.HeadSize)
+            .Add($"{arch}.attention.value_length", (uint)shape.HeadSize)
+            .Add($"{arch}.rope.freq_base", shape.RopeBase)
+            .Add($"{arch}.attention.layer_norm_rms_epsilon", shape.NormEpsilon)
+            .Add("tokenizer.ggml.model", "gpt2")
+            .Add("tokenizer.ggml.pre", "qwen2")
+            .Add("tokenizer.ggml.tokens", tokenizer.Tokens)
+            .Add("tokenizer.ggml.token_type", tokenizer.TokenTypes.Select(t => (int)t).ToArray())
+            .Add("tokenizer.ggml.merges", tokenizer.Merges)
+            .Add("tokenizer.ggml.add_bos_token", false);
+        // Qwen2's <|endoftext|> ends a document; Mini-Omni's own stop ids live in the audio file.
+        int endOfText = tokenizer.Tokens.ToList().IndexOf("<|endoftext|>");
+        if (endOfText >= 0)
+        {
+            writer.Add("tokenizer.ggml.eos_token_id", (uint)endOfText)
+                .Add("tokenizer.ggml.padding_token_id", (uint)endOfText);
+        }
+
+        long e = shape.EmbeddingLength;
+        long rows = shape.RowCount;
+        long hs = shape.HeadSize;
+        long ff = shape.FeedForwardLength;
+        long queryWidth = shape.HeadCount * hs;
+        long kvWidth = shape.KvGroupCount * hs;
+
+        Matrix(writer, "token_embd.weight", [rows, e], "transformer.wte.weight", source, matrixType);
+        for (int layer = 0; layer < shape.LayerCount; layer++)
+        {
+            string from = $"transformer.h.{layer}.";
+            string to = $"blk.{layer}.";
+            Vector(writer, to + "attn_norm.weight", e, from + "norm_1.weight", source);
+
+            var qkvWeight = new FusedQkvSplitter(shape, () => source(from + "attn.attn.weight", [shape.FusedQkvRows, e]), e);
+            var qkvBias = new FusedQkvSplitter(shape, () => source(from + "attn.attn.bias", [shape.FusedQkvRows]), 1);
+            AddMatrix(writer, to + "attn_q.weight", [queryWidth, e], matrixType, qkvWeight.Queries);
+            AddMatrix(writer, to + "attn_k.weight", [kvWidth, e], matrixType, qkvWeight.Keys);
+            AddMatrix(writer, to + "attn_v.weight", [kvWidth, e], matrixType, qkvWeight.Values);
+            AddVector(writer, to + "attn_q.bias", queryWidth, qkvBias.Queries);
+            AddVector(writer, to + "attn_k.bias", kvWidth, qkvBias.Keys);
+            AddVector(writer, to + "attn_v.bias", kvWidth, qkvBias.Values);
+
+            Matrix(writer, to + "attn_output.weight", [e, queryWidth], from + "attn.proj.weight", source, matrixType);
+            Vector(writer, to + "ffn_norm.weight", e, from + "norm_2.weight", source);
+            Matrix(writer, to + "ffn_gate.weight", [ff, e], from + "mlp.fc_1.weight", source, matrixType);
+            Matrix(writer, to + "ffn_up.weight", [ff, e], from + "mlp.fc_2.weight", source, matrixType);
+            Matrix(writer, to + "ffn_down.weight", [e, ff], from + "mlp.proj.weight", source, matrixType);
+        }
+
+        Vector(writer, "output_norm.weight", e, "transformer.ln_f.weight", source);
+        Matrix(writer, "output.weight", [rows, e], "lm_head.weight", source, matrixType);
+    }
+
+    private static void Matrix(GgufWriter writer, string name, long[] torchShape, string sourceName, TensorSource source, GgmlType type) =>
+        AddMatrix(writer, name, torchShape, type, () => source(sourceName, torchShape));
+
+    private static void Vector(GgufWriter writer, string name, long length, string sourceName, TensorSource source) =>
+        AddVector(writer, name, length, () => source(sourceName, [length]));
+
+    private static void AddMatrix(GgufWriter writer, string name, long[] torchShape, GgmlType type, Func<float[]> read) =>
+        writer.AddTensor(name, [torchShape[1], torchShape[0]], type, read);
+
+    // Norms and biases stay f32 whatever the matrix type: llama.cpp adds them in f32 and they are tiny.
+    private static void AddVector(GgufWriter writer, string name, long length, Func<float[]> read) =>
+        writer.AddTensor(name, [length], GgmlType.F32, read);
+
+    /// <summary>
+    /// Splits litgpt's fused qkv, grouped per KV group as [G, H/G + 2, hs, cols] (H/G query slices, one key,
+    /// one value), into separate q, k, v in head order. Reads the fused tensor once for the three parts.
+    /// </summary>
+    private sealed class FusedQkvSplitter(BackboneShape shape, Func<float[]> readFused, long columns)
+    {
+        private float[]? _fused;
+        private int _partsLeft = 3;
+
+        public float[] Queries() => Gather(0, shape.HeadCount / shape.KvGroupCount);
+
+        public float[] Keys() => Gather(shape.HeadCount / shape.KvGroupCount, 1);
+
+        public float[] Values() => Gather(shape.HeadCount / shape.KvGroupCount + 1, 1);
+
+        private float[] Gather(int firstSlice, int sliceCount)
+        {
+            _fused ??= readFused();
+            int slicesPerGroup = shape.HeadCount / shape.KvGroupCount + 2;
+            long sliceLength = shape.HeadSize * columns;
+            var result = new float[shape.KvGroupCount * sliceCount * sliceLength];
+            long at = 0;
+            for (int group = 0; group < shape.KvGroupCount; group++)
+            {
+                long start = (group * slicesPerGroup + firstSlice) * sliceLength;
+                long length = sliceCount * sliceLength;
+                Array.Copy(_fused, start, result, at, length);
+                at += length;
+            }
+
+            // The writer keeps every tensor's reader until the end: let the fused copy go once q, k and v are out.
+            if (--_partsLeft == 0)
+            {
+                _fused = null;
+            }
+
+            return result;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MiniOmni.SK.ModelFiles.Gguf;
+
+namespace MiniOmni.SK.ModelFiles.Conversion;
+
+/// <summary>Progress of writing a model set: the stage, the current item, and how far along it is.</summary>
+public readonly record struct ConversionProgress(string Stage, string? Item, long Done, long Total);
+
+/// <summary>What goes into a model set: the backbone, its tokenizer, and the audio file.</summary>
+public sealed record ModelSetContent(
+    BackboneShape Backbone,
+    HfTokenizer Tokenizer,
+    BackboneGgufBuilder.TensorSource BackboneSource,
+    AudioFileDescription Audio,
+    IEnumerable<AudioTensor> AudioTensors,
+    string SourceDescription);
+
+/// <summary>
+/// Writes <see cref="ModelDirectory.BackboneFileName"/> and <see cref="ModelDirectory.AudioFileName"/> into a
+/// staging folder and moves them into place only when both are complete: a failed or cancelled run leaves the
+/// target as it was.
+/// </summary>
+public static class ModelSetWriter
+{
+    /// <summary>Writes <paramref name="content"/> as <paramref name="type"/> into <paramref name="outputDirectory"/>.</summary>
+    public static ModelDirectory Write(
+        string outputDirectory,
+        ModelSetContent content,
+        ModelFileType type,
+        IProgress<ConversionProgress>? progress = null,
+        ILogger? logger = null,
+        CancellationToken cancellationToken = default)
+    {
+        logger ??= NullLogger.Instance;
+        var target = new ModelDirectory(Path.GetFullPath(outputDirectory));
+        Directory.CreateDirectory(target.Path);
+        string staging = Path.Combine(target.Path, $".partial-{Guid.NewGuid():N}");
+        var staged = new ModelDirectory(staging);
+        Directory.CreateDirectory(staging);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            var audio = new GgufWriter();
+            AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
+            audio.WriteTo(staged.AudioPath, Forward(progress, "audio"), cancellationToken);
+            logger.LogInformation("Wrote the audio file ({Tensors} tensors) in {Seconds:F1} s.", audio.TensorCount, clock.Elapsed.TotalSeconds);
+
+            clock.Restart();
+            bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
+            var backbone = new GgufWriter();
+            BackboneGgufBuilder.Describe(backbone, content.Backbone, content.Tokenizer, content.BackboneSource,
+                type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);
+            string unquantized = quantize ? Path.Combine(staging, "backbone.f32.gguf") : staged.BackbonePath;
+            backbone.WriteTo(unquantized, Forward(progress, "backbone"), cancellationToken);
+            logger.LogInformation("Wrote the backbone ({Tensors} tensors) in {Seconds:F1} s.", backbone.TensorCount, clock.Elapsed.TotalSeconds);
+
+            if (quantize)
+            {
+                clock.Restart();
+                progress?.Report(new ConversionProgress("quantize", type.ToName(), 0, 1));
+                cancellationToken.ThrowIfCancellationRequested();
+                LlamaQuantization.Quantize(unquantized, staged.BackbonePath, type, Environment.ProcessorCount);
+                File.Delete(unquantized);
+                progress?.Report(new ConversionProgress("quantize", type.ToName(), 1, 1));
+                logger.LogInformation("Quantized the backbone to {Type} in {Seconds:F1} s.", type.ToName(), clock.Elapsed.TotalSeconds);
+            }
+
+            File.Move(staged.BackbonePath, target.BackbonePath, overwrite: true);
+            File.Move(staged.AudioPath, target.AudioPath, overwrite: true);
+            return target;
+        }
+        finally
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    /// <summary>Writes a model set of <paramref name="preset"/>'s shapes with random weights.</summary>
+    public static ModelDirectory WriteSynthetic(
+        string outputDirectory,
+        ModelPreset preset,
+        ModelFileType type,
+        int seed,
+        HfTokenizer? tokenizer = null,
+        IProgress<ConversionProgress>? progress = null,
+        ILogger? logger = null,
+        CancellationToken cancellationToken = default)
+    {
+        var weights = new SyntheticWeights(seed);
+        var audio = preset.DescribeAudio(type);
+        var audioTensors = AudioTensorLayout.All(audio, preset.AdapterIntermediate)
+            .Select(entry => new AudioTensor(entry.GgufName, entry.Slot.Shape, () => weights.Generate(entry.GgufName, entry.Slot.Shape)));
+        var content = new ModelSetContent(
+            preset.Backbone,
+            tokenizer ?? HfTokenizer.ByteLevel(preset.Backbone.RowCount),
+            weights.Generate,
+            audio,
+            audioTensors,
+            $"synthetic:{preset.Name}");
+        return Write(outputDirectory, content, type, progress, logger, cancellationToken);
+    }
+
+    private static IProgress<GgufWriteProgress>? Forward(IProgress<ConversionProgress>? progress, string stage) =>
+        progress is null ? null : new SynchronousProgress<GgufWriteProgress>(p => progress.Report(new ConversionProgress(stage, p.TensorName, p.BytesWritten, p.TotalBytes)));
+
+    // Progress<T> posts to the thread pool; a conversion reports in order, on its own thread.
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
