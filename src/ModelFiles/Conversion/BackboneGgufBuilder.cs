@@ -40,8 +40,11 @@ public sealed record BackboneShape(
 /// </summary>
 public static class BackboneGgufBuilder
 {
-    /// <summary>Reads a source tensor as float32, checking it has <c>expectedShape</c> (PyTorch order).</summary>
-    public delegate float[] TensorSource(string name, long[] expectedShape);
+    /// <summary>
+    /// Finds a source tensor and checks it has <c>expectedShape</c> (PyTorch order) at once, returning a reader of its
+    /// float32 data for later: a missing or misshapen tensor fails before anything is written.
+    /// </summary>
+    public delegate Func<float[]> TensorSource(string name, long[] expectedShape);
 
     /// <summary>Describes the backbone in <paramref name="writer"/>; tensor data is read from <paramref name="source"/> as the file is written.</summary>
     public static void Describe(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType matrixType, string sourcePath)
@@ -94,8 +97,8 @@ public static class BackboneGgufBuilder
             string to = $"blk.{layer}.";
             Vector(writer, to + "attn_norm.weight", e, from + "norm_1.weight", source);
 
-            var qkvWeight = new FusedQkvSplitter(shape, () => source(from + "attn.attn.weight", [shape.FusedQkvRows, e]), e);
-            var qkvBias = new FusedQkvSplitter(shape, () => source(from + "attn.attn.bias", [shape.FusedQkvRows]), 1);
+            var qkvWeight = new FusedQkvSplitter(shape, source(from + "attn.attn.weight", [shape.FusedQkvRows, e]), e);
+            var qkvBias = new FusedQkvSplitter(shape, source(from + "attn.attn.bias", [shape.FusedQkvRows]), 1);
             AddMatrix(writer, to + "attn_q.weight", [queryWidth, e], matrixType, qkvWeight.Queries);
             AddMatrix(writer, to + "attn_k.weight", [kvWidth, e], matrixType, qkvWeight.Keys);
             AddMatrix(writer, to + "attn_v.weight", [kvWidth, e], matrixType, qkvWeight.Values);
@@ -115,10 +118,10 @@ public static class BackboneGgufBuilder
     }
 
     private static void Matrix(GgufWriter writer, string name, long[] torchShape, string sourceName, TensorSource source, GgmlType type) =>
-        AddMatrix(writer, name, torchShape, type, () => source(sourceName, torchShape));
+        AddMatrix(writer, name, torchShape, type, source(sourceName, torchShape));
 
     private static void Vector(GgufWriter writer, string name, long length, string sourceName, TensorSource source) =>
-        AddVector(writer, name, length, () => source(sourceName, [length]));
+        AddVector(writer, name, length, source(sourceName, [length]));
 
     private static void AddMatrix(GgufWriter writer, string name, long[] torchShape, GgmlType type, Func<float[]> read) =>
         writer.AddTensor(name, [torchShape[1], torchShape[0]], type, read);

@@ -41,17 +41,19 @@ public static class ModelSetWriter
         Directory.CreateDirectory(staging);
         try
         {
-            var clock = Stopwatch.StartNew();
+            // Both files are described (every source tensor found and shape-checked) before either is written.
+            bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
             var audio = new GgufWriter();
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
+            var backbone = new GgufWriter();
+            BackboneGgufBuilder.Describe(backbone, content.Backbone, content.Tokenizer, content.BackboneSource,
+                type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);
+
+            var clock = Stopwatch.StartNew();
             audio.WriteTo(staged.AudioPath, Forward(progress, "audio"), cancellationToken);
             logger.LogInformation("Wrote the audio file ({Tensors} tensors) in {Seconds:F1} s.", audio.TensorCount, clock.Elapsed.TotalSeconds);
 
             clock.Restart();
-            bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
-            var backbone = new GgufWriter();
-            BackboneGgufBuilder.Describe(backbone, content.Backbone, content.Tokenizer, content.BackboneSource,
-                type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);
             string unquantized = quantize ? Path.Combine(staging, "backbone.f32.gguf") : staged.BackbonePath;
             backbone.WriteTo(unquantized, Forward(progress, "backbone"), cancellationToken);
             logger.LogInformation("Wrote the backbone ({Tensors} tensors) in {Seconds:F1} s.", backbone.TensorCount, clock.Elapsed.TotalSeconds);
@@ -95,7 +97,7 @@ public static class ModelSetWriter
         var content = new ModelSetContent(
             preset.Backbone,
             tokenizer ?? HfTokenizer.ByteLevel(preset.Backbone.RowCount),
-            weights.Generate,
+            (name, shape) => () => weights.Generate(name, shape),
             audio,
             audioTensors,
             $"synthetic:{preset.Name}");

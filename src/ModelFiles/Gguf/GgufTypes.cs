@@ -38,12 +38,28 @@ public enum GgmlType : uint
     F32 = 0,
     /// <summary>16-bit float.</summary>
     F16 = 1,
+    /// <summary>Blocks of 32 4-bit values with one f16 scale.</summary>
+    Q4_0 = 2,
+    /// <summary>Blocks of 32 4-bit values with f16 scale and minimum.</summary>
+    Q4_1 = 3,
+    /// <summary>Blocks of 32 5-bit values with one f16 scale (llama.cpp's fallback for rows too narrow for k-quants).</summary>
+    Q5_0 = 6,
+    /// <summary>Blocks of 32 5-bit values with f16 scale and minimum.</summary>
+    Q5_1 = 7,
     /// <summary>Blocks of 32 int8 with one f16 scale.</summary>
     Q8_0 = 8,
+    /// <summary>2-bit k-quant super-blocks of 256.</summary>
+    Q2_K = 10,
+    /// <summary>3-bit k-quant super-blocks of 256.</summary>
+    Q3_K = 11,
     /// <summary>4-bit k-quant super-blocks of 256.</summary>
     Q4_K = 12,
+    /// <summary>5-bit k-quant super-blocks of 256.</summary>
+    Q5_K = 13,
     /// <summary>6-bit k-quant super-blocks of 256.</summary>
     Q6_K = 14,
+    /// <summary>4-bit non-linear blocks of 32.</summary>
+    IQ4_NL = 20,
     /// <summary>bfloat16.</summary>
     BF16 = 30,
 }
@@ -57,9 +73,17 @@ public static class GgmlTypeInfo
         GgmlType.F32 => (1, 4),
         GgmlType.F16 => (1, 2),
         GgmlType.BF16 => (1, 2),
+        GgmlType.Q4_0 => (32, 18),
+        GgmlType.Q4_1 => (32, 20),
+        GgmlType.Q5_0 => (32, 22),
+        GgmlType.Q5_1 => (32, 24),
         GgmlType.Q8_0 => (32, 34),
+        GgmlType.Q2_K => (256, 84),
+        GgmlType.Q3_K => (256, 110),
         GgmlType.Q4_K => (256, 144),
+        GgmlType.Q5_K => (256, 176),
         GgmlType.Q6_K => (256, 210),
+        GgmlType.IQ4_NL => (32, 18),
         _ => throw new NotSupportedException($"ggml type {type} is not supported by MiniOmni.SK."),
     };
 

@@ -1,0 +1,73 @@
+using MiniOmni.SK.ModelFiles.Gguf;
+
+namespace MiniOmni.SK.ModelFiles.Conversion;
+
+/// <summary>A summary of one GGUF file of a model directory.</summary>
+public sealed record GgufSummary(
+    string Path,
+    long SizeBytes,
+    string Architecture,
+    int TensorCount,
+    long ParameterCount,
+    IReadOnlyDictionary<GgmlType, int> TensorsByType,
+    IReadOnlyList<KeyValuePair<string, string>> Properties);
+
+/// <summary>Reads what a model directory holds, for <c>miniomni inspect</c>.</summary>
+public static class ModelInspection
+{
+    /// <summary>Summarises the backbone and the audio file of <paramref name="directory"/>.</summary>
+    public static IReadOnlyList<GgufSummary> Inspect(string directory)
+    {
+        var model = new ModelDirectory(directory).EnsureComplete();
+        return [Summarise(model.BackbonePath, BackboneProperties), Summarise(model.AudioPath, AudioProperties)];
+    }
+
+    private static GgufSummary Summarise(string path, Func<GgufFile, IEnumerable<(string, string)>> properties)
+    {
+        using var file = GgufFile.Open(path);
+        var byType = file.Tensors.Values.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
+        return new GgufSummary(
+            path,
+            new FileInfo(path).Length,
+            file.GetString("general.architecture"),
+            file.Tensors.Count,
+            file.Tensors.Values.Sum(t => t.ElementCount),
+            byType,
+            properties(file).Select(p => KeyValuePair.Create(p.Item1, p.Item2)).ToList());
+    }
+
+    private static IEnumerable<(string, string)> BackboneProperties(GgufFile file)
+    {
+        string arch = file.GetString("general.architecture");
+        yield return ("name", Optional(file, "general.name"));
+        yield return ("layers", Optional(file, $"{arch}.block_count"));
+        yield return ("embedding", Optional(file, $"{arch}.embedding_length"));
+        yield return ("feed-forward", Optional(file, $"{arch}.feed_forward_length"));
+        yield return ("heads / kv heads", $"{Optional(file, $"{arch}.attention.head_count")} / {Optional(file, $"{arch}.attention.head_count_kv")}");
+        yield return ("context", Optional(file, $"{arch}.context_length"));
+        yield return ("rope base", Optional(file, $"{arch}.rope.freq_base"));
+        yield return ("vocabulary rows", file.Tensors.TryGetValue("token_embd.weight", out var embd) ? embd.Dims[1].ToString() : "?");
+        yield return ("token embeddings", embd?.Type.ToString() ?? "?");
+        yield return ("tokenizer", $"{Optional(file, "tokenizer.ggml.model")} / {Optional(file, "tokenizer.ggml.pre")}");
+    }
+
+    private static IEnumerable<(string, string)> AudioProperties(GgufFile file)
+    {
+        yield return ("name", Optional(file, MiniOmniGgufKeys.Name));
+        yield return ("converted as", Optional(file, MiniOmniGgufKeys.FileType));
+        yield return ("whisper", $"{Optional(file, MiniOmniGgufKeys.WhisperLayers)} layers, width {Optional(file, MiniOmniGgufKeys.WhisperWidth)}, {Optional(file, MiniOmniGgufKeys.WhisperHeads)} heads, {Optional(file, MiniOmniGgufKeys.WhisperMelBins)} mels");
+        yield return ("adapter", Optional(file, MiniOmniGgufKeys.AdapterType));
+        yield return ("snac", $"{Optional(file, MiniOmniGgufKeys.SnacSampleRate)} Hz, latent {Optional(file, MiniOmniGgufKeys.SnacLatentDim)}, decoder {Optional(file, MiniOmniGgufKeys.SnacDecoderDim)}, rates [{Optional(file, MiniOmniGgufKeys.SnacDecoderRates)}], strides [{Optional(file, MiniOmniGgufKeys.SnacStrides)}]");
+        yield return ("vocabularies", $"text {Optional(file, MiniOmniGgufKeys.TextVocabularySize)}, audio {Optional(file, MiniOmniGgufKeys.AudioVocabularySize)} x {Optional(file, MiniOmniGgufKeys.AudioLayerCount)}, rows {Optional(file, MiniOmniGgufKeys.PaddedVocabularySize)}");
+        yield return ("text specials", $"eot {Optional(file, MiniOmniGgufKeys.TokenEndOfText)}, pad {Optional(file, MiniOmniGgufKeys.TokenPadText)}, input {Optional(file, MiniOmniGgufKeys.TokenInputText)}, answer {Optional(file, MiniOmniGgufKeys.TokenAnswerText)}, asr {Optional(file, MiniOmniGgufKeys.TokenAsr)}");
+        yield return ("audio specials", $"eoa {Optional(file, MiniOmniGgufKeys.TokenEndOfAudio)}, pad {Optional(file, MiniOmniGgufKeys.TokenPadAudio)}, input {Optional(file, MiniOmniGgufKeys.TokenInputAudio)}, answer {Optional(file, MiniOmniGgufKeys.TokenAnswerAudio)}");
+    }
+
+    private static string Optional(GgufFile file, string key) => file.Metadata.TryGetValue(key, out object? value)
+        ? value switch
+        {
+            Array array => string.Join(", ", array.Cast<object>()),
+            _ => value.ToString() ?? "",
+        }
+        : "?";
+}
