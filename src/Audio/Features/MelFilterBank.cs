@@ -6,6 +6,11 @@ namespace MiniOmni.SK.Audio;
 /// </summary>
 internal sealed class MelFilterBank
 {
+    private const double LinearHzPerMel = 200.0 / 3;
+    private const double LogRegionStartHz = 1000.0;
+    private const double LogRegionStartMel = LogRegionStartHz / LinearHzPerMel;
+    private static readonly double LogStep = Math.Log(6.4) / 27.0;
+
     private MelFilterBank(int[] firstBins, double[][] weights)
     {
         FirstBins = firstBins;
@@ -67,11 +72,6 @@ internal sealed class MelFilterBank
 
         return new MelFilterBank(firstBins, weights);
     }
-
-    private const double LinearHzPerMel = 200.0 / 3;
-    private const double LogRegionStartHz = 1000.0;
-    private const double LogRegionStartMel = LogRegionStartHz / LinearHzPerMel;
-    private static readonly double LogStep = Math.Log(6.4) / 27.0;
 
     /// <summary>Slaney's auditory-toolbox mel scale: linear below 1 kHz, logarithmic above.</summary>
     internal static double HzToMel(double hz) =>

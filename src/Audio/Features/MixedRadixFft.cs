@@ -35,6 +35,12 @@ internal sealed class MixedRadixFft
     {
         ArgumentOutOfRangeException.ThrowIfNotEqual(input.Length, Size, nameof(input));
         ArgumentOutOfRangeException.ThrowIfNotEqual(output.Length, Size, nameof(output));
+        if (Size == 1)
+        {
+            output[0] = input[0];
+            return;
+        }
+
         Transform(input, 1, output, 0);
     }
 

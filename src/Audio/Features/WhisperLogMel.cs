@@ -100,7 +100,8 @@ public static class WhisperLogMel
         var evenPower = new double[BinCount];
         var oddPower = new double[BinCount];
 
-        // Both frames of a pair are real, so one complex FFT carries them: the even frame in the real part, the odd in the imaginary.
+        // Both frames of a pair are real, so one complex FFT carries them: the even frame in the real part, the odd in the
+        // imaginary. FrameCount (3000) is even, so every frame has a partner.
         for (int frame = 0; frame < FrameCount; frame += 2)
         {
             int evenStart = frame * HopLength;

@@ -129,7 +129,7 @@ public static class AudioDecoder
     {
         // NAudio quietly shortens a data chunk that runs past the end; a RIFF size larger than the input means a cut-off upload.
         // 0 and 0xFFFFFFFF are what streaming writers leave when they cannot go back to fill in the size, and RF64 keeps it elsewhere.
-        if (header[0] != (byte)'R' || header[1] != (byte)'I')
+        if (!header.StartsWith("RIFF"u8))
         {
             return;
         }
