@@ -1,0 +1,128 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace MiniOmni.SK.ModelFiles.Checkpoints;
+
+/// <summary>
+/// Walks a pickle's opcodes before anything is unpickled and refuses every global outside the state-dict allow-list,
+/// and every opcode that could build an object some other way (INST, OBJ, NEWOBJ, STACK_GLOBAL, the extension registry).
+/// A model file must never make the program construct arbitrary types, so this check runs first and alone.
+/// </summary>
+internal static class PickleAllowList
+{
+    /// <summary>The globals a PyTorch state dict needs, as "module name".</summary>
+    public static IReadOnlySet<string> AllowedGlobals { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "collections OrderedDict",
+        "torch._utils _rebuild_tensor_v2",
+        "torch._utils _rebuild_parameter",
+        "torch FloatStorage",
+        "torch HalfStorage",
+        "torch BFloat16Storage",
+    };
+
+    /// <summary>Storage globals that are real PyTorch types but hold data a model of ours never has.</summary>
+    private static readonly IReadOnlySet<string> UnsupportedStorages = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "torch DoubleStorage", "torch LongStorage", "torch IntStorage", "torch ShortStorage", "torch CharStorage",
+        "torch ByteStorage", "torch BoolStorage", "torch ComplexFloatStorage", "torch ComplexDoubleStorage",
+        "torch QInt8Storage", "torch QUInt8Storage", "torch QInt32Storage", "torch UntypedStorage",
+    };
+
+    /// <summary>Throws <see cref="ModelFileException"/> naming the first global or opcode that is not allowed.</summary>
+    public static void Check(ReadOnlySpan<byte> pickle, string filePath, string entryName)
+    {
+        int at = 0;
+        while (at < pickle.Length)
+        {
+            byte opcode = pickle[at++];
+            switch (opcode)
+            {
+                case (byte)'.': // STOP
+                    return;
+                case (byte)'c': // GLOBAL: "module\nname\n"
+                    string module = Line(pickle, ref at, filePath, entryName);
+                    string name = Line(pickle, ref at, filePath, entryName);
+                    string global = $"{module} {name}";
+                    if (UnsupportedStorages.Contains(global))
+                    {
+                        throw new ModelFileException(filePath, $"unsupported dtype: storage type {module}.{name}; only float32, float16 and bfloat16 tensors can be read.", $"{module}.{name}");
+                    }
+
+                    if (!AllowedGlobals.Contains(global))
+                    {
+                        throw new ModelFileException(filePath, $"the pickle in {entryName} refers to the global {module}.{name}, which a PyTorch state dict never needs; refusing to load it.", $"{module}.{name}");
+                    }
+
+                    break;
+                case (byte)'i' or (byte)'o' or 0x81 or 0x92 or 0x93 or 0x82 or 0x83 or 0x84:
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} uses opcode 0x{opcode:x2} at offset {at - 1}, which constructs objects outside the allow-list; refusing to load it.");
+                default:
+                    Skip(opcode, pickle, ref at, filePath, entryName);
+                    break;
+            }
+        }
+
+        throw new ModelFileException(filePath, $"the pickle in {entryName} ends without a STOP opcode: truncated or corrupt.");
+    }
+
+    private static void Skip(byte opcode, ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
+    {
+        switch (opcode)
+        {
+            // No argument.
+            case (byte)'(' or (byte)'0' or (byte)'1' or (byte)'2' or (byte)'N' or (byte)'R' or (byte)']' or (byte)'a'
+                or (byte)'b' or (byte)'d' or (byte)'}' or (byte)'e' or (byte)'l' or (byte)')' or (byte)'t' or (byte)'s'
+                or (byte)'u' or (byte)'Q' or 0x85 or 0x86 or 0x87 or 0x88 or 0x89 or 0x8f or 0x90 or 0x91 or 0x94 or 0x97 or 0x98:
+                return;
+            // A newline-terminated argument.
+            case (byte)'I' or (byte)'L' or (byte)'F' or (byte)'S' or (byte)'V' or (byte)'P' or (byte)'p' or (byte)'g':
+                Line(pickle, ref at, filePath, entryName);
+                return;
+            // Fixed-size arguments.
+            case (byte)'K' or (byte)'q' or (byte)'h' or 0x80: Advance(1, pickle, ref at, filePath, entryName); return;
+            case (byte)'M': Advance(2, pickle, ref at, filePath, entryName); return;
+            case (byte)'J' or (byte)'r' or (byte)'j': Advance(4, pickle, ref at, filePath, entryName); return;
+            case (byte)'G' or 0x95: Advance(8, pickle, ref at, filePath, entryName); return;
+            // Length-prefixed arguments.
+            case (byte)'U' or (byte)'C' or 0x8c or 0x8a:
+                Advance(1, pickle, ref at, filePath, entryName);
+                Advance(pickle[at - 1], pickle, ref at, filePath, entryName);
+                return;
+            case (byte)'T' or (byte)'X' or (byte)'B' or 0x8b:
+                Advance(4, pickle, ref at, filePath, entryName);
+                Advance(BinaryPrimitives.ReadInt32LittleEndian(pickle[(at - 4)..]), pickle, ref at, filePath, entryName);
+                return;
+            case 0x8d or 0x8e or 0x96:
+                Advance(8, pickle, ref at, filePath, entryName);
+                long length = BinaryPrimitives.ReadInt64LittleEndian(pickle[(at - 8)..]);
+                Advance(length is < 0 or > int.MaxValue ? -1 : (int)length, pickle, ref at, filePath, entryName);
+                return;
+            default:
+                throw new ModelFileException(filePath, $"the pickle in {entryName} has an unknown opcode 0x{opcode:x2} at offset {at - 1}: corrupt.");
+        }
+    }
+
+    private static void Advance(int count, ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
+    {
+        if (count < 0 || at + count > pickle.Length)
+        {
+            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside an opcode at offset {at}: truncated or corrupt.");
+        }
+
+        at += count;
+    }
+
+    private static string Line(ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
+    {
+        int end = pickle[at..].IndexOf((byte)'\n');
+        if (end < 0)
+        {
+            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside a line argument at offset {at}: truncated or corrupt.");
+        }
+
+        string line = Encoding.UTF8.GetString(pickle.Slice(at, end));
+        at += end + 1;
+        return line;
+    }
+}
