@@ -41,4 +41,16 @@ public abstract class CheckpointTensor
 
     /// <summary>Reads the tensor as contiguous row-major float32 (strides and storage offset applied).</summary>
     public abstract float[] ReadFloat32();
+
+    /// <summary>Bytes per stored element.</summary>
+    protected int ElementSize => DType == SourceDType.F32 ? 4 : 2;
+
+    /// <summary>Decodes stored little-endian elements into float32.</summary>
+    protected void Decode(ReadOnlySpan<byte> stored, Span<float> destination) =>
+        Gguf.TensorEncoding.Decode(stored, DType switch
+        {
+            SourceDType.F32 => Gguf.GgmlType.F32,
+            SourceDType.F16 => Gguf.GgmlType.F16,
+            _ => Gguf.GgmlType.BF16,
+        }, destination);
 }

@@ -119,7 +119,7 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
     {
         public override float[] ReadFloat32()
         {
-            int elementSize = DType == SourceDType.F32 ? 4 : 2;
+            int elementSize = ElementSize;
             var raw = new byte[checked(ElementCount * elementSize)];
             lock (owner._fileLock)
             {
@@ -128,12 +128,7 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
             }
 
             var values = new float[ElementCount];
-            Gguf.TensorEncoding.Decode(raw, DType switch
-            {
-                SourceDType.F32 => Gguf.GgmlType.F32,
-                SourceDType.F16 => Gguf.GgmlType.F16,
-                _ => Gguf.GgmlType.BF16,
-            }, values);
+            Decode(raw, values);
             return values;
         }
     }

@@ -229,7 +229,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
 
         public override float[] ReadFloat32()
         {
-            int elementSize = DType == SourceDType.F32 ? 4 : 2;
+            int elementSize = ElementSize;
             long span = 1 + Shape.Select((size, d) => (size - 1) * _stride[d]).Sum();
             if (ElementCount == 0)
             {
@@ -244,12 +244,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
             var raw = new byte[span * elementSize];
             _owner.ReadStorage(_storage.Key, _offset * elementSize, raw, Name);
             var dense = new float[span];
-            Gguf.TensorEncoding.Decode(raw, DType switch
-            {
-                SourceDType.F32 => Gguf.GgmlType.F32,
-                SourceDType.F16 => Gguf.GgmlType.F16,
-                _ => Gguf.GgmlType.BF16,
-            }, dense);
+            Decode(raw, dense);
             return IsContiguous() ? dense : Gather(dense);
         }
 
