@@ -1,4 +1,4 @@
-namespace MiniOmni.SK.ModelFiles.Tests;
+namespace MiniOmni.SK.Tests;
 
 /// <summary>Paths into the golden tiny-a fixture copied beside the test assembly.</summary>
 internal static class Fixture

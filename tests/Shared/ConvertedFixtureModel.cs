@@ -1,6 +1,6 @@
 using MiniOmni.SK.ModelFiles.Conversion;
 
-namespace MiniOmni.SK.ModelFiles.Tests.Conversion;
+namespace MiniOmni.SK.Tests;
 
 /// <summary>The golden tiny-a checkpoints converted once to f32, shared by the tests of a class.</summary>
 public sealed class ConvertedFixtureModel : IDisposable

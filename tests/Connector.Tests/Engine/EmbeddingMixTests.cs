@@ -1,0 +1,38 @@
+using System.Text.Json;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles.Gguf;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+public sealed class EmbeddingMixTests(ConvertedFixtureModel converted) : IClassFixture<ConvertedFixtureModel>
+{
+    [Fact]
+    public void MixingTheA1A2PromptWithTheAdapterOutputGivesTheReferencePrefillEmbeddings()
+    {
+        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
+        var streams = manifest.RootElement.GetProperty("tasks").GetProperty("A1A2").GetProperty("input_ids").EnumerateArray()
+            .Select(stream => stream.EnumerateArray().Select(id => id.GetInt32()).ToArray()).ToList();
+        float[] adapterOutput = Fixture.ReadFloats("adapter_out.f32");
+        float[] expected = Fixture.ReadFloats("A1A2.prefill_embd.f32");
+        using var backbone = GgufFile.Open(converted.Model.BackbonePath);
+
+        float[] mixed = new EmbeddingMix(backbone).MixPrompt(streams, adapterOutput, firstAudioPosition: 1);
+
+        Assert.Equal(expected.Length, mixed.Length);
+        float maxError = expected.Zip(mixed, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(maxError <= 1e-6f, $"max abs error {maxError:E2}");
+    }
+
+    [Fact]
+    public void BadIdsAndShapesAreRefusedBeforeAnyRead()
+    {
+        using var backbone = GgufFile.Open(converted.Model.BackbonePath);
+        var mix = new EmbeddingMix(backbone);
+        var destination = new float[mix.Width];
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => mix.Mix([0, 0, 0, 0, 0, 0, 0, 181120], default, destination));
+        Assert.Throws<ArgumentException>(() => mix.Mix([0, 0, 0], default, destination));
+        Assert.Throws<ArgumentException>(() => mix.Mix([0, 0, 0, 0, 0, 0, 0, 0], new float[3], destination));
+        Assert.Throws<ArgumentException>(() => mix.MixPrompt([.. Enumerable.Repeat(new[] { 1, 2 }, 8)], new float[3 * mix.Width], firstAudioPosition: 1));
+    }
+}
