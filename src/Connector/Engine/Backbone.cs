@@ -1,0 +1,136 @@
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+using MiniOmni.SK.ModelFiles;
+
+namespace MiniOmni.SK.Engine;
+
+/// <summary>How the backbone's llama.cpp context is set up.</summary>
+internal sealed record BackboneOptions
+{
+    /// <summary>Positions the KV cache holds, shared by all sequences.</summary>
+    public uint ContextSize { get; init; } = 4096;
+
+    /// <summary>Sequences decoded together (two per batch-parallel request).</summary>
+    public uint MaxSequences { get; init; } = 8;
+
+    /// <summary>Positions per decode call (the prefill of a long question is split into batches of this size).</summary>
+    public uint BatchSize { get; init; } = 512;
+
+    /// <summary>KV cache element type: F16 (default, ~2e-3 from the reference) or F32 (~1e-5, for parity).</summary>
+    public GGMLType CacheType { get; init; } = GGMLType.GGML_TYPE_F16;
+
+    /// <summary>CPU threads; null lets llama.cpp choose.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Layers offloaded to a GPU when the backend has one.</summary>
+    public int GpuLayerCount { get; init; } = 999;
+}
+
+/// <summary>
+/// The Qwen2 backbone as llama.cpp runs it through LLamaSharp, fed embeddings rather than token ids. One context
+/// holds every active sequence so that a step of all of them is one decode call.
+/// </summary>
+internal sealed class Backbone : IDisposable
+{
+    private readonly LLamaWeights _weights;
+    private readonly LLamaContext _context;
+
+    private Backbone(LLamaWeights weights, LLamaContext context, BackboneOptions options)
+    {
+        _weights = weights;
+        _context = context;
+        Options = options;
+    }
+
+    /// <summary>The options the context was created with.</summary>
+    public BackboneOptions Options { get; }
+
+    /// <summary>The embedding width.</summary>
+    public int EmbeddingLength => _weights.EmbeddingSize;
+
+    /// <summary>Logit rows per output position.</summary>
+    public int VocabularySize => _weights.Vocab.Count;
+
+    /// <summary>Loads <paramref name="path"/> and creates its context.</summary>
+    public static Backbone Load(string path, BackboneOptions options, ILogger? logger = null)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ModelFileException(path, "file not found.");
+        }
+
+        var parameters = new ModelParams(path)
+        {
+            GpuLayerCount = options.GpuLayerCount,
+            ContextSize = options.ContextSize,
+            BatchSize = options.BatchSize,
+            UBatchSize = options.BatchSize,
+            SeqMax = options.MaxSequences,
+            TypeK = options.CacheType,
+            TypeV = options.CacheType,
+            // llama.cpp's CPU flash attention rounds queries through f16 (3e-3 from the reference even with an f32 cache).
+            FlashAttention = options.CacheType == GGMLType.GGML_TYPE_F32 ? false : null,
+            // One cache shared by all sequences, so a prompt prefix can be copied from one sequence to another.
+            KVUnified = true,
+            Threads = options.Threads,
+            BatchThreads = options.Threads,
+        };
+        LLamaWeights weights;
+        try
+        {
+            weights = LLamaWeights.LoadFromFile(parameters);
+        }
+        catch (Exception e) when (e is LLama.Exceptions.LoadWeightsFailedException or LLama.Exceptions.RuntimeError)
+        {
+            throw new ModelFileException(path, $"llama.cpp could not load the backbone: {e.Message}", innerException: e);
+        }
+
+        try
+        {
+            return new Backbone(weights, weights.CreateContext(parameters, logger), options);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates an empty batch sized for this backbone.</summary>
+    public LLamaBatchEmbeddings CreateBatch() => new(EmbeddingLength);
+
+    /// <summary>Decodes <paramref name="batch"/>; a failure (e.g. no room left in the cache) is an exception naming the cause.</summary>
+    public void Decode(LLamaBatchEmbeddings batch)
+    {
+        if (batch.EmbeddingsCount > Options.BatchSize)
+        {
+            throw new ArgumentException($"A batch of {batch.EmbeddingsCount} positions exceeds the backbone's batch size of {Options.BatchSize}.", nameof(batch));
+        }
+
+        var result = _context.Decode(batch);
+        if (result != DecodeResult.Ok)
+        {
+            throw new InvalidOperationException($"llama.cpp could not decode the batch ({result}); the KV cache may be full.");
+        }
+    }
+
+    /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for logits).</summary>
+    public ReadOnlySpan<float> Logits(int batchIndex) => _context.NativeHandle.GetLogitsIth(batchIndex);
+
+    /// <summary>Copies positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache to another.</summary>
+    public void CopySequence(LLamaSeqId source, LLamaSeqId destination, int from, int to) =>
+        _context.NativeHandle.MemorySequenceCopy(source, destination, (LLamaPos)from, (LLamaPos)to);
+
+    /// <summary>Frees a sequence's cache.</summary>
+    public void RemoveSequence(LLamaSeqId sequence) =>
+        _context.NativeHandle.MemorySequenceRemove(sequence, (LLamaPos)0, (LLamaPos)(-1));
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _context.Dispose();
+        _weights.Dispose();
+    }
+}
