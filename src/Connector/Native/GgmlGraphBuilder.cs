@@ -1,0 +1,278 @@
+namespace MiniOmni.SK.Native;
+
+/// <summary>
+/// Builds one ggml graph. Every operation checks, in C#, the shapes ggml would otherwise assert on (an assert
+/// aborts the whole process), and throws <see cref="ArgumentException"/> naming the operation and the shapes instead.
+/// </summary>
+internal sealed class GgmlGraphBuilder
+{
+    private readonly IntPtr _context;
+    private readonly Dictionary<string, GgmlTensor> _inputs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, GgmlTensor> _outputs = new(StringComparer.Ordinal);
+
+    public GgmlGraphBuilder(SafeGgmlContextHandle context, IntPtr graph)
+    {
+        _context = context.DangerousGetHandle();
+        Graph = graph;
+    }
+
+    /// <summary>The native <c>ggml_cgraph*</c>.</summary>
+    public IntPtr Graph { get; }
+
+    /// <summary>Inputs declared so far, by name.</summary>
+    public IReadOnlyDictionary<string, GgmlTensor> Inputs => _inputs;
+
+    /// <summary>Outputs marked so far, by name.</summary>
+    public IReadOnlyDictionary<string, GgmlTensor> Outputs => _outputs;
+
+    /// <summary>Declares a named input of shape [ne0, ne1, ne2, ne3] (innermost first).</summary>
+    public GgmlTensor Input(string name, GgmlElementType type, long ne0, long ne1 = 1, long ne2 = 1, long ne3 = 1)
+    {
+        if (ne0 <= 0 || ne1 <= 0 || ne2 <= 0 || ne3 <= 0)
+        {
+            throw new ArgumentException($"Input '{name}' has a non-positive dimension [{ne0}, {ne1}, {ne2}, {ne3}].");
+        }
+
+        var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(_context, type, ne0, ne1, ne2, ne3));
+        GgmlNative.ggml_set_name(tensor.Handle, CheckName(name));
+        GgmlNative.ggml_set_input(tensor.Handle);
+        _inputs.Add(name, tensor);
+        return tensor;
+    }
+
+    /// <summary>Marks <paramref name="tensor"/> as an output named <paramref name="name"/> and adds it to the graph.</summary>
+    public GgmlTensor Output(string name, GgmlTensor tensor)
+    {
+        GgmlNative.ggml_set_name(tensor.Handle, CheckName(name));
+        GgmlNative.ggml_set_output(tensor.Handle);
+        GgmlNative.ggml_build_forward_expand(Graph, tensor.Handle);
+        _outputs.Add(name, tensor);
+        return tensor;
+    }
+
+    /// <summary>a^T b over dimension 0: [K, M] x [K, N] -> [M, N] (batched over dims 2 and 3 by broadcasting a).</summary>
+    public GgmlTensor MulMat(GgmlTensor a, GgmlTensor b)
+    {
+        Require(a.Ne0 == b.Ne0 && b.Ne2 % a.Ne2 == 0 && b.Ne3 % a.Ne3 == 0, "mul_mat", a, b);
+        Require(b.Type == GgmlElementType.F32, "mul_mat (b must be F32)", a, b);
+        return New(GgmlNative.ggml_mul_mat(_context, a.Handle, b.Handle));
+    }
+
+    /// <summary>a + b, b broadcast along any dimension where it has size dividing a's.</summary>
+    public GgmlTensor Add(GgmlTensor a, GgmlTensor b) => New(GgmlNative.ggml_add(_context, a.Handle, Broadcastable(a, b, "add").Handle));
+
+    /// <summary>a * b elementwise, b broadcast.</summary>
+    public GgmlTensor Mul(GgmlTensor a, GgmlTensor b) => New(GgmlNative.ggml_mul(_context, a.Handle, Broadcastable(a, b, "mul").Handle));
+
+    /// <summary>a / b elementwise, b broadcast.</summary>
+    public GgmlTensor Div(GgmlTensor a, GgmlTensor b) => New(GgmlNative.ggml_div(_context, a.Handle, Broadcastable(a, b, "div").Handle));
+
+    /// <summary>a * s.</summary>
+    public GgmlTensor Scale(GgmlTensor a, float s) => New(GgmlNative.ggml_scale(_context, Dense(a, "scale").Handle, s));
+
+    /// <summary>Normalises each row (dimension 0) to zero mean and unit variance; a LayerNorm without its affine part.</summary>
+    public GgmlTensor Norm(GgmlTensor a, float epsilon) => New(GgmlNative.ggml_norm(_context, Dense(a, "norm").Handle, epsilon));
+
+    /// <summary>Exact (erf) GELU, as PyTorch's nn.GELU() and Whisper compute it.</summary>
+    public GgmlTensor GeluErf(GgmlTensor a) => New(GgmlNative.ggml_gelu_erf(_context, Dense(a, "gelu_erf").Handle));
+
+    /// <summary>x * sigmoid(x).</summary>
+    public GgmlTensor Silu(GgmlTensor a) => New(GgmlNative.ggml_silu(_context, Dense(a, "silu").Handle));
+
+    /// <summary>sin(x).</summary>
+    public GgmlTensor Sin(GgmlTensor a) => New(GgmlNative.ggml_sin(_context, Dense(a, "sin").Handle));
+
+    /// <summary>x squared.</summary>
+    public GgmlTensor Sqr(GgmlTensor a) => New(GgmlNative.ggml_sqr(_context, Dense(a, "sqr").Handle));
+
+    /// <summary>tanh(x).</summary>
+    public GgmlTensor Tanh(GgmlTensor a) => New(GgmlNative.ggml_tanh(_context, Dense(a, "tanh").Handle));
+
+    /// <summary>Softmax over dimension 0 of a * scale (no mask).</summary>
+    public GgmlTensor SoftMax(GgmlTensor a, float scale) => New(GgmlNative.ggml_soft_max_ext(_context, Dense(a, "soft_max").Handle, IntPtr.Zero, scale, 0f));
+
+    /// <summary>Moves dimension i of a to position axes[i].</summary>
+    public GgmlTensor Permute(GgmlTensor a, int axis0, int axis1, int axis2, int axis3)
+    {
+        int[] axes = [axis0, axis1, axis2, axis3];
+        if (axes.Distinct().Count() != 4 || axes.Any(x => x is < 0 or > 3))
+        {
+            throw new ArgumentException($"permute: axes ({string.Join(", ", axes)}) are not a permutation of 0..3.");
+        }
+
+        return New(GgmlNative.ggml_permute(_context, a.Handle, axis0, axis1, axis2, axis3));
+    }
+
+    /// <summary>Swaps dimensions 0 and 1 (a view).</summary>
+    public GgmlTensor Transpose(GgmlTensor a) => New(GgmlNative.ggml_transpose(_context, a.Handle));
+
+    /// <summary>A dense copy of a (possibly strided) view.</summary>
+    public GgmlTensor Cont(GgmlTensor a) => New(GgmlNative.ggml_cont(_context, a.Handle));
+
+    /// <summary>The same elements as [ne0, ne1].</summary>
+    public GgmlTensor Reshape(GgmlTensor a, long ne0, long ne1)
+    {
+        RequireReshape(a, ne0 * ne1, [ne0, ne1]);
+        return New(GgmlNative.ggml_reshape_2d(_context, a.Handle, ne0, ne1));
+    }
+
+    /// <summary>The same elements as [ne0, ne1, ne2].</summary>
+    public GgmlTensor Reshape(GgmlTensor a, long ne0, long ne1, long ne2)
+    {
+        RequireReshape(a, ne0 * ne1 * ne2, [ne0, ne1, ne2]);
+        return New(GgmlNative.ggml_reshape_3d(_context, a.Handle, ne0, ne1, ne2));
+    }
+
+    /// <summary>The same elements as [ne0, ne1, ne2, ne3].</summary>
+    public GgmlTensor Reshape(GgmlTensor a, long ne0, long ne1, long ne2, long ne3)
+    {
+        RequireReshape(a, ne0 * ne1 * ne2 * ne3, [ne0, ne1, ne2, ne3]);
+        return New(GgmlNative.ggml_reshape_4d(_context, a.Handle, ne0, ne1, ne2, ne3));
+    }
+
+    /// <summary>Columns [<paramref name="start"/>, start + <paramref name="length"/>) along dimension 0 of a 2-D tensor (a view).</summary>
+    public GgmlTensor Columns(GgmlTensor a, long start, long length)
+    {
+        if (start < 0 || length <= 0 || start + length > a.Ne0 || a.Ne2 != 1 || a.Ne3 != 1)
+        {
+            throw new ArgumentException($"view: columns [{start}, {start + length}) are outside {a}.");
+        }
+
+        return New(GgmlNative.ggml_view_2d(_context, a.Handle, length, a.Ne1, (nuint)a.Nb(1), (nuint)(start * a.Nb(0))));
+    }
+
+    /// <summary>Rows [<paramref name="start"/>, start + <paramref name="length"/>) along dimension 1 of a 2-D tensor (a view).</summary>
+    public GgmlTensor Rows(GgmlTensor a, long start, long length)
+    {
+        if (start < 0 || length <= 0 || start + length > a.Ne1 || a.Ne2 != 1 || a.Ne3 != 1)
+        {
+            throw new ArgumentException($"view: rows [{start}, {start + length}) are outside {a}.");
+        }
+
+        return New(GgmlNative.ggml_view_2d(_context, a.Handle, a.Ne0, length, (nuint)a.Nb(1), (nuint)(start * a.Nb(1))));
+    }
+
+    /// <summary>a and b joined along <paramref name="dimension"/>; every other dimension must agree.</summary>
+    public GgmlTensor Concat(GgmlTensor a, GgmlTensor b, int dimension)
+    {
+        bool fits = a.Type == b.Type && Enumerable.Range(0, 4).All(d => d == dimension || a.Ne(d) == b.Ne(d));
+        Require(fits && dimension is >= 0 and < 4, $"concat along {dimension}", a, b);
+        return New(GgmlNative.ggml_concat(_context, a.Handle, b.Handle, dimension));
+    }
+
+    /// <summary>Zero padding: <paramref name="left"/> and <paramref name="right"/> elements along dimension 0.</summary>
+    public GgmlTensor PadColumns(GgmlTensor a, int left, int right)
+    {
+        if (left < 0 || right < 0)
+        {
+            throw new ArgumentException($"pad: negative padding ({left}, {right}).");
+        }
+
+        return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, left, right, 0, 0, 0, 0, 0, 0));
+    }
+
+    /// <summary>Rows of <paramref name="table"/> ([width, rows]) picked by <paramref name="indices"/> (I32).</summary>
+    public GgmlTensor GetRows(GgmlTensor table, GgmlTensor indices)
+    {
+        Require(indices.Type == GgmlElementType.I32 && indices.Ne2 == 1 && indices.Ne3 == 1 && table.Ne2 == 1, "get_rows", table, indices);
+        return New(GgmlNative.ggml_get_rows(_context, table.Handle, indices.Handle));
+    }
+
+    /// <summary>a tiled to the shape of <paramref name="like"/>.</summary>
+    public GgmlTensor Repeat(GgmlTensor a, GgmlTensor like)
+    {
+        Require(Enumerable.Range(0, 4).All(d => like.Ne(d) % a.Ne(d) == 0), "repeat", a, like);
+        return New(GgmlNative.ggml_repeat(_context, a.Handle, like.Handle));
+    }
+
+    /// <summary>
+    /// 1-D convolution as PyTorch's Conv1d computes it. <paramref name="kernel"/> is [K, in, out] (PyTorch [out, in, K]),
+    /// F32; <paramref name="input"/> is [T, in]. Returns [T_out, out]. The unfolded input stays F32 (ggml_conv_1d would round it to F16).
+    /// </summary>
+    public GgmlTensor Conv1d(GgmlTensor kernel, GgmlTensor input, int stride = 1, int padding = 0, int dilation = 1)
+    {
+        Require(kernel.Type == GgmlElementType.F32 && kernel.Ne1 == input.Ne1 && input.Ne2 == 1 && input.Ne3 == 1 && kernel.Ne3 == 1, "conv_1d", kernel, input);
+        long outputLength = ConvOutputLength(input.Ne0, kernel.Ne0, stride, padding, dilation, "conv_1d");
+        var unfolded = New(GgmlNative.ggml_im2col(_context, kernel.Handle, Dense(input, "conv_1d").Handle, stride, 0, padding, 0, dilation, 0, false, GgmlElementType.F32));
+        var columns = Reshape(unfolded, kernel.Ne0 * kernel.Ne1, outputLength);
+        return MulMat(columns, Reshape(kernel, kernel.Ne0 * kernel.Ne1, kernel.Ne2));
+    }
+
+    /// <summary>Depthwise 1-D convolution (groups = channels): <paramref name="kernel"/> [K, 1, C] F32, <paramref name="input"/> [T, C]. Returns [T_out, C].</summary>
+    public GgmlTensor DepthwiseConv1d(GgmlTensor kernel, GgmlTensor input, int stride = 1, int padding = 0, int dilation = 1)
+    {
+        Require(kernel.Type == GgmlElementType.F32 && kernel.Ne1 == 1 && kernel.Ne2 == input.Ne1 && input.Ne2 == 1 && input.Ne3 == 1, "conv_1d_dw", kernel, input);
+        long outputLength = ConvOutputLength(input.Ne0, kernel.Ne0, stride, padding, dilation, "conv_1d_dw");
+        var perChannel = Reshape(Dense(input, "conv_1d_dw"), input.Ne0, 1, input.Ne1, 1);
+        var unfolded = New(GgmlNative.ggml_im2col(_context, kernel.Handle, perChannel.Handle, stride, 0, padding, 0, dilation, 0, false, GgmlElementType.F32));
+        return Reshape(MulMat(unfolded, kernel), outputLength, input.Ne1);
+    }
+
+    /// <summary>
+    /// Transposed 1-D convolution as PyTorch's ConvTranspose1d computes it. <paramref name="kernel"/> is [K, out, in]
+    /// (PyTorch [in, out, K]); <paramref name="input"/> is [T, in]. ggml only computes padding 0, so the full result is
+    /// cropped by <paramref name="padding"/> on each side, and <paramref name="outputPadding"/> extends the right end.
+    /// </summary>
+    public GgmlTensor ConvTranspose1d(GgmlTensor kernel, GgmlTensor input, int stride, int padding = 0, int outputPadding = 0)
+    {
+        Require(kernel.Ne2 == input.Ne1 && kernel.Ne3 == 1 && input.Ne2 == 1 && input.Ne3 == 1 && kernel.Type == GgmlElementType.F32 && input.Type == GgmlElementType.F32, "conv_transpose_1d", kernel, input);
+        if (stride <= 0 || padding < 0 || outputPadding < 0 || outputPadding >= stride)
+        {
+            throw new ArgumentException($"conv_transpose_1d: stride {stride}, padding {padding}, output padding {outputPadding} are not valid (output padding must be below the stride).");
+        }
+
+        long fullLength = (input.Ne0 - 1) * stride + kernel.Ne0;
+        long outputLength = fullLength - 2 * padding + outputPadding;
+        if (outputLength <= 0)
+        {
+            throw new ArgumentException($"conv_transpose_1d: padding {padding} leaves nothing of {fullLength} samples.");
+        }
+
+        var full = New(GgmlNative.ggml_conv_transpose_1d(_context, kernel.Handle, Dense(input, "conv_transpose_1d").Handle, stride, 0, 1));
+        long available = Math.Min(outputLength, fullLength - padding);
+        var cropped = Cont(Columns(full, padding, available));
+        return available == outputLength ? cropped : PadColumns(cropped, 0, (int)(outputLength - available));
+    }
+
+    private static long ConvOutputLength(long length, long kernel, int stride, int padding, int dilation, string op)
+    {
+        if (stride <= 0 || padding < 0 || dilation <= 0)
+        {
+            throw new ArgumentException($"{op}: stride {stride}, padding {padding}, dilation {dilation} are not valid.");
+        }
+
+        long output = (length + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+        return output > 0 ? output : throw new ArgumentException($"{op}: an input of {length} is too short for a kernel of {kernel} (dilation {dilation}, padding {padding}).");
+    }
+
+    private static string CheckName(string name) => System.Text.Encoding.UTF8.GetByteCount(name) < GgmlNative.MaxNameLength
+        ? name
+        : throw new ArgumentException($"Tensor name '{name}' is longer than ggml's {GgmlNative.MaxNameLength - 1} bytes.");
+
+    private static void Require(bool condition, string op, GgmlTensor a, GgmlTensor b)
+    {
+        if (!condition)
+        {
+            throw new ArgumentException($"{op}: shapes {a} and {b} do not fit.");
+        }
+    }
+
+    private static void RequireReshape(GgmlTensor a, long elements, long[] shape)
+    {
+        if (elements != a.ElementCount || !a.IsContiguous || shape.Any(d => d <= 0))
+        {
+            throw new ArgumentException($"reshape: {a}{(a.IsContiguous ? "" : " (not contiguous)")} cannot become [{string.Join(", ", shape)}].");
+        }
+    }
+
+    private GgmlTensor Broadcastable(GgmlTensor a, GgmlTensor b, string op)
+    {
+        Require(Enumerable.Range(0, 4).All(d => a.Ne(d) % b.Ne(d) == 0), op, a, b);
+        return b;
+    }
+
+    // Row-wise and unary ops read their input as dense rows: make strided views dense first.
+    private GgmlTensor Dense(GgmlTensor a, string op) => a.IsContiguous ? a : Cont(a);
+
+    private GgmlTensor New(IntPtr handle) => new(handle);
+}

@@ -1,0 +1,146 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace MiniOmni.SK.Native;
+
+/// <summary>
+/// Runs one stage's graphs (encoder, codec, ...) on its own backends through a ggml scheduler. The compute buffer is
+/// reserved once for the worst case and reused; a lock makes each stage serve one call at a time, since a ggml
+/// backend is not safe to drive from two threads at once (give concurrent callers one stage each).
+/// </summary>
+internal sealed class GgmlStage : IDisposable
+{
+    private readonly IReadOnlyList<SafeGgmlBackendHandle> _backends;
+    private readonly SafeGgmlSchedulerHandle _scheduler;
+    private readonly int _maxNodes;
+    private readonly Lock _lock = new();
+    private readonly string _name;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates the stage; <paramref name="maxNodes"/> bounds the size of its graphs.</summary>
+    public GgmlStage(string name, GgmlComputeOptions options, int maxNodes = 8192, ILogger? logger = null)
+    {
+        _name = name;
+        _maxNodes = maxNodes;
+        _logger = logger ?? NullLogger.Instance;
+        _backends = GgmlDevices.CreateBackends(options);
+        _scheduler = SafeGgmlSchedulerHandle.Create(_backends, maxNodes);
+    }
+
+    /// <summary>The backend weights should live on: the GPU when there is one, else the CPU.</summary>
+    public SafeGgmlBackendHandle PrimaryBackend => _backends[0];
+
+    /// <summary>Reserves compute memory for the graph <paramref name="build"/> makes (the largest this stage will run).</summary>
+    public void Reserve(Action<GgmlGraphBuilder> build)
+    {
+        lock (_lock)
+        {
+            using var context = CreateContext();
+            var builder = NewBuilder(context);
+            build(builder);
+            if (!GgmlNative.ggml_backend_sched_reserve(_scheduler.DangerousGetHandle(), builder.Graph))
+            {
+                throw new InvalidOperationException($"ggml could not reserve compute memory for the {_name} stage (out of memory?).");
+            }
+
+            long bytes = _backends.Sum(b => (long)GgmlNative.ggml_backend_sched_get_buffer_size(_scheduler.DangerousGetHandle(), b.DangerousGetHandle()));
+            _logger.LogDebug("{Stage}: reserved {MiB:F1} MiB of compute buffers.", _name, bytes / (1024.0 * 1024.0));
+        }
+    }
+
+    /// <summary>
+    /// Builds a graph with <paramref name="build"/>, fills its inputs by name from <paramref name="inputs"/> (float[] or int[]),
+    /// computes it and returns every output by name.
+    /// </summary>
+    public Dictionary<string, float[]> Run(Action<GgmlGraphBuilder> build, IReadOnlyDictionary<string, Array> inputs)
+    {
+        lock (_lock)
+        {
+            using var context = CreateContext();
+            var builder = NewBuilder(context);
+            build(builder);
+            foreach (string name in builder.Inputs.Keys.Except(inputs.Keys))
+            {
+                throw new ArgumentException($"{_name}: no data for the input '{name}'.");
+            }
+
+            IntPtr scheduler = _scheduler.DangerousGetHandle();
+            GgmlNative.ggml_backend_sched_reset(scheduler);
+            if (!GgmlNative.ggml_backend_sched_alloc_graph(scheduler, builder.Graph))
+            {
+                throw new InvalidOperationException($"ggml could not allocate the {_name} graph (out of memory?).");
+            }
+
+            foreach (var (name, tensor) in builder.Inputs)
+            {
+                Upload(name, tensor, inputs[name]);
+            }
+
+            int status = GgmlNative.ggml_backend_sched_graph_compute(scheduler, builder.Graph);
+            if (status != 0)
+            {
+                throw new InvalidOperationException($"ggml failed to compute the {_name} graph (status {status}).");
+            }
+
+            return builder.Outputs.ToDictionary(output => output.Key, output => Download(output.Value));
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _scheduler.Dispose();
+        foreach (var backend in _backends)
+        {
+            backend.Dispose();
+        }
+    }
+
+    private SafeGgmlContextHandle CreateContext() =>
+        SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)_maxNodes + GgmlNative.ggml_graph_overhead_custom((nuint)_maxNodes, false), noAlloc: true);
+
+    private GgmlGraphBuilder NewBuilder(SafeGgmlContextHandle context) =>
+        new(context, GgmlNative.ggml_new_graph_custom(context.DangerousGetHandle(), (nuint)_maxNodes, false));
+
+    private unsafe void Upload(string name, GgmlTensor tensor, Array data)
+    {
+        GgmlElementType expectedType = data switch
+        {
+            float[] => GgmlElementType.F32,
+            int[] => GgmlElementType.I32,
+            _ => throw new ArgumentException($"{_name}: input '{name}' must be float[] or int[], not {data.GetType().Name}."),
+        };
+        if (tensor.Type != expectedType || data.Length != tensor.ElementCount)
+        {
+            throw new ArgumentException($"{_name}: input '{name}' is {tensor}; got {data.Length} values of {expectedType}.");
+        }
+
+        // float and int are both 4 bytes: pin the array and hand its bytes over.
+        var pin = GCHandle.Alloc(data, GCHandleType.Pinned);
+        try
+        {
+            GgmlNative.ggml_backend_tensor_set(tensor.Handle, (void*)pin.AddrOfPinnedObject(), 0, (nuint)(data.Length * 4));
+        }
+        finally
+        {
+            pin.Free();
+        }
+    }
+
+    private static unsafe float[] Download(GgmlTensor tensor)
+    {
+        if (tensor.Type != GgmlElementType.F32 || !tensor.IsContiguous)
+        {
+            throw new InvalidOperationException($"Outputs must be dense F32; got {tensor}.");
+        }
+
+        var values = new float[tensor.ElementCount];
+        fixed (float* pointer = values)
+        {
+            GgmlNative.ggml_backend_tensor_get(tensor.Handle, pointer, 0, (nuint)(values.Length * sizeof(float)));
+        }
+
+        return values;
+    }
+}

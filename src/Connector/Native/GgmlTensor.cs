@@ -1,0 +1,56 @@
+using System.Runtime.InteropServices;
+
+namespace MiniOmni.SK.Native;
+
+/// <summary>A tensor of a ggml context, with its shape read from the native struct (offset pinned by the ABI tests).</summary>
+internal readonly struct GgmlTensor
+{
+    public GgmlTensor(IntPtr handle)
+    {
+        if (handle == IntPtr.Zero)
+        {
+            throw new InvalidOperationException("ggml returned no tensor (the context is out of metadata space).");
+        }
+
+        Handle = handle;
+    }
+
+    /// <summary>The native <c>ggml_tensor*</c>.</summary>
+    public IntPtr Handle { get; }
+
+    /// <summary>Elements along dimension 0 (innermost).</summary>
+    public long Ne0 => Ne(0);
+
+    /// <summary>Elements along dimension 1.</summary>
+    public long Ne1 => Ne(1);
+
+    /// <summary>Elements along dimension 2.</summary>
+    public long Ne2 => Ne(2);
+
+    /// <summary>Elements along dimension 3.</summary>
+    public long Ne3 => Ne(3);
+
+    /// <summary>The element type.</summary>
+    public GgmlElementType Type => (GgmlElementType)Marshal.ReadInt32(Handle);
+
+    /// <summary>All four dimensions, innermost first.</summary>
+    public long[] Shape => [Ne0, Ne1, Ne2, Ne3];
+
+    /// <summary>The number of elements.</summary>
+    public long ElementCount => Ne0 * Ne1 * Ne2 * Ne3;
+
+    /// <summary>Elements along dimension <paramref name="dimension"/>.</summary>
+    public long Ne(int dimension) => Marshal.ReadInt64(Handle, GgmlNative.TensorShapeOffset + 8 * dimension);
+
+    /// <summary>Stride in bytes of dimension <paramref name="dimension"/>.</summary>
+    public long Nb(int dimension) => Marshal.ReadInt64(Handle, GgmlNative.TensorStrideOffset + 8 * dimension);
+
+    /// <summary>Bytes per element (F32 and I32: 4, F16: 2).</summary>
+    public int ElementSize => Type == GgmlElementType.F16 ? 2 : 4;
+
+    /// <summary>Whether the elements lie densely in row-major order (what reshapes and most unary ops need).</summary>
+    public bool IsContiguous => Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
+
+    /// <inheritdoc />
+    public override string ToString() => $"[{Ne0}, {Ne1}, {Ne2}, {Ne3}] {Type}";
+}

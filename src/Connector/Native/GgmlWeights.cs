@@ -1,0 +1,79 @@
+using MiniOmni.SK.ModelFiles;
+using MiniOmni.SK.ModelFiles.Gguf;
+
+namespace MiniOmni.SK.Native;
+
+/// <summary>Tensors of a GGUF file uploaded once into one backend buffer, looked up by name when graphs are built.</summary>
+internal sealed class GgmlWeights : IDisposable
+{
+    private readonly SafeGgmlContextHandle _context;
+    private readonly SafeGgmlBufferHandle _buffer;
+    private readonly Dictionary<string, GgmlTensor> _tensors;
+    private readonly string _source;
+
+    private GgmlWeights(string source, SafeGgmlContextHandle context, SafeGgmlBufferHandle buffer, Dictionary<string, GgmlTensor> tensors)
+    {
+        _source = source;
+        _context = context;
+        _buffer = buffer;
+        _tensors = tensors;
+    }
+
+    /// <summary>Bytes of weight data held.</summary>
+    public long ByteCount { get; private init; }
+
+    /// <summary>Uploads the tensors of <paramref name="file"/> whose names satisfy <paramref name="include"/> onto <paramref name="backend"/>.</summary>
+    public static unsafe GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend)
+    {
+        var selected = file.Tensors.Values.Where(t => include(t.Name)).ToList();
+        foreach (var tensor in selected.Where(t => t.Type is not (GgmlType.F32 or GgmlType.F16)))
+        {
+            throw new ModelFileException(file.Path, $"{tensor.Type} is not supported for audio tensors (F32 or F16).", tensor.Name);
+        }
+
+        var context = SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)Math.Max(1, selected.Count), noAlloc: true);
+        try
+        {
+            var tensors = new Dictionary<string, GgmlTensor>(StringComparer.Ordinal);
+            foreach (var info in selected)
+            {
+                var type = info.Type == GgmlType.F32 ? GgmlElementType.F32 : GgmlElementType.F16;
+                long[] ne = [.. info.Dims, .. Enumerable.Repeat(1L, 4 - info.Dims.Count)];
+                var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(context.DangerousGetHandle(), type, ne[0], ne[1], ne[2], ne[3]));
+                GgmlNative.ggml_set_name(tensor.Handle, info.Name);
+                tensors.Add(info.Name, tensor);
+            }
+
+            var buffer = SafeGgmlBufferHandle.AllocateContextTensors(context, backend);
+            foreach (var info in selected)
+            {
+                var bytes = file.GetTensorBytes(info);
+                fixed (byte* pointer = bytes)
+                {
+                    GgmlNative.ggml_backend_tensor_set(tensors[info.Name].Handle, pointer, 0, (nuint)bytes.Length);
+                }
+            }
+
+            return new GgmlWeights(file.Path, context, buffer, tensors) { ByteCount = selected.Sum(t => t.ByteSize) };
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The tensor <paramref name="name"/>; a missing one names the file and the tensor.</summary>
+    public GgmlTensor this[string name] =>
+        _tensors.TryGetValue(name, out var tensor) ? tensor : throw new ModelFileException(_source, "tensor not found.", name);
+
+    /// <summary>Whether the tensor <paramref name="name"/> is loaded.</summary>
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _buffer.Dispose();
+        _context.Dispose();
+    }
+}

@@ -1,0 +1,276 @@
+using System.Runtime.InteropServices;
+using MiniOmni.SK.Native;
+
+namespace MiniOmni.SK.Connector.Tests.Native;
+
+/// <summary>Each graph operation against a direct managed computation of what PyTorch would compute.</summary>
+public sealed class GgmlOpsTests : IDisposable
+{
+    private const float Tolerance = 1e-5f;
+    private readonly GgmlStage _stage = new("test", new GgmlComputeOptions { Threads = 2 });
+    private readonly Random _random = new(42);
+
+    [Fact]
+    public void TensorStructOffsetsMatchTheNativeLayout()
+    {
+        var output = _stage.Run(graph =>
+        {
+            var a = graph.Input("a", GgmlElementType.F32, 3, 5, 7, 2);
+            Assert.Equal([3L, 5L, 7L, 2L], a.Shape);
+            Assert.Equal(GgmlNative.ggml_nelements(a.Handle), a.ElementCount);
+            Assert.Equal((long)GgmlNative.ggml_nbytes(a.Handle), a.Nb(3) * a.Ne3);
+            Assert.Equal(4, a.Nb(0));
+            Assert.True(a.IsContiguous);
+            var transposed = graph.Transpose(a);
+            Assert.False(transposed.IsContiguous);
+            Assert.Equal([5L, 3L, 7L, 2L], transposed.Shape);
+            graph.Output("out", graph.Scale(a, 1f));
+        }, new Dictionary<string, Array> { ["a"] = new float[3 * 5 * 7 * 2] });
+        Assert.Equal(210, output["out"].Length);
+        Assert.Equal(24, Marshal.SizeOf<GgmlInitParams>());
+        Assert.Equal(8, (int)Marshal.OffsetOf<GgmlInitParams>(nameof(GgmlInitParams.mem_buffer)));
+        Assert.Equal(16, (int)Marshal.OffsetOf<GgmlInitParams>(nameof(GgmlInitParams.no_alloc)));
+    }
+
+    [Fact]
+    public void MulMatMultipliesAlongTheFirstDimension()
+    {
+        const int k = 5, m = 4, n = 3;
+        float[] a = RandomValues(k * m), b = RandomValues(k * n);
+        var expected = new float[m * n];
+        for (int j = 0; j < n; j++)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                for (int p = 0; p < k; p++)
+                {
+                    expected[j * m + i] += a[i * k + p] * b[j * k + p];
+                }
+            }
+        }
+
+        var actual = RunOne(g => g.MulMat(g.Input("a", GgmlElementType.F32, k, m), g.Input("b", GgmlElementType.F32, k, n)), ("a", a), ("b", b));
+
+        AssertClose(expected, actual);
+    }
+
+    [Fact]
+    public void NormAndGeluErfMatchLayerNormAndExactGelu()
+    {
+        const int width = 8, rows = 3;
+        float[] x = RandomValues(width * rows);
+        var expected = new float[x.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            var row = x.AsSpan(r * width, width);
+            double mean = row.ToArray().Average();
+            double variance = row.ToArray().Select(v => (v - mean) * (v - mean)).Average();
+            for (int i = 0; i < width; i++)
+            {
+                double normalised = (row[i] - mean) / Math.Sqrt(variance + 1e-5);
+                expected[r * width + i] = (float)(0.5 * normalised * (1 + Erf(normalised / Math.Sqrt(2))));
+            }
+        }
+
+        var actual = RunOne(g => g.GeluErf(g.Norm(g.Input("x", GgmlElementType.F32, width, rows), 1e-5f)), ("x", x));
+
+        AssertClose(expected, actual, 1e-5f);
+    }
+
+    [Fact]
+    public void SoftMaxIsScaledAndNormalisedPerRow()
+    {
+        float[] x = [1, 2, 3, 0, 0, 0];
+        var actual = RunOne(g => g.SoftMax(g.Input("x", GgmlElementType.F32, 3, 2), 0.5f), ("x", x));
+        double e0 = Math.Exp(0.5), e1 = Math.Exp(1.0), e2 = Math.Exp(1.5), sum = e0 + e1 + e2;
+        AssertClose([(float)(e0 / sum), (float)(e1 / sum), (float)(e2 / sum), 1f / 3, 1f / 3, 1f / 3], actual);
+    }
+
+    [Theory]
+    [InlineData(3, 1, 1, 1)] // Whisper's conv1
+    [InlineData(3, 2, 1, 1)] // Whisper's conv2
+    [InlineData(7, 1, 3, 1)]
+    [InlineData(1, 1, 0, 1)]
+    [InlineData(3, 1, 3, 3)]
+    public void Conv1dMatchesPyTorch(int kernelSize, int stride, int padding, int dilation)
+    {
+        const int length = 11, inputs = 3, outputs = 4;
+        float[] kernel = RandomValues(outputs * inputs * kernelSize), input = RandomValues(inputs * length);
+        int outputLength = (length + 2 * padding - dilation * (kernelSize - 1) - 1) / stride + 1;
+        var expected = new float[outputs * outputLength];
+        for (int o = 0; o < outputs; o++)
+        {
+            for (int t = 0; t < outputLength; t++)
+            {
+                double sum = 0;
+                for (int c = 0; c < inputs; c++)
+                {
+                    for (int k = 0; k < kernelSize; k++)
+                    {
+                        int at = t * stride - padding + k * dilation;
+                        sum += at >= 0 && at < length ? kernel[(o * inputs + c) * kernelSize + k] * input[c * length + at] : 0;
+                    }
+                }
+
+                expected[o * outputLength + t] = (float)sum;
+            }
+        }
+
+        var actual = RunOne(g => g.Conv1d(g.Input("k", GgmlElementType.F32, kernelSize, inputs, outputs), g.Input("x", GgmlElementType.F32, length, inputs), stride, padding, dilation), ("k", kernel), ("x", input));
+
+        AssertClose(expected, actual);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(9)]
+    public void DepthwiseConv1dMatchesPyTorchWithDilation(int dilation)
+    {
+        const int length = 40, channels = 3, kernelSize = 7;
+        int padding = 3 * dilation; // SNAC's residual units keep the length: padding = (7 - 1) * d / 2
+        float[] kernel = RandomValues(channels * kernelSize), input = RandomValues(channels * length);
+        var expected = new float[channels * length];
+        for (int c = 0; c < channels; c++)
+        {
+            for (int t = 0; t < length; t++)
+            {
+                double sum = 0;
+                for (int k = 0; k < kernelSize; k++)
+                {
+                    int at = t - padding + k * dilation;
+                    sum += at >= 0 && at < length ? kernel[c * kernelSize + k] * input[c * length + at] : 0;
+                }
+
+                expected[c * length + t] = (float)sum;
+            }
+        }
+
+        var actual = RunOne(g => g.DepthwiseConv1d(g.Input("k", GgmlElementType.F32, kernelSize, 1, channels), g.Input("x", GgmlElementType.F32, length, channels), 1, padding, dilation), ("k", kernel), ("x", input));
+
+        AssertClose(expected, actual);
+    }
+
+    [Theory]
+    [InlineData(8, 4, 0)] // SNAC: kernel 2s, padding ceil(s/2)
+    [InlineData(2, 1, 0)]
+    [InlineData(3, 2, 1)]
+    [InlineData(4, 0, 0)]
+    public void ConvTranspose1dMatchesPyTorchPaddingAndOutputPadding(int stride, int padding, int outputPadding)
+    {
+        const int length = 5, inputs = 3, outputs = 2;
+        int kernelSize = 2 * stride;
+        float[] kernel = RandomValues(inputs * outputs * kernelSize), input = RandomValues(inputs * length);
+        int full = (length - 1) * stride + kernelSize;
+        int outputLength = full - 2 * padding + outputPadding;
+        var expected = new float[outputs * outputLength];
+        for (int c = 0; c < inputs; c++)
+        {
+            for (int t = 0; t < length; t++)
+            {
+                for (int o = 0; o < outputs; o++)
+                {
+                    for (int k = 0; k < kernelSize; k++)
+                    {
+                        int at = t * stride + k - padding;
+                        if (at >= 0 && at < outputLength)
+                        {
+                            expected[o * outputLength + at] += kernel[(c * outputs + o) * kernelSize + k] * input[c * length + t];
+                        }
+                    }
+                }
+            }
+        }
+
+        var actual = RunOne(g => g.ConvTranspose1d(g.Input("k", GgmlElementType.F32, kernelSize, outputs, inputs), g.Input("x", GgmlElementType.F32, length, inputs), stride, padding, outputPadding), ("k", kernel), ("x", input));
+
+        AssertClose(expected, actual);
+    }
+
+    [Fact]
+    public void GetRowsAndBroadcastAddWork()
+    {
+        float[] table = [0, 1, 10, 11, 20, 21];
+        var rows = _stage.Run(g =>
+        {
+            var picked = g.GetRows(g.Input("table", GgmlElementType.F32, 2, 3), g.Input("ids", GgmlElementType.I32, 2));
+            g.Output("out", g.Add(picked, g.Input("bias", GgmlElementType.F32, 2, 1)));
+        }, new Dictionary<string, Array> { ["table"] = table, ["ids"] = new[] { 2, 0 }, ["bias"] = new float[] { 100, 200 } })["out"];
+        Assert.Equal([120f, 221f, 100f, 201f], rows);
+    }
+
+    [Fact]
+    public void MismatchedShapesThrowInsteadOfAborting()
+    {
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.MulMat(g.Input("a", GgmlElementType.F32, 4, 2), g.Input("b", GgmlElementType.F32, 5, 2)), ("a", new float[8]), ("b", new float[10])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Add(g.Input("a", GgmlElementType.F32, 4, 2), g.Input("b", GgmlElementType.F32, 3)), ("a", new float[8]), ("b", new float[3])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Conv1d(g.Input("k", GgmlElementType.F32, 3, 2, 4), g.Input("x", GgmlElementType.F32, 10, 3)), ("k", new float[24]), ("x", new float[30])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Conv1d(g.Input("k", GgmlElementType.F32, 9, 1, 1), g.Input("x", GgmlElementType.F32, 4, 1)), ("k", new float[9]), ("x", new float[4])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.ConvTranspose1d(g.Input("k", GgmlElementType.F32, 4, 1, 1), g.Input("x", GgmlElementType.F32, 4, 1), 2, 0, 2), ("k", new float[4]), ("x", new float[4])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Reshape(g.Input("a", GgmlElementType.F32, 4, 2), 3, 3), ("a", new float[8])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Scale(g.Input("a", GgmlElementType.F32, 4), 1f), ("a", new float[5])));
+        Assert.Throws<ArgumentException>(() => RunOne(g => g.Scale(g.Input("a", GgmlElementType.F32, 4), 1f)));
+    }
+
+    [Fact]
+    public void OneStageRunsGraphsOfDifferentSizesOneAfterAnother()
+    {
+        _stage.Reserve(g => g.Output("out", g.Sqr(g.Input("x", GgmlElementType.F32, 1000))));
+        foreach (int length in new[] { 10, 1000, 3, 500 })
+        {
+            float[] x = RandomValues(length);
+            AssertClose([.. x.Select(v => v * v)], RunOne(g => g.Sqr(g.Input("x", GgmlElementType.F32, length)), ("x", x)));
+        }
+    }
+
+    [Fact]
+    public void StagesOnSeveralThreadsDoNotDisturbEachOther()
+    {
+        var results = Enumerable.Range(0, 4).AsParallel().WithDegreeOfParallelism(4).Select(worker =>
+        {
+            using var stage = new GgmlStage($"worker {worker}", new GgmlComputeOptions { Threads = 1 });
+            var x = Enumerable.Range(0, 257).Select(i => (float)(i * (worker + 1))).ToArray();
+            for (int round = 0; round < 20; round++)
+            {
+                var output = stage.Run(g => g.Output("out", g.Scale(g.Input("x", GgmlElementType.F32, x.Length), 2f)), new Dictionary<string, Array> { ["x"] = x })["out"];
+                if (!output.SequenceEqual(x.Select(v => v * 2)))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }).ToList();
+
+        Assert.All(results, Assert.True);
+    }
+
+    public void Dispose() => _stage.Dispose();
+
+    private float[] RunOne(Func<GgmlGraphBuilder, GgmlTensor> build, params (string Name, float[] Data)[] inputs) =>
+        _stage.Run(g => g.Output("out", build(g)), inputs.ToDictionary(i => i.Name, i => (Array)i.Data))["out"];
+
+    private float[] RandomValues(int count) => [.. Enumerable.Range(0, count).Select(_ => (float)(_random.NextDouble() * 2 - 1))];
+
+    private static void AssertClose(float[] expected, float[] actual, float tolerance = Tolerance)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"[{i}]: {actual[i]} vs {expected[i]}");
+        }
+    }
+
+    // Abramowitz-Stegun 7.1.26 is too coarse for 1e-5; integrate erf's series instead.
+    private static double Erf(double x)
+    {
+        double sum = 0, term = x;
+        for (int n = 0; n < 60; n++)
+        {
+            sum += term / (2 * n + 1);
+            term *= -x * x / (n + 1);
+        }
+
+        return 2 / Math.Sqrt(Math.PI) * sum;
+    }
+}
