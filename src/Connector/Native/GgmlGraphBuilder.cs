@@ -178,11 +178,16 @@ internal sealed class GgmlGraphBuilder
         return New(GgmlNative.ggml_get_rows(_context, table.Handle, indices.Handle));
     }
 
-    /// <summary>a tiled to the shape of <paramref name="like"/>.</summary>
-    public GgmlTensor Repeat(GgmlTensor a, GgmlTensor like)
+    /// <summary>a tiled to [ne0, ne1, ne2, ne3]; each of a's dimensions must divide the target's.</summary>
+    public GgmlTensor Repeat(GgmlTensor a, long ne0, long ne1, long ne2 = 1, long ne3 = 1)
     {
-        Require(Enumerable.Range(0, 4).All(d => like.Ne(d) % a.Ne(d) == 0), "repeat", a, like);
-        return New(GgmlNative.ggml_repeat(_context, a.Handle, like.Handle));
+        long[] target = [ne0, ne1, ne2, ne3];
+        if (Enumerable.Range(0, 4).Any(d => target[d] <= 0 || target[d] % a.Ne(d) != 0))
+        {
+            throw new ArgumentException($"repeat: {a} does not tile [{string.Join(", ", target)}].");
+        }
+
+        return New(GgmlNative.ggml_repeat_4d(_context, a.Handle, ne0, ne1, ne2, ne3));
     }
 
     /// <summary>

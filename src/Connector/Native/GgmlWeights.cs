@@ -3,6 +3,9 @@ using MiniOmni.SK.ModelFiles.Gguf;
 
 namespace MiniOmni.SK.Native;
 
+/// <summary>An F32 tensor computed on the host at load, with its ggml dims (innermost first).</summary>
+internal sealed record DerivedTensor(string Name, long[] Dims, float[] Values);
+
 /// <summary>Tensors of a GGUF file uploaded once into one backend buffer, looked up by name when graphs are built.</summary>
 internal sealed class GgmlWeights : IDisposable
 {
@@ -22,16 +25,20 @@ internal sealed class GgmlWeights : IDisposable
     /// <summary>Bytes of weight data held.</summary>
     public long ByteCount { get; private init; }
 
-    /// <summary>Uploads the tensors of <paramref name="file"/> whose names satisfy <paramref name="include"/> onto <paramref name="backend"/>.</summary>
-    public static unsafe GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend)
+    /// <summary>
+    /// Uploads the tensors of <paramref name="file"/> whose names satisfy <paramref name="include"/> onto <paramref name="backend"/>,
+    /// plus <paramref name="derived"/> F32 tensors computed once on the host (e.g. reciprocals the graph would otherwise recompute).
+    /// </summary>
+    public static unsafe GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend, IReadOnlyList<DerivedTensor>? derived = null)
     {
+        derived ??= [];
         var selected = file.Tensors.Values.Where(t => include(t.Name)).ToList();
         foreach (var tensor in selected.Where(t => t.Type is not (GgmlType.F32 or GgmlType.F16)))
         {
             throw new ModelFileException(file.Path, $"{tensor.Type} is not supported for audio tensors (F32 or F16).", tensor.Name);
         }
 
-        var context = SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)Math.Max(1, selected.Count), noAlloc: true);
+        var context = SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)Math.Max(1, selected.Count + derived.Count), noAlloc: true);
         try
         {
             var tensors = new Dictionary<string, GgmlTensor>(StringComparer.Ordinal);
@@ -44,7 +51,28 @@ internal sealed class GgmlWeights : IDisposable
                 tensors.Add(info.Name, tensor);
             }
 
+            foreach (var extra in derived)
+            {
+                long[] ne = [.. extra.Dims, .. Enumerable.Repeat(1L, 4 - extra.Dims.Length)];
+                if (ne.Aggregate(1L, (a, b) => a * b) != extra.Values.Length)
+                {
+                    throw new ArgumentException($"Derived tensor '{extra.Name}' has {extra.Values.Length} values for dims [{string.Join(", ", extra.Dims)}].");
+                }
+
+                var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(context.DangerousGetHandle(), GgmlElementType.F32, ne[0], ne[1], ne[2], ne[3]));
+                GgmlNative.ggml_set_name(tensor.Handle, extra.Name);
+                tensors.Add(extra.Name, tensor);
+            }
+
             var buffer = SafeGgmlBufferHandle.AllocateContextTensors(context, backend);
+            foreach (var extra in derived)
+            {
+                fixed (float* pointer = extra.Values)
+                {
+                    GgmlNative.ggml_backend_tensor_set(tensors[extra.Name].Handle, pointer, 0, (nuint)(extra.Values.Length * sizeof(float)));
+                }
+            }
+
             foreach (var info in selected)
             {
                 var bytes = file.GetTensorBytes(info);

@@ -1,0 +1,77 @@
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Speech;
+
+public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
+{
+    private const int FixtureFrames = 60;
+
+    [Fact]
+    public void ExactModeMatchesTheReferenceFeaturesAndAdapterOutput()
+    {
+        using var encoder = CreateEncoder();
+
+        var encoded = encoder.Encode(Fixture.ReadFloats("mel.f32"), FixtureFrames, EncoderMode.Exact);
+
+        double featureError = MaxError(Fixture.ReadFloats("whisper_features.f32"), encoded.WhisperFeatures);
+        double adapterError = MaxError(Fixture.ReadFloats("adapter_out.f32"), encoded.AdapterOutput);
+        output.WriteLine($"exact: features {featureError:E2}, adapter {adapterError:E2}");
+        Assert.True(featureError <= 1e-3, $"features differ by {featureError:E2}");
+        Assert.True(adapterError <= 1e-3, $"adapter output differs by {adapterError:E2}");
+    }
+
+    [Fact]
+    public void FromTheWaveFileThroughTheMelTheFeaturesStillMatch()
+    {
+        using var encoder = CreateEncoder();
+        float[] samples = AudioDecoder.DecodeFile(Path.Combine(Fixture.Root, "question.wav"));
+        int frames = WhisperLogMel.FeatureFrameCount(samples.Length);
+
+        var encoded = encoder.Encode(WhisperLogMel.Compute(samples), frames);
+
+        Assert.Equal(FixtureFrames, frames);
+        Assert.True(MaxError(Fixture.ReadFloats("adapter_out.f32"), encoded.AdapterOutput) <= 1e-3);
+    }
+
+    [Fact]
+    public void FastModeEncodesOnlyTheAudioAndReportsItsDistanceFromExact()
+    {
+        using var encoder = CreateEncoder();
+        float[] mel = Fixture.ReadFloats("mel.f32");
+
+        var exact = encoder.Encode(mel, FixtureFrames, EncoderMode.Exact);
+        var fast = encoder.Encode(mel, FixtureFrames, EncoderMode.Fast);
+
+        Assert.Equal(exact.AdapterOutput.Length, fast.AdapterOutput.Length);
+        double difference = MaxError(exact.AdapterOutput, fast.AdapterOutput);
+        double rms = Math.Sqrt(exact.AdapterOutput.Average(v => (double)v * v));
+        output.WriteLine($"fast vs exact on the fixture: max |diff| {difference:E2} (adapter rms {rms:E2})");
+        // Attention without the padding frames changes the features, but stays of the same nature.
+        Assert.True(difference > 0 && difference < 10 * rms);
+    }
+
+    [Fact]
+    public void BadInputsAreRefusedWithTheirSizes()
+    {
+        using var encoder = CreateEncoder();
+        Assert.Throws<ArgumentException>(() => encoder.Encode(new float[10], 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => encoder.Encode(new float[80 * 3000], 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => encoder.Encode(new float[80 * 3000], 1501));
+    }
+
+    private WhisperEncoder CreateEncoder()
+    {
+        using var file = GgufFile.Open(converted.Model.AudioPath);
+        return new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 });
+    }
+
+    private static double MaxError(float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        return expected.Zip(actual, (a, b) => Math.Abs((double)a - b)).Max();
+    }
+}
