@@ -1,0 +1,97 @@
+using System.Text.Json;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Speech;
+
+public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
+{
+    [Theory]
+    [InlineData("A1A2")]
+    [InlineData("T1A2_0")]
+    [InlineData("A1A2_BATCH")]
+    public void DecodingTheReferenceTokensGivesTheReferenceWaveform(string task)
+    {
+        var codes = DelayPattern.Frames(ReadAudioLayers(task));
+        float[] expected = Fixture.ReadFloats($"{task}.wav.f32");
+        using var decoder = CreateDecoder(maxFrames: codes.FrameCount);
+
+        float[] speech = decoder.Decode(codes);
+
+        Assert.Equal(expected.Length, speech.Length);
+        double maxError = expected.Zip(speech, (a, b) => Math.Abs((double)a - b)).Max();
+        output.WriteLine($"{task}: {codes.FrameCount} frames, max |sample - reference| {maxError:E2}, reference rms {Rms(expected):E2}");
+        Assert.True(maxError <= 1e-4, $"max abs error {maxError:E2}");
+    }
+
+    [Fact]
+    public void TheReferenceFourFrameScheduleReproducesItsStreamWithinOneLsb()
+    {
+        var codes = DelayPattern.Frames(ReadAudioLayers("A1A2_BATCH"));
+        short[] expected = ReadShorts("A1A2_BATCH.stream.i16");
+        using var decoder = CreateDecoder(maxFrames: 4);
+
+        // From step 7 on, every fourth step decodes the last complete four frames on their own.
+        var stream = new List<short>();
+        for (int start = 0; start + 4 <= codes.FrameCount && stream.Count < expected.Length; start += 4)
+        {
+            stream.AddRange(decoder.Decode(codes.Slice(start, 4)).Select(MiniOmni.SK.Audio.Pcm16Wave.ToPcm16));
+        }
+
+        Assert.Equal(expected.Length, stream.Count);
+        int worst = expected.Zip(stream, (a, b) => Math.Abs(a - b)).Max();
+        output.WriteLine($"4-frame schedule: {stream.Count / 8192} chunks, worst difference {worst} LSB");
+        Assert.True(worst <= 1, $"worst difference {worst} LSB");
+    }
+
+    [Fact]
+    public void NoiseIsSeededAndOffByDefault()
+    {
+        var codes = DelayPattern.Frames(ReadAudioLayers("A1A2")).Slice(0, 4);
+        using var decoder = CreateDecoder(maxFrames: 4);
+
+        float[] quiet = decoder.Decode(codes);
+        float[] noisy = decoder.Decode(codes, noiseSeed: 7);
+
+        Assert.Equal(quiet, decoder.Decode(codes));
+        Assert.Equal(noisy, decoder.Decode(codes, noiseSeed: 7));
+        Assert.NotEqual(quiet, noisy);
+    }
+
+    [Fact]
+    public void CodesOutsideTheCodebookAreRefused()
+    {
+        using var decoder = CreateDecoder(maxFrames: 4);
+        var frame = new[] { 1, 2, 3, 4, 5, 6, 4097 }; // PAD_A where a code should be
+
+        var error = Assert.Throws<ArgumentException>(() => decoder.Decode(SnacCodes.FromFrames([frame])));
+
+        Assert.Contains("4097", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => decoder.Decode(SnacCodes.FromFrames([.. Enumerable.Repeat(new[] { 1, 1, 1, 1, 1, 1, 1 }, 5)])));
+    }
+
+    private SnacDecoder CreateDecoder(int maxFrames)
+    {
+        using var file = GgufFile.Open(converted.Model.AudioPath);
+        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
+    }
+
+    private static List<IReadOnlyList<int>> ReadAudioLayers(string task)
+    {
+        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
+        return [.. manifest.RootElement.GetProperty("tasks").GetProperty(task).GetProperty("output").EnumerateArray().Take(7)
+            .Select(layer => (IReadOnlyList<int>)[.. layer.EnumerateArray().Select(e => e.GetInt32())])];
+    }
+
+    private static short[] ReadShorts(string name)
+    {
+        byte[] bytes = File.ReadAllBytes(Fixture.Expected(name));
+        var values = new short[bytes.Length / 2];
+        Buffer.BlockCopy(bytes, 0, values, 0, bytes.Length);
+        return values;
+    }
+
+    private static double Rms(float[] values) => Math.Sqrt(values.Average(v => (double)v * v));
+}
