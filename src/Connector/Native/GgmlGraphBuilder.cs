@@ -171,6 +171,40 @@ internal sealed class GgmlGraphBuilder
         return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, left, right, 0, 0, 0, 0, 0, 0));
     }
 
+    /// <summary>Zero padding: <paramref name="before"/> and <paramref name="after"/> rows along dimension 1.</summary>
+    public GgmlTensor PadRows(GgmlTensor a, int before, int after)
+    {
+        if (before < 0 || after < 0)
+        {
+            throw new ArgumentException($"pad: negative padding ({before}, {after}).");
+        }
+
+        return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, 0, 0, before, after, 0, 0, 0, 0));
+    }
+
+    /// <summary>Zero padding along dimension 2.</summary>
+    public GgmlTensor PadSlices(GgmlTensor a, int before, int after)
+    {
+        if (before < 0 || after < 0)
+        {
+            throw new ArgumentException($"pad: negative padding ({before}, {after}).");
+        }
+
+        return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, 0, 0, 0, 0, before, after, 0, 0));
+    }
+
+    /// <summary>A 3-D view [ne0, ne1, ne2] of <paramref name="a"/>'s data with the given byte strides and offset, bounds-checked.</summary>
+    public GgmlTensor View(GgmlTensor a, long ne0, long ne1, long ne2, long nb1, long nb2, long offset)
+    {
+        long lastByte = offset + (ne0 - 1) * a.ElementSize + (ne1 - 1) * nb1 + (ne2 - 1) * nb2 + a.ElementSize;
+        if (!a.IsContiguous || ne0 <= 0 || ne1 <= 0 || ne2 <= 0 || offset < 0 || lastByte > a.ElementCount * a.ElementSize)
+        {
+            throw new ArgumentException($"view: [{ne0}, {ne1}, {ne2}] at offset {offset} does not lie inside {a}.");
+        }
+
+        return New(GgmlNative.ggml_view_3d(_context, a.Handle, ne0, ne1, ne2, (nuint)nb1, (nuint)nb2, (nuint)offset));
+    }
+
     /// <summary>Rows of <paramref name="table"/> ([width, rows]) picked by <paramref name="indices"/> (I32).</summary>
     public GgmlTensor GetRows(GgmlTensor table, GgmlTensor indices)
     {

@@ -57,9 +57,11 @@ internal sealed class GgmlStage : IDisposable
     {
         lock (_lock)
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             using var context = CreateContext();
             var builder = NewBuilder(context);
             build(builder);
+            long built = clock.ElapsedTicks;
             foreach (string name in builder.Inputs.Keys.Except(inputs.Keys))
             {
                 throw new ArgumentException($"{_name}: no data for the input '{name}'.");
@@ -77,7 +79,10 @@ internal sealed class GgmlStage : IDisposable
                 Upload(name, tensor, inputs[name]);
             }
 
+            long allocated = clock.ElapsedTicks;
             int status = GgmlNative.ggml_backend_sched_graph_compute(scheduler, builder.Graph);
+            _logger.LogDebug("{Stage}: {Nodes} nodes, built in {Build:F1} ms, allocated in {Alloc:F1} ms, computed in {Compute:F1} ms.", _name, GgmlNative.ggml_graph_n_nodes(builder.Graph),
+                built * 1000.0 / System.Diagnostics.Stopwatch.Frequency, (allocated - built) * 1000.0 / System.Diagnostics.Stopwatch.Frequency, (clock.ElapsedTicks - allocated) * 1000.0 / System.Diagnostics.Stopwatch.Frequency);
             if (status != 0)
             {
                 throw new InvalidOperationException($"ggml failed to compute the {_name} graph (status {status}).");

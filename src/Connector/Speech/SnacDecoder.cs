@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using MiniOmni.SK.ModelFiles;
 using MiniOmni.SK.ModelFiles.Gguf;
 using MiniOmni.SK.Native;
 
@@ -13,6 +14,9 @@ internal sealed class SnacDecoder : IDisposable
     private const string Prefix = MiniOmniGgufKeys.SnacTensorPrefix;
     private const string Output = "speech";
     private const string ReciprocalSuffix = ".reciprocal";
+    private const string TapsSuffix = ".taps";
+    private const string RowsSuffix = ".rows";
+    private const int KernelTaps = 7;
     private const int ResidualUnits = 3;
     private static readonly int[] Dilations = [1, 3, 9];
 
@@ -23,17 +27,18 @@ internal sealed class SnacDecoder : IDisposable
     /// <summary>Uploads the codec's weights of <paramref name="file"/> and reserves compute memory for <paramref name="maxFrames"/> frames.</summary>
     public SnacDecoder(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int maxFrames = 64, ILogger? logger = null)
     {
+        if (!parameters.Snac.Depthwise)
+        {
+            throw new ModelFileException(file.Path, "only depthwise SNAC decoders (as hubertsiuzdak/snac_24khz) are supported.", MiniOmniGgufKeys.SnacDepthwise);
+        }
+
         _parameters = parameters;
         MaxFrames = maxFrames;
         _stage = new GgmlStage("snac decoder", options, logger: logger);
         try
         {
-            // Snake divides by (alpha + 1e-9): computed once here rather than in every graph.
-            var reciprocals = file.Tensors.Values
-                .Where(t => t.Name.StartsWith(Prefix, StringComparison.Ordinal) && t.Name.EndsWith(".alpha", StringComparison.Ordinal))
-                .Select(t => new DerivedTensor(t.Name + ReciprocalSuffix, [.. t.Dims], [.. file.ReadFloat32(t.Name).Select(a => 1f / (a + 1e-9f))]))
-                .ToList();
-            _weights = GgmlWeights.Load(file, name => name.StartsWith(Prefix, StringComparison.Ordinal), _stage.PrimaryBackend, reciprocals);
+            var derived = DeriveWeights(file, parameters.Snac);
+            _weights = GgmlWeights.Load(file, name => name.StartsWith(Prefix, StringComparison.Ordinal), _stage.PrimaryBackend, derived);
             _stage.Reserve(graph => Build(graph, maxFrames, noise: false));
         }
         catch
@@ -102,47 +107,109 @@ internal sealed class SnacDecoder : IDisposable
 
     private long LatentLength(int frames) => (long)frames * _parameters.Snac.Strides[0];
 
+    /// <summary>
+    /// Rearranges, once at load, the weights the channels-first graph reads differently from PyTorch's layout:
+    /// Snake's 1 / (alpha + 1e-9), the taps of k7 convolutions as [channels, 7], and transposed-convolution kernels
+    /// as one [in, out * K] matrix.
+    /// </summary>
+    private static List<DerivedTensor> DeriveWeights(GgufFile file, ModelFiles.Conversion.SnacShape snac)
+    {
+        var derived = new List<DerivedTensor>();
+        foreach (var tensor in file.Tensors.Values.Where(t => t.Name.StartsWith(Prefix, StringComparison.Ordinal)))
+        {
+            string name = tensor.Name;
+            if (name.EndsWith(".alpha", StringComparison.Ordinal))
+            {
+                derived.Add(new(name + ReciprocalSuffix, [tensor.ElementCount], [.. file.ReadFloat32(name).Select(a => 1f / (a + 1e-9f))]));
+            }
+            else if (name.EndsWith(".weight", StringComparison.Ordinal) && tensor.Dims.Count == 3 && tensor.Dims[0] == KernelTaps && (tensor.Dims[1] == 1) != (tensor.Dims[2] == 1))
+            {
+                // PyTorch [C, 1, 7] (depthwise) or [1, C, 7] (the final conv): both store channel c's taps at c * 7.
+                long channels = Math.Max(tensor.Dims[1], tensor.Dims[2]);
+                float[] values = file.ReadFloat32(name);
+                var taps = new float[values.Length];
+                for (int c = 0; c < channels; c++)
+                {
+                    for (int k = 0; k < KernelTaps; k++)
+                    {
+                        taps[k * channels + c] = values[c * KernelTaps + k];
+                    }
+                }
+
+                derived.Add(new(name + TapsSuffix, [channels, KernelTaps], taps));
+            }
+            else if (IsTransposedConvolution(name, snac))
+            {
+                // PyTorch [in, out, K] -> rows (k, out) of length in: one matmul gives every tap of every output channel.
+                long k = tensor.Dims[0], outputs = tensor.Dims[1], inputs = tensor.Dims[2];
+                int block = Enumerable.Range(0, snac.DecoderRates.Count).First(b => name == TransposedConvolutionName(b, snac));
+                if (tensor.Dims.Count != 3 || k != 2 * snac.DecoderRates[block])
+                {
+                    throw new ModelFileException(file.Path, $"transposed convolution kernel [{string.Join(", ", tensor.Dims)}] is not 2 x stride {snac.DecoderRates[block]}, which the decoder's overlap-add needs.", name);
+                }
+
+                float[] values = file.ReadFloat32(name);
+                var rows = new float[values.Length];
+                for (long i = 0; i < inputs; i++)
+                {
+                    for (long o = 0; o < outputs; o++)
+                    {
+                        for (long t = 0; t < k; t++)
+                        {
+                            rows[(t * outputs + o) * inputs + i] = values[(i * outputs + o) * k + t];
+                        }
+                    }
+                }
+
+                derived.Add(new(name + RowsSuffix, [inputs, outputs * k], rows));
+            }
+        }
+
+        return derived;
+    }
+
+    // The transposed convolutions are part 1 of each upsampling block, which follow the two input convolutions.
+    private static string TransposedConvolutionName(int block, ModelFiles.Conversion.SnacShape snac) => $"{Prefix}decoder.model.{2 + block}.block.1.weight";
+
+    private static bool IsTransposedConvolution(string name, ModelFiles.Conversion.SnacShape snac) =>
+        Enumerable.Range(0, snac.DecoderRates.Count).Any(b => name == TransposedConvolutionName(b, snac));
+
     private void Build(GgmlGraphBuilder graph, int frames, bool noise)
     {
         var snac = _parameters.Snac;
         long latentLength = LatentLength(frames);
 
-        // Codes -> latent: each codebook's vectors, projected to the latent width and repeated to codebook 0's rate... summed.
+        // Codes -> latent [channels, time]: each codebook's vectors, projected to the latent width, repeated to codebook 0's rate, summed.
         GgmlTensor? latent = null;
         for (int book = 0; book < snac.Strides.Count; book++)
         {
             string quantizer = $"{Prefix}quantizer.quantizers.{book}.";
             long codes = latentLength / snac.Strides[book];
             var vectors = graph.GetRows(_weights[quantizer + "codebook.weight"], graph.Input($"codes{book}", GgmlElementType.I32, codes));
-            var projection = _weights[quantizer + "out_proj.weight"];
-            var projected = graph.Add(graph.MulMat(graph.Reshape(projection, projection.Ne1, projection.Ne2), vectors), _weights[quantizer + "out_proj.bias"]);
+            var projected = graph.Add(graph.MulMat(Matrix(graph, quantizer + "out_proj.weight"), vectors), _weights[quantizer + "out_proj.bias"]);
             var repeated = graph.Reshape(graph.Repeat(graph.Reshape(projected, snac.LatentDim, 1, codes), snac.LatentDim, snac.Strides[book], codes), snac.LatentDim, latentLength);
             latent = latent is null ? repeated : graph.Add(latent.Value, repeated);
         }
 
-        // The decoder convolves [time, channels].
-        var cur = graph.Cont(graph.Transpose(latent!.Value));
+        // The decoder runs channels-first, [channels, time]: pointwise convolutions are plain matrix products.
+        var cur = latent!.Value;
         int layer = 0;
-        if (snac.Depthwise)
-        {
-            cur = Bias(graph, graph.DepthwiseConv1d(Weight($"decoder.model.{layer}"), cur, padding: 3), $"decoder.model.{layer++}");
-        }
-
-        cur = Bias(graph, graph.Conv1d(Weight($"decoder.model.{layer}"), cur, padding: snac.Depthwise ? 0 : 3), $"decoder.model.{layer++}");
+        cur = Bias(DepthwiseConv(graph, cur, $"decoder.model.{layer}", dilation: 1), $"decoder.model.{layer++}", graph);
+        cur = Bias(graph.MulMat(Matrix(graph, $"{Prefix}decoder.model.{layer}.weight"), cur), $"decoder.model.{layer++}", graph);
         for (int block = 0; block < snac.DecoderRates.Count; block++)
         {
             int rate = snac.DecoderRates[block];
             string prefix = $"decoder.model.{layer++}.block.";
             int part = 0;
             cur = Snake(graph, cur, $"{prefix}{part++}");
-            cur = Bias(graph, graph.ConvTranspose1d(Weight($"{prefix}{part}"), cur, rate, padding: (rate + 1) / 2, outputPadding: rate % 2), $"{prefix}{part++}");
+            cur = Bias(TransposedConv(graph, cur, $"{prefix}{part}", rate), $"{prefix}{part++}", graph);
             if (snac.Noise)
             {
                 if (noise)
                 {
-                    // x + randn(T) * linear(x): the noise is one value per time step, shared by all channels.
-                    var scaled = graph.Conv1d(Weight($"{prefix}{part}.linear"), cur);
-                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, cur.Ne0, 1)));
+                    // x + randn(T) * linear(x): one noise value per time step, shared by all channels.
+                    var scaled = graph.MulMat(Matrix(graph, $"{Prefix}{prefix}{part}.linear.weight"), cur);
+                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, cur.Ne1)));
                 }
 
                 part++;
@@ -155,39 +222,85 @@ internal sealed class SnacDecoder : IDisposable
         }
 
         cur = Snake(graph, cur, $"decoder.model.{layer++}");
-        cur = Bias(graph, graph.Conv1d(Weight($"decoder.model.{layer}"), cur, padding: 3), $"decoder.model.{layer}");
-        graph.Output(Output, graph.Tanh(cur));
+        // The last convolution has one output channel: seven taps, each a [channels] x [channels, time] product, summed.
+        var taps = _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"];
+        var padded = graph.PadRows(cur, 3, 3);
+        GgmlTensor? speech = null;
+        for (int k = 0; k < KernelTaps; k++)
+        {
+            var term = graph.MulMat(graph.Rows(taps, k, 1), graph.Rows(padded, k, cur.Ne1));
+            speech = speech is null ? term : graph.Add(speech.Value, term);
+        }
+
+        graph.Output(Output, graph.Tanh(Bias(speech!.Value, $"decoder.model.{layer}", graph)));
     }
 
     // y = conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))); x + y (the padding keeps the length, so no crop is needed).
     private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor x, string prefix, int dilation)
     {
         var y = Snake(graph, x, prefix + "0");
-        var kernel = Weight(prefix + "1");
-        y = Bias(graph, kernel.Ne1 == 1
-            ? graph.DepthwiseConv1d(kernel, y, padding: 3 * dilation, dilation: dilation)
-            : graph.Conv1d(kernel, y, padding: 3 * dilation, dilation: dilation), prefix + "1");
+        y = Bias(DepthwiseConv(graph, y, prefix + "1", dilation), prefix + "1", graph);
         y = Snake(graph, y, prefix + "2");
-        y = Bias(graph, graph.Conv1d(Weight(prefix + "3"), y), prefix + "3");
+        y = Bias(graph.MulMat(Matrix(graph, $"{Prefix}{prefix}3.weight"), y), prefix + "3", graph);
         return graph.Add(x, y);
+    }
+
+    // Depthwise k7 convolution on [channels, time] with "same" padding: seven shifted copies, each scaled per channel.
+    private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int dilation)
+    {
+        var taps = _weights[$"{Prefix}{module}.weight{TapsSuffix}"];
+        int padding = (KernelTaps - 1) / 2 * dilation;
+        var padded = graph.PadRows(x, padding, padding);
+        GgmlTensor? sum = null;
+        for (int k = 0; k < KernelTaps; k++)
+        {
+            var term = graph.Mul(graph.Rows(padded, k * dilation, x.Ne1), graph.Rows(taps, k, 1));
+            sum = sum is null ? term : graph.Add(sum.Value, term);
+        }
+
+        return sum!.Value;
+    }
+
+    /// <summary>
+    /// ConvTranspose1d with kernel 2 * stride on [channels, time]: one product gives, for every input step, the 2 * stride
+    /// output samples it touches; the first half lands on its own output block and the second on the next (overlap-add),
+    /// then PyTorch's padding is cropped from both ends.
+    /// </summary>
+    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride)
+    {
+        var rows = _weights[$"{Prefix}{module}.weight{RowsSuffix}"];
+        long kernel = 2 * stride;
+        long outputs = rows.Ne1 / kernel;
+        long steps = x.Ne1;
+        var contributions = graph.MulMat(rows, x); // [outputs * kernel, steps]: (tap, channel) per input step
+        long rowBytes = contributions.Nb(1);
+        var own = graph.View(contributions, outputs, stride, steps, outputs * 4, rowBytes, 0);
+        var next = graph.View(contributions, outputs, stride, steps, outputs * 4, rowBytes, outputs * stride * 4);
+        var blocks = graph.Add(graph.PadSlices(graph.Cont(own), 0, 1), graph.PadSlices(graph.Cont(next), 1, 0)); // [outputs, stride, steps + 1]
+        long fullLength = (steps + 1) * stride;
+        int padding = (stride + 1) / 2;
+        long length = fullLength - 2 * padding + stride % 2;
+        var full = graph.Reshape(blocks, outputs, fullLength);
+        return graph.Cont(graph.Rows(full, padding, length));
     }
 
     // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel.
     private GgmlTensor Snake(GgmlGraphBuilder graph, GgmlTensor x, string module)
     {
-        var alpha = _weights[$"{Prefix}{module}.alpha"];
+        var alpha = graph.Reshape(_weights[$"{Prefix}{module}.alpha"], x.Ne0, 1);
         var reciprocal = _weights[$"{Prefix}{module}.alpha{ReciprocalSuffix}"];
         var sine = graph.Sqr(graph.Sin(graph.Mul(x, alpha)));
         return graph.Add(x, graph.Mul(sine, reciprocal));
     }
 
-    private GgmlTensor Weight(string module) => _weights[$"{Prefix}{module}.weight"];
-
-    private GgmlTensor Bias(GgmlGraphBuilder graph, GgmlTensor x, string module)
+    // A pointwise convolution's weight [1, in, out] as the matrix [in, out].
+    private GgmlTensor Matrix(GgmlGraphBuilder graph, string name)
     {
-        var bias = _weights[$"{Prefix}{module}.bias"];
-        return graph.Add(x, graph.Reshape(bias, 1, bias.Ne0));
+        var weight = _weights[name];
+        return graph.Reshape(weight, weight.Ne0 * weight.Ne1, weight.Ne2);
     }
+
+    private GgmlTensor Bias(GgmlTensor x, string module, GgmlGraphBuilder graph) => graph.Add(x, _weights[$"{Prefix}{module}.bias"]);
 
     private static float[] GaussianNoise(Random random, int count)
     {
