@@ -7,6 +7,7 @@ internal enum GgmlElementType
 {
     F32 = 0,
     F16 = 1,
+    Q8_0 = 8,
     I32 = 26,
 }
 

@@ -45,11 +45,16 @@ internal readonly struct GgmlTensor
     /// <summary>Stride in bytes of dimension <paramref name="dimension"/>.</summary>
     public long Nb(int dimension) => Marshal.ReadInt64(Handle, GgmlNative.TensorStrideOffset + 8 * dimension);
 
-    /// <summary>Bytes per element (F32 and I32: 4, F16: 2).</summary>
-    public int ElementSize => Type == GgmlElementType.F16 ? 2 : 4;
+    /// <summary>Bytes per element (F32 and I32: 4, F16: 2); block types are never viewed element-wise.</summary>
+    public int ElementSize => Type switch
+    {
+        GgmlElementType.F16 => 2,
+        GgmlElementType.Q8_0 => throw new InvalidOperationException("Q8_0 tensors have no per-element size; use them as mul_mat weights only."),
+        _ => 4,
+    };
 
     /// <summary>Whether the elements lie densely in row-major order (what reshapes and most unary ops need).</summary>
-    public bool IsContiguous => Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
+    public bool IsContiguous => Type == GgmlElementType.Q8_0 || Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
 
     /// <inheritdoc />
     public override string ToString() => $"[{Ne0}, {Ne1}, {Ne2}, {Ne3}] {Type}";

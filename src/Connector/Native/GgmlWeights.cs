@@ -33,9 +33,9 @@ internal sealed class GgmlWeights : IDisposable
     {
         derived ??= [];
         var selected = file.Tensors.Values.Where(t => include(t.Name)).ToList();
-        foreach (var tensor in selected.Where(t => t.Type is not (GgmlType.F32 or GgmlType.F16)))
+        foreach (var tensor in selected.Where(t => t.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0)))
         {
-            throw new ModelFileException(file.Path, $"{tensor.Type} is not supported for audio tensors (F32 or F16).", tensor.Name);
+            throw new ModelFileException(file.Path, $"{tensor.Type} is not supported for audio tensors (F32, F16 or Q8_0).", tensor.Name);
         }
 
         var context = SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)Math.Max(1, selected.Count + derived.Count), noAlloc: true);
@@ -44,7 +44,12 @@ internal sealed class GgmlWeights : IDisposable
             var tensors = new Dictionary<string, GgmlTensor>(StringComparer.Ordinal);
             foreach (var info in selected)
             {
-                var type = info.Type == GgmlType.F32 ? GgmlElementType.F32 : GgmlElementType.F16;
+                var type = info.Type switch
+                {
+                    GgmlType.F32 => GgmlElementType.F32,
+                    GgmlType.F16 => GgmlElementType.F16,
+                    _ => GgmlElementType.Q8_0,
+                };
                 long[] ne = [.. info.Dims, .. Enumerable.Repeat(1L, 4 - info.Dims.Count)];
                 var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(context.DangerousGetHandle(), type, ne[0], ne[1], ne[2], ne[3]));
                 GgmlNative.ggml_set_name(tensor.Handle, info.Name);

@@ -97,6 +97,10 @@ public static class AudioGgufBuilder
     {
         bool isLinearWeight = tensor.TorchShape.Length == 2 && tensor.Name.EndsWith(".weight", StringComparison.Ordinal)
             && !tensor.Name.StartsWith(MiniOmniGgufKeys.SnacTensorPrefix, StringComparison.Ordinal);
-        return isLinearWeight ? matrixType : GgmlType.F32;
+        // Q8_0 needs rows in whole blocks of 32; a narrower matrix keeps F16.
+        long rowLength = tensor.TorchShape[^1];
+        return !isLinearWeight ? GgmlType.F32
+            : matrixType == GgmlType.Q8_0 && rowLength % GgmlTypeInfo.Block(GgmlType.Q8_0).BlockElements != 0 ? GgmlType.F16
+            : matrixType;
     }
 }

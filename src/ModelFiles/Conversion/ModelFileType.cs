@@ -7,9 +7,9 @@ public enum ModelFileType
     F32,
     /// <summary>Matrices in float16, vectors in float32.</summary>
     F16,
-    /// <summary>Backbone matrices in 8-bit blocks (llama.cpp Q8_0); audio matrices in float16.</summary>
+    /// <summary>Backbone and encoder matrices in 8-bit blocks (Q8_0); codec in float32.</summary>
     Q8_0,
-    /// <summary>Backbone in llama.cpp's Q4_K_M mix with Q8_0 token embeddings; audio matrices in float16.</summary>
+    /// <summary>Backbone in llama.cpp's Q4_K_M mix with Q8_0 token embeddings; encoder matrices Q8_0; codec in float32.</summary>
     Q4_K_M,
 }
 
@@ -32,7 +32,11 @@ public static class ModelFileTypes
     /// <summary>The lower-case name of <paramref name="type"/>.</summary>
     public static string ToName(this ModelFileType type) => Names[(int)type];
 
-    /// <summary>How matrices of the audio file (encoder, adapter, codec) are stored for <paramref name="type"/>.</summary>
-    public static Gguf.GgmlType AudioMatrixType(this ModelFileType type) =>
-        type == ModelFileType.F32 ? Gguf.GgmlType.F32 : Gguf.GgmlType.F16;
+    /// <summary>How the encoder's and adapter's linear weights are stored for <paramref name="type"/>: quantized types quantize them to Q8_0 too.</summary>
+    public static Gguf.GgmlType AudioMatrixType(this ModelFileType type) => type switch
+    {
+        ModelFileType.F32 => Gguf.GgmlType.F32,
+        ModelFileType.F16 => Gguf.GgmlType.F16,
+        _ => Gguf.GgmlType.Q8_0,
+    };
 }

@@ -78,15 +78,15 @@ public sealed class GgufWriter
         return this;
     }
 
-    /// <summary>Adds an f32 or f16 tensor from float data laid out row-major in PyTorch order (ggml dims are the reverse).</summary>
+    /// <summary>Adds an F32, F16 or Q8_0 tensor from float data laid out row-major in PyTorch order (ggml dims are the reverse).</summary>
     public GgufWriter AddTensor(string name, IReadOnlyList<long> dims, GgmlType type, Func<float[]> readData)
     {
-        if (type is not (GgmlType.F32 or GgmlType.F16))
+        return type switch
         {
-            throw new ArgumentException($"Tensor '{name}': float data can be written as F32 or F16, not {type}.", nameof(type));
-        }
-
-        return AddTensor(name, dims, type, destination => TensorEncoding.WriteFloats(destination, readData(), type));
+            GgmlType.F32 or GgmlType.F16 => AddTensor(name, dims, type, destination => TensorEncoding.WriteFloats(destination, readData(), type)),
+            GgmlType.Q8_0 => AddTensor(name, dims, type, destination => TensorEncoding.WriteQ8_0(destination, readData())),
+            _ => throw new ArgumentException($"Tensor '{name}': float data can be written as F32, F16 or Q8_0, not {type}.", nameof(type)),
+        };
     }
 
     /// <summary>

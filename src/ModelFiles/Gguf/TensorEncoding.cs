@@ -49,6 +49,30 @@ public static class TensorEncoding
         }
     }
 
+    /// <summary>Writes <paramref name="values"/> as Q8_0 blocks (one f16 scale, 32 int8), rounding as ggml's reference quantizer does.</summary>
+    public static void WriteQ8_0(Stream destination, ReadOnlySpan<float> values)
+    {
+        if (values.Length % Q8BlockElements != 0)
+        {
+            throw new ArgumentException($"Q8_0 needs whole blocks of {Q8BlockElements}; got {values.Length} values.", nameof(values));
+        }
+
+        Span<byte> block = stackalloc byte[Q8BlockBytes];
+        for (int start = 0; start < values.Length; start += Q8BlockElements)
+        {
+            var part = values.Slice(start, Q8BlockElements);
+            float scale = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(part) is var amax and not 0 ? MathF.Abs(amax) / 127f : 0f;
+            float inverse = scale == 0 ? 0 : 1f / scale;
+            BinaryPrimitives.WriteHalfLittleEndian(block, (Half)scale);
+            for (int i = 0; i < Q8BlockElements; i++)
+            {
+                block[2 + i] = (byte)(sbyte)MathF.Round(part[i] * inverse, MidpointRounding.AwayFromZero);
+            }
+
+            destination.Write(block);
+        }
+    }
+
     /// <summary>Decodes <paramref name="destination"/>.Length elements of <paramref name="type"/> from <paramref name="source"/>.</summary>
     public static void Decode(ReadOnlySpan<byte> source, GgmlType type, Span<float> destination)
     {

@@ -40,6 +40,29 @@ public sealed class GgufFileTests
     }
 
     [Fact]
+    public void Q8BlocksRoundTripWithinHalfAStep()
+    {
+        using var directory = Fixture.CreateTemporaryDirectory();
+        string path = Path.Combine(directory.Path, "q8.gguf");
+        var random = new Random(5);
+        float[] values = [.. Enumerable.Range(0, 64).Select(i => i < 32 ? (float)(random.NextDouble() * 2 - 1) : 0f)];
+        new GgufWriter().AddTensor("q", [32, 2], GgmlType.Q8_0, () => values).WriteTo(path);
+
+        using var file = GgufFile.Open(path);
+        float[] decoded = file.ReadFloat32("q");
+
+        Assert.Equal(GgmlType.Q8_0, file.GetTensor("q").Type);
+        float step = values[..32].Max(MathF.Abs) / 127f;
+        for (int i = 0; i < values.Length; i++)
+        {
+            Assert.True(MathF.Abs(values[i] - decoded[i]) <= step / 2 + 1e-3f * step, $"[{i}] {decoded[i]} vs {values[i]}");
+        }
+
+        Assert.Equal(values.Max(MathF.Abs), decoded.Max(MathF.Abs), 1e-3f);
+        Assert.All(decoded[32..], v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
     public void MissingKeysAndTensorsAreNamed()
     {
         using var directory = Fixture.CreateTemporaryDirectory();

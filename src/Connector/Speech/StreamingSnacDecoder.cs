@@ -1,0 +1,80 @@
+namespace MiniOmni.SK.Speech;
+
+/// <summary>How the streaming decoder trades latency for seamless audio.</summary>
+/// <param name="ChunkFrames">Frames emitted per chunk (4 = 8192 samples, as the release).</param>
+/// <param name="LeftContextFrames">Already-emitted frames decoded again before each chunk, so its start continues the previous chunk.</param>
+/// <param name="LookaheadFrames">Frames decoded after each chunk but held back until the next, so its end is settled.</param>
+internal sealed record StreamingOptions(int ChunkFrames = 4, int LeftContextFrames = 4, int LookaheadFrames = 1)
+{
+    /// <summary>The release's schedule: every chunk decoded on its own (clicks at the seams).</summary>
+    public static StreamingOptions Isolated { get; } = new(4, 0, 0);
+
+    /// <summary>Frames one decode call covers at most.</summary>
+    public int WindowFrames => LeftContextFrames + ChunkFrames + LookaheadFrames;
+
+    /// <summary>Checks the options.</summary>
+    public void Validate()
+    {
+        if (ChunkFrames <= 0 || LeftContextFrames < 0 || LookaheadFrames < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ChunkFrames), $"Streaming needs a positive chunk and non-negative context; got {this}.");
+        }
+    }
+}
+
+/// <summary>
+/// Turns frames into speech as they are generated. Each chunk is decoded with frames of context on both sides and only
+/// its own samples are emitted, so the joined stream matches decoding the whole answer at once far better than the
+/// release's isolated chunks, at the cost of <see cref="StreamingOptions.LookaheadFrames"/> frames of latency.
+/// One instance per answer; not thread-safe.
+/// </summary>
+internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFrame, StreamingOptions? options = null)
+{
+    private readonly StreamingOptions _options = Validated(options ?? new StreamingOptions(), decoder);
+    private readonly List<int[]> _frames = [];
+    private int _emittedFrames;
+
+    /// <summary>Frames received so far.</summary>
+    public int FrameCount => _frames.Count;
+
+    /// <summary>Adds one frame (seven audio tokens) and returns the speech that became due, or an empty array.</summary>
+    public float[] Append(int[] frame)
+    {
+        _frames.Add(frame);
+        return _frames.Count - _emittedFrames >= _options.ChunkFrames + _options.LookaheadFrames
+            ? Emit(_emittedFrames + _options.ChunkFrames)
+            : [];
+    }
+
+    /// <summary>Emits every frame not yet emitted (the answer has ended).</summary>
+    public float[] Flush()
+    {
+        var pieces = new List<float[]>();
+        while (_emittedFrames < _frames.Count)
+        {
+            pieces.Add(Emit(Math.Min(_frames.Count, _emittedFrames + _options.ChunkFrames)));
+        }
+
+        return [.. pieces.SelectMany(p => p)];
+    }
+
+    private float[] Emit(int emitEnd)
+    {
+        int windowStart = Math.Max(0, _emittedFrames - _options.LeftContextFrames);
+        int windowEnd = Math.Min(_frames.Count, emitEnd + _options.LookaheadFrames);
+        var codes = SnacCodes.FromFrames(_frames.GetRange(windowStart, windowEnd - windowStart));
+        float[] window = decoder.Decode(codes);
+        int from = (_emittedFrames - windowStart) * samplesPerFrame;
+        int to = (emitEnd - windowStart) * samplesPerFrame;
+        _emittedFrames = emitEnd;
+        return window[from..to];
+    }
+
+    private static StreamingOptions Validated(StreamingOptions options, SnacDecoder decoder)
+    {
+        options.Validate();
+        return options.WindowFrames <= decoder.MaxFrames
+            ? options
+            : throw new ArgumentOutOfRangeException(nameof(options), $"A streaming window of {options.WindowFrames} frames exceeds the decoder's {decoder.MaxFrames}.");
+    }
+}

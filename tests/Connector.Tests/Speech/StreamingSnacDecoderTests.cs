@@ -1,0 +1,89 @@
+using System.Text.Json;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Speech;
+
+/// <summary>The joined stream against decoding the whole answer at once, for the release's schedule and ours.</summary>
+public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
+{
+    private const int SamplesPerFrame = 2048;
+
+    [Fact]
+    public void ContextAndLookaheadMakeTheStreamFarCloserToTheWholeDecodeThanIsolatedChunks()
+    {
+        var layers = ReadAudioLayers("A1A2_BATCH");
+        var codes = DelayPattern.Frames(layers);
+        using var decoder = CreateDecoder(maxFrames: codes.FrameCount);
+        float[] whole = decoder.Decode(codes);
+
+        double isolated = SignalToNoise(whole, Stream(decoder, layers, StreamingOptions.Isolated));
+        double withContext = SignalToNoise(whole, Stream(decoder, layers, new StreamingOptions()));
+        output.WriteLine($"SNR against the whole-answer decode: isolated 4-frame chunks {isolated:F1} dB, with 4 frames of context and 1 of lookahead {withContext:F1} dB");
+
+        Assert.True(withContext > isolated + 20, $"{withContext:F1} dB is not far above {isolated:F1} dB");
+        Assert.True(withContext > 40, $"{withContext:F1} dB");
+    }
+
+    [Theory]
+    [InlineData(4, 0, 0)]
+    [InlineData(4, 4, 1)]
+    [InlineData(2, 8, 2)]
+    public void EveryFrameIsEmittedOnceAndInOrder(int chunk, int left, int lookahead)
+    {
+        var layers = ReadAudioLayers("A1A2");
+        var codes = DelayPattern.Frames(layers);
+        using var decoder = CreateDecoder(maxFrames: 16);
+
+        float[] stream = Stream(decoder, layers, new StreamingOptions(chunk, left, lookahead));
+
+        Assert.Equal(codes.FrameCount * SamplesPerFrame, stream.Length);
+        // The first chunk has no left context to lack: it equals decoding its frames (plus lookahead) directly.
+        float[] first = decoder.Decode(codes.Slice(0, chunk + lookahead))[..(chunk * SamplesPerFrame)];
+        Assert.Equal(first, stream[..first.Length]);
+    }
+
+    [Fact]
+    public void AWindowLargerThanTheDecoderIsRefused()
+    {
+        using var decoder = CreateDecoder(maxFrames: 4);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StreamingSnacDecoder(decoder, SamplesPerFrame, new StreamingOptions(4, 4, 1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StreamingSnacDecoder(decoder, SamplesPerFrame, new StreamingOptions(0, 0, 0)));
+    }
+
+    private static float[] Stream(SnacDecoder decoder, List<IReadOnlyList<int>> layers, StreamingOptions options)
+    {
+        var streaming = new StreamingSnacDecoder(decoder, SamplesPerFrame, options);
+        var samples = new List<float>();
+        for (int frame = 0; frame < DelayPattern.CompleteFrames(layers.Min(l => l.Count)); frame++)
+        {
+            samples.AddRange(streaming.Append(DelayPattern.Frame(layers, frame)));
+        }
+
+        samples.AddRange(streaming.Flush());
+        return [.. samples];
+    }
+
+    private static double SignalToNoise(float[] reference, float[] stream)
+    {
+        Assert.Equal(reference.Length, stream.Length);
+        double signal = reference.Sum(v => (double)v * v);
+        double noise = reference.Zip(stream, (a, b) => ((double)a - b) * (a - b)).Sum();
+        return 10 * Math.Log10(signal / Math.Max(noise, 1e-30));
+    }
+
+    private SnacDecoder CreateDecoder(int maxFrames)
+    {
+        using var file = GgufFile.Open(converted.Model.AudioPath);
+        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
+    }
+
+    private static List<IReadOnlyList<int>> ReadAudioLayers(string task)
+    {
+        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
+        return [.. manifest.RootElement.GetProperty("tasks").GetProperty(task).GetProperty("output").EnumerateArray().Take(7)
+            .Select(layer => (IReadOnlyList<int>)[.. layer.EnumerateArray().Select(e => e.GetInt32())])];
+    }
+}
