@@ -75,7 +75,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         object root;
         try
         {
-            using var unpickler = new StateDictUnpickler(this);
+            using var unpickler = new StateDictUnpickler();
             root = unpickler.loads(pickle);
         }
         catch (Exception e) when (e is PickleException or InvalidCastException or IndexOutOfRangeException or InvalidOperationException)
@@ -102,9 +102,9 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         var metadata = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (DictionaryEntry entry in stateDict)
         {
-            if (entry.Value is TorchTensor tensor)
+            if (entry.Value is TensorRecord record)
             {
-                tensors[(string)entry.Key] = tensor.WithName((string)entry.Key);
+                tensors[(string)entry.Key] = new TorchTensor(this, (string)entry.Key, record);
             }
         }
 
@@ -216,16 +216,14 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         private readonly long _offset;
         private readonly long[] _stride;
 
-        public TorchTensor(TorchCheckpoint owner, string name, StorageReference storage, long offset, long[] shape, long[] stride)
-            : base(name, owner.Path, shape, storage.DType)
+        public TorchTensor(TorchCheckpoint owner, string name, TensorRecord record)
+            : base(name, owner.Path, record.Shape, record.Storage.DType)
         {
             _owner = owner;
-            _storage = storage;
-            _offset = offset;
-            _stride = stride;
+            _storage = record.Storage;
+            _offset = record.Offset;
+            _stride = record.Stride;
         }
-
-        public TorchTensor WithName(string name) => new(_owner, name, _storage, _offset, [.. Shape], _stride);
 
         public override float[] ReadFloat32()
         {
@@ -288,22 +286,28 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         }
     }
 
-    /// <summary>An unpickler that knows only the allow-listed globals (already enforced by <see cref="PickleAllowList"/>).</summary>
+    /// <summary>What _rebuild_tensor_v2 describes: a view of a storage. Bound to its file after unpickling.</summary>
+    private sealed record TensorRecord(StorageReference Storage, long Offset, long[] Shape, long[] Stride);
+
+    /// <summary>
+    /// An unpickler that builds only the allow-listed globals (already enforced by <see cref="PickleAllowList"/>).
+    /// Razorvine keeps its constructors in one process-wide table, so ours are registered once and hold no state:
+    /// everything that depends on the file happens in <see cref="persistentLoad"/> and after unpickling.
+    /// </summary>
     private sealed class StateDictUnpickler : Unpickler
     {
-        private readonly TorchCheckpoint _owner;
-
-        public StateDictUnpickler(TorchCheckpoint owner)
+        private static readonly Lazy<bool> Registered = new(() =>
         {
-            _owner = owner;
-            objectConstructors.Clear();
             registerConstructor("collections", "OrderedDict", new Constructor(_ => new PickledDictionary()));
             registerConstructor("torch._utils", "_rebuild_tensor_v2", new Constructor(RebuildTensor));
             registerConstructor("torch._utils", "_rebuild_parameter", new Constructor(args => args[0]));
             registerConstructor("torch", "FloatStorage", new StorageType(SourceDType.F32));
             registerConstructor("torch", "HalfStorage", new StorageType(SourceDType.F16));
             registerConstructor("torch", "BFloat16Storage", new StorageType(SourceDType.BF16));
-        }
+            return true;
+        });
+
+        public StateDictUnpickler() => _ = Registered.Value;
 
         // ('storage', storage type, key, location, numel)
         protected override object persistentLoad(object pid)
@@ -317,7 +321,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         }
 
         // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-        private object RebuildTensor(object[] args)
+        private static object RebuildTensor(object[] args)
         {
             if (args.Length < 4 || args[0] is not StorageReference storage)
             {
@@ -331,7 +335,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
                 throw new PickleException($"tensor size [{string.Join(", ", shape)}] and stride [{string.Join(", ", stride)}] do not match");
             }
 
-            return new TorchTensor(_owner, "", storage, System.Convert.ToInt64(args[1]), shape, stride);
+            return new TensorRecord(storage, System.Convert.ToInt64(args[1]), shape, stride);
         }
 
         private static long[] ToLongs(object value) => value is object[] items

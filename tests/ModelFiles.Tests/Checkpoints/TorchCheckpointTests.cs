@@ -17,4 +17,24 @@ public sealed class TorchCheckpointTests
         Assert.Equal(SourceDType.F32, snac.Get("decoder.model.0.weight_v").DType);
         Assert.Equal(64 * 32, lit.Get("whisper_adapter.fc_1.weight").ReadFloat32().Length);
     }
+
+    [Fact]
+    public void CheckpointsOpenedAtOnceEachReadTheirOwnFile()
+    {
+        // Razorvine's constructor table is process-wide: a tensor must still read from the file it was found in.
+        string[] files = [Path.Combine(Fixture.Checkpoint, "lit_model.pth"), Fixture.Whisper, Path.Combine(Fixture.Snac, "pytorch_model.bin")];
+        var expected = files.Select(f =>
+        {
+            using var checkpoint = TorchCheckpoint.Open(f);
+            return checkpoint.Tensors.Values.First().ReadFloat32().Take(8).ToArray();
+        }).ToArray();
+
+        var results = Enumerable.Range(0, 24).AsParallel().WithDegreeOfParallelism(6).Select(i =>
+        {
+            using var checkpoint = TorchCheckpoint.Open(files[i % 3]);
+            return (i % 3, checkpoint.Tensors.Values.First().ReadFloat32().Take(8).ToArray());
+        }).ToList();
+
+        Assert.All(results, r => Assert.Equal(expected[r.Item1], r.Item2));
+    }
 }
