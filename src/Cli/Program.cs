@@ -9,4 +9,5 @@ var root = new RootCommand("miniomni: convert, create and inspect Mini-Omni mode
 root.Add(ModelFileCommands.Convert());
 root.Add(ModelFileCommands.Synthesize());
 root.Add(ModelFileCommands.Inspect());
+root.Add(BenchCommand.Create());
 return await CommandRunner.InvokeAsync(root, args);

@@ -1,0 +1,165 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using LLama.Native;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+using Spectre.Console;
+
+namespace MiniOmni.SK.Cli.Commands;
+
+/// <summary><c>miniomni bench</c>: times each stage on a model directory and prints the figures as JSON.</summary>
+internal static class BenchCommand
+{
+    private const double QuestionSeconds = 2.0;
+
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni`).", Required = true };
+        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; the median is reported.", DefaultValueFactory = _ => 5 };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads for every stage (default: all cores)." };
+        var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
+        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, output };
+        command.SetAction(parse =>
+        {
+            var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
+            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads));
+            string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
+            Console.WriteLine(json);
+            if (parse.GetValue(output) is { } file)
+            {
+                File.WriteAllText(file.FullName, json);
+            }
+        });
+        return command;
+    }
+
+    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads)
+    {
+        var figures = new Dictionary<string, object>
+        {
+            ["model"] = directory.Path,
+            ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+            ["devices"] = GgmlDevices.DeviceNames(),
+            ["repeats"] = repeats,
+        };
+        var options = new GgmlComputeOptions { Threads = threads };
+        using (var file = GgufFile.Open(directory.AudioPath))
+        {
+            var parameters = AudioModelParameters.Read(file);
+            BenchEncoder(file, parameters, options, repeats, figures);
+            BenchCodec(file, parameters, options, repeats, figures);
+        }
+
+        BenchBackbone(directory, repeats, threads, figures);
+        figures["peak_working_set_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), 1);
+        return figures;
+    }
+
+    private static void BenchEncoder(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
+    {
+        using var encoder = Status("loading the encoder", () => new WhisperEncoder(file, parameters, options));
+        var random = new Random(1);
+        var samples = new float[(int)(QuestionSeconds * parameters.InputSampleRate)];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            samples[i] = (float)(0.1 * Math.Sin(i * 0.05) + 0.01 * (random.NextDouble() - 0.5));
+        }
+
+        int frames = Audio.WhisperLogMel.FeatureFrameCount(samples.Length);
+        figures["mel_ms"] = Median(repeats, () => Audio.WhisperLogMel.Compute(samples));
+        float[] mel = Audio.WhisperLogMel.Compute(samples);
+        figures["encoder_exact_ms"] = Status("encoder, exact", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Exact)));
+        figures["encoder_fast_ms"] = Status("encoder, fast", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Fast)));
+        figures["question_seconds"] = QuestionSeconds;
+    }
+
+    private static void BenchCodec(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
+    {
+        var streaming = new StreamingOptions();
+        using var decoder = Status("loading the codec", () => new SnacDecoder(file, parameters, options, Math.Max(32, streaming.WindowFrames)));
+        var random = new Random(2);
+        int[][] frames = [.. Enumerable.Range(0, 32).Select(_ => Enumerable.Range(0, 7).Select(_ => random.Next(parameters.Snac.CodebookSize)).ToArray())];
+        double secondsPerFrame = parameters.SamplesPerFrame / (double)parameters.Snac.SampleRate;
+
+        double chunk = Status("codec, isolated 4-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..4]))));
+        double window = Status("codec, streaming window", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..streaming.WindowFrames]))));
+        double whole = Status("codec, 32 frames at once", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames))));
+        figures["snac_chunk_4_frames_ms"] = chunk;
+        figures["snac_streaming_window_ms"] = window;
+        figures["snac_streaming_seconds_per_second_of_speech"] = Math.Round(window / 1000 / (streaming.ChunkFrames * secondsPerFrame), 3);
+        figures["snac_32_frames_ms"] = whole;
+        figures["snac_batch_seconds_per_second_of_speech"] = Math.Round(whole / 1000 / (frames.Length * secondsPerFrame), 3);
+    }
+
+    private static void BenchBackbone(ModelDirectory directory, int repeats, int? threads, Dictionary<string, object> figures)
+    {
+        using var backbone = Status("loading the backbone", () => Backbone.Load(directory.BackbonePath, new BackboneOptions { ContextSize = 2048, MaxSequences = 4, Threads = threads }));
+        int width = backbone.EmbeddingLength;
+        var random = new Random(3);
+        float[] Embedding() => [.. Enumerable.Range(0, width).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
+        int prompt = 3 + Audio.WhisperLogMel.FeatureFrameCount((int)(QuestionSeconds * 16000)) + 1;
+
+        int position = 0;
+        var batch = backbone.CreateBatch();
+        figures["prefill_positions"] = prompt;
+        figures["prefill_ms"] = Status("backbone, prefill", () => Median(repeats, () =>
+        {
+            backbone.RemoveSequence((LLamaSeqId)0);
+            batch.Clear();
+            for (int p = 0; p < prompt; p++)
+            {
+                batch.Add(Embedding(), (LLamaPos)p, (LLamaSeqId)0, logits: p == prompt - 1);
+            }
+
+            backbone.Decode(batch);
+        }));
+        position = prompt;
+        backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, prompt);
+        foreach (int sequences in new[] { 1, 2 })
+        {
+            var step = Enumerable.Range(0, sequences).Select(_ => Embedding()).ToArray();
+            figures[$"decode_step_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () =>
+            {
+                batch.Clear();
+                for (int s = 0; s < sequences; s++)
+                {
+                    batch.Add(step[s], (LLamaPos)position, (LLamaSeqId)s, logits: true);
+                }
+
+                backbone.Decode(batch);
+                for (int s = 0; s < sequences; s++)
+                {
+                    _ = backbone.Logits(s)[0];
+                }
+
+                position++;
+            }));
+        }
+    }
+
+    private static double Median(int repeats, Action work)
+    {
+        work(); // warm-up: first-call allocation and JIT are not what a long-running host pays
+        var times = new List<double>();
+        for (int i = 0; i < repeats; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            work();
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+
+        times.Sort();
+        return Math.Round(times[times.Count / 2], 1);
+    }
+
+    private static T Status<T>(string what, Func<T> work)
+    {
+        T result = default!;
+        AnsiConsole.Status().Start($"bench: {what}", _ => result = work());
+        return result;
+    }
+}
