@@ -118,9 +118,11 @@ internal static class BenchCommand
             backbone.Decode(batch);
         }));
         position = prompt;
-        backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, prompt);
         foreach (int sequences in new[] { 1, 2 })
         {
+            // The second sequence continues from a copy of the first, as a batch-parallel answer does.
+            backbone.RemoveSequence((LLamaSeqId)1);
+            backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, position);
             var step = Enumerable.Range(0, sequences).Select(_ => Embedding()).ToArray();
             figures[$"decode_step_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () =>
             {

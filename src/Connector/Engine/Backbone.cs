@@ -112,7 +112,9 @@ internal sealed class Backbone : IDisposable
         var result = _context.Decode(batch);
         if (result != DecodeResult.Ok)
         {
-            throw new InvalidOperationException($"llama.cpp could not decode the batch ({result}); the KV cache may be full.");
+            throw new InvalidOperationException(result == DecodeResult.NoKvSlot
+                ? $"llama.cpp found no room in the KV cache ({Options.ContextSize} positions) for the batch."
+                : $"llama.cpp could not decode the batch ({result}).");
         }
     }
 
