@@ -91,6 +91,29 @@ internal sealed class GgmlGraphBuilder
     /// <summary>Softmax over dimension 0 of a * scale (no mask).</summary>
     public GgmlTensor SoftMax(GgmlTensor a, float scale) => New(GgmlNative.ggml_soft_max_ext(_context, Dense(a, "soft_max").Handle, IntPtr.Zero, scale, 0f));
 
+    /// <summary>
+    /// Fused attention softmax(q k^T * scale) v without a mask. q is [head size, queries, heads] F32; k and v are
+    /// [head size, keys, heads] F16. Returns [head size, heads, queries]: rows already merged per query.
+    /// </summary>
+    public GgmlTensor FlashAttention(GgmlTensor q, GgmlTensor k, GgmlTensor v, float scale)
+    {
+        bool fits = q.Type == GgmlElementType.F32 && k.Type == GgmlElementType.F16 && v.Type == GgmlElementType.F16
+            && q.Ne0 == k.Ne0 && k.Ne1 == v.Ne1 && k.Ne2 == v.Ne2 && q.Ne2 % k.Ne2 == 0 && q.Ne3 == 1 && k.Ne3 == 1;
+        Require(fits, "flash_attn_ext", q, k);
+        return New(GgmlNative.ggml_flash_attn_ext(_context, q.Handle, k.Handle, v.Handle, IntPtr.Zero, scale, 0f, 0f));
+    }
+
+    /// <summary>a converted to <paramref name="type"/> (F32 or F16).</summary>
+    public GgmlTensor Cast(GgmlTensor a, GgmlElementType type)
+    {
+        if (type is not (GgmlElementType.F32 or GgmlElementType.F16) || a.Type is not (GgmlElementType.F32 or GgmlElementType.F16))
+        {
+            throw new ArgumentException($"cast: {a} to {type} is not supported.");
+        }
+
+        return New(GgmlNative.ggml_cast(_context, a.Handle, type));
+    }
+
     /// <summary>Moves dimension i of a to position axes[i].</summary>
     public GgmlTensor Permute(GgmlTensor a, int axis0, int axis1, int axis2, int axis3)
     {

@@ -55,6 +55,24 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
     }
 
     [Fact]
+    public void QuantizedWeightsWithFusedAttentionStayCloseToTheReference()
+    {
+        using var directory = Fixture.CreateTemporaryDirectory();
+        var model = MiniOmni.SK.ModelFiles.Conversion.ModelConverter.Convert(ConvertedFixtureModel.Sources, directory.Path, MiniOmni.SK.ModelFiles.Conversion.ModelFileType.Q8_0);
+        using var file = GgufFile.Open(model.AudioPath);
+        Assert.Equal(GgmlType.Q8_0, file.GetTensor("whisper.encoder.blocks.0.attn.query.weight").Type);
+        using var encoder = new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 });
+
+        var encoded = encoder.Encode(Fixture.ReadFloats("mel.f32"), FixtureFrames);
+
+        float[] reference = Fixture.ReadFloats("adapter_out.f32");
+        double error = MaxError(reference, encoded.AdapterOutput);
+        double scale = reference.Max(v => Math.Abs(v));
+        output.WriteLine($"q8_0 weights, fused f16 attention: max |adapter - reference| {error:E2} (max |reference| {scale:E2})");
+        Assert.True(error <= 0.05 * scale, $"{error:E2} against a scale of {scale:E2}");
+    }
+
+    [Fact]
     public void BadInputsAreRefusedWithTheirSizes()
     {
         using var encoder = CreateEncoder();
