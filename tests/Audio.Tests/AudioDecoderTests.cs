@@ -9,7 +9,7 @@ public sealed class AudioDecoderTests
     [Fact]
     public void GoldenQuestionDecodesToItsInt16SamplesOver32768()
     {
-        string path = Fixtures.TinyA("question.wav");
+        string path = Fixture.Question;
 
         float[] samples = AudioDecoder.DecodeFile(path);
 
@@ -79,7 +79,7 @@ public sealed class AudioDecoderTests
     [Fact]
     public void Mp3FileDecodesThroughNLayer()
     {
-        float[] decoded = AudioDecoder.DecodeFile(Fixtures.Audio("sine440-stereo-44k1.mp3"));
+        float[] decoded = AudioDecoder.DecodeFile(Fixture.Audio("sine440-stereo-44k1.mp3"));
 
         // NLayer drops the encoder delay and padding LAME records, so the 1 s of tone comes back exactly (allow up to a frame).
         Assert.InRange(decoded.Length, Rate - 8, Rate + 1200);
@@ -90,7 +90,7 @@ public sealed class AudioDecoderTests
     [Fact]
     public void Mp3FromForwardOnlyStreamMatchesTheFile()
     {
-        string path = Fixtures.Audio("sine440-stereo-44k1.mp3");
+        string path = Fixture.Audio("sine440-stereo-44k1.mp3");
         using var forwardOnly = new ForwardOnlyStream(File.ReadAllBytes(path));
 
         float[] decoded = AudioDecoder.Decode(forwardOnly, "audio/mpeg");
@@ -120,7 +120,7 @@ public sealed class AudioDecoderTests
     public void CallersStreamIsLeftOpen()
     {
         using var wav = new MemoryStream(TestWaves.Wav(TestWaves.Sine(Rate, 1, 440, 0.5, 0.1), Rate, 1, TestEncoding.Pcm16));
-        using var mp3 = File.OpenRead(Fixtures.Audio("sine440-stereo-44k1.mp3"));
+        using var mp3 = File.OpenRead(Fixture.Audio("sine440-stereo-44k1.mp3"));
 
         AudioDecoder.Decode(wav);
         AudioDecoder.Decode(mp3);

@@ -7,8 +7,8 @@ public sealed class WhisperLogMelTests(ITestOutputHelper output)
     [Fact]
     public void MatchesWhisperReferenceForGoldenQuestion()
     {
-        float[] samples = AudioDecoder.DecodeFile(Fixtures.TinyA("question.wav"));
-        float[] expected = Fixtures.ReadFloat32(Fixtures.TinyA("expected", "mel.f32"));
+        float[] samples = AudioDecoder.DecodeFile(Fixture.Question);
+        float[] expected = Fixture.ReadFloats("mel.f32");
 
         float[] actual = WhisperLogMel.Compute(samples);
 

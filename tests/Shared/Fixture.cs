@@ -15,6 +15,11 @@ internal static class Fixture
 
     public static string Expected(string name) => Path.Combine(Root, "expected", name);
 
+    public static string Question => Path.Combine(Root, "question.wav");
+
+    /// <summary>Small audio files made for the decoder tests (see Fixtures/audio/README.md).</summary>
+    public static string Audio(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "audio", name);
+
     public static float[] ReadFloats(string expectedName)
     {
         byte[] bytes = File.ReadAllBytes(Expected(expectedName));

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using MiniOmni.SK.Engine;
 using MiniOmni.SK.ModelFiles.Gguf;
 
@@ -9,9 +8,7 @@ public sealed class EmbeddingMixTests(ConvertedFixtureModel converted) : IClassF
     [Fact]
     public void MixingTheA1A2PromptWithTheAdapterOutputGivesTheReferencePrefillEmbeddings()
     {
-        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
-        var streams = manifest.RootElement.GetProperty("tasks").GetProperty("A1A2").GetProperty("input_ids").EnumerateArray()
-            .Select(stream => stream.EnumerateArray().Select(id => id.GetInt32()).ToArray()).ToList();
+        var streams = GoldenTasks.Task("A1A2").GetProperty("input_ids").EnumerateArray().Select(GoldenTasks.ReadIds).ToList();
         float[] adapterOutput = Fixture.ReadFloats("adapter_out.f32");
         float[] expected = Fixture.ReadFloats("A1A2.prefill_embd.f32");
         using var backbone = GgufFile.Open(converted.Model.BackbonePath);

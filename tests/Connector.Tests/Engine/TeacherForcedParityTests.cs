@@ -23,18 +23,17 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
     [MemberData(nameof(Tasks))]
     public void LogitsFollowTheReferenceAtEveryStep(string taskName)
     {
-        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
-        var task = manifest.RootElement.GetProperty("tasks").GetProperty(taskName);
+        var task = GoldenTasks.Task(taskName);
         bool batchParallel = taskName == "A1A2_BATCH";
         bool audioPrompt = taskName.StartsWith('A');
         bool speechOut = taskName.StartsWith("A1A2", StringComparison.Ordinal) || taskName.StartsWith("T1A2", StringComparison.Ordinal);
         // A batch-parallel prompt is stored [stream][row][position].
         var rows = batchParallel
-            ? Enumerable.Range(0, 2).Select(row => task.GetProperty("input_ids").EnumerateArray().Select(stream => stream[row].EnumerateArray().Select(id => id.GetInt32()).ToArray()).ToArray()).ToList()
+            ? Enumerable.Range(0, 2).Select(row => task.GetProperty("input_ids").EnumerateArray().Select(stream => GoldenTasks.ReadIds(stream[row])).ToArray()).ToList()
             : [ReadStreams(task.GetProperty("input_ids"))];
         var outputStreams = speechOut
             ? ReadStreams(task.GetProperty("output"))
-            : [.. Enumerable.Repeat(Array.Empty<int>(), AudioLayers), task.GetProperty("output").EnumerateArray().Select(e => e.GetInt32()).ToArray()];
+            : [.. Enumerable.Repeat(Array.Empty<int>(), AudioLayers), GoldenTasks.ReadIds(task.GetProperty("output"))];
         var steps = task.GetProperty("steps");
 
         using var backboneFile = GgufFile.Open(converted.Model.BackbonePath);
@@ -124,6 +123,5 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
         output.WriteLine($"{taskName}: {steps.GetArrayLength()} steps, {compared} head comparisons, worst |logit - reference| {worst:E2}");
     }
 
-    private static int[][] ReadStreams(JsonElement streams) =>
-        [.. streams.EnumerateArray().Select(stream => stream.EnumerateArray().Select(id => id.GetInt32()).ToArray())];
+    private static int[][] ReadStreams(JsonElement streams) => [.. streams.EnumerateArray().Select(GoldenTasks.ReadIds)];
 }

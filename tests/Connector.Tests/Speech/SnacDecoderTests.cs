@@ -1,6 +1,3 @@
-using System.Text.Json;
-using MiniOmni.SK.ModelFiles.Gguf;
-using MiniOmni.SK.Native;
 using MiniOmni.SK.Speech;
 using Xunit.Abstractions;
 
@@ -14,9 +11,9 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     [InlineData("A1A2_BATCH")]
     public void DecodingTheReferenceTokensGivesTheReferenceWaveform(string task)
     {
-        var codes = DelayPattern.Frames(ReadAudioLayers(task));
+        var codes = DelayPattern.Frames(GoldenTasks.AudioLayers(task));
         float[] expected = Fixture.ReadFloats($"{task}.wav.f32");
-        using var decoder = CreateDecoder(maxFrames: codes.FrameCount);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: codes.FrameCount);
 
         float[] speech = decoder.Decode(codes);
 
@@ -29,9 +26,9 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     [Fact]
     public void TheReferenceFourFrameScheduleReproducesItsStreamWithinOneLsb()
     {
-        var codes = DelayPattern.Frames(ReadAudioLayers("A1A2_BATCH"));
+        var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2_BATCH"));
         short[] expected = ReadShorts("A1A2_BATCH.stream.i16");
-        using var decoder = CreateDecoder(maxFrames: 4);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: 4);
 
         // From step 7 on, every fourth step decodes the last complete four frames on their own.
         var stream = new List<short>();
@@ -49,8 +46,8 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     [Fact]
     public void NoiseIsSeededAndOffByDefault()
     {
-        var codes = DelayPattern.Frames(ReadAudioLayers("A1A2")).Slice(0, 4);
-        using var decoder = CreateDecoder(maxFrames: 4);
+        var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2")).Slice(0, 4);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: 4);
 
         float[] quiet = decoder.Decode(codes);
         float[] noisy = decoder.Decode(codes, noiseSeed: 7);
@@ -63,26 +60,13 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     [Fact]
     public void CodesOutsideTheCodebookAreRefused()
     {
-        using var decoder = CreateDecoder(maxFrames: 4);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: 4);
         var frame = new[] { 1, 2, 3, 4, 5, 6, 4097 }; // PAD_A where a code should be
 
         var error = Assert.Throws<ArgumentException>(() => decoder.Decode(SnacCodes.FromFrames([frame])));
 
         Assert.Contains("4097", error.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => decoder.Decode(SnacCodes.FromFrames([.. Enumerable.Repeat(new[] { 1, 1, 1, 1, 1, 1, 1 }, 5)])));
-    }
-
-    private SnacDecoder CreateDecoder(int maxFrames)
-    {
-        using var file = GgufFile.Open(converted.Model.AudioPath);
-        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
-    }
-
-    private static List<IReadOnlyList<int>> ReadAudioLayers(string task)
-    {
-        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
-        return [.. manifest.RootElement.GetProperty("tasks").GetProperty(task).GetProperty("output").EnumerateArray().Take(7)
-            .Select(layer => (IReadOnlyList<int>)[.. layer.EnumerateArray().Select(e => e.GetInt32())])];
     }
 
     private static short[] ReadShorts(string name)

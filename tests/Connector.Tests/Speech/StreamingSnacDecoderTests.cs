@@ -1,6 +1,3 @@
-using System.Text.Json;
-using MiniOmni.SK.ModelFiles.Gguf;
-using MiniOmni.SK.Native;
 using MiniOmni.SK.Speech;
 using Xunit.Abstractions;
 
@@ -14,9 +11,9 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
     [Fact]
     public void ContextAndLookaheadMakeTheStreamFarCloserToTheWholeDecodeThanIsolatedChunks()
     {
-        var layers = ReadAudioLayers("A1A2_BATCH");
+        var layers = GoldenTasks.AudioLayers("A1A2_BATCH");
         var codes = DelayPattern.Frames(layers);
-        using var decoder = CreateDecoder(maxFrames: codes.FrameCount);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: codes.FrameCount);
         float[] whole = decoder.Decode(codes);
 
         double isolated = SignalToNoise(whole, Stream(decoder, layers, StreamingOptions.Isolated));
@@ -35,9 +32,9 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
     [InlineData(2, 8, 2)]
     public void EveryFrameIsEmittedOnceAndInOrder(int chunk, int left, int lookahead)
     {
-        var layers = ReadAudioLayers("A1A2");
+        var layers = GoldenTasks.AudioLayers("A1A2");
         var codes = DelayPattern.Frames(layers);
-        using var decoder = CreateDecoder(maxFrames: 16);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: 16);
 
         float[] stream = Stream(decoder, layers, new StreamingOptions(chunk, left, lookahead));
 
@@ -50,7 +47,7 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
     [Fact]
     public void AWindowLargerThanTheDecoderIsRefused()
     {
-        using var decoder = CreateDecoder(maxFrames: 4);
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: 4);
         Assert.Throws<ArgumentOutOfRangeException>(() => new StreamingSnacDecoder(decoder, SamplesPerFrame, new StreamingOptions(4, 4, 1)));
         Assert.Throws<ArgumentOutOfRangeException>(() => new StreamingSnacDecoder(decoder, SamplesPerFrame, new StreamingOptions(0, 0, 0)));
     }
@@ -74,18 +71,5 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
         double signal = reference.Sum(v => (double)v * v);
         double noise = reference.Zip(stream, (a, b) => ((double)a - b) * (a - b)).Sum();
         return 10 * Math.Log10(signal / Math.Max(noise, 1e-30));
-    }
-
-    private SnacDecoder CreateDecoder(int maxFrames)
-    {
-        using var file = GgufFile.Open(converted.Model.AudioPath);
-        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
-    }
-
-    private static List<IReadOnlyList<int>> ReadAudioLayers(string task)
-    {
-        using var manifest = JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json")));
-        return [.. manifest.RootElement.GetProperty("tasks").GetProperty(task).GetProperty("output").EnumerateArray().Take(7)
-            .Select(layer => (IReadOnlyList<int>)[.. layer.EnumerateArray().Select(e => e.GetInt32())])];
     }
 }

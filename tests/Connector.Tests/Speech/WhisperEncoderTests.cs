@@ -13,7 +13,7 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
     [Fact]
     public void ExactModeMatchesTheReferenceFeaturesAndAdapterOutput()
     {
-        using var encoder = CreateEncoder();
+        using var encoder = GoldenTasks.CreateEncoder(converted.Model);
 
         var encoded = encoder.Encode(Fixture.ReadFloats("mel.f32"), FixtureFrames, EncoderMode.Exact);
 
@@ -27,7 +27,7 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
     [Fact]
     public void FromTheWaveFileThroughTheMelTheFeaturesStillMatch()
     {
-        using var encoder = CreateEncoder();
+        using var encoder = GoldenTasks.CreateEncoder(converted.Model);
         float[] samples = AudioDecoder.DecodeFile(Path.Combine(Fixture.Root, "question.wav"));
         int frames = WhisperLogMel.FeatureFrameCount(samples.Length);
 
@@ -40,7 +40,7 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
     [Fact]
     public void FastModeEncodesOnlyTheAudioAndReportsItsDistanceFromExact()
     {
-        using var encoder = CreateEncoder();
+        using var encoder = GoldenTasks.CreateEncoder(converted.Model);
         float[] mel = Fixture.ReadFloats("mel.f32");
 
         var exact = encoder.Encode(mel, FixtureFrames, EncoderMode.Exact);
@@ -75,16 +75,10 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
     [Fact]
     public void BadInputsAreRefusedWithTheirSizes()
     {
-        using var encoder = CreateEncoder();
+        using var encoder = GoldenTasks.CreateEncoder(converted.Model);
         Assert.Throws<ArgumentException>(() => encoder.Encode(new float[10], 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => encoder.Encode(new float[80 * 3000], 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => encoder.Encode(new float[80 * 3000], 1501));
-    }
-
-    private WhisperEncoder CreateEncoder()
-    {
-        using var file = GgufFile.Open(converted.Model.AudioPath);
-        return new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 });
     }
 
     private static double MaxError(float[] expected, float[] actual)

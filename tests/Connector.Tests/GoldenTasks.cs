@@ -1,0 +1,37 @@
+using System.Text.Json;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+
+namespace MiniOmni.SK.Connector.Tests;
+
+/// <summary>The fixture manifest's tasks, and the audio stages built on the converted fixture model.</summary>
+internal static class GoldenTasks
+{
+    private static readonly Lazy<JsonDocument> Manifest = new(() => JsonDocument.Parse(File.ReadAllText(Fixture.Expected("manifest.json"))));
+
+    /// <summary>The manifest entry of <paramref name="task"/>.</summary>
+    public static JsonElement Task(string task) => Manifest.Value.RootElement.GetProperty("tasks").GetProperty(task);
+
+    /// <summary>The seven generated audio streams (unshifted) of a speech task.</summary>
+    public static List<IReadOnlyList<int>> AudioLayers(string task) =>
+        [.. Task(task).GetProperty("output").EnumerateArray().Take(DelayPattern.LayerCount).Select(ReadIds)];
+
+    /// <summary>A JSON array of ids.</summary>
+    public static int[] ReadIds(JsonElement ids) => [.. ids.EnumerateArray().Select(id => id.GetInt32())];
+
+    /// <summary>A SNAC decoder over the converted fixture's audio file.</summary>
+    public static SnacDecoder CreateSnacDecoder(ModelDirectory model, int maxFrames)
+    {
+        using var file = GgufFile.Open(model.AudioPath);
+        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
+    }
+
+    /// <summary>A Whisper encoder over <paramref name="model"/>'s audio file.</summary>
+    public static WhisperEncoder CreateEncoder(ModelDirectory model)
+    {
+        using var file = GgufFile.Open(model.AudioPath);
+        return new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 });
+    }
+}
