@@ -15,7 +15,7 @@ internal static class ConsoleProgress
             .Start(context =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
-                var progress = new ImmediateProgress(update =>
+                var progress = new SynchronousProgress<ConversionProgress>(update =>
                 {
                     if (!tasks.TryGetValue(update.Stage, out var task))
                     {
@@ -39,8 +39,4 @@ internal static class ConsoleProgress
 
     private static string Shorten(string item) => item.Length <= 40 ? item : "…" + item[^39..];
 
-    private sealed class ImmediateProgress(Action<ConversionProgress> report) : IProgress<ConversionProgress>
-    {
-        public void Report(ConversionProgress value) => report(value);
-    }
 }

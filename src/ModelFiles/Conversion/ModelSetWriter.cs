@@ -5,6 +5,13 @@ using MiniOmni.SK.ModelFiles.Gguf;
 
 namespace MiniOmni.SK.ModelFiles.Conversion;
 
+/// <summary>Reports on the caller's thread, in order (<see cref="Progress{T}"/> posts to the thread pool instead).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    /// <inheritdoc />
+    public void Report(T value) => report(value);
+}
+
 /// <summary>Progress of writing a model set: the stage, the current item, and how far along it is.</summary>
 public readonly record struct ConversionProgress(string Stage, string? Item, long Done, long Total);
 
@@ -107,9 +114,4 @@ public static class ModelSetWriter
     private static IProgress<GgufWriteProgress>? Forward(IProgress<ConversionProgress>? progress, string stage) =>
         progress is null ? null : new SynchronousProgress<GgufWriteProgress>(p => progress.Report(new ConversionProgress(stage, p.TensorName, p.BytesWritten, p.TotalBytes)));
 
-    // Progress<T> posts to the thread pool; a conversion reports in order, on its own thread.
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }
