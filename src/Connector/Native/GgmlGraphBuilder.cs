@@ -205,6 +205,19 @@ internal sealed class GgmlGraphBuilder
         return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, 0, 0, before, after, 0, 0, 0, 0));
     }
 
+    /// <summary>
+    /// A copy of <paramref name="a"/> ([width, rows]) with <paramref name="b"/> ([width, n]) added to rows
+    /// [<paramref name="firstRow"/>, firstRow + n): a memcpy and a row add, no per-element index arithmetic.
+    /// </summary>
+    public GgmlTensor AccumulateRows(GgmlTensor a, GgmlTensor b, long firstRow)
+    {
+        bool fits = a.IsContiguous && b.IsContiguous && a.Type == GgmlElementType.F32 && b.Type == GgmlElementType.F32
+            && a.Ne0 == b.Ne0 && a.Ne2 == 1 && a.Ne3 == 1 && b.Ne2 == 1 && b.Ne3 == 1 && firstRow >= 0 && firstRow + b.Ne1 <= a.Ne1
+            && a.ElementCount * 4 <= int.MaxValue; // ggml keeps the offset in an int32
+        Require(fits, $"acc at row {firstRow}", a, b);
+        return New(GgmlNative.ggml_acc(_context, a.Handle, b.Handle, (nuint)a.Nb(1), (nuint)a.Nb(2), (nuint)a.Nb(3), (nuint)(firstRow * a.Nb(1))));
+    }
+
     /// <summary>Zero padding along dimension 2.</summary>
     public GgmlTensor PadSlices(GgmlTensor a, int before, int after)
     {

@@ -17,6 +17,9 @@ internal sealed class SnacDecoder : IDisposable
     private const string TapsSuffix = ".taps";
     private const string RowsSuffix = ".rows";
     private const int KernelTaps = 7;
+
+    /// <summary>Zero rows kept on each side of the residual stream: the reach of the widest dilated convolution (3 x 9).</summary>
+    private const int Margin = 27;
     private const int ResidualUnits = 3;
     private static readonly int[] Dilations = [1, 3, 9];
 
@@ -84,14 +87,15 @@ internal sealed class SnacDecoder : IDisposable
         }
 
         bool noise = noiseSeed is not null && _parameters.Snac.Noise;
-        if (noise)
+        var random = noise ? new Random(noiseSeed!.Value) : null;
+        long length = LatentLength(frames);
+        for (int block = 0; block < _parameters.Snac.DecoderRates.Count; block++)
         {
-            var random = new Random(noiseSeed!.Value);
-            long length = LatentLength(frames);
-            for (int block = 0; block < _parameters.Snac.DecoderRates.Count; block++)
+            length *= _parameters.Snac.DecoderRates[block];
+            inputs[$"mask{block}"] = Margined(Enumerable.Repeat(1f, (int)length).ToArray());
+            if (random is not null)
             {
-                length *= _parameters.Snac.DecoderRates[block];
-                inputs[$"noise{block}"] = GaussianNoise(random, (int)length);
+                inputs[$"noise{block}"] = Margined(GaussianNoise(random, (int)length));
             }
         }
 
@@ -192,24 +196,30 @@ internal sealed class SnacDecoder : IDisposable
         }
 
         // The decoder runs channels-first, [channels, time]: pointwise convolutions are plain matrix products.
-        var cur = latent!.Value;
         int layer = 0;
-        cur = Bias(DepthwiseConv(graph, cur, $"decoder.model.{layer}", dilation: 1), $"decoder.model.{layer++}", graph);
+        var input = graph.PadRows(latent!.Value, Margin, Margin);
+        var cur = Bias(DepthwiseConv(graph, input, latentLength, $"decoder.model.{layer}", dilation: 1), $"decoder.model.{layer++}", graph);
         cur = Bias(graph.MulMat(Matrix(graph, $"{Prefix}decoder.model.{layer}.weight"), cur), $"decoder.model.{layer++}", graph);
+
+        // From the first upsampling on, the stream carries Margin zero rows on each side: Snake keeps zeros at zero,
+        // so shifted views read "same" padding for free and ggml's slow pad op is never run on the large tensors.
+        long length = latentLength;
         for (int block = 0; block < snac.DecoderRates.Count; block++)
         {
             int rate = snac.DecoderRates[block];
             string prefix = $"decoder.model.{layer++}.block.";
             int part = 0;
-            cur = Snake(graph, cur, $"{prefix}{part++}");
-            cur = Bias(TransposedConv(graph, cur, $"{prefix}{part}", rate), $"{prefix}{part++}", graph);
+            var unpadded = block == 0 ? cur : graph.Rows(cur, Margin, length);
+            var activated = Snake(graph, unpadded, $"{prefix}{part++}");
+            length *= rate;
+            cur = TransposedConv(graph, activated, $"{prefix}{part++}", rate, length, graph.Input($"mask{block}", GgmlElementType.F32, 1, length + 2 * Margin));
             if (snac.Noise)
             {
                 if (noise)
                 {
-                    // x + randn(T) * linear(x): one noise value per time step, shared by all channels.
+                    // x + randn(T) * linear(x): one noise value per time step, shared by all channels (zero in the margins).
                     var scaled = graph.MulMat(Matrix(graph, $"{Prefix}{prefix}{part}.linear.weight"), cur);
-                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, cur.Ne1)));
+                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, length + 2 * Margin)));
                 }
 
                 part++;
@@ -217,44 +227,43 @@ internal sealed class SnacDecoder : IDisposable
 
             for (int unit = 0; unit < ResidualUnits; unit++)
             {
-                cur = ResidualUnit(graph, cur, $"{prefix}{part++}.block.", Dilations[unit]);
+                cur = ResidualUnit(graph, cur, length, $"{prefix}{part++}.block.", Dilations[unit]);
             }
         }
 
-        cur = Snake(graph, cur, $"decoder.model.{layer++}");
+        var final = Snake(graph, cur, $"decoder.model.{layer++}");
         // The last convolution has one output channel: seven taps, each a [channels] x [channels, time] product, summed.
         var taps = _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"];
-        var padded = graph.PadRows(cur, 3, 3);
         GgmlTensor? speech = null;
         for (int k = 0; k < KernelTaps; k++)
         {
-            var term = graph.MulMat(graph.Rows(taps, k, 1), graph.Rows(padded, k, cur.Ne1));
+            var term = graph.MulMat(graph.Rows(taps, k, 1), graph.Rows(final, Margin + k - KernelTaps / 2, length));
             speech = speech is null ? term : graph.Add(speech.Value, term);
         }
 
         graph.Output(Output, graph.Tanh(Bias(speech!.Value, $"decoder.model.{layer}", graph)));
     }
 
-    // y = conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))); x + y (the padding keeps the length, so no crop is needed).
-    private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor x, string prefix, int dilation)
+    // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))) on the zero-margined stream; the sum lands in its centre rows.
+    private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor padded, long length, string prefix, int dilation)
     {
-        var y = Snake(graph, x, prefix + "0");
-        y = Bias(DepthwiseConv(graph, y, prefix + "1", dilation), prefix + "1", graph);
+        var y = Snake(graph, padded, prefix + "0");
+        y = Bias(DepthwiseConv(graph, y, length, prefix + "1", dilation), prefix + "1", graph);
         y = Snake(graph, y, prefix + "2");
         y = Bias(graph.MulMat(Matrix(graph, $"{Prefix}{prefix}3.weight"), y), prefix + "3", graph);
-        return graph.Add(x, y);
+        return graph.AccumulateRows(padded, y, Margin);
     }
 
-    // Depthwise k7 convolution on [channels, time] with "same" padding: seven shifted copies, each scaled per channel.
-    private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int dilation)
+    // Depthwise k7 convolution with "same" padding, read from a zero-margined [channels, Margin + length + Margin] input:
+    // seven shifted views, each scaled per channel. Returns [channels, length].
+    private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor padded, long length, string module, int dilation)
     {
         var taps = _weights[$"{Prefix}{module}.weight{TapsSuffix}"];
-        int padding = (KernelTaps - 1) / 2 * dilation;
-        var padded = graph.PadRows(x, padding, padding);
+        int reach = KernelTaps / 2 * dilation;
         GgmlTensor? sum = null;
         for (int k = 0; k < KernelTaps; k++)
         {
-            var term = graph.Mul(graph.Rows(padded, k * dilation, x.Ne1), graph.Rows(taps, k, 1));
+            var term = graph.Mul(graph.Rows(padded, Margin - reach + k * dilation, length), graph.Rows(taps, k, 1));
             sum = sum is null ? term : graph.Add(sum.Value, term);
         }
 
@@ -262,26 +271,28 @@ internal sealed class SnacDecoder : IDisposable
     }
 
     /// <summary>
-    /// ConvTranspose1d with kernel 2 * stride on [channels, time]: one product gives, for every input step, the 2 * stride
-    /// output samples it touches; the first half lands on its own output block and the second on the next (overlap-add),
-    /// then PyTorch's padding is cropped from both ends.
+    /// ConvTranspose1d with kernel 2 * stride on [channels, time]. One product gives, for every input step, the
+    /// 2 * stride output samples it touches; the first half lands on its own output block and the second on the next.
+    /// Zero steps around the (small) input make both halves plain views of one tensor, so the overlap-add is one add.
+    /// The result is returned with <see cref="Margin"/> zero rows each side (PyTorch's padding cropped, bias added,
+    /// the margins masked back to zero): [outputs, Margin + <paramref name="length"/> + Margin].
     /// </summary>
-    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride)
+    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length, GgmlTensor mask)
     {
         var rows = _weights[$"{Prefix}{module}.weight{RowsSuffix}"];
-        long kernel = 2 * stride;
-        long outputs = rows.Ne1 / kernel;
-        long steps = x.Ne1;
-        var contributions = graph.MulMat(rows, x); // [outputs * kernel, steps]: (tap, channel) per input step
+        long outputs = rows.Ne1 / (2 * stride);
+        int extra = (Margin + 1 + stride - 1) / stride + 1;
+        var widened = graph.PadRows(x, extra, extra);
+        var contributions = graph.MulMat(rows, widened); // [outputs * 2 * stride, steps]: (tap, channel) per input step
+        long blocks = widened.Ne1 - 1;
         long rowBytes = contributions.Nb(1);
-        var own = graph.View(contributions, outputs, stride, steps, outputs * 4, rowBytes, 0);
-        var next = graph.View(contributions, outputs, stride, steps, outputs * 4, rowBytes, outputs * stride * 4);
-        var blocks = graph.Add(graph.PadSlices(graph.Cont(own), 0, 1), graph.PadSlices(graph.Cont(next), 1, 0)); // [outputs, stride, steps + 1]
-        long fullLength = (steps + 1) * stride;
-        int padding = (stride + 1) / 2;
-        long length = fullLength - 2 * padding + stride % 2;
-        var full = graph.Reshape(blocks, outputs, fullLength);
-        return graph.Cont(graph.Rows(full, padding, length));
+        var own = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, rowBytes);
+        var previous = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, outputs * stride * 4);
+        var full = graph.Reshape(graph.Add(graph.Cont(own), previous), outputs, blocks * stride);
+        // Output sample i of PyTorch's result is row i + padding + (extra - 1) * stride of the full overlap-add.
+        long first = (stride + 1) / 2 + (extra - 1) * stride - Margin;
+        var cropped = Bias(graph.Rows(full, first, length + 2 * Margin), module, graph);
+        return graph.Mul(cropped, mask);
     }
 
     // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel.
@@ -301,6 +312,14 @@ internal sealed class SnacDecoder : IDisposable
     }
 
     private GgmlTensor Bias(GgmlTensor x, string module, GgmlGraphBuilder graph) => graph.Add(x, _weights[$"{Prefix}{module}.bias"]);
+
+    // Values for the centre rows of a zero-margined stream.
+    private static float[] Margined(float[] values)
+    {
+        var margined = new float[values.Length + 2 * Margin];
+        values.CopyTo(margined, Margin);
+        return margined;
+    }
 
     private static float[] GaussianNoise(Random random, int count)
     {
