@@ -21,7 +21,7 @@ internal sealed record BackboneOptions
     /// <summary>KV cache element type: F16 (default, ~2e-3 from the reference) or F32 (~1e-5, for parity).</summary>
     public GGMLType CacheType { get; init; } = GGMLType.GGML_TYPE_F16;
 
-    /// <summary>CPU threads; null lets llama.cpp choose.</summary>
+    /// <summary>CPU threads; null uses every core (LLamaSharp's own default is half of them).</summary>
     public int? Threads { get; init; }
 
     /// <summary>Layers offloaded to a GPU when the backend has one.</summary>
@@ -74,8 +74,8 @@ internal sealed class Backbone : IDisposable
             FlashAttention = options.CacheType == GGMLType.GGML_TYPE_F32 ? false : null,
             // One cache shared by all sequences, so a prompt prefix can be copied from one sequence to another.
             KVUnified = true,
-            Threads = options.Threads,
-            BatchThreads = options.Threads,
+            Threads = options.Threads ?? Environment.ProcessorCount,
+            BatchThreads = options.Threads ?? Environment.ProcessorCount,
         };
         LLamaWeights weights;
         try
