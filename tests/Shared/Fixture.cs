@@ -17,6 +17,9 @@ internal static class Fixture
 
     public static string Question => Path.Combine(Root, "question.wav");
 
+    /// <summary>Feature frames of question.wav (the manifest's "leng").</summary>
+    public const int Leng = 60;
+
     /// <summary>Small audio files made for the decoder tests (see Fixtures/audio/README.md).</summary>
     public static string Audio(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "audio", name);
 

@@ -1,0 +1,115 @@
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.Speech;
+
+namespace MiniOmni.SK.Engine;
+
+/// <summary>What Mini-Omni is asked to do: the release's five tasks.</summary>
+public enum MiniOmniTask
+{
+    /// <summary>Speech in, speech and text out.</summary>
+    A1A2,
+    /// <summary>Speech in, text out.</summary>
+    A1T2,
+    /// <summary>Speech in, its transcription out.</summary>
+    Asr,
+    /// <summary>Text in, speech and text out.</summary>
+    T1A2,
+    /// <summary>Text in, text out.</summary>
+    T1T2,
+}
+
+/// <summary>The id spaces of Mini-Omni's eight streams, as the audio GGUF states them.</summary>
+internal sealed record MiniOmniVocabulary(int TextVocabularySize, int AudioVocabularySize, int AudioLayerCount, int RowCount, SpecialTokens Tokens)
+{
+    /// <summary>From the audio file's parameters.</summary>
+    public static MiniOmniVocabulary From(AudioModelParameters parameters) => new(
+        parameters.TextVocabularySize, parameters.AudioVocabularySize, parameters.AudioLayerCount, parameters.PaddedVocabularySize, parameters.Tokens);
+
+    /// <summary>The embedding and logit row of audio code <paramref name="code"/> on layer <paramref name="layer"/>.</summary>
+    public int AudioRow(int layer, int code) => TextVocabularySize + AudioVocabularySize * layer + code;
+
+    /// <summary>The logit rows of audio head <paramref name="layer"/>.</summary>
+    public Range AudioHead(int layer) => AudioRow(layer, 0)..AudioRow(layer + 1, 0);
+
+    /// <summary>The logit rows of the text head.</summary>
+    public Range TextHead => 0..TextVocabularySize;
+}
+
+/// <summary>
+/// A prompt's eight streams (seven audio layers, already shifted, then text) and where adapter features replace the
+/// audio rows.
+/// </summary>
+internal sealed record Prompt(int[][] Streams, int AudioFeatureStart, int AudioFeatureCount)
+{
+    /// <summary>Positions in the prompt.</summary>
+    public int Length => Streams[0].Length;
+}
+
+/// <summary>Builds the release's prompts (spec section 3), optionally after a text prefix of MiniOmni.SK's own.</summary>
+/// <remarks>
+/// The prefix (system instructions, earlier turns) is MiniOmni.SK's extension, not the release's behaviour: its text ids
+/// go on the text stream before INPUT_T, with PAD_A on every audio layer. Without one, the prompts are exactly the release's.
+/// </remarks>
+internal sealed class PromptBuilder(MiniOmniVocabulary vocabulary)
+{
+    private SpecialTokens Tokens => vocabulary.Tokens;
+
+    /// <summary>A speech-in prompt for <paramref name="featureFrames"/> adapter frames.</summary>
+    public Prompt ForAudio(MiniOmniTask task, int featureFrames, IReadOnlyList<int>? prefix = null)
+    {
+        if (task is not (MiniOmniTask.A1A2 or MiniOmniTask.A1T2 or MiniOmniTask.Asr))
+        {
+            throw new ArgumentException($"{task} does not take speech in.", nameof(task));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(featureFrames);
+        var audio = new List<int> { Tokens.InputAudio };
+        audio.AddRange(Enumerable.Repeat(Tokens.PadAudio, featureFrames));
+        audio.Add(Tokens.EndOfAudio);
+        audio.Add(task == MiniOmniTask.A1A2 ? Tokens.AnswerAudio : Tokens.PadAudio);
+        var text = new List<int> { Tokens.InputText };
+        text.AddRange(Enumerable.Repeat(Tokens.PadText, featureFrames));
+        text.Add(Tokens.EndOfText);
+        text.Add(task == MiniOmniTask.Asr ? Tokens.Asr : Tokens.AnswerText);
+        return Assemble(audio, text, prefix, audioFeatureStart: 1, featureFrames);
+    }
+
+    /// <summary>A text-in prompt for the tokenized question <paramref name="textIds"/> (no BOS, no specials).</summary>
+    public Prompt ForText(MiniOmniTask task, IReadOnlyList<int> textIds, IReadOnlyList<int>? prefix = null)
+    {
+        if (task is not (MiniOmniTask.T1A2 or MiniOmniTask.T1T2))
+        {
+            throw new ArgumentException($"{task} does not take text in.", nameof(task));
+        }
+
+        if (textIds.Count == 0)
+        {
+            throw new ArgumentException("The question has no tokens.", nameof(textIds));
+        }
+
+        var audio = Enumerable.Repeat(Tokens.PadAudio, textIds.Count + 2).ToList();
+        audio.Add(task == MiniOmniTask.T1A2 ? Tokens.AnswerAudio : Tokens.PadAudio);
+        var text = new List<int> { Tokens.InputText };
+        text.AddRange(textIds);
+        text.Add(Tokens.EndOfText);
+        text.Add(Tokens.AnswerText);
+        return Assemble(audio, text, prefix, audioFeatureStart: 0, featureFrames: 0);
+    }
+
+    /// <summary>Batch-parallel speech in: the speaking row (A1A2) and the thinking row (A1T2), equal but for the last position.</summary>
+    public (Prompt Speaking, Prompt Thinking) ForBatchParallel(int featureFrames, IReadOnlyList<int>? prefix = null) =>
+        (ForAudio(MiniOmniTask.A1A2, featureFrames, prefix), ForAudio(MiniOmniTask.A1T2, featureFrames, prefix));
+
+    private Prompt Assemble(List<int> audio, List<int> text, IReadOnlyList<int>? prefix, int audioFeatureStart, int featureFrames)
+    {
+        int prefixLength = prefix?.Count ?? 0;
+        var streams = new int[vocabulary.AudioLayerCount + 1][];
+        for (int layer = 0; layer < vocabulary.AudioLayerCount; layer++)
+        {
+            streams[layer] = [.. Enumerable.Repeat(vocabulary.AudioRow(layer, Tokens.PadAudio), prefixLength), .. audio.Select(code => vocabulary.AudioRow(layer, code))];
+        }
+
+        streams[^1] = [.. prefix ?? [], .. text];
+        return new Prompt(streams, prefixLength + audioFeatureStart, featureFrames);
+    }
+}
