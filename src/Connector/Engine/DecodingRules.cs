@@ -1,0 +1,72 @@
+namespace MiniOmni.SK.Engine;
+
+/// <summary>What one step produced, as the release keeps it: seven audio codes (unshifted) and one text token.</summary>
+internal readonly record struct StepTokens(int[] Audio, int Text);
+
+/// <summary>
+/// The release's per-step rules (spec section 4) for one answer: after EOT every text token is PAD_T; speech stops when
+/// audio head 6 gives EOA (that step not kept) and never on the first step; text answers stop at EOT (not kept);
+/// at most <see cref="MaxSteps"/> steps, the first included. Not thread-safe: one per answer.
+/// </summary>
+internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, int maxSteps)
+{
+    private const int LastAudioLayer = 6;
+    private bool _textEnded;
+
+    /// <summary>Steps kept so far.</summary>
+    public int Steps { get; private set; }
+
+    /// <summary>The most steps the answer may take.</summary>
+    public int MaxSteps { get; } = maxSteps > 0 ? maxSteps : throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, "An answer needs at least one step.");
+
+    /// <summary>Whether the text stream has ended (EOT sampled).</summary>
+    public bool TextEnded => _textEnded;
+
+    /// <summary>
+    /// Applies the rules to one step's sampled tokens. Returns the step to keep (and feed back), or null when the answer
+    /// stops here (the step is not kept).
+    /// </summary>
+    public StepTokens? Accept(int[] sampledAudio, int sampledText)
+    {
+        var tokens = vocabulary.Tokens;
+        if (Steps >= MaxSteps)
+        {
+            return null;
+        }
+
+        if (speaks)
+        {
+            if (Steps > 0 && sampledAudio[LastAudioLayer] == tokens.EndOfAudio)
+            {
+                return null;
+            }
+
+            int text = _textEnded ? tokens.PadText : sampledText;
+            _textEnded |= sampledText == tokens.EndOfText;
+            Steps++;
+            return new StepTokens(sampledAudio, text);
+        }
+
+        if (sampledText == tokens.EndOfText)
+        {
+            _textEnded = true;
+            return null;
+        }
+
+        Steps++;
+        return new StepTokens([.. Enumerable.Repeat(tokens.PadAudio, vocabulary.AudioLayerCount)], sampledText);
+    }
+
+    /// <summary>The eight stream ids to feed back for a kept step: its audio (shifted) on a speaking row, PAD_A elsewhere, and its text.</summary>
+    public int[] NextInput(StepTokens step, bool speakingRow)
+    {
+        var input = new int[vocabulary.AudioLayerCount + 1];
+        for (int layer = 0; layer < vocabulary.AudioLayerCount; layer++)
+        {
+            input[layer] = vocabulary.AudioRow(layer, speakingRow ? step.Audio[layer] : vocabulary.Tokens.PadAudio);
+        }
+
+        input[^1] = step.Text;
+        return input;
+    }
+}

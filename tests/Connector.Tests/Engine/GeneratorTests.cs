@@ -1,0 +1,75 @@
+using System.Text.Json;
+using LLama.Native;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.ModelFiles.Gguf;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+/// <summary>Free-running greedy generation on the fixture: the reference's tokens, up to the first near-tie.</summary>
+public sealed class GeneratorTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
+{
+    // Where the reference's top two logits are closer than this, float rounding may legitimately pick either.
+    private const float NearTie = 1e-4f;
+    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+
+    [Theory]
+    [InlineData("A1A2", MiniOmniTask.A1A2)]
+    [InlineData("A1T2", MiniOmniTask.A1T2)]
+    [InlineData("ASR", MiniOmniTask.Asr)]
+    [InlineData("T1A2_0", MiniOmniTask.T1A2)]
+    [InlineData("T1T2_1", MiniOmniTask.T1T2)]
+    [InlineData("A1A2_BATCH", MiniOmniTask.A1A2)]
+    public void GreedyAnswersAreTheReferenceTokensUpToTheFirstNearTie(string name, MiniOmniTask task)
+    {
+        var reference = GoldenTasks.Task(name);
+        bool parallel = name.EndsWith("BATCH", StringComparison.Ordinal);
+        bool speaks = task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
+        var builder = new PromptBuilder(Vocabulary);
+        var (prompt, thinking) = parallel ? builder.ForBatchParallel(Fixture.Leng)
+            : task is MiniOmniTask.T1A2 or MiniOmniTask.T1T2 ? (builder.ForText(task, GoldenTasks.ReadIds(reference.GetProperty("input_ids")[7])[1..^2]), null)
+            : (builder.ForAudio(task, Fixture.Leng), (Prompt?)null);
+        float[] features = prompt.AudioFeatureCount > 0 ? Fixture.ReadFloats("adapter_out.f32") : [];
+        int maxSteps = reference.GetProperty("max_returned_tokens").GetInt32() - reference.GetProperty("prompt_len").GetInt32();
+
+        using var file = GgufFile.Open(converted.Model.BackbonePath);
+        using var backbone = Backbone.Load(converted.Model.BackbonePath, new BackboneOptions { ContextSize = 512, MaxSequences = 2, CacheType = GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });
+        var generator = new Generator(backbone, new EmbeddingMix(file), Vocabulary);
+        var steps = generator.Generate(new GenerationRequest(task, prompt, thinking, features, new SamplingOptions(), maxSteps), (LLamaSeqId)0, (LLamaSeqId)1).ToList();
+
+        int comparable = FirstNearTie(reference.GetProperty("steps"), speaks, parallel);
+        var expectedText = speaks ? GoldenTasks.ReadIds(reference.GetProperty("output")[7]) : GoldenTasks.ReadIds(reference.GetProperty("output"));
+        output.WriteLine($"{name}: {steps.Count} steps, first near-tie at step {comparable}");
+        Assert.Equal(expectedText[..comparable], steps.Take(comparable).Select(s => s.Text));
+        if (speaks)
+        {
+            var layers = GoldenTasks.AudioLayers(name);
+            for (int layer = 0; layer < 7; layer++)
+            {
+                Assert.Equal(layers[layer].Take(comparable), steps.Take(comparable).Select(s => s.Audio[layer]));
+            }
+        }
+
+        if (comparable == expectedText.Length)
+        {
+            Assert.Equal(expectedText.Length, steps.Count);
+        }
+
+        Assert.True(comparable >= 10, $"a near-tie at step {comparable} leaves too little to compare");
+    }
+
+    private static int FirstNearTie(JsonElement steps, bool speaks, bool parallel)
+    {
+        for (int step = 0; step < steps.GetArrayLength(); step++)
+        {
+            var heads = Enumerable.Range(0, speaks ? 7 : 0).Select(h => steps[step][0][h]).Append(steps[step][parallel ? 1 : 0][7]);
+            if (heads.Any(head => head[1][0].GetSingle() - head[1][1].GetSingle() < NearTie))
+            {
+                return step;
+            }
+        }
+
+        return steps.GetArrayLength();
+    }
+}
