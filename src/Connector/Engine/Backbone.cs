@@ -98,6 +98,12 @@ internal sealed class Backbone : IDisposable
         }
     }
 
+    /// <summary>Tokenizes text as the release does: no BOS, no special tokens.</summary>
+    public int[] Tokenize(string text) => [.. _weights.Tokenize(text, add_bos: false, special: false, System.Text.Encoding.UTF8).Select(t => (int)t)];
+
+    /// <summary>A detokenizer that only returns whole UTF-8 characters, for streaming text.</summary>
+    public StreamingTokenDecoder CreateTextDecoder() => new(System.Text.Encoding.UTF8, _weights) { DecodeSpecialTokens = false };
+
     /// <summary>Creates an empty batch sized for this backbone.</summary>
     public LLamaBatchEmbeddings CreateBatch() => new(EmbeddingLength);
 

@@ -1,0 +1,293 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+
+namespace MiniOmni.SK.Engine;
+
+/// <summary>How a loaded Mini-Omni model runs.</summary>
+public sealed record MiniOmniEngineOptions
+{
+    /// <summary>KV cache positions shared by the active answers.</summary>
+    public uint ContextSize { get; init; } = 4096;
+
+    /// <summary>CPU threads for every stage; null uses every core.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Use a GPU when the installed LLamaSharp backend has one.</summary>
+    public bool UseGpu { get; init; } = true;
+
+    /// <summary>An f32 KV cache: closest to the reference, slower and twice the memory. The default is f16.</summary>
+    public bool FullPrecisionCache { get; init; }
+}
+
+/// <summary>One question to Mini-Omni.</summary>
+public sealed record MiniOmniRequest
+{
+    /// <summary>What to do: speech or text in, text or text and speech out.</summary>
+    public MiniOmniTask Task { get; init; } = MiniOmniTask.A1A2;
+
+    /// <summary>16 kHz mono speech, for the speech-in tasks.</summary>
+    public ReadOnlyMemory<float> Audio { get; init; }
+
+    /// <summary>The question as text, for the text-in tasks.</summary>
+    public string? Text { get; init; }
+
+    /// <summary>Run the text-only "thinking" row beside the speaking one (A1A2 only), as the release's batch-parallel mode.</summary>
+    public bool BatchParallel { get; init; }
+
+    /// <summary>How each head picks its token.</summary>
+    public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>The most steps of the answer (one text token and one audio frame each); 0 uses the release's budget.</summary>
+    public int MaxTokens { get; init; }
+
+    /// <summary>How much of Whisper's window to encode.</summary>
+    public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
+}
+
+/// <summary>Something an answer produced.</summary>
+public abstract record MiniOmniEvent;
+
+/// <summary>New text of the answer (whole UTF-8 characters only).</summary>
+public sealed record TextDelta(string Text) : MiniOmniEvent;
+
+/// <summary>New speech of the answer: 24 kHz mono samples in [-1, 1].</summary>
+public sealed record SpeechChunk(float[] Samples, int SampleRate) : MiniOmniEvent;
+
+/// <summary>The answer ended.</summary>
+/// <param name="PromptTokens">Positions of the prompt.</param>
+/// <param name="Steps">Steps generated (text tokens, audio frames and pads included).</param>
+/// <param name="SpeechSeconds">Seconds of speech produced.</param>
+/// <param name="TimeToFirstSpeech">From the request to the first speech chunk, if any.</param>
+/// <param name="Elapsed">From the request to the end.</param>
+/// <param name="Tokens">The generated streams as the release keeps them: seven audio layers (unshifted) then text.</param>
+public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechSeconds, TimeSpan? TimeToFirstSpeech, TimeSpan Elapsed, IReadOnlyList<IReadOnlyList<int>> Tokens) : MiniOmniEvent;
+
+/// <summary>
+/// A loaded Mini-Omni: audio in, encoder and adapter, backbone, sampler, delay pattern, codec, audio out. Safe to share:
+/// answers are served one at a time in arrival order (the others wait); each gets its own sampler, sequences and
+/// streaming decoder, and frees its cache when it ends or is cancelled.
+/// </summary>
+public sealed class MiniOmniEngine : IDisposable
+{
+    private const int ReleaseMaxReturnedTokens = 2048;
+    private static readonly LLamaSeqId Speaking = (LLamaSeqId)0;
+    private static readonly LLamaSeqId Thinking = (LLamaSeqId)1;
+
+    private readonly Backbone _backbone;
+    private readonly GgufFile _backboneFile;
+    private readonly WhisperEncoder _encoder;
+    private readonly SnacDecoder _codec;
+    private readonly AudioModelParameters _parameters;
+    private readonly MiniOmniVocabulary _vocabulary;
+    private readonly PromptBuilder _prompts;
+    private readonly SemaphoreSlim _turn = new(1, 1);
+    private readonly ILogger _logger;
+
+    private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
+    {
+        _logger = loggers.CreateLogger<MiniOmniEngine>();
+        var compute = new GgmlComputeOptions { Threads = options.Threads, UseGpu = options.UseGpu };
+        using (var audio = GgufFile.Open(model.AudioPath))
+        {
+            _parameters = AudioModelParameters.Read(audio);
+            _encoder = new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>());
+            _codec = new SnacDecoder(audio, _parameters, compute, new StreamingOptions().WindowFrames, loggers.CreateLogger<SnacDecoder>());
+        }
+
+        _backboneFile = GgufFile.Open(model.BackbonePath);
+        _backbone = Backbone.Load(model.BackbonePath, new BackboneOptions
+        {
+            ContextSize = options.ContextSize,
+            MaxSequences = 2,
+            Threads = options.Threads,
+            GpuLayerCount = options.UseGpu ? 999 : 0,
+            CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
+        }, loggers.CreateLogger<Backbone>());
+        _vocabulary = MiniOmniVocabulary.From(_parameters);
+        _prompts = new PromptBuilder(_vocabulary);
+    }
+
+    /// <summary>Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf and audio.gguf).</summary>
+    public static MiniOmniEngine Load(string modelDirectory, MiniOmniEngineOptions? options = null, ILoggerFactory? loggers = null) =>
+        new(new ModelDirectory(modelDirectory).EnsureComplete(), options ?? new MiniOmniEngineOptions(), loggers ?? NullLoggerFactory.Instance);
+
+    /// <summary>Answers <paramref name="request"/>, streaming text and speech as they are generated, then an <see cref="AnswerCompleted"/>.</summary>
+    public async IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var prepared = Prepare(request);
+        var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var work = Task.Run(() =>
+        {
+            try
+            {
+                Run(prepared, events.Writer, cancellationToken);
+                events.Writer.Complete();
+            }
+            catch (Exception e)
+            {
+                events.Writer.Complete(e);
+            }
+            finally
+            {
+                _turn.Release();
+            }
+        }, CancellationToken.None);
+
+        await foreach (var item in events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            yield return item;
+        }
+
+        await work.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _turn.Wait();
+        _backbone.Dispose();
+        _backboneFile.Dispose();
+        _encoder.Dispose();
+        _codec.Dispose();
+        _turn.Dispose();
+    }
+
+    private sealed record PreparedRequest(MiniOmniRequest Request, Prompt Prompt, Prompt? Thinking, float[]? Audio, int MaxSteps, Stopwatch Clock);
+
+    // Everything that can be wrong with the request is found here, before the request waits its turn or any work is done.
+    private PreparedRequest Prepare(MiniOmniRequest request)
+    {
+        var clock = Stopwatch.StartNew();
+        request.Sampling.Validate();
+        bool speechIn = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.A1T2 or MiniOmniTask.Asr;
+        if (request.BatchParallel && request.Task != MiniOmniTask.A1A2)
+        {
+            throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
+        }
+
+        Prompt prompt;
+        Prompt? thinking = null;
+        float[]? audio = null;
+        if (speechIn)
+        {
+            if (request.Audio.IsEmpty)
+            {
+                throw new ArgumentException($"{request.Task} needs speech in; the request has no audio.", nameof(request));
+            }
+
+            if (request.Audio.Length > WhisperLogMel.WindowSampleCount)
+            {
+                throw new ArgumentException($"The question is {request.Audio.Length / 16000.0:F1} s long; Mini-Omni hears at most 30 s.", nameof(request));
+            }
+
+            audio = request.Audio.ToArray();
+            int frames = WhisperLogMel.FeatureFrameCount(audio.Length);
+            (prompt, thinking) = request.BatchParallel ? _prompts.ForBatchParallel(frames) : (_prompts.ForAudio(request.Task, frames), null);
+        }
+        else
+        {
+            if (string.IsNullOrWhiteSpace(request.Text))
+            {
+                throw new ArgumentException($"{request.Task} needs a text question; the request has none.", nameof(request));
+            }
+
+            prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text));
+        }
+
+        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : ReleaseMaxReturnedTokens - prompt.Length;
+        if (prompt.Length + maxSteps > _backbone.Options.ContextSize)
+        {
+            throw new ArgumentException($"A prompt of {prompt.Length} positions plus {maxSteps} steps exceeds the context of {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", nameof(request));
+        }
+
+        return new PreparedRequest(request, prompt, thinking, audio, maxSteps, clock);
+    }
+
+    private void Run(PreparedRequest prepared, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
+    {
+        var request = prepared.Request;
+        bool speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
+        float[] features = [];
+        if (prepared.Audio is { } audio)
+        {
+            var encoded = _encoder.Encode(WhisperLogMel.Compute(audio), prepared.Prompt.AudioFeatureCount, request.EncoderMode);
+            features = encoded.AdapterOutput;
+        }
+
+        var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
+        var text = _backbone.CreateTextDecoder();
+        var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame) : null;
+        TimeSpan? firstSpeech = null;
+        long samples = 0;
+        void Speak(float[] chunk)
+        {
+            if (chunk.Length == 0)
+            {
+                return;
+            }
+
+            firstSpeech ??= prepared.Clock.Elapsed;
+            samples += chunk.Length;
+            events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
+        }
+
+        try
+        {
+            var generator = new Generator(_backbone, new EmbeddingMix(_backboneFile), _vocabulary);
+            var generation = new GenerationRequest(request.Task, prepared.Prompt, prepared.Thinking, features, request.Sampling, prepared.MaxSteps);
+            foreach (var step in generator.Generate(generation, Speaking, Thinking, cancellationToken))
+            {
+                for (int layer = 0; layer < step.Audio.Length; layer++)
+                {
+                    streams[layer].Add(step.Audio[layer]);
+                }
+
+                streams[^1].Add(step.Text);
+                if (step.Text < _vocabulary.Tokens.EndOfText)
+                {
+                    text.Add(step.Text);
+                    if (text.Read() is { Length: > 0 } delta)
+                    {
+                        events.TryWrite(new TextDelta(delta));
+                    }
+                }
+
+                int frame = streams[0].Count - DelayPattern.LayerCount - 1;
+                if (speech is not null && frame >= 0)
+                {
+                    int[] tokens = DelayPattern.Frame(streams, frame);
+                    // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
+                    if (tokens.All(code => code < _parameters.Snac.CodebookSize))
+                    {
+                        Speak(speech.Append(tokens));
+                    }
+                }
+            }
+
+            if (speech is not null)
+            {
+                Speak(speech.Flush());
+            }
+
+            events.TryWrite(new AnswerCompleted(prepared.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));
+            _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s.", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds);
+        }
+        finally
+        {
+            // Cancelled or not, the answer's cache is freed for the next one.
+            _backbone.RemoveSequence(Speaking);
+            _backbone.RemoveSequence(Thinking);
+        }
+    }
+}

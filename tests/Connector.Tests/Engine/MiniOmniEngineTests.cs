@@ -1,0 +1,135 @@
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Engine;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+/// <summary>The engine end to end on the fixture model: WAV in, the reference's tokens and speech out.</summary>
+public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper output) : IClassFixture<EngineFixture>
+{
+    private const int ReferenceSteps = 97; // max_returned_tokens 160 - prompt 63
+
+    [Fact]
+    public async Task SpeechInGivesTheReferenceTokensAndSpeech()
+    {
+        var events = await Collect(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = ReferenceSteps });
+
+        var completed = Assert.IsType<AnswerCompleted>(events[^1]);
+        var expected = GoldenTasks.AudioLayers("A1A2");
+        for (int layer = 0; layer < 7; layer++)
+        {
+            Assert.Equal(expected[layer], completed.Tokens[layer]);
+        }
+
+        Assert.Equal(GoldenTasks.ReadIds(GoldenTasks.Task("A1A2").GetProperty("output")[7]), completed.Tokens[7]);
+        float[] speech = [.. events.OfType<SpeechChunk>().SelectMany(c => c.Samples)];
+        float[] reference = Fixture.ReadFloats("A1A2.wav.f32");
+        Assert.Equal(reference.Length, speech.Length);
+        double signal = reference.Sum(v => (double)v * v), noise = reference.Zip(speech, (a, b) => ((double)a - b) * (a - b)).Sum();
+        double snr = 10 * Math.Log10(signal / noise);
+        output.WriteLine($"streamed speech vs the reference waveform: {snr:F1} dB; first speech after {completed.TimeToFirstSpeech?.TotalMilliseconds:F0} ms");
+        Assert.True(snr > 45, $"{snr:F1} dB");
+        Assert.All(events.OfType<SpeechChunk>(), c => Assert.Equal(24000, c.SampleRate));
+        Assert.Equal(reference.Length / 24000.0, completed.SpeechSeconds, 3);
+    }
+
+    [Fact]
+    public async Task TextInGivesTheReferenceTextTokens()
+    {
+        var reference = GoldenTasks.Task("T1T2_1");
+
+        var events = await Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = reference.GetProperty("text").GetString(), MaxTokens = 148 });
+
+        var completed = Assert.IsType<AnswerCompleted>(events[^1]);
+        Assert.Equal(GoldenTasks.ReadIds(reference.GetProperty("output")), completed.Tokens[7]);
+        Assert.Empty(events.OfType<SpeechChunk>());
+        Assert.Equal(12, completed.PromptTokens);
+    }
+
+    [Fact]
+    public async Task ACancelledAnswerStopsAndTheNextAnswerIsUnaffected()
+    {
+        var request = new MiniOmniRequest { Task = MiniOmniTask.A1T2, Audio = fixture.Question, MaxTokens = ReferenceSteps };
+        using var cancellation = new CancellationTokenSource();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var item in fixture.Engine.GenerateAsync(request with { Task = MiniOmniTask.A1A2 }, cancellation.Token))
+            {
+                cancellation.Cancel();
+            }
+        });
+
+        var after = Assert.IsType<AnswerCompleted>((await Collect(request))[^1]);
+        Assert.Equal(GoldenTasks.ReadIds(GoldenTasks.Task("A1T2").GetProperty("output")), after.Tokens[7]);
+    }
+
+    [Fact]
+    public async Task ConcurrentAnswersEachMatchTheirSoloRun()
+    {
+        var requests = new[]
+        {
+            new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = fixture.Question, MaxTokens = 40 },
+            new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "How do you make a cup of tea?", MaxTokens = 40 },
+            new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "What is your name?", MaxTokens = 40 },
+            new MiniOmniRequest { Task = MiniOmniTask.A1A2, Audio = fixture.Question, MaxTokens = 40, BatchParallel = true },
+        };
+        var solo = new List<IReadOnlyList<IReadOnlyList<int>>>();
+        foreach (var request in requests)
+        {
+            solo.Add(((AnswerCompleted)(await Collect(request))[^1]).Tokens);
+        }
+
+        var together = await Task.WhenAll(requests.Select(r => Task.Run(() => Collect(r))));
+
+        for (int i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(solo[i], ((AnswerCompleted)together[i][^1]).Tokens);
+        }
+    }
+
+    [Fact]
+    public async Task BadRequestsAreRefusedBeforeAnyWork()
+    {
+        await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.A1A2 }));
+        await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = " " }));
+        await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi", BatchParallel = true }));
+        await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Audio = new float[31 * 16000] }));
+        var tooLong = await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = 100_000 }));
+        Assert.Contains("context", tooLong.Message);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, Sampling = new SamplingOptions { TopP = 2 } }));
+    }
+
+    private async Task<List<MiniOmniEvent>> Collect(MiniOmniRequest request)
+    {
+        var events = new List<MiniOmniEvent>();
+        await foreach (var item in fixture.Engine.GenerateAsync(request))
+        {
+            events.Add(item);
+        }
+
+        return events;
+    }
+}
+
+/// <summary>One engine over the converted fixture, shared by the engine tests.</summary>
+public sealed class EngineFixture : IDisposable
+{
+    private readonly ConvertedFixtureModel _model = new();
+
+    public EngineFixture()
+    {
+        Engine = MiniOmniEngine.Load(_model.Model.Path, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, FullPrecisionCache = true });
+        Question = AudioDecoder.DecodeFile(Fixture.Question);
+    }
+
+    public MiniOmniEngine Engine { get; }
+
+    public float[] Question { get; }
+
+    public void Dispose()
+    {
+        Engine.Dispose();
+        _model.Dispose();
+    }
+}
