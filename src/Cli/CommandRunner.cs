@@ -18,7 +18,7 @@ internal static class CommandRunner
         {
             return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is ModelFileException or ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is ModelFileException or Audio.AudioFormatException or ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             Logging.CreateLogger("miniomni").LogDebug(e, "Command failed.");

@@ -9,5 +9,6 @@ var root = new RootCommand("miniomni: convert, create and inspect Mini-Omni mode
 root.Add(ModelFileCommands.Convert());
 root.Add(ModelFileCommands.Synthesize());
 root.Add(ModelFileCommands.Inspect());
+root.Add(RunCommand.Create());
 root.Add(BenchCommand.Create());
 return await CommandRunner.InvokeAsync(root, args);

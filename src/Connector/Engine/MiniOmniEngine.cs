@@ -15,7 +15,7 @@ namespace MiniOmni.SK.Engine;
 /// <summary>How a loaded Mini-Omni model runs.</summary>
 public sealed record MiniOmniEngineOptions
 {
-    /// <summary>KV cache positions shared by the active answers.</summary>
+    /// <summary>KV cache positions shared by the active answers (a batch-parallel answer uses two sequences).</summary>
     public uint ContextSize { get; init; } = 4096;
 
     /// <summary>CPU threads for every stage; null uses every core.</summary>
@@ -46,7 +46,7 @@ public sealed record MiniOmniRequest
     /// <summary>How each head picks its token.</summary>
     public SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>The most steps of the answer (one text token and one audio frame each); 0 uses the release's budget.</summary>
+    /// <summary>The most steps of the answer (one text token and one audio frame each); 0 fills the model's context, as the release's budget does.</summary>
     public int MaxTokens { get; init; }
 
     /// <summary>How much of Whisper's window to encode.</summary>
@@ -78,7 +78,6 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
 /// </summary>
 public sealed class MiniOmniEngine : IDisposable
 {
-    private const int ReleaseMaxReturnedTokens = 2048;
     private static readonly LLamaSeqId Speaking = (LLamaSeqId)0;
     private static readonly LLamaSeqId Thinking = (LLamaSeqId)1;
 
@@ -91,6 +90,7 @@ public sealed class MiniOmniEngine : IDisposable
     private readonly PromptBuilder _prompts;
     private readonly SemaphoreSlim _turn = new(1, 1);
     private readonly ILogger _logger;
+    private readonly int _trainedContext;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
@@ -112,6 +112,7 @@ public sealed class MiniOmniEngine : IDisposable
             GpuLayerCount = options.UseGpu ? 999 : 0,
             CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
         }, loggers.CreateLogger<Backbone>());
+        _trainedContext = (int)_backboneFile.GetInteger("qwen2.context_length", 2048);
         _vocabulary = MiniOmniVocabulary.From(_parameters);
         _prompts = new PromptBuilder(_vocabulary);
     }
@@ -205,10 +206,13 @@ public sealed class MiniOmniEngine : IDisposable
             prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text));
         }
 
-        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : ReleaseMaxReturnedTokens - prompt.Length;
-        if (prompt.Length + maxSteps > _backbone.Options.ContextSize)
+        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : _trainedContext - prompt.Length;
+        int sequences = thinking is null ? 1 : 2;
+        if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || sequences * (prompt.Length + maxSteps) > _backbone.Options.ContextSize)
         {
-            throw new ArgumentException($"A prompt of {prompt.Length} positions plus {maxSteps} steps exceeds the context of {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", nameof(request));
+            throw new ArgumentException(
+                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
+                $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", nameof(request));
         }
 
         return new PreparedRequest(request, prompt, thinking, audio, maxSteps, clock);
