@@ -55,6 +55,7 @@ internal static class BenchCommand
         }
 
         BenchBackbone(directory, repeats, threads, figures);
+        BenchAnswers(directory, threads, figures);
         figures["peak_working_set_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), 1);
         return figures;
     }
@@ -140,6 +141,34 @@ internal static class BenchCommand
 
                 position++;
             }));
+        }
+    }
+
+    // Whole answers through the engine: a 1.2 s question, fast encoder, 64 steps (about 4.9 s of speech).
+    private static void BenchAnswers(ModelDirectory directory, int? threads, Dictionary<string, object> figures)
+    {
+        using var engine = Status("loading the engine", () => Engine.MiniOmniEngine.Load(directory.Path, new Engine.MiniOmniEngineOptions { Threads = threads }));
+        var random = new Random(4);
+        float[] question = [.. Enumerable.Range(0, 19200).Select(i => (float)(0.1 * Math.Sin(i * 0.03) + 0.01 * (random.NextDouble() - 0.5)))];
+        foreach (bool parallel in new[] { false, true })
+        {
+            var request = new Engine.MiniOmniRequest { Audio = question, MaxTokens = 64, BatchParallel = parallel, EncoderMode = EncoderMode.Fast };
+            string name = parallel ? "batch_parallel" : "single";
+            Engine.AnswerCompleted? completed = null;
+            Status($"answer, {name}", () =>
+            {
+                foreach (var round in Enumerable.Range(0, 2)) // the first round warms up
+                {
+                    completed = engine.GenerateAsync(request).ToBlockingEnumerable().OfType<Engine.AnswerCompleted>().Single();
+                }
+
+                return 0;
+            });
+            double seconds = completed!.Elapsed.TotalSeconds;
+            figures[$"answer_{name}_first_speech_s"] = Math.Round(completed.TimeToFirstSpeech?.TotalSeconds ?? double.NaN, 3);
+            figures[$"answer_{name}_seconds"] = Math.Round(seconds, 2);
+            figures[$"answer_{name}_speech_seconds"] = Math.Round(completed.SpeechSeconds, 2);
+            figures[$"answer_{name}_real_time_factor"] = Math.Round(seconds / Math.Max(completed.SpeechSeconds, 1e-9), 3);
         }
     }
 
