@@ -145,8 +145,10 @@ public sealed class MiniOmniEngine : IDisposable
             }
         }, CancellationToken.None);
 
-        await foreach (var item in events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        // A cancelled caller stops here at once, even with events still buffered; the answer itself stops at its next step.
+        await foreach (var item in events.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
+            cancellationToken.ThrowIfCancellationRequested();
             yield return item;
         }
 
