@@ -40,6 +40,12 @@ public sealed record MiniOmniRequest
     /// <summary>The question as text, for the text-in tasks.</summary>
     public string? Text { get; init; }
 
+    /// <summary>
+    /// Text placed on the text stream ahead of the release's prompt: system instructions, earlier turns, tool
+    /// descriptions. The release is single-turn and has no such seam; null or empty gives exactly its prompts.
+    /// </summary>
+    public string? Preamble { get; init; }
+
     /// <summary>Run the text-only "thinking" row beside the speaking one (A1A2 only), as the release's batch-parallel mode.</summary>
     public bool BatchParallel { get; init; }
 
@@ -71,12 +77,26 @@ public sealed record SpeechChunk(float[] Samples, int SampleRate) : MiniOmniEven
 /// <param name="Tokens">The generated streams as the release keeps them: seven audio layers (unshifted) then text.</param>
 public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechSeconds, TimeSpan? TimeToFirstSpeech, TimeSpan Elapsed, IReadOnlyList<IReadOnlyList<int>> Tokens) : MiniOmniEvent;
 
+/// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
+public interface IMiniOmniEngine
+{
+    /// <summary>The loaded model's name (its directory's name).</summary>
+    string ModelId { get; }
+
+    /// <summary>The longest prompt plus answer, in positions, that one request may use.</summary>
+    int MaxPositions { get; }
+
+    /// <summary>Answers <paramref name="request"/>, streaming text and speech as they are generated, then an <see cref="AnswerCompleted"/>.</summary>
+    /// <exception cref="ArgumentException">The request is invalid or does not fit the model's context; nothing was run.</exception>
+    IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default);
+}
+
 /// <summary>
 /// A loaded Mini-Omni: audio in, encoder and adapter, backbone, sampler, delay pattern, codec, audio out. Safe to share:
 /// answers are served one at a time in arrival order (the others wait); each gets its own sampler, sequences and
 /// streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 {
     private static readonly LLamaSeqId Speaking = (LLamaSeqId)0;
     private static readonly LLamaSeqId Thinking = (LLamaSeqId)1;
@@ -115,13 +135,20 @@ public sealed class MiniOmniEngine : IDisposable
         _trainedContext = (int)_backboneFile.GetInteger("qwen2.context_length", 2048);
         _vocabulary = MiniOmniVocabulary.From(_parameters);
         _prompts = new PromptBuilder(_vocabulary);
+        ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
+
+    /// <inheritdoc />
+    public string ModelId { get; }
+
+    /// <inheritdoc />
+    public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
 
     /// <summary>Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf and audio.gguf).</summary>
     public static MiniOmniEngine Load(string modelDirectory, MiniOmniEngineOptions? options = null, ILoggerFactory? loggers = null) =>
         new(new ModelDirectory(modelDirectory).EnsureComplete(), options ?? new MiniOmniEngineOptions(), loggers ?? NullLoggerFactory.Instance);
 
-    /// <summary>Answers <paramref name="request"/>, streaming text and speech as they are generated, then an <see cref="AnswerCompleted"/>.</summary>
+    /// <inheritdoc />
     public async IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -179,6 +206,7 @@ public sealed class MiniOmniEngine : IDisposable
             throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
         }
 
+        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _backbone.Tokenize(request.Preamble);
         Prompt prompt;
         Prompt? thinking = null;
         float[]? audio = null;
@@ -196,7 +224,7 @@ public sealed class MiniOmniEngine : IDisposable
 
             audio = request.Audio.ToArray();
             int frames = WhisperLogMel.FeatureFrameCount(audio.Length);
-            (prompt, thinking) = request.BatchParallel ? _prompts.ForBatchParallel(frames) : (_prompts.ForAudio(request.Task, frames), null);
+            (prompt, thinking) = request.BatchParallel ? _prompts.ForBatchParallel(frames, preamble) : (_prompts.ForAudio(request.Task, frames, preamble), null);
         }
         else
         {
@@ -205,7 +233,7 @@ public sealed class MiniOmniEngine : IDisposable
                 throw new ArgumentException($"{request.Task} needs a text question; the request has none.", nameof(request));
             }
 
-            prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text));
+            prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text), preamble);
         }
 
         int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : _trainedContext - prompt.Length;

@@ -89,6 +89,18 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
     }
 
     [Fact]
+    public async Task APreambleGoesOnTheTextStreamAheadOfTheReleasedPrompt()
+    {
+        var request = new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "What is your name?", MaxTokens = 8 };
+
+        var plain = Assert.IsType<AnswerCompleted>((await Collect(request))[^1]);
+        var withPreamble = Assert.IsType<AnswerCompleted>((await Collect(request with { Preamble = "You are a helpful assistant." }))[^1]);
+
+        Assert.Equal(plain.PromptTokens + 6, withPreamble.PromptTokens);
+        Assert.Equal(fixture.Engine.ModelId, Path.GetFileName(Path.TrimEndingDirectorySeparator(fixture.ModelPath)));
+    }
+
+    [Fact]
     public async Task BadRequestsAreRefusedBeforeAnyWork()
     {
         await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.A1A2 }));
@@ -124,6 +136,8 @@ public sealed class EngineFixture : IDisposable
     }
 
     public MiniOmniEngine Engine { get; }
+
+    public string ModelPath => _model.Model.Path;
 
     public float[] Question { get; }
 
