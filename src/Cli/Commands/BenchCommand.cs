@@ -136,7 +136,7 @@ internal static class BenchCommand
                 backbone.Decode(batch);
                 for (int s = 0; s < sequences; s++)
                 {
-                    _ = backbone.Logits(s)[0];
+                    _ = backbone.Logits(s).Span[0];
                 }
 
                 position++;

@@ -26,6 +26,9 @@ public sealed record MiniOmniEngineOptions
 
     /// <summary>An f32 KV cache: closest to the reference, slower and twice the memory. The default is f16.</summary>
     public bool FullPrecisionCache { get; init; }
+
+    /// <summary>Answers decoded together, one llama.cpp decode per step for all of them; later requests wait their turn.</summary>
+    public int MaxConcurrentAnswers { get; init; } = 4;
 }
 
 /// <summary>One question to Mini-Omni.</summary>
@@ -93,14 +96,12 @@ public interface IMiniOmniEngine
 
 /// <summary>
 /// A loaded Mini-Omni: audio in, encoder and adapter, backbone, sampler, delay pattern, codec, audio out. Safe to share:
-/// answers are served one at a time in arrival order (the others wait); each gets its own sampler, sequences and
-/// streaming decoder, and frees its cache when it ends or is cancelled.
+/// up to <see cref="MiniOmniEngineOptions.MaxConcurrentAnswers"/> answers are decoded together (continuous batching,
+/// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
+/// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
 public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 {
-    private static readonly LLamaSeqId Speaking = (LLamaSeqId)0;
-    private static readonly LLamaSeqId Thinking = (LLamaSeqId)1;
-
     private readonly Backbone _backbone;
     private readonly GgufFile _backboneFile;
     private readonly WhisperEncoder _encoder;
@@ -108,9 +109,10 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly AudioModelParameters _parameters;
     private readonly MiniOmniVocabulary _vocabulary;
     private readonly PromptBuilder _prompts;
-    private readonly SemaphoreSlim _turn = new(1, 1);
+    private readonly DecodeScheduler _scheduler;
     private readonly ILogger _logger;
     private readonly int _trainedContext;
+    private volatile bool _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
@@ -127,7 +129,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _backbone = Backbone.Load(model.BackbonePath, new BackboneOptions
         {
             ContextSize = options.ContextSize,
-            MaxSequences = 2,
+            MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
             Threads = options.Threads,
             GpuLayerCount = options.UseGpu ? 999 : 0,
             CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
@@ -135,6 +137,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _trainedContext = (int)_backboneFile.GetInteger("qwen2.context_length", 2048);
         _vocabulary = MiniOmniVocabulary.From(_parameters);
         _prompts = new PromptBuilder(_vocabulary);
+        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_backboneFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>());
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
 
@@ -152,27 +155,23 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     public async IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var prepared = Prepare(request);
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
-        var work = Task.Run(() =>
+        var work = Task.Run(async () =>
         {
             try
             {
-                Run(prepared, events.Writer, cancellationToken);
+                await AnswerAsync(prepared, events.Writer, cancellationToken).ConfigureAwait(false);
                 events.Writer.Complete();
             }
             catch (Exception e)
             {
                 events.Writer.Complete(e);
             }
-            finally
-            {
-                _turn.Release();
-            }
         }, CancellationToken.None);
 
-        // A cancelled caller stops here at once, even with events still buffered; the answer itself stops at its next step.
+        // A cancelled caller stops here at once, even with events still buffered; the answer itself leaves the batch at its next step.
         await foreach (var item in events.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -185,15 +184,20 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _turn.Wait();
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _scheduler.Dispose();
         _backbone.Dispose();
         _backboneFile.Dispose();
         _encoder.Dispose();
         _codec.Dispose();
-        _turn.Dispose();
     }
 
-    private sealed record PreparedRequest(MiniOmniRequest Request, Prompt Prompt, Prompt? Thinking, float[]? Audio, int MaxSteps, Stopwatch Clock);
+    private sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock);
 
     // Everything that can be wrong with the request is found here, before the request waits its turn or any work is done.
     private PreparedRequest Prepare(MiniOmniRequest request)
@@ -237,28 +241,32 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
 
         int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : _trainedContext - prompt.Length;
-        int sequences = thinking is null ? 1 : 2;
-        if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || sequences * (prompt.Length + maxSteps) > _backbone.Options.ContextSize)
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps);
+        if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
         {
             throw new ArgumentException(
-                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
+                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({generation.SequenceCount} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
                 $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", nameof(request));
         }
 
-        return new PreparedRequest(request, prompt, thinking, audio, maxSteps, clock);
+        return new PreparedRequest(request, generation, audio, clock);
     }
 
-    private void Run(PreparedRequest prepared, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
+    // Encodes the question, queues the answer with the scheduler, and turns its steps into text and speech as they come:
+    // the codec works here, beside the scheduler's thread, while the next steps are decoded.
+    private async Task AnswerAsync(PreparedRequest prepared, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
     {
         var request = prepared.Request;
+        var generation = prepared.Generation;
         bool speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
-        float[] features = [];
         if (prepared.Audio is { } audio)
         {
-            var encoded = _encoder.Encode(WhisperLogMel.Compute(audio), prepared.Prompt.AudioFeatureCount, request.EncoderMode);
-            features = encoded.AdapterOutput;
+            var encoded = _encoder.Encode(WhisperLogMel.Compute(audio), generation.Prompt.AudioFeatureCount, request.EncoderMode);
+            generation = generation with { AudioFeatures = encoded.AdapterOutput };
         }
 
+        cancellationToken.ThrowIfCancellationRequested();
+        var steps = _scheduler.Submit(generation, cancellationToken);
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _backbone.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame) : null;
@@ -276,52 +284,41 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
         }
 
-        try
+        await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            var generator = new Generator(_backbone, new EmbeddingMix(_backboneFile), _vocabulary);
-            var generation = new GenerationRequest(request.Task, prepared.Prompt, prepared.Thinking, features, request.Sampling, prepared.MaxSteps);
-            foreach (var step in generator.Generate(generation, Speaking, Thinking, cancellationToken))
+            for (int layer = 0; layer < step.Audio.Length; layer++)
             {
-                for (int layer = 0; layer < step.Audio.Length; layer++)
-                {
-                    streams[layer].Add(step.Audio[layer]);
-                }
+                streams[layer].Add(step.Audio[layer]);
+            }
 
-                streams[^1].Add(step.Text);
-                if (step.Text < _vocabulary.Tokens.EndOfText)
+            streams[^1].Add(step.Text);
+            if (step.Text < _vocabulary.Tokens.EndOfText)
+            {
+                text.Add(step.Text);
+                if (text.Read() is { Length: > 0 } delta)
                 {
-                    text.Add(step.Text);
-                    if (text.Read() is { Length: > 0 } delta)
-                    {
-                        events.TryWrite(new TextDelta(delta));
-                    }
-                }
-
-                int frame = streams[0].Count - DelayPattern.LayerCount - 1;
-                if (speech is not null && frame >= 0)
-                {
-                    int[] tokens = DelayPattern.Frame(streams, frame);
-                    // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
-                    if (tokens.All(code => code < _parameters.Snac.CodebookSize))
-                    {
-                        Speak(speech.Append(tokens));
-                    }
+                    events.TryWrite(new TextDelta(delta));
                 }
             }
 
-            if (speech is not null)
+            int frame = streams[0].Count - DelayPattern.LayerCount - 1;
+            if (speech is not null && frame >= 0)
             {
-                Speak(speech.Flush());
+                int[] tokens = DelayPattern.Frame(streams, frame);
+                // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
+                if (tokens.All(code => code < _parameters.Snac.CodebookSize))
+                {
+                    Speak(speech.Append(tokens));
+                }
             }
+        }
 
-            events.TryWrite(new AnswerCompleted(prepared.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));
-            _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s.", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds);
-        }
-        finally
+        if (speech is not null)
         {
-            // Cancelled or not, the answer's cache is freed for the next one.
-            _backbone.RemoveSequence(Speaking);
-            _backbone.RemoveSequence(Thinking);
+            Speak(speech.Flush());
         }
+
+        events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));
+        _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s.", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds);
     }
 }

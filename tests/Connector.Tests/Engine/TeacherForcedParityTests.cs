@@ -94,7 +94,7 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
 
             for (int row = 0; row < rows.Count; row++)
             {
-                var logits = backbone.Logits(rows.Count == 1 && step == 0 ? shared - 1 : row);
+                var logits = backbone.Logits(rows.Count == 1 && step == 0 ? shared - 1 : row).Span;
                 for (int head = 0; head <= AudioLayers; head++)
                 {
                     var reference = steps[step][row][head];

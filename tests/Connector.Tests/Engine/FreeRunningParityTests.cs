@@ -3,12 +3,13 @@ using LLama.Native;
 using MiniOmni.SK.Engine;
 using MiniOmni.SK.ModelFiles.Conversion;
 using MiniOmni.SK.ModelFiles.Gguf;
+using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Abstractions;
 
 namespace MiniOmni.SK.Connector.Tests.Engine;
 
 /// <summary>Free-running greedy generation on the fixture: the reference's tokens, up to the first near-tie.</summary>
-public sealed class GeneratorTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
+public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
 {
     // Where the reference's top two logits are closer than this, float rounding may legitimately pick either.
     private const float NearTie = 1e-4f;
@@ -35,8 +36,8 @@ public sealed class GeneratorTests(ConvertedFixtureModel converted, ITestOutputH
 
         using var file = GgufFile.Open(converted.Model.BackbonePath);
         using var backbone = Backbone.Load(converted.Model.BackbonePath, new BackboneOptions { ContextSize = 512, MaxSequences = 2, CacheType = GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });
-        var generator = new Generator(backbone, new EmbeddingMix(file), Vocabulary);
-        var steps = generator.Generate(new GenerationRequest(task, prompt, thinking, features, new SamplingOptions(), maxSteps), (LLamaSeqId)0, (LLamaSeqId)1).ToList();
+        using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), Vocabulary, maxActiveAnswers: 1, NullLogger.Instance);
+        var steps = scheduler.Submit(new GenerationRequest(task, prompt, thinking, features, new SamplingOptions(), maxSteps), CancellationToken.None).ReadAllAsync().ToBlockingEnumerable().ToList();
 
         int comparable = FirstNearTie(reference.GetProperty("steps"), speaks, parallel);
         var expectedText = speaks ? GoldenTasks.ReadIds(reference.GetProperty("output")[7]) : GoldenTasks.ReadIds(reference.GetProperty("output"));

@@ -1,0 +1,205 @@
+using System.Threading.Channels;
+using LLama.Native;
+
+namespace MiniOmni.SK.Engine;
+
+/// <summary>One answer's request to the decode scheduler.</summary>
+/// <param name="Task">What to do.</param>
+/// <param name="Prompt">The speaking (or only) row's prompt.</param>
+/// <param name="ThinkingPrompt">The text-only row of a batch-parallel answer, or null.</param>
+/// <param name="AudioFeatures">Adapter output for the prompt's audio positions ([frames x width]), or empty.</param>
+/// <param name="Sampling">How heads pick tokens.</param>
+/// <param name="MaxSteps">The most steps (the first, from the prompt, included).</param>
+internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Prompt? ThinkingPrompt, float[] AudioFeatures, SamplingOptions Sampling, int MaxSteps)
+{
+    /// <summary>Sequences the answer decodes: two for batch-parallel (speaking and thinking rows), else one.</summary>
+    public int SequenceCount => ThinkingPrompt is null ? 1 : 2;
+
+    /// <summary>
+    /// KV cache cells the answer may fill. The thinking row shares the speaking row's prompt cells, so a batch-parallel
+    /// answer needs the prompt once and the answer's positions twice.
+    /// </summary>
+    public int CacheCells => Prompt.Length + SequenceCount * MaxSteps;
+}
+
+/// <summary>
+/// One answer on its way through the backbone: its prompt (a batch-parallel answer decodes the shared prefix once and
+/// shares its cache with the thinking row), then one step per decode, sampled and checked against the release's rules,
+/// until a stop rule or the budget ends it. The scheduler asks it for rows, decodes them with other answers' rows, then
+/// lets it read its logits. Steps are published to <see cref="Steps"/> as they are kept.
+/// </summary>
+internal sealed class AnswerSequence
+{
+    private enum Phase
+    {
+        /// <summary>Decoding the prompt positions that every row shares.</summary>
+        SharedPrompt,
+        /// <summary>Decoding each row's last prompt position (batch-parallel only).</summary>
+        RowPrompts,
+        /// <summary>Feeding back the last kept step.</summary>
+        Step,
+    }
+
+    private readonly GenerationRequest _request;
+    private readonly EmbeddingMix _mix;
+    private readonly MiniOmniVocabulary _vocabulary;
+    private readonly DecodingRules _rules;
+    private readonly TokenSampler _sampler;
+    private readonly float[][] _promptEmbeddings;
+    private readonly float[] _stepEmbedding;
+    private readonly Channel<StepTokens> _steps = Channel.CreateUnbounded<StepTokens>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly List<int> _outputRows = [];
+    private readonly bool _speaks;
+    private readonly int _sharedLength;
+    private Phase _phase = Phase.SharedPrompt;
+    private int _decodedPrompt;
+    private int _rowsInBatch;
+    private int _position;
+    private StepTokens _lastStep;
+
+    public AnswerSequence(GenerationRequest request, EmbeddingMix mix, MiniOmniVocabulary vocabulary, CancellationToken cancellationToken)
+    {
+        _request = request;
+        _mix = mix;
+        _vocabulary = vocabulary;
+        _speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
+        _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps);
+        _sampler = new TokenSampler(request.Sampling);
+        Prompt[] prompts = request.ThinkingPrompt is { } thinking ? [request.Prompt, thinking] : [request.Prompt];
+        _promptEmbeddings = [.. prompts.Select(p => mix.MixPrompt(p.Streams, request.AudioFeatures, p.AudioFeatureStart))];
+        _stepEmbedding = new float[mix.Width];
+        // Rows of a batch-parallel answer differ only at the last prompt position.
+        _sharedLength = request.ThinkingPrompt is null ? request.Prompt.Length : request.Prompt.Length - 1;
+        Cancellation = cancellationToken;
+    }
+
+    /// <summary>The request this answer serves.</summary>
+    public GenerationRequest Request => _request;
+
+    /// <summary>The caller's cancellation: the scheduler drops the answer and frees its cache when it fires.</summary>
+    public CancellationToken Cancellation { get; }
+
+    /// <summary>The kept steps, in order; completes when the answer ends, with the error if it failed.</summary>
+    public ChannelReader<StepTokens> Steps => _steps.Reader;
+
+    /// <summary>The sequences the scheduler gave this answer: the speaking (or only) row first.</summary>
+    public LLamaSeqId[] Sequences { get; set; } = [];
+
+    /// <summary>Whether the answer is still decoding its prompt.</summary>
+    public bool InPrompt => _phase == Phase.SharedPrompt;
+
+    /// <summary>Adds this answer's rows for the next decode: its next prompt positions (at most <paramref name="capacity"/>), or one row per sequence.</summary>
+    /// <returns>The rows added.</returns>
+    public int AddRows(BackboneBatch batch, int capacity)
+    {
+        _outputRows.Clear();
+        int width = _mix.Width;
+        int promptLength = _request.Prompt.Length;
+        switch (_phase)
+        {
+            case Phase.SharedPrompt:
+                int end = Math.Min(_sharedLength, _decodedPrompt + capacity);
+                for (int position = _decodedPrompt; position < end; position++)
+                {
+                    bool last = position == promptLength - 1;
+                    AddRow(batch, _promptEmbeddings[0].AsSpan(position * width, width), position, Sequences[0], wantsLogits: last);
+                }
+
+                _rowsInBatch = end - _decodedPrompt;
+                break;
+            case Phase.RowPrompts:
+                for (int row = 0; row < Sequences.Length; row++)
+                {
+                    AddRow(batch, _promptEmbeddings[row].AsSpan((promptLength - 1) * width, width), promptLength - 1, Sequences[row], wantsLogits: true);
+                }
+
+                _rowsInBatch = Sequences.Length;
+                break;
+            case Phase.Step:
+                for (int row = 0; row < Sequences.Length; row++)
+                {
+                    _mix.Mix(_rules.NextInput(_lastStep, speakingRow: _speaks && row == 0), default, _stepEmbedding);
+                    AddRow(batch, _stepEmbedding, _position, Sequences[row], wantsLogits: true);
+                }
+
+                _rowsInBatch = Sequences.Length;
+                break;
+        }
+
+        return _rowsInBatch;
+    }
+
+    /// <summary>
+    /// Takes the results of the decode that held this answer's rows: advances through the prompt, or samples a step,
+    /// applies the release's rules and publishes it.
+    /// </summary>
+    /// <returns>Whether the answer goes on; when it does not, <see cref="Steps"/> is complete.</returns>
+    public bool OnDecoded(IBackbone backbone)
+    {
+        if (_phase == Phase.SharedPrompt)
+        {
+            _decodedPrompt += _rowsInBatch;
+            if (_decodedPrompt < _sharedLength)
+            {
+                return true;
+            }
+
+            if (Sequences.Length > 1)
+            {
+                for (int row = 1; row < Sequences.Length; row++)
+                {
+                    backbone.CopySequence(Sequences[0], Sequences[row], 0, _sharedLength);
+                }
+
+                _phase = Phase.RowPrompts;
+                return true;
+            }
+        }
+
+        // Audio from the speaking row; text from the thinking row when there is one.
+        var audio = new int[_vocabulary.AudioLayerCount];
+        if (_speaks)
+        {
+            var speakingLogits = backbone.Logits(_outputRows[0]).Span;
+            for (int layer = 0; layer < audio.Length; layer++)
+            {
+                audio[layer] = _sampler.Sample(speakingLogits[_vocabulary.AudioHead(layer)]);
+            }
+        }
+
+        int text = _sampler.Sample(backbone.Logits(_outputRows[^1]).Span[_vocabulary.TextHead]);
+        if (_rules.Accept(audio, text) is not { } step)
+        {
+            Complete();
+            return false;
+        }
+
+        _steps.Writer.TryWrite(step);
+        if (_rules.Steps >= _rules.MaxSteps)
+        {
+            Complete();
+            return false;
+        }
+
+        _position = _phase == Phase.Step ? _position + 1 : _request.Prompt.Length;
+        _lastStep = step;
+        _phase = Phase.Step;
+        return true;
+    }
+
+    /// <summary>Ends the answer's steps normally.</summary>
+    public void Complete() => _steps.Writer.TryComplete();
+
+    /// <summary>Ends the answer's steps with <paramref name="error"/>.</summary>
+    public void Fail(Exception error) => _steps.Writer.TryComplete(error);
+
+    private void AddRow(BackboneBatch batch, ReadOnlySpan<float> embedding, int position, LLamaSeqId sequence, bool wantsLogits)
+    {
+        if (wantsLogits)
+        {
+            _outputRows.Add(batch.EmbeddingsCount);
+        }
+
+        batch.Add(embedding, (LLamaPos)position, sequence, logits: wantsLogits);
+    }
+}

@@ -1,0 +1,245 @@
+using System.Threading.Channels;
+using LLama.Native;
+using Microsoft.Extensions.Logging;
+
+namespace MiniOmni.SK.Engine;
+
+/// <summary>
+/// Continuous batching over one backbone: every active answer's rows go into one llama.cpp decode per step, new answers
+/// join between steps (their prompts fill the batch beside the others' steps), and answers that end or are cancelled
+/// leave and free their cache at once. Answers beyond <see cref="MaxActiveAnswers"/>, or that would overfill the cache,
+/// wait in arrival order.
+/// </summary>
+/// <remarks>
+/// One thread owns the backbone, so llama.cpp is never entered concurrently; callers only exchange answers and steps
+/// with it through channels.
+/// </remarks>
+internal sealed class DecodeScheduler : IDisposable
+{
+    private readonly IBackbone _backbone;
+    private readonly EmbeddingMix _mix;
+    private readonly MiniOmniVocabulary _vocabulary;
+    private readonly ILogger _logger;
+    private readonly Channel<AnswerSequence> _arrivals = Channel.CreateUnbounded<AnswerSequence>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Queue<AnswerSequence> _waiting = new();
+    private readonly List<AnswerSequence> _active = [];
+    private readonly Stack<LLamaSeqId> _freeSequences;
+    private readonly Thread _thread;
+    private int _reservedCells;
+
+    public DecodeScheduler(IBackbone backbone, EmbeddingMix mix, MiniOmniVocabulary vocabulary, int maxActiveAnswers, ILogger logger)
+    {
+        int sequences = (int)backbone.Options.MaxSequences;
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxActiveAnswers);
+        if (sequences < 2 || backbone.Options.BatchSize < 2 * maxActiveAnswers + 1)
+        {
+            throw new ArgumentException(
+                $"The backbone needs at least 2 sequences (it has {sequences}) and room in a batch for every answer's step ({backbone.Options.BatchSize} positions for {maxActiveAnswers} answers).",
+                nameof(backbone));
+        }
+
+        _backbone = backbone;
+        _mix = mix;
+        _vocabulary = vocabulary;
+        _logger = logger;
+        MaxActiveAnswers = maxActiveAnswers;
+        _freeSequences = new Stack<LLamaSeqId>(Enumerable.Range(0, sequences).Reverse().Select(id => (LLamaSeqId)id));
+        _thread = new Thread(Run) { IsBackground = true, Name = "MiniOmni decode scheduler" };
+        _thread.Start();
+    }
+
+    /// <summary>The most answers decoded together; later ones wait.</summary>
+    public int MaxActiveAnswers { get; }
+
+    /// <summary>Queues an answer; its steps arrive on the returned reader as they are kept.</summary>
+    /// <exception cref="ArgumentException">The answer could never fit the cache.</exception>
+    public ChannelReader<StepTokens> Submit(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        if (request.CacheCells > _backbone.Options.ContextSize)
+        {
+            throw new ArgumentException(
+                $"The answer needs {request.CacheCells} cache positions (prompt {request.Prompt.Length}, {request.MaxSteps} steps, {request.SequenceCount} sequence(s)); the cache holds {_backbone.Options.ContextSize}.",
+                nameof(request));
+        }
+
+        var answer = new AnswerSequence(request, _mix, _vocabulary, cancellationToken);
+        if (!_arrivals.Writer.TryWrite(answer))
+        {
+            throw new ObjectDisposedException(nameof(DecodeScheduler));
+        }
+
+        return answer.Steps;
+    }
+
+    /// <summary>Stops after the current decode; answers still waiting or running end with <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        if (_arrivals.Writer.TryComplete())
+        {
+            _thread.Join();
+        }
+    }
+
+    private void Run()
+    {
+        var batch = new BackboneBatch(_backbone.EmbeddingLength);
+        var decoded = new List<AnswerSequence>();
+        while (WaitForWork())
+        {
+            while (_arrivals.Reader.TryRead(out var arrival))
+            {
+                _waiting.Enqueue(arrival);
+            }
+
+            DropCancelled();
+            Admit();
+            if (_active.Count == 0)
+            {
+                continue;
+            }
+
+            // Steps first: each active answer's step costs one row per sequence, and prompts take the room left.
+            batch.Clear();
+            decoded.Clear();
+            int room = (int)_backbone.Options.BatchSize;
+            foreach (var answer in _active.Where(a => !a.InPrompt).Concat(_active.Where(a => a.InPrompt)))
+            {
+                if (room > 0)
+                {
+                    room -= answer.AddRows(batch, room);
+                    decoded.Add(answer);
+                }
+            }
+
+            try
+            {
+                _backbone.Decode(batch);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "A decode of {Rows} positions for {Answers} answer(s) failed.", batch.EmbeddingsCount, decoded.Count);
+                foreach (var answer in decoded)
+                {
+                    Release(answer, e);
+                }
+
+                continue;
+            }
+
+            foreach (var answer in decoded)
+            {
+                bool goesOn;
+                try
+                {
+                    goesOn = answer.OnDecoded(_backbone);
+                }
+                catch (Exception e)
+                {
+                    Release(answer, e);
+                    continue;
+                }
+
+                if (!goesOn)
+                {
+                    Release(answer, error: null);
+                }
+            }
+        }
+
+        var stopped = new ObjectDisposedException(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
+        foreach (var answer in _active.ToList())
+        {
+            Release(answer, stopped);
+        }
+
+        while (_waiting.TryDequeue(out var waiting))
+        {
+            waiting.Fail(stopped);
+        }
+    }
+
+    // Blocks only while there is nothing to decode; false once disposed.
+    private bool WaitForWork()
+    {
+        if (_arrivals.Reader.Completion.IsCompleted)
+        {
+            return false;
+        }
+
+        if (_active.Count > 0 || _waiting.Count > 0)
+        {
+            return true;
+        }
+
+        return _arrivals.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    private void DropCancelled()
+    {
+        foreach (var answer in _active.Where(a => a.Cancellation.IsCancellationRequested).ToList())
+        {
+            Release(answer, new OperationCanceledException(answer.Cancellation));
+        }
+
+        int waiting = _waiting.Count;
+        for (int i = 0; i < waiting; i++)
+        {
+            var answer = _waiting.Dequeue();
+            if (answer.Cancellation.IsCancellationRequested)
+            {
+                answer.Fail(new OperationCanceledException(answer.Cancellation));
+            }
+            else
+            {
+                _waiting.Enqueue(answer);
+            }
+        }
+    }
+
+    // In arrival order: a large answer at the head is not overtaken, so it cannot starve.
+    private void Admit()
+    {
+        while (_waiting.TryPeek(out var next)
+            && _active.Count < MaxActiveAnswers
+            && _freeSequences.Count >= next.Request.SequenceCount
+            && _reservedCells + next.Request.CacheCells <= _backbone.Options.ContextSize)
+        {
+            _waiting.Dequeue();
+            next.Sequences = [.. Enumerable.Range(0, next.Request.SequenceCount).Select(_ => _freeSequences.Pop())];
+            _reservedCells += next.Request.CacheCells;
+            _active.Add(next);
+        }
+    }
+
+    private void Release(AnswerSequence answer, Exception? error)
+    {
+        if (!_active.Remove(answer))
+        {
+            return;
+        }
+
+        foreach (var sequence in answer.Sequences)
+        {
+            try
+            {
+                _backbone.RemoveSequence(sequence);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Freeing the cache of sequence {Sequence} failed.", sequence.Value);
+            }
+
+            _freeSequences.Push(sequence);
+        }
+
+        _reservedCells -= answer.Request.CacheCells;
+        if (error is null)
+        {
+            answer.Complete();
+        }
+        else
+        {
+            answer.Fail(error);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using LLama.Native;
+using Microsoft.Extensions.Logging.Abstractions;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.ModelFiles.Gguf;
+using Moq;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+/// <summary>
+/// The scheduler's control flow over a scripted backbone (Moq): each head's logits put all their weight on the token the
+/// script names for that sequence and step, so the release's rules, budgets, batching and cancellation can be checked
+/// step by step without a model.
+/// </summary>
+public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.TokenTable>
+{
+    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+    private static readonly SpecialTokens Tokens = Vocabulary.Tokens;
+    private readonly TokenTable _table;
+
+    public DecodeSchedulerTests(TokenTable table) => _table = table;
+
+    [Fact]
+    public async Task AfterEndOfTextEveryTextTokenIsPadText()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), step == 2 ? Tokens.EndOfText : 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 6), CancellationToken.None));
+
+        Assert.Equal([100, 101, Tokens.EndOfText, Tokens.PadText, Tokens.PadText, Tokens.PadText], steps.Select(s => s.Text));
+        Assert.All(steps, s => Assert.Equal(Speech(5), s.Audio));
+    }
+
+    [Fact]
+    public async Task EndOfAudioOnTheLastLayerStopsASpeakingAnswerAndFreesItsCache()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (step == 4 ? [.. Speech(5)[..6], Tokens.EndOfAudio] : Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 50), CancellationToken.None));
+
+        Assert.Equal(4, steps.Count);
+        backbone.Mock.Verify(b => b.RemoveSequence((LLamaSeqId)0), Times.Once);
+    }
+
+    [Fact]
+    public async Task EndOfAudioOnTheFirstStepDoesNotStopTheAnswer()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (step is 0 or 3 ? [.. Speech(5)[..6], Tokens.EndOfAudio] : Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 50), CancellationToken.None));
+
+        Assert.Equal(3, steps.Count);
+    }
+
+    [Fact]
+    public async Task TextAnswersStopAtEndOfTextWithoutKeepingIt()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), step == 3 ? Tokens.EndOfText : 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 50), CancellationToken.None));
+
+        Assert.Equal([100, 101, 102], steps.Select(s => s.Text));
+        Assert.All(steps, s => Assert.All(s.Audio, code => Assert.Equal(Tokens.PadAudio, code)));
+    }
+
+    [Fact]
+    public async Task TheBudgetEndsAnAnswerAndItsLastStepIsNotFedBack()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 5), CancellationToken.None));
+
+        Assert.Equal(5, steps.Count);
+        Assert.Equal(5, backbone.Decodes.Count); // the prompt, then steps 1-4 fed back
+    }
+
+    [Fact]
+    public async Task CancellationMidStreamStopsTheAnswerFreesItsCacheAndSparesTheOthers()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + (step % 1000)));
+        using var scheduler = Create(backbone, contextSize: 1 << 20);
+        using var cancellation = new CancellationTokenSource();
+
+        var endless = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 100_000), cancellation.Token);
+        var other = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 40), CancellationToken.None);
+        Assert.True(await endless.WaitToReadAsync());
+        await endless.ReadAsync();
+        await endless.ReadAsync();
+        cancellation.Cancel();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await ReadAll(endless));
+        Assert.Equal(40, (await ReadAll(other)).Count);
+        backbone.Mock.Verify(b => b.RemoveSequence((LLamaSeqId)0), Times.Once);
+    }
+
+    [Fact]
+    public async Task ActiveAnswersShareOneDecodePerStep()
+    {
+        using var gate = new ManualResetEventSlim();
+        var backbone = new ScriptedBackbone((sequence, step) => (Speech(5), 100 + step)) { Gate = gate };
+        using var scheduler = Create(backbone);
+
+        var first = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 20), CancellationToken.None);
+        var second = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 20), CancellationToken.None);
+        gate.Set();
+        var steps = await Task.WhenAll(ReadAll(first), ReadAll(second));
+
+        Assert.All(steps, s => Assert.Equal(20, s.Count));
+        int together = backbone.Decodes.Count(rows => rows.Select(r => r.Sequence).Distinct().Count() == 2);
+        Assert.True(together >= 18, $"only {together} of {backbone.Decodes.Count} decodes held both answers");
+        Assert.True(backbone.Decodes.Count <= 22, $"{backbone.Decodes.Count} decodes for two answers of 20 steps");
+    }
+
+    [Fact]
+    public async Task AnswersBeyondTheMaximumWaitForAFreeSlot()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, maxActiveAnswers: 1);
+
+        var first = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 10), CancellationToken.None);
+        var second = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 10), CancellationToken.None);
+        await Task.WhenAll(ReadAll(first), ReadAll(second));
+
+        Assert.DoesNotContain(backbone.Decodes, rows => rows.Select(r => r.Sequence).Distinct().Count() > 1);
+        Assert.Equal(20, backbone.Decodes.Count);
+    }
+
+    [Fact]
+    public async Task AnswersThatWouldOverfillTheCacheWaitForRoom()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        var request = TextIn(MiniOmniTask.T1T2, maxSteps: 10);
+        using var scheduler = Create(backbone, contextSize: (uint)(request.CacheCells * 3 / 2));
+
+        var answers = new[] { scheduler.Submit(request, CancellationToken.None), scheduler.Submit(request, CancellationToken.None) };
+        await Task.WhenAll(answers.Select(ReadAll));
+
+        Assert.DoesNotContain(backbone.Decodes, rows => rows.Select(r => r.Sequence).Distinct().Count() > 1);
+    }
+
+    [Fact]
+    public async Task BatchParallelDecodesTheSharedPromptOnceAndTakesTextFromTheThinkingRow()
+    {
+        var backbone = new ScriptedBackbone((sequence, step) => (Speech(7), (sequence == 1 ? 200 : 300) + step));
+        using var scheduler = Create(backbone);
+        var (speaking, thinking) = new PromptBuilder(Vocabulary).ForBatchParallel(featureFrames: 3);
+        var request = new GenerationRequest(MiniOmniTask.A1A2, speaking, thinking, new float[3 * TokenTable.Width], new SamplingOptions(), MaxSteps: 4);
+
+        var steps = await ReadAll(scheduler.Submit(request, CancellationToken.None));
+
+        Assert.Equal([200, 201, 202, 203], steps.Select(s => s.Text));
+        Assert.All(steps, s => Assert.Equal(Speech(7), s.Audio));
+        backbone.Mock.Verify(b => b.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, speaking.Length - 1), Times.Once);
+        Assert.Empty(backbone.Decodes[0]); // the shared prefix asks for no logits
+        Assert.Equal([0, 1], backbone.Decodes[1].Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public async Task AFailedDecodeFailsItsAnswersWithTheCauseAndFreesThem()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step)) { FailAtDecode = 3 };
+        using var scheduler = Create(backbone);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 50), CancellationToken.None)));
+
+        Assert.Contains("scripted failure", error.Message);
+        backbone.Mock.Verify(b => b.RemoveSequence((LLamaSeqId)0), Times.Once);
+        Assert.Equal(10, (await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 10), CancellationToken.None))).Count);
+    }
+
+    [Fact]
+    public void AnAnswerThatCouldNeverFitTheCacheIsRefusedAtOnce()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, contextSize: 64);
+
+        var error = Assert.Throws<ArgumentException>(() => scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 100), CancellationToken.None));
+
+        Assert.Contains("cache", error.Message);
+        Assert.Empty(backbone.Decodes);
+    }
+
+    private static int[] Speech(int code) => [.. Enumerable.Repeat(code, 7)];
+
+    private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps) =>
+        new(task, new PromptBuilder(Vocabulary).ForText(task, [11, 12, 13]), null, [], new SamplingOptions(), maxSteps);
+
+    private DecodeScheduler Create(ScriptedBackbone backbone, int maxActiveAnswers = 4, uint contextSize = 4096)
+    {
+        backbone.Mock.SetupGet(b => b.Options).Returns(new BackboneOptions { ContextSize = contextSize, MaxSequences = 8, BatchSize = 512 });
+        return new DecodeScheduler(backbone.Mock.Object, _table.Mix, Vocabulary, maxActiveAnswers, NullLogger.Instance);
+    }
+
+    private static async Task<List<StepTokens>> ReadAll(ChannelReader<StepTokens> steps)
+    {
+        var all = new List<StepTokens>();
+        await foreach (var step in steps.ReadAllAsync())
+        {
+            all.Add(step);
+        }
+
+        return all;
+    }
+
+    /// <summary>
+    /// A Moq backbone whose logits follow a script of (sequence, step) -> (audio codes, text token), the step counted per
+    /// sequence from its first logits row. Every decode's logits rows are recorded.
+    /// </summary>
+    private sealed class ScriptedBackbone
+    {
+        private readonly Func<int, int, (int[] Audio, int Text)> _script;
+        private readonly ConcurrentDictionary<int, int> _stepOfSequence = new();
+        private float[][] _logits = [];
+
+        public ScriptedBackbone(Func<int, int, (int[] Audio, int Text)> script)
+        {
+            _script = script;
+            Mock.SetupGet(b => b.EmbeddingLength).Returns(TokenTable.Width);
+            Mock.Setup(b => b.Decode(It.IsAny<BackboneBatch>())).Callback<BackboneBatch>(OnDecode);
+            Mock.Setup(b => b.Logits(It.IsAny<int>())).Returns<int>(index => _logits[index]);
+            Mock.Setup(b => b.CopySequence(It.IsAny<LLamaSeqId>(), It.IsAny<LLamaSeqId>(), It.IsAny<int>(), It.IsAny<int>()));
+            Mock.Setup(b => b.RemoveSequence(It.IsAny<LLamaSeqId>()));
+        }
+
+        public Mock<IBackbone> Mock { get; } = new(MockBehavior.Strict);
+
+        public List<(int Sequence, int Index)[]> Decodes { get; } = [];
+
+        public ManualResetEventSlim? Gate { get; init; }
+
+        public int? FailAtDecode { get; init; }
+
+        private void OnDecode(BackboneBatch batch)
+        {
+            Gate?.Wait();
+            if (Decodes.Count + 1 == FailAtDecode)
+            {
+                Decodes.Add([]);
+                throw new InvalidOperationException("scripted failure");
+            }
+
+            var logitRows = batch.Rows.Select((row, index) => (row, index)).Where(r => r.row.WantsLogits).Select(r => (r.row.Sequence, Index: r.index)).ToArray();
+            Decodes.Add(logitRows);
+            _logits = new float[batch.EmbeddingsCount][];
+            foreach (var (sequence, index) in logitRows)
+            {
+                int step = _stepOfSequence.AddOrUpdate(sequence, 0, (_, s) => s + 1);
+                var (audio, text) = _script(sequence, step);
+                var logits = new float[Vocabulary.RowCount];
+                logits[text] = 1;
+                for (int layer = 0; layer < audio.Length; layer++)
+                {
+                    logits[Vocabulary.AudioRow(layer, audio[layer])] = 1;
+                }
+
+                _logits[index] = logits;
+            }
+        }
+    }
+
+    /// <summary>A narrow token table in a real GGUF, for the embedding mix the scheduler feeds.</summary>
+    public sealed class TokenTable : IDisposable
+    {
+        public const int Width = 4;
+        private readonly Fixture.TemporaryDirectory _directory = Fixture.CreateTemporaryDirectory();
+        private readonly GgufFile _file;
+
+        public TokenTable()
+        {
+            string path = Path.Combine(_directory.Path, "tokens.gguf");
+            new GgufWriter()
+                .AddTensor("token_embd.weight", [Width, Vocabulary.RowCount], GgmlType.F32, () => [.. Enumerable.Range(0, Width * Vocabulary.RowCount).Select(i => (i % 97) / 97f)])
+                .WriteTo(path);
+            _file = GgufFile.Open(path);
+            Mix = new EmbeddingMix(_file);
+        }
+
+        internal EmbeddingMix Mix { get; }
+
+        public void Dispose()
+        {
+            _file.Dispose();
+            _directory.Dispose();
+        }
+    }
+}
