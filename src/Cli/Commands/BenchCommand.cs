@@ -21,12 +21,14 @@ internal static class BenchCommand
         var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni`).", Required = true };
         var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; the median is reported.", DefaultValueFactory = _ => 5 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for every stage (default: all cores)." };
+        var codecThreads = new Option<int?>("--codec-threads") { Description = "CPU threads of the speech decoder in whole answers (default: as --threads)." };
+        var answersOnly = new Option<bool>("--answers-only") { Description = "Only time whole answers through the engine." };
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
-        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, output };
+        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, codecThreads, answersOnly, output };
         command.SetAction(parse =>
         {
             var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
-            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads));
+            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads), parse.GetValue(codecThreads), parse.GetValue(answersOnly));
             string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
             Console.WriteLine(json);
             if (parse.GetValue(output) is { } file)
@@ -37,7 +39,7 @@ internal static class BenchCommand
         return command;
     }
 
-    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads)
+    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads, int? codecThreads, bool answersOnly)
     {
         var figures = new Dictionary<string, object>
         {
@@ -47,15 +49,19 @@ internal static class BenchCommand
             ["repeats"] = repeats,
         };
         var options = new GgmlComputeOptions { Threads = threads };
-        using (var file = GgufFile.Open(directory.AudioPath))
+        if (!answersOnly)
         {
-            var parameters = AudioModelParameters.Read(file);
-            BenchEncoder(file, parameters, options, repeats, figures);
-            BenchCodec(file, parameters, options, repeats, figures);
+            using (var file = GgufFile.Open(directory.AudioPath))
+            {
+                var parameters = AudioModelParameters.Read(file);
+                BenchEncoder(file, parameters, options, repeats, figures);
+                BenchCodec(file, parameters, options, repeats, figures);
+            }
+
+            BenchBackbone(directory, repeats, threads, figures);
         }
 
-        BenchBackbone(directory, repeats, threads, figures);
-        BenchAnswers(directory, threads, figures);
+        BenchAnswers(directory, new Engine.MiniOmniEngineOptions { Threads = threads, CodecThreads = codecThreads }, figures);
         figures["peak_working_set_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), 1);
         return figures;
     }
@@ -80,20 +86,31 @@ internal static class BenchCommand
 
     private static void BenchCodec(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
     {
-        var streaming = new StreamingOptions();
-        using var decoder = Status("loading the codec", () => new SnacDecoder(file, parameters, options, Math.Max(32, streaming.WindowFrames)));
+        const int AnswerFrames = 64;
+        using var decoder = Status("loading the codec", () => new SnacDecoder(file, parameters, options, AnswerFrames));
         var random = new Random(2);
-        int[][] frames = [.. Enumerable.Range(0, 32).Select(_ => Enumerable.Range(0, 7).Select(_ => random.Next(parameters.Snac.CodebookSize)).ToArray())];
-        double secondsPerFrame = parameters.SamplesPerFrame / (double)parameters.Snac.SampleRate;
+        int[][] frames = [.. Enumerable.Range(0, AnswerFrames).Select(_ => Enumerable.Range(0, 7).Select(_ => random.Next(parameters.Snac.CodebookSize)).ToArray())];
+        double speechSeconds = AnswerFrames * parameters.SamplesPerFrame / (double)parameters.Snac.SampleRate;
+        double Streamed(StreamingOptions streaming) => Median(repeats, () =>
+        {
+            var stream = new StreamingSnacDecoder(decoder, parameters.SamplesPerFrame, streaming);
+            foreach (var frame in frames)
+            {
+                stream.Append(frame);
+            }
 
-        double chunk = Status("codec, isolated 4-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..4]))));
-        double window = Status("codec, streaming window", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..streaming.WindowFrames]))));
-        double whole = Status("codec, 32 frames at once", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames))));
-        figures["snac_chunk_4_frames_ms"] = chunk;
-        figures["snac_streaming_window_ms"] = window;
-        figures["snac_streaming_seconds_per_second_of_speech"] = Math.Round(window / 1000 / (streaming.ChunkFrames * secondsPerFrame), 3);
-        figures["snac_32_frames_ms"] = whole;
-        figures["snac_batch_seconds_per_second_of_speech"] = Math.Round(whole / 1000 / (frames.Length * secondsPerFrame), 3);
+            stream.Flush();
+        });
+
+        figures["snac_chunk_4_frames_ms"] = Status("codec, isolated 4-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..4]))));
+        figures["snac_chunk_16_frames_ms"] = Status("codec, 16-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..16]))));
+        foreach (var (name, streaming) in new[] { ("isolated_4", StreamingOptions.Isolated), ("context_4", new StreamingOptions()), ("engine_growing", StreamingOptions.Speech) })
+        {
+            figures[$"snac_streaming_{name}_seconds_per_second_of_speech"] = Status($"codec, streaming {name}", () => Math.Round(Streamed(streaming) / 1000 / speechSeconds, 3));
+        }
+
+        double whole = Status($"codec, {AnswerFrames} frames at once", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames))));
+        figures["snac_whole_answer_seconds_per_second_of_speech"] = Math.Round(whole / 1000 / speechSeconds, 3);
     }
 
     private static void BenchBackbone(ModelDirectory directory, int repeats, int? threads, Dictionary<string, object> figures)
@@ -125,7 +142,7 @@ internal static class BenchCommand
             backbone.RemoveSequence((LLamaSeqId)1);
             backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, position);
             var step = Enumerable.Range(0, sequences).Select(_ => Embedding()).ToArray();
-            figures[$"decode_step_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () =>
+            figures[$"bare_llama_decode_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () =>
             {
                 batch.Clear();
                 for (int s = 0; s < sequences; s++)
@@ -144,10 +161,11 @@ internal static class BenchCommand
         }
     }
 
-    // Whole answers through the engine: a 1.2 s question, fast encoder, 64 steps (about 4.9 s of speech).
-    private static void BenchAnswers(ModelDirectory directory, int? threads, Dictionary<string, object> figures)
+    // Whole answers through the engine: a 1.2 s question, fast encoder, 64 steps (about 5.4 s of speech). The engine's
+    // step (embedding mix, decode, sampling, rules) comes from its scheduler's counters, beside the bare decode above.
+    private static void BenchAnswers(ModelDirectory directory, Engine.MiniOmniEngineOptions options, Dictionary<string, object> figures)
     {
-        using var engine = Status("loading the engine", () => Engine.MiniOmniEngine.Load(directory.Path, new Engine.MiniOmniEngineOptions { Threads = threads }));
+        using var engine = Status("loading the engine", () => Engine.MiniOmniEngine.Load(directory.Path, options));
         var random = new Random(4);
         float[] question = [.. Enumerable.Range(0, 19200).Select(i => (float)(0.1 * Math.Sin(i * 0.03) + 0.01 * (random.NextDouble() - 0.5)))];
         foreach (bool parallel in new[] { false, true })
@@ -155,21 +173,40 @@ internal static class BenchCommand
             var request = new Engine.MiniOmniRequest { Audio = question, MaxTokens = 64, BatchParallel = parallel, EncoderMode = EncoderMode.Fast };
             string name = parallel ? "batch_parallel" : "single";
             Engine.AnswerCompleted? completed = null;
+            var before = engine.DecodeStatistics;
             Status($"answer, {name}", () =>
             {
                 foreach (var round in Enumerable.Range(0, 2)) // the first round warms up
                 {
+                    before = engine.DecodeStatistics;
                     completed = engine.GenerateAsync(request).ToBlockingEnumerable().OfType<Engine.AnswerCompleted>().Single();
                 }
 
                 return 0;
             });
+            var steps = engine.DecodeStatistics.Since(before);
             double seconds = completed!.Elapsed.TotalSeconds;
+            figures[$"engine_step_{(parallel ? "2_sequences" : "1_sequence")}_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
             figures[$"answer_{name}_first_speech_s"] = Math.Round(completed.TimeToFirstSpeech?.TotalSeconds ?? double.NaN, 3);
             figures[$"answer_{name}_seconds"] = Math.Round(seconds, 2);
             figures[$"answer_{name}_speech_seconds"] = Math.Round(completed.SpeechSeconds, 2);
             figures[$"answer_{name}_real_time_factor"] = Math.Round(seconds / Math.Max(completed.SpeechSeconds, 1e-9), 3);
         }
+
+        // Continuous batching: several answers at once share each decode.
+        const int Concurrent = 4;
+        var together = new Engine.MiniOmniRequest { Audio = question, MaxTokens = 64, EncoderMode = EncoderMode.Fast };
+        var start = engine.DecodeStatistics;
+        var clock = Stopwatch.StartNew();
+        var answers = Status($"{Concurrent} answers at once", () => Task.WhenAll(Enumerable.Range(0, Concurrent).Select(_ => Task.Run(() =>
+            engine.GenerateAsync(together).ToBlockingEnumerable().OfType<Engine.AnswerCompleted>().Single()))).GetAwaiter().GetResult());
+        double elapsed = clock.Elapsed.TotalSeconds;
+        var shared = engine.DecodeStatistics.Since(start);
+        figures[$"concurrent_{Concurrent}_answers_seconds"] = Math.Round(elapsed, 2);
+        figures[$"concurrent_{Concurrent}_answers_speech_seconds_per_second"] = Math.Round(answers.Sum(a => a.SpeechSeconds) / elapsed, 2);
+        figures[$"concurrent_{Concurrent}_answers_first_speech_s_max"] = Math.Round(answers.Max(a => a.TimeToFirstSpeech?.TotalSeconds ?? double.NaN), 3);
+        figures[$"concurrent_{Concurrent}_answers_decodes"] = shared.Decodes;
+        figures[$"concurrent_{Concurrent}_answers_step_ms"] = Math.Round(shared.StepTime.TotalMilliseconds / Math.Max(1, shared.StepDecodes), 1);
     }
 
     private static double Median(int repeats, Action work)

@@ -26,6 +26,7 @@ internal sealed class DecodeScheduler : IDisposable
     private readonly Stack<LLamaSeqId> _freeSequences;
     private readonly Thread _thread;
     private int _reservedCells;
+    private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks;
 
     public DecodeScheduler(IBackbone backbone, EmbeddingMix mix, MiniOmniVocabulary vocabulary, int maxActiveAnswers, ILogger logger)
     {
@@ -50,6 +51,10 @@ internal sealed class DecodeScheduler : IDisposable
 
     /// <summary>The most answers decoded together; later ones wait.</summary>
     public int MaxActiveAnswers { get; }
+
+    /// <summary>What the scheduler has done so far, for benchmarks and diagnostics.</summary>
+    public DecodeStatistics Statistics => new(Volatile.Read(ref _decodes), Volatile.Read(ref _stepDecodes), Volatile.Read(ref _rows),
+        TimeSpan.FromTicks(Volatile.Read(ref _decodeTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepTicks)));
 
     /// <summary>Queues an answer; its steps arrive on the returned reader as they are kept.</summary>
     /// <exception cref="ArgumentException">The answer could never fit the cache.</exception>
@@ -99,6 +104,7 @@ internal sealed class DecodeScheduler : IDisposable
             }
 
             // Steps first: each active answer's step costs one row per sequence, and prompts take the room left.
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             batch.Clear();
             decoded.Clear();
             int room = (int)_backbone.Options.BatchSize;
@@ -111,6 +117,7 @@ internal sealed class DecodeScheduler : IDisposable
                 }
             }
 
+            long decodeStarted = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 _backbone.Decode(batch);
@@ -126,6 +133,7 @@ internal sealed class DecodeScheduler : IDisposable
                 continue;
             }
 
+            long decodedAt = System.Diagnostics.Stopwatch.GetTimestamp();
             foreach (var answer in decoded)
             {
                 bool goesOn;
@@ -144,6 +152,8 @@ internal sealed class DecodeScheduler : IDisposable
                     Release(answer, error: null);
                 }
             }
+
+            Record(batch, decoded, started, decodeStarted, decodedAt);
         }
 
         var stopped = new ObjectDisposedException(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
@@ -155,6 +165,20 @@ internal sealed class DecodeScheduler : IDisposable
         while (_waiting.TryDequeue(out var waiting))
         {
             waiting.Fail(stopped);
+        }
+    }
+
+    private void Record(BackboneBatch batch, List<AnswerSequence> decoded, long started, long decodeStarted, long decodedAt)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        Interlocked.Increment(ref _decodes);
+        Interlocked.Add(ref _rows, batch.EmbeddingsCount);
+        Interlocked.Add(ref _decodeTicks, System.Diagnostics.Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
+        // Steps alone (no prompt in the batch) are what an answer's pace is made of.
+        if (batch.EmbeddingsCount <= 2 * decoded.Count)
+        {
+            Interlocked.Increment(ref _stepDecodes);
+            Interlocked.Add(ref _stepTicks, System.Diagnostics.Stopwatch.GetElapsedTime(started, now).Ticks);
         }
     }
 
@@ -242,4 +266,17 @@ internal sealed class DecodeScheduler : IDisposable
             answer.Fail(error);
         }
     }
+}
+
+/// <summary>Counters of a <see cref="DecodeScheduler"/>.</summary>
+/// <param name="Decodes">Backbone decodes run.</param>
+/// <param name="StepDecodes">Decodes that held only steps (no prompt positions).</param>
+/// <param name="Rows">Positions decoded.</param>
+/// <param name="DecodeTime">Time spent in the backbone's decode.</param>
+/// <param name="StepTime">Time of the step-only decodes, with the embedding mix, sampling and rules around them.</param>
+internal readonly record struct DecodeStatistics(long Decodes, long StepDecodes, long Rows, TimeSpan DecodeTime, TimeSpan StepTime)
+{
+    /// <summary>The counters accumulated since <paramref name="earlier"/>.</summary>
+    public DecodeStatistics Since(DecodeStatistics earlier) =>
+        new(Decodes - earlier.Decodes, StepDecodes - earlier.StepDecodes, Rows - earlier.Rows, DecodeTime - earlier.DecodeTime, StepTime - earlier.StepTime);
 }

@@ -21,6 +21,12 @@ public sealed record MiniOmniEngineOptions
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
 
+    /// <summary>
+    /// CPU threads of the speech decoder, which runs beside the backbone's steps; null uses <see cref="Threads"/>.
+    /// Fewer leaves cores to the backbone where both would otherwise contend.
+    /// </summary>
+    public int? CodecThreads { get; init; }
+
     /// <summary>Use a GPU when the installed LLamaSharp backend has one.</summary>
     public bool UseGpu { get; init; } = true;
 
@@ -122,7 +128,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         {
             _parameters = AudioModelParameters.Read(audio);
             _encoder = new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>());
-            _codec = new SnacDecoder(audio, _parameters, compute, new StreamingOptions().WindowFrames, loggers.CreateLogger<SnacDecoder>());
+            _codec = new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>());
         }
 
         _backboneFile = GgufFile.Open(model.BackbonePath);
@@ -143,6 +149,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
     /// <inheritdoc />
     public string ModelId { get; }
+
+    /// <summary>The decode scheduler's counters, for benchmarks and diagnostics.</summary>
+    internal DecodeStatistics DecodeStatistics => _scheduler.Statistics;
 
     /// <inheritdoc />
     public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
@@ -269,7 +278,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         var steps = _scheduler.Submit(generation, cancellationToken);
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _backbone.CreateTextDecoder();
-        var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame) : null;
+        var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
         TimeSpan? firstSpeech = null;
         long samples = 0;
         void Speak(float[] chunk)

@@ -1,24 +1,35 @@
 namespace MiniOmni.SK.Speech;
 
-/// <summary>How the streaming decoder trades latency for seamless audio.</summary>
-/// <param name="ChunkFrames">Frames emitted per chunk (4 = 8192 samples, as the release).</param>
+/// <summary>How the streaming decoder trades latency for seamless audio and for codec time.</summary>
+/// <param name="ChunkFrames">Frames emitted in the first chunk (4 = 8192 samples, as the release).</param>
 /// <param name="LeftContextFrames">Already-emitted frames decoded again before each chunk, so its start continues the previous chunk.</param>
 /// <param name="LookaheadFrames">Frames decoded after each chunk but held back until the next, so its end is settled.</param>
-internal sealed record StreamingOptions(int ChunkFrames = 4, int LeftContextFrames = 1, int LookaheadFrames = 1)
+/// <param name="MaxChunkFrames">
+/// Each later chunk doubles, up to this many frames (0: every chunk is <paramref name="ChunkFrames"/>). Larger chunks
+/// spend less of the codec's time on context frames; the speech already emitted covers the wait for them as long as
+/// answers are generated faster than half real time.
+/// </param>
+internal sealed record StreamingOptions(int ChunkFrames = 4, int LeftContextFrames = 1, int LookaheadFrames = 1, int MaxChunkFrames = 0)
 {
+    /// <summary>What the engine streams with: a 4-frame first chunk for latency, doubling to 16 frames, one frame of context each side.</summary>
+    public static StreamingOptions Speech { get; } = new(4, 1, 1, MaxChunkFrames: 16);
+
     /// <summary>Two frames of context each side: indistinguishable from decoding the whole answer (~95 dB on the fixture), one frame more latency.</summary>
     public static StreamingOptions NearExact { get; } = new(4, 2, 2);
 
     /// <summary>The release's schedule: every chunk decoded on its own (clicks at the seams).</summary>
     public static StreamingOptions Isolated { get; } = new(4, 0, 0);
 
+    /// <summary>The largest chunk, in frames.</summary>
+    public int LargestChunkFrames => Math.Max(ChunkFrames, MaxChunkFrames);
+
     /// <summary>Frames one decode call covers at most.</summary>
-    public int WindowFrames => LeftContextFrames + ChunkFrames + LookaheadFrames;
+    public int WindowFrames => LeftContextFrames + LargestChunkFrames + LookaheadFrames;
 
     /// <summary>Checks the options.</summary>
     public void Validate()
     {
-        if (ChunkFrames <= 0 || LeftContextFrames < 0 || LookaheadFrames < 0)
+        if (ChunkFrames <= 0 || LeftContextFrames < 0 || LookaheadFrames < 0 || MaxChunkFrames < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(ChunkFrames), $"Streaming needs a positive chunk and non-negative context; got {this}.");
         }
@@ -36,6 +47,7 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
     private readonly StreamingOptions _options = Validated(options ?? new StreamingOptions(), decoder);
     private readonly List<int[]> _frames = [];
     private int _emittedFrames;
+    private int _chunkFrames = (options ?? new StreamingOptions()).ChunkFrames;
 
     /// <summary>Frames received so far.</summary>
     public int FrameCount => _frames.Count;
@@ -44,8 +56,8 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
     public float[] Append(int[] frame)
     {
         _frames.Add(frame);
-        return _frames.Count - _emittedFrames >= _options.ChunkFrames + _options.LookaheadFrames
-            ? Emit(_emittedFrames + _options.ChunkFrames)
+        return _frames.Count - _emittedFrames >= _chunkFrames + _options.LookaheadFrames
+            ? Emit(_emittedFrames + _chunkFrames)
             : [];
     }
 
@@ -55,7 +67,7 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
         var pieces = new List<float[]>();
         while (_emittedFrames < _frames.Count)
         {
-            pieces.Add(Emit(Math.Min(_frames.Count, _emittedFrames + _options.ChunkFrames)));
+            pieces.Add(Emit(Math.Min(_frames.Count, _emittedFrames + _chunkFrames)));
         }
 
         return [.. pieces.SelectMany(p => p)];
@@ -70,6 +82,7 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
         int from = (_emittedFrames - windowStart) * samplesPerFrame;
         int to = (emitEnd - windowStart) * samplesPerFrame;
         _emittedFrames = emitEnd;
+        _chunkFrames = Math.Min(2 * _chunkFrames, _options.LargestChunkFrames);
         return window[from..to];
     }
 

@@ -19,7 +19,9 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
         double isolated = SignalToNoise(whole, Stream(decoder, layers, StreamingOptions.Isolated));
         double withContext = SignalToNoise(whole, Stream(decoder, layers, new StreamingOptions()));
         double nearExact = SignalToNoise(whole, Stream(decoder, layers, StreamingOptions.NearExact));
-        output.WriteLine($"SNR against the whole-answer decode: isolated 4-frame chunks {isolated:F1} dB, default (1 frame of context, 1 of lookahead) {withContext:F1} dB, near-exact (2 and 2) {nearExact:F1} dB");
+        double growing = SignalToNoise(whole, Stream(decoder, layers, StreamingOptions.Speech));
+        output.WriteLine($"SNR against the whole-answer decode: isolated 4-frame chunks {isolated:F1} dB, default (1 frame of context, 1 of lookahead) {withContext:F1} dB, near-exact (2 and 2) {nearExact:F1} dB, the engine's growing chunks {growing:F1} dB");
+        Assert.True(growing >= withContext - 1, $"growing chunks {growing:F1} dB against {withContext:F1} dB");
 
         Assert.True(withContext > isolated + 20, $"{withContext:F1} dB is not far above {isolated:F1} dB");
         Assert.True(withContext > 45, $"{withContext:F1} dB");
@@ -42,6 +44,31 @@ public sealed class StreamingSnacDecoderTests(ConvertedFixtureModel converted, I
         // The first chunk has no left context to lack: it equals decoding its frames (plus lookahead) directly.
         float[] first = decoder.Decode(codes.Slice(0, chunk + lookahead))[..(chunk * SamplesPerFrame)];
         Assert.Equal(first, stream[..first.Length]);
+    }
+
+    [Fact]
+    public void ChunksDoubleUpToTheLargestAndFlushEmitsTheRest()
+    {
+        var layers = GoldenTasks.AudioLayers("A1A2");
+        int frameCount = DelayPattern.CompleteFrames(layers.Min(l => l.Count));
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: StreamingOptions.Speech.WindowFrames);
+        var streaming = new StreamingSnacDecoder(decoder, SamplesPerFrame, StreamingOptions.Speech);
+
+        var chunks = new List<int>();
+        for (int frame = 0; frame < frameCount; frame++)
+        {
+            if (streaming.Append(DelayPattern.Frame(layers, frame)) is { Length: > 0 } chunk)
+            {
+                chunks.Add(chunk.Length / SamplesPerFrame);
+            }
+        }
+
+        int flushed = streaming.Flush().Length / SamplesPerFrame;
+        output.WriteLine($"{frameCount} frames: chunks of {string.Join(", ", chunks)} frames, then {flushed} flushed");
+        Assert.True(frameCount >= 4 + 8 + 16 + 16 + 1, $"the fixture answer has only {frameCount} frames");
+        Assert.Equal([4, 8, 16, 16], chunks.Take(4));
+        Assert.All(chunks.Skip(2), size => Assert.Equal(16, size));
+        Assert.Equal(frameCount, chunks.Sum() + flushed);
     }
 
     [Fact]
