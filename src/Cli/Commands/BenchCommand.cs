@@ -159,6 +159,27 @@ internal static class BenchCommand
                 position++;
             }));
         }
+
+        // The engine's own step (embedding mix, decode, sampling, rules) over the same backbone, without the codec beside it.
+        using var file = GgufFile.Open(directory.BackbonePath);
+        using var audio = GgufFile.Open(directory.AudioPath);
+        var vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+        backbone.RemoveSequence((LLamaSeqId)0);
+        backbone.RemoveSequence((LLamaSeqId)1);
+        using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), vocabulary, maxActiveAnswers: 1, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        int frames = prompt - 4;
+        float[] features = [.. Enumerable.Range(0, frames * width).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
+        var prompts = new PromptBuilder(vocabulary);
+        foreach (bool parallel in new[] { false, true })
+        {
+            var (speaking, thinking) = parallel ? prompts.ForBatchParallel(frames) : (prompts.ForAudio(MiniOmniTask.A1A2, frames), null);
+            var request = new GenerationRequest(MiniOmniTask.A1A2, speaking, thinking, features, new SamplingOptions(), MaxSteps: 64);
+            var before = scheduler.Statistics;
+            Status($"engine step, {(parallel ? 2 : 1)} sequence(s)", () => scheduler.Submit(request, CancellationToken.None).ReadAllAsync().ToBlockingEnumerable().Count());
+            var steps = scheduler.Statistics.Since(before);
+            figures[$"engine_step_{(parallel ? 2 : 1)}_sequence_without_codec_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
+            figures[$"engine_step_{(parallel ? 2 : 1)}_sequence_decode_share_ms"] = Math.Round(steps.StepDecodeTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
+        }
     }
 
     // Whole answers through the engine: a 1.2 s question, fast encoder, 64 steps (about 5.4 s of speech). The engine's
@@ -186,7 +207,7 @@ internal static class BenchCommand
             });
             var steps = engine.DecodeStatistics.Since(before);
             double seconds = completed!.Elapsed.TotalSeconds;
-            figures[$"engine_step_{(parallel ? "2_sequences" : "1_sequence")}_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
+            figures[$"answer_{name}_step_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
             figures[$"answer_{name}_first_speech_s"] = Math.Round(completed.TimeToFirstSpeech?.TotalSeconds ?? double.NaN, 3);
             figures[$"answer_{name}_seconds"] = Math.Round(seconds, 2);
             figures[$"answer_{name}_speech_seconds"] = Math.Round(completed.SpeechSeconds, 2);

@@ -26,7 +26,7 @@ internal sealed class DecodeScheduler : IDisposable
     private readonly Stack<LLamaSeqId> _freeSequences;
     private readonly Thread _thread;
     private int _reservedCells;
-    private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks;
+    private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks, _stepDecodeTicks;
 
     public DecodeScheduler(IBackbone backbone, EmbeddingMix mix, MiniOmniVocabulary vocabulary, int maxActiveAnswers, ILogger logger)
     {
@@ -54,7 +54,7 @@ internal sealed class DecodeScheduler : IDisposable
 
     /// <summary>What the scheduler has done so far, for benchmarks and diagnostics.</summary>
     public DecodeStatistics Statistics => new(Volatile.Read(ref _decodes), Volatile.Read(ref _stepDecodes), Volatile.Read(ref _rows),
-        TimeSpan.FromTicks(Volatile.Read(ref _decodeTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepTicks)));
+        TimeSpan.FromTicks(Volatile.Read(ref _decodeTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepDecodeTicks)));
 
     /// <summary>Queues an answer; its steps arrive on the returned reader as they are kept.</summary>
     /// <exception cref="ArgumentException">The answer could never fit the cache.</exception>
@@ -179,6 +179,7 @@ internal sealed class DecodeScheduler : IDisposable
         {
             Interlocked.Increment(ref _stepDecodes);
             Interlocked.Add(ref _stepTicks, System.Diagnostics.Stopwatch.GetElapsedTime(started, now).Ticks);
+            Interlocked.Add(ref _stepDecodeTicks, System.Diagnostics.Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
         }
     }
 
@@ -274,9 +275,10 @@ internal sealed class DecodeScheduler : IDisposable
 /// <param name="Rows">Positions decoded.</param>
 /// <param name="DecodeTime">Time spent in the backbone's decode.</param>
 /// <param name="StepTime">Time of the step-only decodes, with the embedding mix, sampling and rules around them.</param>
-internal readonly record struct DecodeStatistics(long Decodes, long StepDecodes, long Rows, TimeSpan DecodeTime, TimeSpan StepTime)
+/// <param name="StepDecodeTime">The backbone's share of <paramref name="StepTime"/>.</param>
+internal readonly record struct DecodeStatistics(long Decodes, long StepDecodes, long Rows, TimeSpan DecodeTime, TimeSpan StepTime, TimeSpan StepDecodeTime)
 {
     /// <summary>The counters accumulated since <paramref name="earlier"/>.</summary>
     public DecodeStatistics Since(DecodeStatistics earlier) =>
-        new(Decodes - earlier.Decodes, StepDecodes - earlier.StepDecodes, Rows - earlier.Rows, DecodeTime - earlier.DecodeTime, StepTime - earlier.StepTime);
+        new(Decodes - earlier.Decodes, StepDecodes - earlier.StepDecodes, Rows - earlier.Rows, DecodeTime - earlier.DecodeTime, StepTime - earlier.StepTime, StepDecodeTime - earlier.StepDecodeTime);
 }
