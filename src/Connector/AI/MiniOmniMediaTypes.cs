@@ -5,6 +5,7 @@ namespace MiniOmni.SK;
 /// <summary>The media types MiniOmni.SK reads and writes.</summary>
 public static class MiniOmniMediaTypes
 {
+
     /// <summary>A streamed speech chunk: raw 16-bit little-endian mono PCM at Mini-Omni's 24 kHz.</summary>
     public const string SpeechChunk = "audio/pcm;rate=24000;channels=1;encoding=s16le";
 

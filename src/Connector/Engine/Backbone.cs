@@ -157,8 +157,8 @@ internal sealed class Backbone : IBackbone, IDisposable
         }
     }
 
-    /// <summary>Tokenizes text as the release does: no BOS, no special tokens.</summary>
-    public int[] Tokenize(string text) => [.. _weights.Tokenize(text, add_bos: false, special: false, System.Text.Encoding.UTF8).Select(t => (int)t)];
+    /// <summary>Tokenizes text as the release does: no BOS; special tokens (e.g. ChatML's markers) only when <paramref name="special"/>.</summary>
+    public int[] Tokenize(string text, bool special = false) => [.. _weights.Tokenize(text, add_bos: false, special, System.Text.Encoding.UTF8).Select(t => (int)t)];
 
     /// <summary>A detokenizer that only returns whole UTF-8 characters, for streaming text.</summary>
     public StreamingTokenDecoder CreateTextDecoder() => new(System.Text.Encoding.UTF8, _weights) { DecodeSpecialTokens = false };

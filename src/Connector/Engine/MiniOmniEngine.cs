@@ -51,7 +51,8 @@ public sealed record MiniOmniRequest
 
     /// <summary>
     /// Text placed on the text stream ahead of the release's prompt: system instructions, earlier turns, tool
-    /// descriptions. The release is single-turn and has no such seam; null or empty gives exactly its prompts.
+    /// descriptions. Qwen2's special tokens written in it (ChatML's <c>&lt;|im_start|&gt;</c>, <c>&lt;|im_end|&gt;</c>) are read
+    /// as those tokens. The release is single-turn and has no such seam; null or empty gives exactly its prompts.
     /// </summary>
     public string? Preamble { get; init; }
 
@@ -219,7 +220,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
         }
 
-        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _backbone.Tokenize(request.Preamble);
+        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _backbone.Tokenize(request.Preamble, special: true);
         Prompt prompt;
         Prompt? thinking = null;
         float[]? audio = null;

@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using Microsoft.Extensions.AI;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Engine;
+
+namespace MiniOmni.SK;
+
+/// <summary>
+/// Mini-Omni's ASR task as an <see cref="ISpeechToTextClient"/>: WAV or MP3 in (any rate and channels, at most 30 s),
+/// the transcript out, streamed as it is generated.
+/// </summary>
+public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
+{
+    private readonly IMiniOmniEngine _engine;
+    private readonly SpeechToTextClientMetadata _metadata;
+
+    /// <summary>A speech-to-text client over <paramref name="engine"/>, which it does not own.</summary>
+    public MiniOmniSpeechToTextClient(IMiniOmniEngine engine)
+    {
+        _engine = engine ?? throw new ArgumentNullException(nameof(engine));
+        _metadata = new SpeechToTextClientMetadata(MiniOmniClientExtensions.ProviderName, providerUri: null, engine.ModelId);
+    }
+
+    /// <inheritdoc />
+    public async Task<SpeechToTextResponse> GetTextAsync(Stream audioSpeechStream, SpeechToTextOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var text = new StringBuilder();
+        var response = new SpeechToTextResponse { ModelId = _engine.ModelId };
+        await foreach (var update in GetStreamingTextAsync(audioSpeechStream, options, cancellationToken).ConfigureAwait(false))
+        {
+            response.ResponseId ??= update.ResponseId;
+            foreach (var content in update.Contents)
+            {
+                if (content is TextContent part)
+                {
+                    text.Append(part.Text);
+                }
+                else if (content is UsageContent usage)
+                {
+                    response.Usage = usage.Details;
+                }
+            }
+        }
+
+        response.Contents = [new TextContent(text.ToString())];
+        return response;
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<SpeechToTextResponseUpdate> GetStreamingTextAsync(Stream audioSpeechStream, SpeechToTextOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(audioSpeechStream);
+        using var buffer = new MemoryStream();
+        await audioSpeechStream.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
+        if (buffer.Length == 0)
+        {
+            throw new ArgumentException("The audio stream is empty.", nameof(audioSpeechStream));
+        }
+
+        float[] samples = AudioDecoder.Decode(buffer.ToArray(), mediaType: null, inputName: "the audio stream");
+        string responseId = $"miniomni-{Guid.NewGuid():N}";
+        var request = new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = samples, EncoderMode = MiniOmniClientExtensions.EncoderMode(options?.AdditionalProperties) };
+        await foreach (var item in _engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+        {
+            if (item is TextDelta delta)
+            {
+                yield return new SpeechToTextResponseUpdate(delta.Text) { Kind = SpeechToTextResponseUpdateKind.TextUpdating, ResponseId = responseId, ModelId = _engine.ModelId };
+            }
+            else if (item is AnswerCompleted completed)
+            {
+                var usage = new UsageDetails { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+                yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.TextUpdated, ResponseId = responseId, ModelId = _engine.ModelId };
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public object? GetService(Type serviceType, object? serviceKey = null) => MiniOmniClientExtensions.GetService(serviceType, serviceKey, _metadata, _engine, this);
+
+    /// <summary>Nothing to release: the engine belongs to whoever created it.</summary>
+    public void Dispose()
+    {
+    }
+}
