@@ -15,8 +15,11 @@ namespace MiniOmni.SK.Engine;
 /// <summary>How a loaded Mini-Omni model runs.</summary>
 public sealed record MiniOmniEngineOptions
 {
-    /// <summary>KV cache positions shared by the active answers (a batch-parallel answer uses two sequences).</summary>
-    public uint ContextSize { get; init; } = 4096;
+    /// <summary>
+    /// KV cache positions shared by the active answers (a batch-parallel answer uses two sequences); each answer reserves
+    /// its prompt plus its budget. 8192 positions of the f16 cache take about 100 MB.
+    /// </summary>
+    public uint ContextSize { get; init; } = 8192;
 
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
@@ -250,7 +253,10 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text), preamble);
         }
 
-        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens : _trainedContext - prompt.Length;
+        // No budget given: as long as the model's context allows and the cache could hold, as the release's budget does.
+        int sequences = thinking is null ? 1 : 2;
+        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens
+            : Math.Min(_trainedContext - prompt.Length, ((int)_backbone.Options.ContextSize - prompt.Length) / sequences);
         var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps);
         if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
         {

@@ -1,0 +1,125 @@
+using System.Text;
+using Microsoft.Extensions.AI;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Connector.Tests.Engine;
+using MiniOmni.SK.Engine;
+
+namespace MiniOmni.SK.Connector.Tests.AI;
+
+/// <summary>Each public client over the fixture model, against the engine called directly.</summary>
+public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<EngineFixture>
+{
+    private const int Steps = 40;
+    private static readonly byte[] QuestionWav = File.ReadAllBytes(Fixture.Question);
+
+    [Fact]
+    public async Task TheChatClientAnswersASpokenQuestionWithTheEnginesTextAndOneWav()
+    {
+        var direct = await Direct(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = Steps });
+        using var client = fixture.Engine.AsChatClient();
+
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, [new DataContent(QuestionWav, "audio/wav")])], new ChatOptions { MaxOutputTokens = Steps });
+
+        Assert.Equal(direct.Text, response.Text);
+        var wav = Assert.Single(response.Messages.SelectMany(m => m.Contents).OfType<DataContent>());
+        float[] speech = AudioDecoder.Decode(wav.Data, wav.MediaType, new AudioInputOptions { TruncateToWindow = true });
+        Assert.True(speech.Length > 0);
+        Assert.Equal(44 + 2 * direct.Samples, wav.Data.Length);
+        Assert.Equal(direct.Completed.Steps, response.Usage?.OutputTokenCount);
+    }
+
+    [Fact]
+    public async Task StreamedChatUpdatesCarryEverySpeechSampleAsPcm16Chunks()
+    {
+        var direct = await Direct(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = Steps });
+        using var client = fixture.Engine.AsChatClient();
+
+        var chunks = new List<DataContent>();
+        var text = new StringBuilder();
+        await foreach (var update in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, [new DataContent(QuestionWav, "audio/wav")])], new ChatOptions { MaxOutputTokens = Steps }))
+        {
+            chunks.AddRange(update.Contents.OfType<DataContent>());
+            text.Append(update.Text);
+        }
+
+        Assert.NotEmpty(chunks);
+        Assert.All(chunks, c => Assert.Equal(MiniOmniMediaTypes.SpeechChunk, c.MediaType));
+        Assert.Equal(2 * direct.Samples, chunks.Sum(c => c.Data.Length));
+        Assert.Equal(direct.Text, text.ToString());
+    }
+
+    [Fact]
+    public async Task SpeechToTextGivesTheAsrTranscript()
+    {
+        var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = fixture.Question });
+        using var client = fixture.Engine.AsSpeechToTextClient();
+        using var audio = new MemoryStream(QuestionWav);
+
+        var response = await client.GetTextAsync(audio);
+
+        Assert.Equal(direct.Text, response.Text);
+        Assert.Equal("miniomni", client.GetService<SpeechToTextClientMetadata>()?.ProviderName);
+    }
+
+    [Fact]
+    public async Task TextToSpeechGivesTheSpokenAnswerAsAWav()
+    {
+        var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "What is your name?" });
+        using var client = fixture.Engine.AsTextToSpeechClient();
+
+        var response = await client.GetAudioAsync("What is your name?");
+
+        var wav = Assert.Single(response.Contents.OfType<DataContent>());
+        Assert.Equal("audio/wav", wav.MediaType);
+        Assert.Equal(44 + 2 * direct.Samples, wav.Data.Length);
+        Assert.Equal(direct.Text, Assert.Single(response.Contents.OfType<TextContent>()).Text);
+    }
+
+    [Fact]
+    public async Task SeveralClientsOverOneEngineAtOnceGiveTheirSoloResults()
+    {
+        using var chat = fixture.Engine.AsChatClient();
+        using var speechToText = fixture.Engine.AsSpeechToTextClient();
+        using var textToSpeech = fixture.Engine.AsTextToSpeechClient();
+        var calls = new Func<Task<string>>[]
+        {
+            async () => (await chat.GetResponseAsync("How do you make a cup of tea?", new ChatOptions { MaxOutputTokens = 30 })).Text,
+            async () => (await chat.GetResponseAsync([new ChatMessage(ChatRole.User, [new DataContent(QuestionWav, "audio/wav")])], new ChatOptions { MaxOutputTokens = 30 })).Text,
+            async () => (await speechToText.GetTextAsync(new MemoryStream(QuestionWav))).Text,
+            async () => Convert.ToBase64String((await textToSpeech.GetAudioAsync("What is your name?")).Contents.OfType<DataContent>().Single().Data.ToArray()),
+        };
+        var solo = new List<string>();
+        foreach (var call in calls)
+        {
+            solo.Add(await call());
+        }
+
+        var together = await Task.WhenAll(calls.Select(call => Task.Run(call)));
+
+        Assert.Equal(solo, together);
+    }
+
+    private async Task<(string Text, long Samples, AnswerCompleted Completed)> Direct(MiniOmniRequest request)
+    {
+        var text = new StringBuilder();
+        long samples = 0;
+        AnswerCompleted? completed = null;
+        await foreach (var item in fixture.Engine.GenerateAsync(request))
+        {
+            switch (item)
+            {
+                case TextDelta delta:
+                    text.Append(delta.Text);
+                    break;
+                case SpeechChunk chunk:
+                    samples += chunk.Samples.Length;
+                    break;
+                case AnswerCompleted done:
+                    completed = done;
+                    break;
+            }
+        }
+
+        return (text.ToString(), samples, completed!);
+    }
+}
