@@ -1,0 +1,47 @@
+using Microsoft.Extensions.AI;
+using Microsoft.SemanticKernel;
+using Microsoft.SemanticKernel.AudioToText;
+using Microsoft.SemanticKernel.TextToAudio;
+using MiniOmni.SK.Engine;
+
+namespace MiniOmni.SK;
+
+/// <summary>Semantic Kernel's <see cref="IAudioToTextService"/> over Mini-Omni's ASR task.</summary>
+public sealed class MiniOmniAudioToTextService(ISpeechToTextClient client) : IAudioToTextService
+{
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> Attributes { get; } = ModelAttributes(client.GetService<SpeechToTextClientMetadata>()?.DefaultModelId);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Microsoft.SemanticKernel.TextContent>> GetTextContentsAsync(AudioContent content, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        if (content.Data is not { IsEmpty: false } data)
+        {
+            throw new ArgumentException("The audio content has no data; MiniOmni reads inline WAV or MP3 bytes.", nameof(content));
+        }
+
+        using var stream = new MemoryStream(data.ToArray());
+        var response = await client.GetTextAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return [new Microsoft.SemanticKernel.TextContent(response.Text, response.ModelId)];
+    }
+
+    internal static IReadOnlyDictionary<string, object?> ModelAttributes(string? modelId) => new Dictionary<string, object?> { ["ModelId"] = modelId };
+}
+
+/// <summary>
+/// Semantic Kernel's <see cref="ITextToAudioService"/> over Mini-Omni's T1A2 task: the spoken answer to the text, as a
+/// 24 kHz WAV.
+/// </summary>
+public sealed class MiniOmniTextToAudioService(ITextToSpeechClient client) : ITextToAudioService
+{
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> Attributes { get; } = MiniOmniAudioToTextService.ModelAttributes(client.GetService<TextToSpeechClientMetadata>()?.DefaultModelId);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<AudioContent>> GetAudioContentsAsync(string text, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)
+    {
+        var response = await client.GetAudioAsync(text, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return [.. response.Contents.OfType<DataContent>().Select(wav => new AudioContent(wav.Data, wav.MediaType) { ModelId = response.ModelId })];
+    }
+}
