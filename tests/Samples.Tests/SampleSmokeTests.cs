@@ -1,0 +1,56 @@
+using MiniOmni.SK.Audio;
+
+namespace MiniOmni.SK.Samples.Tests;
+
+/// <summary>Every sample, run as its command line would run it, against the fixture model.</summary>
+public sealed class SampleSmokeTests(ConvertedFixtureModel converted) : IClassFixture<ConvertedFixtureModel>, IDisposable
+{
+    private readonly Fixture.TemporaryDirectory _output = Fixture.CreateTemporaryDirectory();
+
+    [Fact]
+    public async Task VoiceChatAnswersASpokenQuestionIntoAWav()
+    {
+        string wav = Path.Combine(_output.Path, "voicechat.wav");
+
+        int exit = await VoiceChat.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--out", wav, "--max-tokens", "40"]);
+
+        Assert.Equal(0, exit);
+        Assert.True(AudioDecoder.DecodeFile(wav).Length > 0);
+    }
+
+    [Fact]
+    public async Task VoiceAgentAnswersWithItsPluginsOffered()
+    {
+        string wav = Path.Combine(_output.Path, "voiceagent.wav");
+
+        int exit = await VoiceAgent.Program.Main(["--model", converted.Model.Path, "--text", "What time is it?", "--out", wav, "--max-tokens", "30"]);
+
+        Assert.Equal(0, exit);
+        Assert.True(File.Exists(wav));
+    }
+
+    [Fact]
+    public async Task AgentFrameworkAgentAnswers()
+    {
+        int exit = await AgentFramework.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--max-tokens", "30"]);
+
+        Assert.Equal(0, exit);
+    }
+
+    [Fact]
+    public async Task TranscribeTranscribes()
+    {
+        int exit = await Transcribe.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question]);
+
+        Assert.Equal(0, exit);
+    }
+
+    [Fact]
+    public async Task ASampleWithoutAQuestionOrWithAMissingModelFailsWithAMessage()
+    {
+        Assert.Equal(2, await VoiceChat.Program.Main(["--model", converted.Model.Path]));
+        Assert.Equal(1, await VoiceChat.Program.Main(["--model", Path.Combine(_output.Path, "no-model"), "--text", "hi"]));
+    }
+
+    public void Dispose() => _output.Dispose();
+}
