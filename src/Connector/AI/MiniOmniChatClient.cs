@@ -109,6 +109,22 @@ public sealed class MiniOmniChatClient : IChatClient
     {
     }
 
+    // The engine checks the request on the first move; a conversation too long for the context is named as such.
+    private static async Task<bool> StartAsync(IAsyncEnumerator<MiniOmniEvent> events, ChatTurn turn)
+    {
+        try
+        {
+            return await events.MoveNextAsync().ConfigureAwait(false);
+        }
+        catch (ContextOverflowException e) when (turn.Request.Preamble is { Length: > 0 } preamble)
+        {
+            throw new ContextOverflowException(
+                $"The conversation is too long for Mini-Omni's context: the instructions, tools and earlier turns ({preamble.Length} characters) with the question " +
+                $"take {e.PromptPositions} positions, and {e.Steps} more are needed for the answer. Shorten the history or lower MaxOutputTokens. ({e.Message})",
+                e.PromptPositions, e.Steps, e);
+        }
+    }
+
     // The answer as updates, each with the speech samples it carries (so the whole response can build one WAV).
     private async IAsyncEnumerable<(ChatResponseUpdate Update, float[]? Speech)> AnswerAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -160,7 +176,7 @@ public sealed class MiniOmniChatClient : IChatClient
 
         _logger.LogDebug("Answering with {Task} ({Speech}).", turn.Request.Task, turn.Speaks ? "speech" : "text only");
         await using var events = _engine.GenerateAsync(turn.Request, answer.Token).GetAsyncEnumerator(answer.Token);
-        while (finish is null && await events.MoveNextAsync().ConfigureAwait(false))
+        for (bool more = await StartAsync(events, turn).ConfigureAwait(false); finish is null && more; more = await events.MoveNextAsync().ConfigureAwait(false))
         {
             switch (events.Current)
             {

@@ -72,6 +72,24 @@ public sealed record MiniOmniRequest
     public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
 }
 
+/// <summary>A request's prompt plus its answer budget do not fit the model's context or the engine's cache.</summary>
+public sealed class ContextOverflowException : ArgumentException
+{
+    /// <summary>Creates the exception for a prompt of <paramref name="promptPositions"/> and a budget of <paramref name="steps"/>.</summary>
+    public ContextOverflowException(string message, int promptPositions, int steps, Exception? innerException = null)
+        : base(message, "request", innerException)
+    {
+        PromptPositions = promptPositions;
+        Steps = steps;
+    }
+
+    /// <summary>Positions of the prompt (preamble included).</summary>
+    public int PromptPositions { get; }
+
+    /// <summary>The answer's budget in steps.</summary>
+    public int Steps { get; }
+}
+
 /// <summary>Something an answer produced.</summary>
 public abstract record MiniOmniEvent;
 
@@ -260,9 +278,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps);
         if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
         {
-            throw new ArgumentException(
+            throw new ContextOverflowException(
                 $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({generation.SequenceCount} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
-                $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", nameof(request));
+                $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", prompt.Length, maxSteps);
         }
 
         return new PreparedRequest(request, generation, audio, clock);

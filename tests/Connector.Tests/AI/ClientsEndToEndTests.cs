@@ -76,6 +76,18 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task TooLongAHistoryIsAClearErrorNamingTheConversation()
+    {
+        using var client = fixture.Engine.AsChatClient();
+        var history = Enumerable.Range(0, 200).SelectMany(i => new[] { new ChatMessage(ChatRole.User, $"Question number {i} about tea?"), new ChatMessage(ChatRole.Assistant, $"Answer number {i} about tea.") });
+
+        var error = await Assert.ThrowsAsync<ContextOverflowException>(() => client.GetResponseAsync([.. history, new ChatMessage(ChatRole.User, "And now?")], new ChatOptions { MaxOutputTokens = 50 }));
+
+        Assert.Contains("conversation is too long", error.Message);
+        Assert.True(error.PromptPositions > 1024);
+    }
+
+    [Fact]
     public async Task SeveralClientsOverOneEngineAtOnceGiveTheirSoloResults()
     {
         using var chat = fixture.Engine.AsChatClient();

@@ -107,8 +107,9 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
         await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = " " }));
         await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi", BatchParallel = true }));
         await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Audio = new float[31 * 16000] }));
-        var tooLong = await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = 100_000 }));
+        var tooLong = await Assert.ThrowsAsync<ContextOverflowException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = 100_000 }));
         Assert.Contains("context", tooLong.Message);
+        Assert.Equal((63, 100_000), (tooLong.PromptPositions, tooLong.Steps));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, Sampling = new SamplingOptions { TopP = 2 } }));
     }
 
