@@ -229,7 +229,7 @@ public sealed class MiniOmniChatClient : IChatClient
                     }
 
                     finish ??= turn.Request.MaxTokens > 0 && completed.Steps >= turn.Request.MaxTokens ? ChatFinishReason.Length : ChatFinishReason.Stop;
-                    var usage = new UsageDetails { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+                    var usage = MiniOmniClientExtensions.Usage(completed);
                     var last = Update(new UsageContent(usage));
                     last.FinishReason = finish;
                     yield return (last, null);

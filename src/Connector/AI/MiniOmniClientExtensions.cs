@@ -31,6 +31,10 @@ public static class MiniOmniClientExtensions
             : null;
     }
 
+    // An answer's usage: prompt positions in, steps out.
+    internal static UsageDetails Usage(AnswerCompleted completed) =>
+        new() { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+
     // The encoder mode from options' additional properties (the chat option's key), exact by default.
     internal static EncoderMode EncoderMode(AdditionalPropertiesDictionary? properties) =>
         MiniOmniChatOptions.Encoder(properties is null ? null : new ChatOptions { AdditionalProperties = properties });

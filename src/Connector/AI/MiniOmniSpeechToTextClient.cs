@@ -69,7 +69,7 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
             }
             else if (item is AnswerCompleted completed)
             {
-                var usage = new UsageDetails { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+                var usage = MiniOmniClientExtensions.Usage(completed);
                 yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.TextUpdated, ResponseId = responseId, ModelId = _engine.ModelId };
             }
         }

@@ -96,7 +96,7 @@ public sealed class MiniOmniTextToSpeechClient : ITextToSpeechClient
                     yield return (Update(TextToSpeechResponseUpdateKind.AudioUpdating, new TextContent(delta.Text)), null);
                     break;
                 case AnswerCompleted completed:
-                    var usage = new UsageDetails { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+                    var usage = MiniOmniClientExtensions.Usage(completed);
                     yield return (Update(TextToSpeechResponseUpdateKind.AudioUpdated, new UsageContent(usage)), null);
                     break;
             }
