@@ -10,7 +10,7 @@ using MiniOmni.SK.Engine;
 
 namespace MiniOmni.SK;
 
-/// <summary>Where the model is and how it runs, for <see cref="MiniOmniServiceCollectionExtensions.AddMiniOmni(IServiceCollection, string, Action{MiniOmniOptions}?)"/>.</summary>
+/// <summary>Where the model is and how it runs, for <c>AddMiniOmni</c>.</summary>
 public sealed class MiniOmniOptions
 {
     /// <summary>A MiniOmni.SK model directory (backbone.gguf and audio.gguf).</summary>
