@@ -72,7 +72,7 @@ public static partial class ModelStore
                 {
                     throw new ModelFileException(target,
                         $"{model.Name} ({settings.FileType.ToName()}) is not in the cache, and offline mode (HF_HUB_OFFLINE or --offline) forbids downloading "
-                        + $"{string.Join(", ", missing.Select(m => $"{m.Source.Repository}/{m.File}"))}. Pull it once online (`miniomni pull`). {HubClient.LocalFilesAdvice}");
+                        + $"{Describe(missing.Select(m => $"{m.Source.Repository}/{m.File}").ToList())}. Pull it once online (`miniomni pull`). {HubClient.LocalFilesAdvice}");
                 }
 
                 await DownloadAsync(new HubClient(settings, options.HttpClient), missing, downloadProgress, logger, cancellationToken).ConfigureAwait(false);
@@ -92,6 +92,9 @@ public static partial class ModelStore
 
     private static string ModelPath(ResolvedStoreOptions settings, HubModel model) =>
         Path.Combine(settings.CacheDirectory, "models", model.Name, SafeFolderName(model.Checkpoint.Revision), settings.FileType.ToName());
+
+    private static string Describe(List<string> files) =>
+        files.Count == 1 ? files[0] : $"{files.Count} files ({files[0]} and {files.Count - 1} more)";
 
     private static bool IsComplete(string directory)
     {

@@ -56,6 +56,12 @@ public sealed class ModelStoreOptions
 
         string cache = CacheDirectory ?? Variable("MINIOMNI_CACHE") ?? PlatformCacheDirectory(Variable);
         Uri endpoint = Endpoint ?? ParseEndpoint(Variable("HF_ENDPOINT"));
+        if (!endpoint.AbsoluteUri.EndsWith('/'))
+        {
+            // Relative addresses resolve under a mirror's path prefix only when the base ends in a slash.
+            endpoint = new Uri(endpoint.AbsoluteUri + "/");
+        }
+
         if (string.IsNullOrWhiteSpace(Revision))
         {
             throw new ArgumentException("The revision is empty; use a branch, tag or commit of gpt-omni/mini-omni (main by default).", nameof(Revision));

@@ -93,6 +93,19 @@ public sealed class ModelStoreOptionsTests
     public void RevisionsBecomeOneSafeFolderName(string revision, string folder) =>
         Assert.Equal(folder, ModelStore.SafeFolderName(revision));
 
+    [Fact]
+    public void HubAddressesKeepAMirrorsPathAndEscapeTheRevision()
+    {
+        var options = WithEnvironment(new() { ["HF_ENDPOINT"] = "https://mirror.example/hf" });
+        options.Revision = "refs/pr/1";
+        var resolved = options.Resolve();
+        var client = new HubClient(resolved, httpClient: null);
+        var source = HubModels.Get(ModelStore.DefaultModelName, resolved.Revision).Checkpoint;
+
+        Assert.Equal("https://mirror.example/hf/api/models/gpt-omni/mini-omni/tree/refs%2Fpr%2F1", client.TreeUri(source).AbsoluteUri);
+        Assert.Equal("https://mirror.example/hf/gpt-omni/mini-omni/resolve/refs%2Fpr%2F1/lit_model.pth", client.ResolveUri(source, "lit_model.pth").AbsoluteUri);
+    }
+
     private static ModelStoreOptions WithEnvironment(Dictionary<string, string> environment) =>
         new() { EnvironmentVariables = name => environment.GetValueOrDefault(name) };
 }
