@@ -124,7 +124,7 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
 
         while (true)
         {
-            await TransferWithRetriesAsync(url, file, partial, report, cancellationToken).ConfigureAwait(false);
+            await TransferWithRetriesAsync(url, source, file, partial, report, cancellationToken).ConfigureAwait(false);
             string? fault = await CheckAsync(partial, file, cancellationToken).ConfigureAwait(false);
             if (fault is null)
             {
@@ -148,13 +148,13 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
         _logger.LogInformation("Downloaded and checked {Repository}/{File} ({Bytes} bytes).", source.Repository, file.Path, file.Size);
     }
 
-    private async Task TransferWithRetriesAsync(Uri url, HubFile file, string partial, Action<long> report, CancellationToken cancellationToken)
+    private async Task TransferWithRetriesAsync(Uri url, HubSource source, HubFile file, string partial, Action<long> report, CancellationToken cancellationToken)
     {
         for (int attempt = 1; ; attempt++)
         {
             try
             {
-                await TransferAsync(url, file, partial, report, cancellationToken).ConfigureAwait(false);
+                await TransferAsync(url, source, file, partial, report, cancellationToken).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (IsNetworkFailure(e, cancellationToken) && attempt < MaxAttempts)
@@ -173,7 +173,7 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
         }
     }
 
-    private async Task TransferAsync(Uri url, HubFile file, string partial, Action<long> report, CancellationToken cancellationToken)
+    private async Task TransferAsync(Uri url, HubSource source, HubFile file, string partial, Action<long> report, CancellationToken cancellationToken)
     {
         long offset = File.Exists(partial) ? new FileInfo(partial).Length : 0;
         if (offset > file.Size)
@@ -205,7 +205,7 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
         {
             throw IsTransient(response.StatusCode)
                 ? new HttpRequestException($"the hub answered {(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode)
-                : Refused(url, null, response);
+                : Refused(url, source, response);
         }
 
         bool resumes = offset > 0 && response.StatusCode == HttpStatusCode.PartialContent;
@@ -411,11 +411,11 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
             innerException: e);
     }
 
-    private ModelFileException Refused(Uri url, HubSource? source, HttpResponseMessage response)
+    private ModelFileException Refused(Uri url, HubSource source, HttpResponseMessage response)
     {
         string hubSays = response.Headers.TryGetValues("X-Error-Message", out var values) ? $" (\"{string.Join(" ", values)}\")" : "";
         string answer = $"the hub answered {(int)response.StatusCode} {response.ReasonPhrase}{hubSays}";
-        string repository = source?.Repository ?? url.AbsolutePath.Split("/resolve/")[0].TrimStart('/');
+        string repository = source.Repository;
         string reason = response.StatusCode switch
         {
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden when string.IsNullOrEmpty(options.Token) =>

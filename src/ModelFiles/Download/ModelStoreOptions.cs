@@ -34,7 +34,10 @@ public sealed class ModelStoreOptions
     /// <summary>The weight type of the converted model.</summary>
     public ModelFileType FileType { get; set; } = ModelFileType.Q8_0;
 
-    /// <summary>The client for every request (proxies, handlers, tests). Unset: a shared client of the store's own.</summary>
+    /// <summary>
+    /// The client for every request (proxies, handlers, tests); it must follow redirects, as the hub sends LFS files
+    /// from a CDN. Unset: a shared client of the store's own.
+    /// </summary>
     public HttpClient? HttpClient { get; set; }
 
     /// <summary>Where downloads and conversions are logged.</summary>

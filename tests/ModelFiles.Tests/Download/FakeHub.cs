@@ -71,6 +71,9 @@ internal sealed class FakeHub : IAsyncDisposable
     /// <summary>The next transfer of the file stops after <paramref name="bytes"/> body bytes and the connection is dropped.</summary>
     public void DropOnceAfter(HostedFile file, long bytes) => _dropOnceAfter[file.Sha256] = bytes;
 
+    /// <summary>Takes the file out of its repository, as a later commit could.</summary>
+    public void Remove(HostedFile file) => _repositories[file.Repository].Remove(file.Path);
+
     /// <summary>Serve the file with every byte flipped: the right size, the wrong content.</summary>
     public void Corrupt(HostedFile file) => _corrupt[file.Sha256] = true;
 

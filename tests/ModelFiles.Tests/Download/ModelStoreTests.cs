@@ -203,6 +203,17 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
     }
 
     [Fact]
+    public async Task AFileTheRepositoryLacksIsNamedBeforeAnyDownload()
+    {
+        _hub.Remove(_hub.File("gpt-omni/mini-omni", "tokenizer_config.json"));
+
+        var error = await Assert.ThrowsAsync<ModelFileException>(() => ModelStore.EnsureModelAsync(options: Options()));
+
+        Assert.Contains("gpt-omni/mini-omni at revision 'main' has no tokenizer_config.json", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_cache.Path, "hub")));
+    }
+
+    [Fact]
     public async Task OfflineWithAnEmptyCacheFailsWithoutAnyRequest()
     {
         var options = Options(environment: new() { ["HF_HUB_OFFLINE"] = "1" });
