@@ -112,6 +112,20 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
     }
 
     [Fact]
+    public async Task AStalePartialFileOfAnEarlierRunIsFetchedAfreshWhenTheResultDoesNotCheck()
+    {
+        var snac = _hub.File("hubertsiuzdak/snac_24khz", "pytorch_model.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(DownloadedPath(snac))!);
+        File.WriteAllBytes(DownloadedPath(snac) + ".partial", new byte[1000]);
+
+        await ModelStore.EnsureModelAsync(options: Options());
+
+        var transfers = _hub.ContentRequests(snac);
+        Assert.Equal(["bytes=1000-", null], transfers.Select(t => t.Range));
+        Assert.Equal(snac.Content, File.ReadAllBytes(DownloadedPath(snac)));
+    }
+
+    [Fact]
     public async Task AServerThatIgnoresRangeRestartsTheFileInsteadOfAppending()
     {
         var snac = _hub.File("hubertsiuzdak/snac_24khz", "pytorch_model.bin");
