@@ -66,7 +66,7 @@ internal static class ModelFileCommands
     private static Option<DirectoryInfo> OutputOption() =>
         new("--out") { Description = "Directory to write backbone.gguf and audio.gguf into.", Required = true };
 
-    private static Option<string> TypeOption()
+    internal static Option<string> TypeOption()
     {
         var option = new Option<string>("--type") { Description = "Weight type: f32, f16, q8_0 or q4_k_m.", DefaultValueFactory = _ => "q8_0" };
         option.AcceptOnlyFromAmong([.. ModelFileTypes.Names]);
