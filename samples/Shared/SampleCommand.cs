@@ -17,7 +17,7 @@ public static class SampleCommand
 {
     public static Task<int> RunAsync(string description, string[] args, Func<SampleArguments, CancellationToken, Task> run, bool needsQuestion = true)
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (from `miniomni pull` or `miniomni convert`).", Required = true };
+        var model = new Option<string>("--model") { Description = "A MiniOmni.SK model directory (from `miniomni convert`), or a model name (`mini-omni`) fetched and converted on first use.", Required = true };
         var input = new Option<FileInfo?>("--input") { Description = "The question as a WAV or MP3 file." };
         var text = new Option<string?>("--text") { Description = "The question as text." };
         var output = new Option<FileInfo?>("--out") { Description = "Write the spoken answer to this WAV file." };
@@ -25,7 +25,7 @@ public static class SampleCommand
         var command = new RootCommand(description) { model, input, text, output, maxTokens };
         command.SetAction(async (parse, cancellation) =>
         {
-            var arguments = new SampleArguments(parse.GetRequiredValue(model).FullName, parse.GetValue(input)?.FullName, parse.GetValue(text), parse.GetValue(output)?.FullName, parse.GetValue(maxTokens));
+            var arguments = new SampleArguments(parse.GetRequiredValue(model), parse.GetValue(input)?.FullName, parse.GetValue(text), parse.GetValue(output)?.FullName, parse.GetValue(maxTokens));
             if (needsQuestion && (arguments.Input is null) == (arguments.Text is null))
             {
                 Console.Error.WriteLine("Give the question with --input WAV or --text \"...\" (one of them).");
@@ -34,7 +34,8 @@ public static class SampleCommand
 
             try
             {
-                await run(arguments, cancellation);
+                var directory = await MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(arguments.Model, cancellationToken: cancellation);
+                await run(arguments with { Model = directory.Path }, cancellation);
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or IOException or NotSupportedException or MiniOmni.SK.ModelFiles.ModelFileException or MiniOmni.SK.Audio.AudioFormatException)

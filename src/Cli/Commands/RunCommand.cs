@@ -12,7 +12,7 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory.", Required = true };
+        var model = new Option<string>("--model") { Description = "A MiniOmni.SK model directory, or a model name (`mini-omni`) fetched and converted on first use.", Required = true };
         var task = new Option<MiniOmniTask>("--task") { Description = "A1A2 (speech in, speech out), A1T2, Asr, T1A2 (text in, speech out) or T1T2.", DefaultValueFactory = _ => MiniOmniTask.A1A2 };
         var input = new Option<FileInfo?>("--input") { Description = "The question as a WAV or MP3 file (speech-in tasks)." };
         var text = new Option<string?>("--text") { Description = "The question as text (text-in tasks)." };
@@ -41,7 +41,8 @@ internal static class RunCommand
                 EncoderMode = parse.GetValue(fast) ? EncoderMode.Fast : EncoderMode.Exact,
                 Sampling = new SamplingOptions { Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed) },
             };
-            using var engine = MiniOmniEngine.Load(parse.GetRequiredValue(model).FullName, loggers: CommandRunner.Logging);
+            var directory = await MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(parse.GetRequiredValue(model), cancellationToken: cancellationToken).ConfigureAwait(false);
+            using var engine = MiniOmniEngine.Load(directory.Path, loggers: CommandRunner.Logging);
             var speech = new List<float>();
             AnswerCompleted? completed = null;
             await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))

@@ -13,8 +13,11 @@ namespace MiniOmni.SK;
 /// <summary>Where the model is and how it runs, for <c>AddMiniOmni</c>.</summary>
 public sealed class MiniOmniOptions
 {
-    /// <summary>A MiniOmni.SK model directory (backbone.gguf and audio.gguf).</summary>
+    /// <summary>A MiniOmni.SK model directory (backbone.gguf and audio.gguf), or a model name such as <c>mini-omni</c>, fetched and converted into the cache on first use.</summary>
     public string ModelPath { get; set; } = "";
+
+    /// <summary>Where and how a model named by <see cref="ModelPath"/> is downloaded (cache, hub endpoint, token, offline).</summary>
+    public MiniOmni.SK.ModelFiles.Download.ModelStoreOptions Download { get; set; } = new();
 
     /// <summary>How the engine runs (threads, cache, concurrent answers).</summary>
     public MiniOmniEngineOptions Engine { get; set; } = new();
@@ -39,7 +42,7 @@ public static class MiniOmniServiceCollectionExtensions
         ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
         var options = new MiniOmniOptions { ModelPath = modelPath };
         configure?.Invoke(options);
-        return services.AddMiniOmni(provider => MiniOmniEngine.Load(options.ModelPath, options.Engine, provider.GetService<ILoggerFactory>()), options.Chat, serviceId);
+        return services.AddMiniOmni(provider => LoadEngine(options, provider.GetService<ILoggerFactory>()), options.Chat, serviceId);
     }
 
     /// <summary>
@@ -61,6 +64,14 @@ public static class MiniOmniServiceCollectionExtensions
         services.AddKeyedSingleton<IAudioToTextService>(serviceId, (provider, key) => new MiniOmniAudioToTextService(provider.GetRequiredKeyedService<ISpeechToTextClient>(key)));
         services.AddKeyedSingleton<ITextToAudioService>(serviceId, (provider, key) => new MiniOmniTextToAudioService(provider.GetRequiredKeyedService<ITextToSpeechClient>(key)));
         return services;
+    }
+
+    // A model name is fetched on first use: the engine is a singleton, so this runs once, when a service is first resolved.
+    private static MiniOmniEngine LoadEngine(MiniOmniOptions options, ILoggerFactory? loggers)
+    {
+        options.Download.Logger ??= loggers?.CreateLogger("MiniOmni.SK.ModelStore");
+        var directory = MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(options.ModelPath, options.Download).GetAwaiter().GetResult();
+        return MiniOmniEngine.Load(directory.Path, options.Engine, loggers);
     }
 
     /// <summary>Adds Mini-Omni's services to the kernel; see <see cref="AddMiniOmni(IServiceCollection, string, Action{MiniOmniOptions}?, string?)"/>.</summary>

@@ -12,6 +12,8 @@ using Microsoft.Extensions.Logging;
 namespace MiniOmni.SK.ModelFiles.Download;
 
 /// <summary>A file as the hub lists it: its size, and the hash it can be checked against.</summary>
+/// <param name="Path">The file's path in the repository.</param>
+/// <param name="Size">Its size in bytes.</param>
 /// <param name="Sha256">The SHA-256 of an LFS file (its LFS object id).</param>
 /// <param name="GitBlobId">The git blob id (SHA-1 of <c>"blob {size}\0"</c> and the content) of a file kept in git itself.</param>
 internal sealed record HubFile(string Path, long Size, string? Sha256, string? GitBlobId);
@@ -111,7 +113,11 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
     /// Downloads <paramref name="file"/> to <paramref name="destination"/>: resumes a <c>.partial</c> left by an
     /// earlier attempt, retries interrupted transfers, checks size and hash, and only then moves it into place.
     /// </summary>
+    /// <param name="source">The repository and revision.</param>
+    /// <param name="file">The file, with the size and hash it must have.</param>
+    /// <param name="destination">Where the checked file goes.</param>
     /// <param name="report">Told the bytes of the file on disk so far.</param>
+    /// <param name="cancellationToken">Stops the download; the partial file stays for the next attempt.</param>
     public async Task DownloadAsync(HubSource source, HubFile file, string destination, Action<long> report, CancellationToken cancellationToken)
     {
         Uri url = ResolveUri(source, file.Path);

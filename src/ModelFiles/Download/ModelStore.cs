@@ -21,6 +21,26 @@ public static partial class ModelStore
     /// <summary>The names <see cref="EnsureModelAsync"/> knows.</summary>
     public static IReadOnlyList<string> ModelNames => HubModels.Names;
 
+    /// <summary>
+    /// A model directory from <paramref name="pathOrName"/>: an existing directory as it is, or a model name
+    /// (<see cref="ModelNames"/>) fetched and converted on first use through <see cref="EnsureModelAsync"/>.
+    /// </summary>
+    public static async Task<ModelDirectory> ResolveAsync(
+        string pathOrName,
+        ModelStoreOptions? options = null,
+        IProgress<DownloadProgress>? downloadProgress = null,
+        IProgress<ConversionProgress>? conversionProgress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(pathOrName);
+        if (Directory.Exists(pathOrName) || !ModelNames.Contains(pathOrName, StringComparer.OrdinalIgnoreCase))
+        {
+            return new ModelDirectory(pathOrName).EnsureComplete();
+        }
+
+        return await EnsureModelAsync(pathOrName, options, downloadProgress, conversionProgress, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Where the converted model <paramref name="modelName"/> is kept, whether or not it is there yet.</summary>
     public static ModelDirectory GetModelDirectory(string modelName = DefaultModelName, ModelStoreOptions? options = null)
     {
