@@ -45,7 +45,7 @@ internal sealed class AnswerSequence
     private readonly MiniOmniVocabulary _vocabulary;
     private readonly DecodingRules _rules;
     private readonly TokenSampler _sampler;
-    private readonly float[][] _promptEmbeddings;
+    private float[][]? _promptEmbeddings;
     private readonly float[] _stepEmbedding;
     private readonly Channel<StepTokens> _steps = Channel.CreateUnbounded<StepTokens>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly List<int> _outputRows = [];
@@ -65,8 +65,6 @@ internal sealed class AnswerSequence
         _speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
         _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps);
         _sampler = new TokenSampler(request.Sampling);
-        Prompt[] prompts = request.ThinkingPrompt is { } thinking ? [request.Prompt, thinking] : [request.Prompt];
-        _promptEmbeddings = [.. prompts.Select(p => mix.MixPrompt(p.Streams, request.AudioFeatures, p.AudioFeatureStart))];
         _stepEmbedding = new float[mix.Width];
         // Rows of a batch-parallel answer differ only at the last prompt position.
         _sharedLength = request.ThinkingPrompt is null ? request.Prompt.Length : request.Prompt.Length - 1;
@@ -94,6 +92,9 @@ internal sealed class AnswerSequence
     {
         _outputRows.Clear();
         int width = _mix.Width;
+        // Mixed here, on the scheduler's thread, which alone reads the backbone file while the engine lives.
+        _promptEmbeddings ??= [.. (_request.ThinkingPrompt is { } thinking ? [_request.Prompt, thinking] : new[] { _request.Prompt })
+            .Select(p => _mix.MixPrompt(p.Streams, _request.AudioFeatures, p.AudioFeatureStart))];
         int promptLength = _request.Prompt.Length;
         switch (_phase)
         {

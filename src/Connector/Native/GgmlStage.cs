@@ -15,6 +15,7 @@ internal sealed class GgmlStage : IDisposable
     private readonly SafeGgmlSchedulerHandle _scheduler;
     private readonly int _maxNodes;
     private readonly Lock _lock = new();
+    private bool _disposed;
     private readonly string _name;
     private readonly ILogger _logger;
 
@@ -36,6 +37,7 @@ internal sealed class GgmlStage : IDisposable
     {
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             using var context = CreateContext();
             var builder = NewBuilder(context);
             build(builder);
@@ -57,6 +59,7 @@ internal sealed class GgmlStage : IDisposable
     {
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using var context = CreateContext();
             var builder = NewBuilder(context);
@@ -92,13 +95,22 @@ internal sealed class GgmlStage : IDisposable
         }
     }
 
-    /// <inheritdoc />
+    /// <summary>Frees the stage once the call in progress, if any, has finished; later calls throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
-        _scheduler.Dispose();
-        foreach (var backend in _backends)
+        lock (_lock)
         {
-            backend.Dispose();
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _scheduler.Dispose();
+            foreach (var backend in _backends)
+            {
+                backend.Dispose();
+            }
         }
     }
 

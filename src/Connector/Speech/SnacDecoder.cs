@@ -105,8 +105,9 @@ internal sealed class SnacDecoder : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _weights.Dispose();
+        // The stage first: it waits for a call in progress, which still reads the weights.
         _stage.Dispose();
+        _weights.Dispose();
     }
 
     private long LatentLength(int frames) => (long)frames * _parameters.Snac.Strides[0];

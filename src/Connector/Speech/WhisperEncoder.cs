@@ -84,8 +84,9 @@ internal sealed class WhisperEncoder : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _weights.Dispose();
+        // The stage first: it waits for a call in progress, which still reads the weights.
         _stage.Dispose();
+        _weights.Dispose();
     }
 
     private static float[] SliceFrames(float[] mel, int bins, int frames, int keep)

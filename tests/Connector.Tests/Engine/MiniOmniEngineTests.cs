@@ -101,6 +101,33 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
     }
 
     [Fact]
+    public async Task DisposingTheEngineMidAnswerEndsTheAnswerWithAnErrorNotACrash()
+    {
+        var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2 });
+        var answers = new[] { MiniOmniTask.A1A2, MiniOmniTask.A1T2 }.Select(task => Task.Run(async () =>
+        {
+            await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Task = task, Audio = fixture.Question, MaxTokens = 500 }))
+            {
+                if (item is SpeechChunk or TextDelta)
+                {
+                    await Task.Yield();
+                }
+            }
+        })).ToArray();
+        await Task.Delay(300);
+
+        engine.Dispose();
+
+        foreach (var answer in answers)
+        {
+            var error = await Record.ExceptionAsync(() => answer);
+            Assert.True(error is null or ObjectDisposedException or OperationCanceledException, $"{error?.GetType().Name}: {error?.Message}");
+        }
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi" }).GetAsyncEnumerator().MoveNextAsync());
+    }
+
+    [Fact]
     public async Task BadRequestsAreRefusedBeforeAnyWork()
     {
         await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.A1A2 }));
