@@ -392,6 +392,7 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession
         }
 
         var response = new RealtimeResponse(NewId("resp"), question, answer, conversation, plan, _lifetime.Token);
+        _responses.RemoveAll(r => r.IsOver(_clientOptions.TimeProvider.GetUtcNow()));
         _responses.Add(response);
         Emit(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseCreated)
         {
