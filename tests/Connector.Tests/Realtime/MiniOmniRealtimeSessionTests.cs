@@ -265,6 +265,47 @@ public sealed class MiniOmniRealtimeSessionTests
     }
 
     [Fact]
+    public async Task DetectedSpeechLongerThan30SecondsIsAnsweredIn30SecondParts()
+    {
+        var probe = await Open(Detected());
+
+        await probe.AppendPcm(Concat(Tone(31 * 16000, 0.1f), Silence(0.6)), chunkMs: 500);
+        await probe.WaitForResponseDone();
+        await probe.WaitForResponseDone();
+
+        Assert.Equal([30 * 16000, 24000], _engine.Answers.Select(a => a.Request.Audio.Length));
+        Assert.False(_engine.Answers[0].Token.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task WithoutDetectionTheBufferKeepsTheLast30Seconds()
+    {
+        var probe = await Open(ManualTurns);
+        var speech = Concat(Silence(2), Tone(30 * 16000, 0.1f));
+
+        await AskManually(probe, speech);
+
+        Assert.Equal(ThroughPcm16(speech)[32000..], _engine.Answers[0].Request.Audio.ToArray());
+    }
+
+    [Fact]
+    public async Task TheMessagesHaveOneReaderAtATime()
+    {
+        var probe = await Open(ManualTurns);
+        await probe.Send(new PingMessage());
+        await probe.WaitFor(RealtimeServerMessageType.Error); // the probe is reading
+
+        var second = Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        {
+            await foreach (var message in probe.Session.GetStreamingResponseAsync())
+            {
+            }
+        });
+
+        Assert.Contains("one reader", (await second).Message);
+    }
+
+    [Fact]
     public async Task AnAnswerThatReachesItsBudgetIsIncomplete()
     {
         var probe = await Open(Manual(maxOutputTokens: 5));
