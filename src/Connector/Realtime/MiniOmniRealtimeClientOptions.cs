@@ -1,0 +1,50 @@
+using MiniOmni.SK.Engine;
+
+namespace MiniOmni.SK;
+
+/// <summary>How a <see cref="MiniOmniRealtimeClient"/>'s sessions use the engine, beyond what MEAI's session options say.</summary>
+public sealed record MiniOmniRealtimeClientOptions
+{
+    /// <summary>How each answer's tokens are picked; the default is greedy, as the release.</summary>
+    public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>Answer speech with the release's batch-parallel mode (a text-only row beside the speaking one).</summary>
+    public bool BatchParallel { get; init; }
+
+    /// <summary>
+    /// Transcribe each spoken user turn with Mini-Omni's ASR task after it is answered, so later turns see it as text in
+    /// their preamble and the client gets input transcription messages. Without it, spoken turns show as "[speech]".
+    /// </summary>
+    public bool TranscribeUserSpeech { get; init; } = true;
+
+    /// <summary>The most tokens of one user-turn transcription.</summary>
+    public int TranscriptionMaxTokens { get; init; } = 256;
+
+    /// <summary>
+    /// Characters of earlier turns rendered into an answer's preamble; the oldest turns are left out first. Around four
+    /// characters make a token, so the default of 2000 costs some 500 positions of the model's 2048.
+    /// </summary>
+    public int HistoryCharacterBudget { get; init; } = 2000;
+
+    /// <summary>The clock that times playback, to tell what of an interrupted answer the user heard.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Checks the values, naming the one that is out of range.</summary>
+    internal MiniOmniRealtimeClientOptions Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Sampling);
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+        Sampling.Validate();
+        if (TranscriptionMaxTokens <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(TranscriptionMaxTokens), TranscriptionMaxTokens, "A transcription needs at least one token.");
+        }
+
+        if (HistoryCharacterBudget < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(HistoryCharacterBudget), HistoryCharacterBudget, "The history budget cannot be negative; 0 leaves earlier turns out.");
+        }
+
+        return this;
+    }
+}

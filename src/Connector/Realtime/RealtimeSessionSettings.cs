@@ -1,0 +1,113 @@
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.Extensions.AI;
+using MiniOmni.SK.Audio;
+
+namespace MiniOmni.SK;
+
+/// <summary>A session's MEAI options, checked and read into what the session acts on.</summary>
+/// <param name="Options">The options as the client gave them.</param>
+/// <param name="Transcribes">A transcription session: committed audio is transcribed, never answered.</param>
+/// <param name="Speaks">Answers speak (and carry a transcript) unless the options ask for text alone.</param>
+/// <param name="OutputSampleRate">The rate of the PCM16 audio deltas.</param>
+/// <param name="TurnDetection">Server-side voice activity detection, or null when the client commits turns itself.</param>
+[Experimental(RealtimeExperiment.Diagnostic)]
+internal sealed record RealtimeSessionSettings(
+    RealtimeSessionOptions Options, bool Transcribes, bool Speaks, int OutputSampleRate, MiniOmniVoiceActivityDetectionOptions? TurnDetection)
+{
+    /// <summary>Reads <paramref name="options"/>.</summary>
+    /// <exception cref="RealtimeRequestException">Something in the options is invalid or beyond Mini-Omni; the message names it.</exception>
+    public static RealtimeSessionSettings From(RealtimeSessionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Tools is { Count: > 0 })
+        {
+            throw Invalid($"The session options name {options.Tools.Count} tool(s), but Mini-Omni cannot call tools; leave Tools empty.");
+        }
+
+        // Checks the input format now, so that a bad one fails the session update rather than every append after it.
+        _ = new RealtimeInputAudio(options.InputAudioFormat);
+        MiniOmniVoiceActivityDetectionOptions? turnDetection = null;
+        var detection = options.VoiceActivityDetection ?? new MiniOmniVoiceActivityDetectionOptions();
+        if (detection.Enabled)
+        {
+            turnDetection = MiniOmniVoiceActivityDetectionOptions.From(detection);
+            try
+            {
+                _ = new VoiceActivityDetector(turnDetection, WhisperLogMel.SampleRate);
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                throw Invalid($"The session's voice activity detection is invalid: {e.Message}");
+            }
+        }
+
+        if (options.MaxOutputTokens is <= 0)
+        {
+            throw Invalid($"MaxOutputTokens is {options.MaxOutputTokens}; it must be at least 1, or unset to let the answer fill the model's context.");
+        }
+
+        return new RealtimeSessionSettings(
+            options,
+            options.SessionKind == RealtimeSessionKind.Transcription,
+            SpeaksFor(options.OutputModalities, "the session's OutputModalities") ?? true,
+            OutputRateOf(options.OutputAudioFormat, "the session's OutputAudioFormat") ?? MiniOmniSpeechRate,
+            turnDetection);
+    }
+
+    /// <summary>The rate Mini-Omni speaks at.</summary>
+    public const int MiniOmniSpeechRate = 24000;
+
+    /// <summary>Whether <paramref name="modalities"/> ask for speech; null when they say nothing.</summary>
+    public static bool? SpeaksFor(IEnumerable<string>? modalities, string source)
+    {
+        if (modalities is null)
+        {
+            return null;
+        }
+
+        bool audio = false, text = false;
+        foreach (string modality in modalities)
+        {
+            switch (modality?.Trim().ToLowerInvariant())
+            {
+                case "audio":
+                    audio = true;
+                    break;
+                case "text":
+                    text = true;
+                    break;
+                default:
+                    throw Invalid($"The modality '{modality}' in {source} is not one Mini-Omni produces; it answers in \"audio\" (speech with its transcript) or \"text\".");
+            }
+        }
+
+        // Text alone is the only way to silence the answer; an empty list keeps Mini-Omni's default of speech.
+        return audio || !text;
+    }
+
+    /// <summary>The sample rate of PCM16 output in <paramref name="format"/>; null when it is not set.</summary>
+    public static int? OutputRateOf(RealtimeAudioFormat? format, string source)
+    {
+        if (format is null)
+        {
+            return null;
+        }
+
+        string[] parts = (format.MediaType ?? string.Empty).Split(';', StringSplitOptions.TrimEntries);
+        bool pcm16 = parts[0].Equals("audio/pcm", StringComparison.OrdinalIgnoreCase)
+            && parts.Skip(1).All(p => !p.StartsWith("encoding=", StringComparison.OrdinalIgnoreCase) || p.Equals("encoding=s16le", StringComparison.OrdinalIgnoreCase));
+        if (!pcm16)
+        {
+            throw Invalid($"{source} asks for '{format.MediaType}', but Mini-Omni's speech comes out as 16-bit PCM ('audio/pcm') only, at any rate.");
+        }
+
+        if (format.SampleRate is < 8000 or > 192000)
+        {
+            throw Invalid($"{source} asks for {format.SampleRate} Hz; speech goes out at 8000 to 192000 Hz (Mini-Omni speaks at {MiniOmniSpeechRate}).");
+        }
+
+        return format.SampleRate;
+    }
+
+    private static RealtimeRequestException Invalid(string message) => new(RealtimeErrorCodes.InvalidSessionOptions, message);
+}

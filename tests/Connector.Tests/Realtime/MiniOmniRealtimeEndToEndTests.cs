@@ -1,0 +1,76 @@
+// MEAI's realtime abstractions are experimental (MEAI001); these tests drive them.
+#pragma warning disable MEAI001
+
+using Microsoft.Extensions.AI;
+using MiniOmni.SK.Connector.Tests.Engine;
+using Xunit.Abstractions;
+using static MiniOmni.SK.Connector.Tests.Realtime.Signals;
+
+namespace MiniOmni.SK.Connector.Tests.Realtime;
+
+/// <summary>Realtime sessions over the engine on the fixture model. Its weights are random, so the answers are checked for shape, not sense.</summary>
+public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOutputHelper output) : IClassFixture<EngineFixture>
+{
+    private const int AnswerSteps = 60;
+
+    [Fact]
+    public async Task ASpokenQuestionIsDetectedAndAnsweredInTextAndSpeech()
+    {
+        var conversation = await Converse();
+        output.WriteLine($"{conversation.Done.Status}: {conversation.Text.Length} characters, {conversation.Speech.Length / 48000.0:F2} s of speech, {conversation.Done.Usage?.OutputTokenCount} steps; heard as \"{conversation.Transcript}\"");
+
+        Assert.Equal(
+            ["InputAudioBufferSpeechStarted", "InputAudioBufferSpeechStopped", "InputAudioBufferCommitted", "ConversationItemAdded", "ResponseCreated", "ResponseOutputItemAdded"],
+            conversation.Types.Take(6));
+        var started = (InputSpeechRealtimeServerMessage)conversation.Messages[0];
+        Assert.Equal(TimeSpan.FromSeconds(0.3), started.AudioPosition);
+        Assert.NotEmpty(conversation.Text);
+        Assert.NotEmpty(conversation.Speech);
+        Assert.Equal(0, conversation.Speech.Length % 2);
+        Assert.Contains(conversation.Done.Status, new[] { RealtimeResponseStatus.Completed, RealtimeResponseStatus.Incomplete });
+        Assert.InRange(conversation.Done.Usage?.OutputTokenCount ?? 0, 1, AnswerSteps);
+        Assert.True(conversation.Done.Usage?.InputTokenCount > 0);
+        Assert.NotNull(conversation.Transcript);
+    }
+
+    [Fact]
+    public async Task ConcurrentSessionsEachMatchTheirSoloRun()
+    {
+        var solo = await Converse();
+
+        var together = await Task.WhenAll(Task.Run(Converse), Task.Run(Converse));
+
+        foreach (var run in together)
+        {
+            Assert.Equal(solo.Text, run.Text);
+            Assert.Equal(solo.Speech, run.Speech);
+            Assert.Equal(solo.Transcript, run.Transcript);
+            Assert.Equal(solo.Types, run.Types);
+        }
+    }
+
+    /// <summary>Speaks the fixture question (after 0.3 s of silence, then 1 s of it) and lets turn detection commit it.</summary>
+    private async Task<Conversation> Converse()
+    {
+        var client = new MiniOmniRealtimeClient(fixture.Engine);
+        await using var session = await client.CreateSessionAsync(new RealtimeSessionOptions
+        {
+            InputAudioFormat = new RealtimeAudioFormat("audio/pcm", 16000),
+            MaxOutputTokens = AnswerSteps,
+        });
+        var probe = new SessionProbe(session);
+
+        await probe.AppendPcm(Concat(Silence(0.3), fixture.Question, Silence(1)), chunkMs: 40);
+        var done = await probe.WaitForResponseDone();
+        var transcription = await probe.WaitFor<InputAudioTranscriptionRealtimeServerMessage>(RealtimeServerMessageType.InputAudioTranscriptionCompleted);
+
+        var outputs = probe.Seen.OfType<OutputTextAudioRealtimeServerMessage>().ToList();
+        string text = string.Concat(outputs.Where(m => m.Type == RealtimeServerMessageType.OutputAudioTranscriptionDelta).Select(m => m.Text));
+        byte[] speech = [.. outputs.Where(m => m.Type == RealtimeServerMessageType.OutputAudioDelta).SelectMany(m => Decode(m.Audio))];
+        Assert.Equal(text, outputs.Single(m => m.Type == RealtimeServerMessageType.OutputAudioTranscriptionDone).Text);
+        return new Conversation(probe.Seen, probe.Types, text, speech, done, transcription.Transcription);
+    }
+
+    private sealed record Conversation(
+        List<RealtimeServerMessage> Messages, List<string> Types, string Text, byte[] Speech, ResponseCreatedRealtimeServerMessage Done, string? Transcript);
+}
