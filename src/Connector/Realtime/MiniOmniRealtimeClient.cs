@@ -50,16 +50,7 @@ public sealed class MiniOmniRealtimeClient : IRealtimeClient
     }
 
     /// <inheritdoc />
-    public object? GetService(Type serviceType, object? serviceKey = null)
-    {
-        ArgumentNullException.ThrowIfNull(serviceType);
-        return
-            serviceKey is not null ? null :
-            serviceType == typeof(ChatClientMetadata) ? _metadata :
-            serviceType.IsInstanceOfType(_engine) ? _engine :
-            serviceType.IsInstanceOfType(this) ? this :
-            null;
-    }
+    public object? GetService(Type serviceType, object? serviceKey = null) => MiniOmniClientExtensions.GetService(serviceType, serviceKey, _metadata, _engine, this);
 
     /// <summary>Does nothing: the engine belongs to the caller, and each session is disposed on its own.</summary>
     public void Dispose()
