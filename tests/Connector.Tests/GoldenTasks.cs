@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MiniOmni.SK.Engine;
 using MiniOmni.SK.ModelFiles.Conversion;
 using MiniOmni.SK.ModelFiles.Gguf;
 using MiniOmni.SK.Native;
@@ -26,6 +27,27 @@ internal static class GoldenTasks
     {
         using var file = GgufFile.Open(model.AudioPath);
         return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
+    }
+
+    /// <summary>The fixture's backbone with its output heads, as the engine loads them (f32 cache, CPU).</summary>
+    public static Backbone LoadBackbone(ModelDirectory model, GgufFile vocabularyFile, int maxSequences = 2)
+    {
+        MiniOmniVocabulary vocabulary;
+        using (var audio = GgufFile.Open(model.AudioPath))
+        {
+            vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+        }
+
+        var heads = new OutputHeads(vocabularyFile, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxSequences);
+        try
+        {
+            return Backbone.Load(model.BackbonePath, heads, new BackboneOptions { ContextSize = 512, MaxSequences = (uint)maxSequences, CacheType = LLama.Native.GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });
+        }
+        catch
+        {
+            heads.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A Whisper encoder over <paramref name="model"/>'s audio file.</summary>

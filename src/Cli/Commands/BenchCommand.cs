@@ -115,7 +115,16 @@ internal static class BenchCommand
 
     private static void BenchBackbone(ModelDirectory directory, int repeats, int? threads, Dictionary<string, object> figures)
     {
-        using var backbone = Status("loading the backbone", () => Backbone.Load(directory.BackbonePath, new BackboneOptions { ContextSize = 2048, MaxSequences = 4, Threads = threads }));
+        using var file = GgufFile.Open(directory.VocabularyPath);
+        MiniOmniVocabulary vocabulary;
+        using (var audio = GgufFile.Open(directory.AudioPath))
+        {
+            vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+        }
+
+        var backboneOptions = new BackboneOptions { ContextSize = 2048, MaxSequences = 4, Threads = threads };
+        var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = threads }, (int)backboneOptions.MaxSequences);
+        using var backbone = Status("loading the backbone", () => Backbone.Load(directory.BackbonePath, heads, backboneOptions));
         int width = backbone.EmbeddingLength;
         var random = new Random(3);
         float[] Embedding() => [.. Enumerable.Range(0, width).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
@@ -130,7 +139,7 @@ internal static class BenchCommand
             batch.Clear();
             for (int p = 0; p < prompt; p++)
             {
-                batch.Add(Embedding(), (LLamaPos)p, (LLamaSeqId)0, logits: p == prompt - 1);
+                batch.Add(Embedding(), (LLamaPos)p, (LLamaSeqId)0, p == prompt - 1 ? OutputHeadSet.TextAndAudio : OutputHeadSet.None);
             }
 
             backbone.Decode(batch);
@@ -142,28 +151,39 @@ internal static class BenchCommand
             backbone.RemoveSequence((LLamaSeqId)1);
             backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, position);
             var step = Enumerable.Range(0, sequences).Select(_ => Embedding()).ToArray();
-            figures[$"bare_llama_decode_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () =>
+            void Step(Action<BackboneBatch> decode, OutputHeadSet heads)
             {
                 batch.Clear();
                 for (int s = 0; s < sequences; s++)
                 {
-                    batch.Add(step[s], (LLamaPos)position, (LLamaSeqId)s, logits: true);
+                    batch.Add(step[s], (LLamaPos)position, (LLamaSeqId)s, heads);
                 }
 
-                backbone.Decode(batch);
-                for (int s = 0; s < sequences; s++)
-                {
-                    _ = backbone.Logits(s).Span[0];
-                }
-
+                decode(batch);
                 position++;
-            }));
+            }
+
+            // llama.cpp alone (its head is one row), then with every head row for every sequence: what llama.cpp computes with the head inside.
+            figures[$"bare_llama_decode_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.DecodeHiddenStates, OutputHeadSet.TextAndAudio)));
+            figures[$"decode_with_whole_head_{sequences}_sequence_ms"] = Status($"backbone and whole head, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.TextAndAudio)));
         }
 
-        // The engine's own step (embedding mix, decode, sampling, rules) over the same backbone, without the codec beside it.
-        using var file = GgufFile.Open(directory.BackbonePath);
-        using var audio = GgufFile.Open(directory.AudioPath);
-        var vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+        // The head alone, for the sets of rows steps ask for: speaking (text and audio), speaking after the text ended
+        // (audio), text answers (text), a batch-parallel pair (audio + text), and the whole head on two rows for comparison.
+        var hidden = Enumerable.Range(0, 2).SelectMany(_ => Embedding()).ToArray();
+        foreach (var (name, sets) in new (string, OutputHeadSet[])[]
+        {
+            ("text_and_audio", [OutputHeadSet.TextAndAudio]),
+            ("audio", [OutputHeadSet.Audio]),
+            ("text", [OutputHeadSet.Text]),
+            ("batch_parallel_audio_plus_text", [OutputHeadSet.Audio, OutputHeadSet.Text]),
+            ("whole_head_2_rows", [OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio]),
+        })
+        {
+            figures[$"heads_{name}_ms"] = Status($"heads, {name}", () => Median(repeats * 4, () => heads.Compute(hidden.AsSpan(0, sets.Length * width), sets)));
+        }
+
+        // The engine's own step (embedding mix, decode, heads, sampling, rules) over the same backbone, without the codec beside it.
         backbone.RemoveSequence((LLamaSeqId)0);
         backbone.RemoveSequence((LLamaSeqId)1);
         using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), vocabulary, maxActiveAnswers: 1, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);

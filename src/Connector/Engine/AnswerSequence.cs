@@ -103,7 +103,7 @@ internal sealed class AnswerSequence
                 for (int position = _decodedPrompt; position < end; position++)
                 {
                     bool last = position == promptLength - 1;
-                    AddRow(batch, _promptEmbeddings[0].AsSpan(position * width, width), position, Sequences[0], wantsLogits: last);
+                    AddRow(batch, _promptEmbeddings[0].AsSpan(position * width, width), position, Sequences[0], last ? HeadsOf(0) : OutputHeadSet.None);
                 }
 
                 _rowsInBatch = end - _decodedPrompt;
@@ -111,19 +111,22 @@ internal sealed class AnswerSequence
             case Phase.RowPrompts:
                 for (int row = 0; row < Sequences.Length; row++)
                 {
-                    AddRow(batch, _promptEmbeddings[row].AsSpan((promptLength - 1) * width, width), promptLength - 1, Sequences[row], wantsLogits: true);
+                    AddRow(batch, _promptEmbeddings[row].AsSpan((promptLength - 1) * width, width), promptLength - 1, Sequences[row], HeadsOf(row));
                 }
 
                 _rowsInBatch = Sequences.Length;
                 break;
             case Phase.Step:
-                for (int row = 0; row < Sequences.Length; row++)
+                // Once the text has ended, a batch-parallel answer's thinking row has nothing left to say (its text is
+                // forced to PAD_T) and the speaking row never attends to it: it is no longer decoded.
+                int rows = _rules.TextEnded ? 1 : Sequences.Length;
+                for (int row = 0; row < rows; row++)
                 {
                     _mix.Mix(_rules.NextInput(_lastStep, speakingRow: _speaks && row == 0), default, _stepEmbedding);
-                    AddRow(batch, _stepEmbedding, _position, Sequences[row], wantsLogits: true);
+                    AddRow(batch, _stepEmbedding, _position, Sequences[row], HeadsOf(row));
                 }
 
-                _rowsInBatch = Sequences.Length;
+                _rowsInBatch = rows;
                 break;
         }
 
@@ -157,18 +160,18 @@ internal sealed class AnswerSequence
             }
         }
 
-        // Audio from the speaking row; text from the thinking row when there is one.
+        // Audio from the speaking row; text from the thinking row when there is one, and only until it has ended.
         var audio = new int[_vocabulary.AudioLayerCount];
         if (_speaks)
         {
-            var speakingLogits = backbone.Logits(_outputRows[0]).Span;
+            var speakingLogits = backbone.Logits(_outputRows[0]);
             for (int layer = 0; layer < audio.Length; layer++)
             {
                 audio[layer] = _sampler.Sample(speakingLogits[_vocabulary.AudioHead(layer)]);
             }
         }
 
-        int text = _sampler.Sample(backbone.Logits(_outputRows[^1]).Span[_vocabulary.TextHead]);
+        int text = _rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]);
         if (_rules.Accept(audio, text) is not { } step)
         {
             Complete();
@@ -194,13 +197,25 @@ internal sealed class AnswerSequence
     /// <summary>Ends the answer's steps with <paramref name="error"/>.</summary>
     public void Fail(Exception error) => _steps.Writer.TryComplete(error);
 
-    private void AddRow(BackboneBatch batch, ReadOnlySpan<float> embedding, int position, LLamaSeqId sequence, bool wantsLogits)
+    /// <summary>
+    /// The heads row <paramref name="row"/>'s next step samples: a batch-parallel speaking row only the audio heads and its
+    /// thinking row only the text head; a lone speaking row both until its text ends, then only audio; a text answer only text.
+    /// </summary>
+    private OutputHeadSet HeadsOf(int row) => (_speaks, Sequences.Length > 1, row) switch
     {
-        if (wantsLogits)
+        (false, _, _) => OutputHeadSet.Text,
+        (true, true, 0) => OutputHeadSet.Audio,
+        (true, true, _) => OutputHeadSet.Text,
+        (true, false, _) => _rules.TextEnded ? OutputHeadSet.Audio : OutputHeadSet.TextAndAudio,
+    };
+
+    private void AddRow(BackboneBatch batch, ReadOnlySpan<float> embedding, int position, LLamaSeqId sequence, OutputHeadSet heads)
+    {
+        if (heads != OutputHeadSet.None)
         {
             _outputRows.Add(batch.EmbeddingsCount);
         }
 
-        batch.Add(embedding, (LLamaPos)position, sequence, logits: wantsLogits);
+        batch.Add(embedding, (LLamaPos)position, sequence, heads);
     }
 }

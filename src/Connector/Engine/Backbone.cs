@@ -1,9 +1,9 @@
-using System.Buffers;
 using LLama;
 using LLama.Common;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
 using MiniOmni.SK.ModelFiles;
+using MiniOmni.SK.ModelFiles.Gguf;
 
 namespace MiniOmni.SK.Engine;
 
@@ -32,7 +32,7 @@ internal sealed record BackboneOptions
     public int GpuLayerCount { get; init; } = 999;
 }
 
-/// <summary>The positions of one decode: embeddings with their position and sequence, and which want logits.</summary>
+/// <summary>The positions of one decode: embeddings with their position and sequence, and which heads each wants.</summary>
 /// <remarks>LLamaSharp's batch keeps its rows to itself; this one lets the scheduler's tests see what was decoded.</remarks>
 internal sealed class BackboneBatch(int embeddingLength)
 {
@@ -47,11 +47,11 @@ internal sealed class BackboneBatch(int embeddingLength)
     /// <summary>Each added position, in batch order.</summary>
     public IReadOnlyList<BackboneRow> Rows => _rows;
 
-    /// <summary>Adds one position; its logits are read back by its index in the batch.</summary>
-    public void Add(ReadOnlySpan<float> embedding, LLamaPos position, LLamaSeqId sequence, bool logits)
+    /// <summary>Adds one position; its logits, if it wants any <paramref name="heads"/>, are read back by its index in the batch.</summary>
+    public void Add(ReadOnlySpan<float> embedding, LLamaPos position, LLamaSeqId sequence, OutputHeadSet heads)
     {
-        _rows.Add(new BackboneRow(sequence.Value, position.Value, logits));
-        Native.Add(embedding, position, sequence, logits);
+        _rows.Add(new BackboneRow(sequence.Value, position.Value, heads));
+        Native.Add(embedding, position, sequence, logits: heads != OutputHeadSet.None);
     }
 
     /// <summary>Empties the batch for the next decode.</summary>
@@ -63,9 +63,13 @@ internal sealed class BackboneBatch(int embeddingLength)
 }
 
 /// <summary>One position of a <see cref="BackboneBatch"/>.</summary>
-internal readonly record struct BackboneRow(int Sequence, int Position, bool WantsLogits);
+internal readonly record struct BackboneRow(int Sequence, int Position, OutputHeadSet Heads)
+{
+    /// <summary>Whether the position wants logits at all.</summary>
+    public bool WantsLogits => Heads != OutputHeadSet.None;
+}
 
-/// <summary>What the decode scheduler needs of the backbone; a seam for scripted backbones in tests.</summary>
+/// <summary>What the decode scheduler needs of the backbone and its heads; a seam for scripted backbones in tests.</summary>
 internal interface IBackbone
 {
     /// <summary>The options the context was created with.</summary>
@@ -74,11 +78,11 @@ internal interface IBackbone
     /// <summary>The embedding width.</summary>
     int EmbeddingLength { get; }
 
-    /// <summary>Decodes <paramref name="batch"/>; a failure (e.g. no room left in the cache) is an exception naming the cause.</summary>
+    /// <summary>Decodes <paramref name="batch"/> and computes the heads its positions ask for; a failure (e.g. no room left in the cache) is an exception naming the cause.</summary>
     void Decode(BackboneBatch batch);
 
     /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch, valid until the next decode.</summary>
-    ReadOnlyMemory<float> Logits(int batchIndex);
+    RowLogits Logits(int batchIndex);
 
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache with another.</summary>
     void CopySequence(LLamaSeqId source, LLamaSeqId destination, int from, int to);
@@ -88,18 +92,26 @@ internal interface IBackbone
 }
 
 /// <summary>
-/// The Qwen2 backbone as llama.cpp runs it through LLamaSharp, fed embeddings rather than token ids. One context
-/// holds every active sequence so that a step of all of them is one decode call.
+/// The Qwen2 transformer as llama.cpp runs it through LLamaSharp, fed embeddings rather than token ids, followed by
+/// Mini-Omni's <see cref="OutputHeads"/>. llama.cpp's model has no real head (a one-row stand-in): it returns the
+/// normed hidden states, and the heads compute only the rows each position's step samples. One context holds every
+/// active sequence so that a step of all of them is one decode call.
 /// </summary>
 internal sealed class Backbone : IBackbone, IDisposable
 {
     private readonly LLamaWeights _weights;
     private readonly LLamaContext _context;
+    private readonly OutputHeads _heads;
+    private readonly List<OutputHeadSet> _wanted = [];
+    private RowLogits[] _logits = [];
+    private int[] _logitsOfRow = [];
+    private float[] _hidden = [];
 
-    private Backbone(LLamaWeights weights, LLamaContext context, BackboneOptions options)
+    private Backbone(LLamaWeights weights, LLamaContext context, OutputHeads heads, BackboneOptions options)
     {
         _weights = weights;
         _context = context;
+        _heads = heads;
         Options = options;
     }
 
@@ -109,15 +121,28 @@ internal sealed class Backbone : IBackbone, IDisposable
     /// <summary>The embedding width.</summary>
     public int EmbeddingLength => _weights.EmbeddingSize;
 
-    /// <summary>Logit rows per output position.</summary>
-    public int VocabularySize => _weights.Vocab.Count;
-
-    /// <summary>Loads <paramref name="path"/> and creates its context.</summary>
-    public static Backbone Load(string path, BackboneOptions options, ILogger? logger = null)
+    /// <summary>
+    /// Loads the headless backbone <paramref name="path"/> and creates its context. Once loaded, the backbone owns
+    /// <paramref name="heads"/> and disposes them with itself; if loading fails they stay the caller's.
+    /// </summary>
+    public static Backbone Load(string path, OutputHeads heads, BackboneOptions options, ILogger? logger = null)
     {
         if (!File.Exists(path))
         {
             throw new ModelFileException(path, "file not found.");
+        }
+
+        using (var file = GgufFile.Open(path))
+        {
+            if (!file.Metadata.ContainsKey(MiniOmniGgufKeys.HeadlessBackbone))
+            {
+                throw new ModelFileException(path, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside; convert the model again (`miniomni convert`).");
+            }
+
+            if (file.GetInteger("qwen2.embedding_length", 0) != heads.EmbeddingLength)
+            {
+                throw new ModelFileException(path, $"the backbone is {file.GetInteger("qwen2.embedding_length", 0)} wide; the output head expects {heads.EmbeddingLength}.");
+            }
         }
 
         var parameters = new ModelParams(path)
@@ -133,6 +158,9 @@ internal sealed class Backbone : IBackbone, IDisposable
             FlashAttention = options.CacheType == GGMLType.GGML_TYPE_F32 ? false : null,
             // One cache shared by all sequences, so a prompt prefix can be copied from one sequence to another.
             KVUnified = true,
+            // The normed hidden state of each output position, not pooled: the heads are computed from it.
+            Embeddings = true,
+            PoolingType = LLamaPoolingType.None,
             Threads = options.Threads ?? Environment.ProcessorCount,
             BatchThreads = options.BatchThreads ?? options.Threads ?? Environment.ProcessorCount,
         };
@@ -148,7 +176,7 @@ internal sealed class Backbone : IBackbone, IDisposable
 
         try
         {
-            return new Backbone(weights, weights.CreateContext(parameters, logger), options);
+            return new Backbone(weights, weights.CreateContext(parameters, logger), heads, options);
         }
         catch
         {
@@ -157,23 +185,61 @@ internal sealed class Backbone : IBackbone, IDisposable
         }
     }
 
-    /// <summary>Tokenizes text as the release does: no BOS; special tokens (e.g. ChatML's markers) only when <paramref name="special"/>.</summary>
-    public int[] Tokenize(string text, bool special = false) => [.. _weights.Tokenize(text, add_bos: false, special, System.Text.Encoding.UTF8).Select(t => (int)t)];
-
-    /// <summary>A detokenizer that only returns whole UTF-8 characters, for streaming text.</summary>
-    public StreamingTokenDecoder CreateTextDecoder() => new(System.Text.Encoding.UTF8, _weights) { DecodeSpecialTokens = false };
-
     /// <summary>Creates an empty batch sized for this backbone.</summary>
     public BackboneBatch CreateBatch() => new(EmbeddingLength);
 
-    /// <summary>Decodes <paramref name="batch"/>; a failure (e.g. no room left in the cache) is an exception naming the cause.</summary>
+    /// <summary>Decodes <paramref name="batch"/> and computes the heads its positions ask for.</summary>
     public void Decode(BackboneBatch batch)
+    {
+        DecodeHiddenStates(batch);
+        _wanted.Clear();
+        if (_logitsOfRow.Length < batch.EmbeddingsCount)
+        {
+            _logitsOfRow = new int[batch.EmbeddingsCount];
+        }
+
+        for (int row = 0; row < batch.EmbeddingsCount; row++)
+        {
+            _logitsOfRow[row] = -1;
+            if (batch.Rows[row].WantsLogits)
+            {
+                _logitsOfRow[row] = _wanted.Count;
+                _wanted.Add(batch.Rows[row].Heads);
+            }
+        }
+
+        if (_wanted.Count == 0)
+        {
+            _logits = [];
+            return;
+        }
+
+        int width = EmbeddingLength;
+        if (_hidden.Length < _wanted.Count * width)
+        {
+            _hidden = new float[_wanted.Count * width];
+        }
+
+        for (int row = 0; row < batch.EmbeddingsCount; row++)
+        {
+            if (_logitsOfRow[row] >= 0)
+            {
+                _context.NativeHandle.GetEmbeddingsIth((LLamaPos)row).CopyTo(_hidden.AsSpan(_logitsOfRow[row] * width, width));
+            }
+        }
+
+        _logits = _heads.Compute(_hidden.AsSpan(0, _wanted.Count * width), _wanted);
+    }
+
+    /// <summary>Runs llama.cpp alone: the hidden states of the positions that want logits, no heads (the benchmark's bare decode).</summary>
+    public void DecodeHiddenStates(BackboneBatch batch)
     {
         if (batch.EmbeddingsCount > Options.BatchSize)
         {
             throw new ArgumentException($"A batch of {batch.EmbeddingsCount} positions exceeds the backbone's batch size of {Options.BatchSize}.", nameof(batch));
         }
 
+        _logits = [];
         var result = _context.Decode(batch.Native);
         if (result != DecodeResult.Ok)
         {
@@ -183,8 +249,11 @@ internal sealed class Backbone : IBackbone, IDisposable
         }
     }
 
-    /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for logits).</summary>
-    public ReadOnlyMemory<float> Logits(int batchIndex) => new NativeFloats(_context.NativeHandle.GetLogitsIth(batchIndex)).Memory;
+    /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for some).</summary>
+    public RowLogits Logits(int batchIndex) =>
+        batchIndex >= 0 && batchIndex < _logitsOfRow.Length && _logits.Length > 0 && _logitsOfRow[batchIndex] >= 0
+            ? _logits[_logitsOfRow[batchIndex]]
+            : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
 
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache to another.</summary>
     public void CopySequence(LLamaSeqId source, LLamaSeqId destination, int from, int to) =>
@@ -199,30 +268,6 @@ internal sealed class Backbone : IBackbone, IDisposable
     {
         _context.Dispose();
         _weights.Dispose();
-    }
-}
-
-/// <summary>Native floats seen as <see cref="Memory{T}"/> without a copy; valid as long as llama.cpp keeps them.</summary>
-internal sealed unsafe class NativeFloats : MemoryManager<float>
-{
-    private readonly float* _pointer;
-    private readonly int _length;
-
-    public NativeFloats(Span<float> native)
-    {
-        _pointer = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(native));
-        _length = native.Length;
-    }
-
-    public override Span<float> GetSpan() => new(_pointer, _length);
-
-    public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
-
-    public override void Unpin()
-    {
-    }
-
-    protected override void Dispose(bool disposing)
-    {
+        _heads.Dispose();
     }
 }

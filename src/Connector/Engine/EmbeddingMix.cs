@@ -6,29 +6,29 @@ namespace MiniOmni.SK.Engine;
 /// <summary>
 /// The embedding mix: Mini-Omni's input at each position is the mean of its eight stream rows of the token
 /// embedding table (seven audio layers, already shifted, and text). Where the prompt carries audio, the seven
-/// audio rows are replaced by that frame's adapter output. Rows are read in place from the backbone GGUF.
+/// audio rows are replaced by that frame's adapter output. Rows are read in place from the vocabulary GGUF.
 /// </summary>
 internal sealed class EmbeddingMix
 {
     /// <summary>Streams per position: seven audio layers then text.</summary>
     public const int StreamCount = 8;
 
-    private readonly GgufFile _backbone;
+    private readonly GgufFile _file;
     private readonly GgufTensorInfo _tokenEmbeddings;
 
-    /// <summary>Reads <c>token_embd.weight</c> of <paramref name="backbone"/> (F32, F16 or Q8_0).</summary>
-    public EmbeddingMix(GgufFile backbone)
+    /// <summary>Reads <c>token_embd.weight</c> of <paramref name="vocabulary"/> (F32, F16 or Q8_0).</summary>
+    public EmbeddingMix(GgufFile vocabulary)
     {
-        _backbone = backbone;
-        _tokenEmbeddings = backbone.GetTensor("token_embd.weight");
+        _file = vocabulary;
+        _tokenEmbeddings = vocabulary.GetTensor("token_embd.weight");
         if (_tokenEmbeddings.Dims.Count != 2)
         {
-            throw new ModelFileException(backbone.Path, $"token embeddings have {_tokenEmbeddings.Dims.Count} dimensions; expected 2.", _tokenEmbeddings.Name);
+            throw new ModelFileException(vocabulary.Path, $"token embeddings have {_tokenEmbeddings.Dims.Count} dimensions; expected 2.", _tokenEmbeddings.Name);
         }
 
         if (_tokenEmbeddings.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0))
         {
-            throw new ModelFileException(backbone.Path, $"token embeddings are {_tokenEmbeddings.Type}; the embedding mix reads F32, F16 or Q8_0 (convert again with MiniOmni.SK).", _tokenEmbeddings.Name);
+            throw new ModelFileException(vocabulary.Path, $"token embeddings are {_tokenEmbeddings.Type}; the embedding mix reads F32, F16 or Q8_0 (convert again with MiniOmni.SK).", _tokenEmbeddings.Name);
         }
     }
 
@@ -116,6 +116,6 @@ internal sealed class EmbeddingMix
             throw new ArgumentOutOfRangeException(nameof(id), $"Token id {id} is outside the {RowCount} embedding rows.");
         }
 
-        _backbone.ReadRow(_tokenEmbeddings, id, row);
+        _file.ReadRow(_tokenEmbeddings, id, row);
     }
 }

@@ -131,7 +131,8 @@ public interface IMiniOmniEngine
 public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 {
     private readonly Backbone _backbone;
-    private readonly GgufFile _backboneFile;
+    private readonly GgufFile _vocabularyFile;
+    private readonly TextTokenizer _tokenizer;
     private readonly WhisperEncoder _encoder;
     private readonly SnacDecoder _codec;
     private readonly AudioModelParameters _parameters;
@@ -153,19 +154,31 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             _codec = new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>());
         }
 
-        _backboneFile = GgufFile.Open(model.BackbonePath);
-        _backbone = Backbone.Load(model.BackbonePath, new BackboneOptions
+        _vocabulary = MiniOmniVocabulary.From(_parameters);
+        _vocabularyFile = GgufFile.Open(model.VocabularyPath);
+        _tokenizer = TextTokenizer.Load(model.VocabularyPath);
+        var backboneOptions = new BackboneOptions
         {
             ContextSize = options.ContextSize,
             MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
             Threads = options.Threads,
             GpuLayerCount = options.UseGpu ? 999 : 0,
             CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
-        }, loggers.CreateLogger<Backbone>());
-        _trainedContext = (int)_backboneFile.GetInteger("qwen2.context_length", 2048);
-        _vocabulary = MiniOmniVocabulary.From(_parameters);
+        };
+        var heads = new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>());
+        try
+        {
+            _backbone = Backbone.Load(model.BackbonePath, heads, backboneOptions, loggers.CreateLogger<Backbone>());
+        }
+        catch
+        {
+            heads.Dispose();
+            throw;
+        }
+
+        _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
         _prompts = new PromptBuilder(_vocabulary);
-        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_backboneFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>());
+        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>());
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
 
@@ -178,7 +191,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     /// <inheritdoc />
     public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
 
-    /// <summary>Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf and audio.gguf).</summary>
+    /// <summary>Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf, vocabulary.gguf and audio.gguf).</summary>
     public static MiniOmniEngine Load(string modelDirectory, MiniOmniEngineOptions? options = null, ILoggerFactory? loggers = null) =>
         new(new ModelDirectory(modelDirectory).EnsureComplete(), options ?? new MiniOmniEngineOptions(), loggers ?? NullLoggerFactory.Instance);
 
@@ -223,7 +236,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _disposed = true;
         _scheduler.Dispose();
         _backbone.Dispose();
-        _backboneFile.Dispose();
+        _tokenizer.Dispose();
+        _vocabularyFile.Dispose();
         _encoder.Dispose();
         _codec.Dispose();
     }
@@ -241,7 +255,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
         }
 
-        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _backbone.Tokenize(request.Preamble, special: true);
+        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _tokenizer.Tokenize(request.Preamble, special: true);
         Prompt prompt;
         Prompt? thinking = null;
         float[]? audio = null;
@@ -268,7 +282,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
                 throw new ArgumentException($"{request.Task} needs a text question; the request has none.", nameof(request));
             }
 
-            prompt = _prompts.ForText(request.Task, _backbone.Tokenize(request.Text), preamble);
+            prompt = _prompts.ForText(request.Task, _tokenizer.Tokenize(request.Text), preamble);
         }
 
         // No budget given: as long as the model's context allows and the cache could hold, as the release's budget does.
@@ -302,7 +316,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var steps = _scheduler.Submit(generation, cancellationToken);
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
-        var text = _backbone.CreateTextDecoder();
+        var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
         TimeSpan? firstSpeech = null;
         long samples = 0;

@@ -35,62 +35,42 @@ public sealed record BackboneShape(
 }
 
 /// <summary>
-/// Lays out the backbone as llama.cpp's <c>qwen2</c> architecture: litgpt names mapped to GGUF names,
-/// the fused qkv split into q, k and v, and tokenizer metadata that makes llama.cpp tokenize as the original does.
+/// Lays out the backbone for llama.cpp's <c>qwen2</c> architecture as two files. The backbone file holds the
+/// transformer blocks and the final norm with a one-row stand-in vocabulary, so llama.cpp computes no output head:
+/// the engine reads its normed hidden states and computes only the head rows a step needs in its own graph. The
+/// vocabulary file holds the tokenizer (llama.cpp loads it vocabulary-only), the embedding table the embedding mix
+/// reads, and the output head. litgpt names are mapped to GGUF names and the fused qkv is split into q, k and v.
 /// </summary>
 public static class BackboneGgufBuilder
 {
+    /// <summary>Stand-in vocabulary rows of the backbone file: llama.cpp needs a head, and this one costs nothing.</summary>
+    public const int HeadlessVocabularySize = 1;
+
     /// <summary>
     /// Finds a source tensor and checks it has <c>expectedShape</c> (PyTorch order) at once, returning a reader of its
     /// float32 data for later: a missing or misshapen tensor fails before anything is written.
     /// </summary>
     public delegate Func<float[]> TensorSource(string name, long[] expectedShape);
 
-    /// <summary>Describes the backbone in <paramref name="writer"/>; tensor data is read from <paramref name="source"/> as the file is written.</summary>
-    public static void Describe(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType matrixType, string sourcePath)
+    /// <summary>Describes the headless backbone in <paramref name="writer"/>; tensor data is read from <paramref name="source"/> as the file is written.</summary>
+    public static void DescribeBackbone(GgufWriter writer, BackboneShape shape, TensorSource source, GgmlType matrixType, string sourcePath)
     {
         shape.Validate(sourcePath);
-        if (tokenizer.Tokens.Count != shape.RowCount)
-        {
-            throw new ModelFileException(sourcePath, $"tokenizer has {tokenizer.Tokens.Count} rows; the model has {shape.RowCount}.");
-        }
-
         const string arch = "qwen2";
-        writer.Add("general.architecture", arch)
-            .Add("general.name", shape.Name)
-            .Add("general.file_type", matrixType == GgmlType.F32 ? 0u : 1u)
-            .Add($"{arch}.context_length", (uint)shape.ContextLength)
-            .Add($"{arch}.embedding_length", (uint)shape.EmbeddingLength)
-            .Add($"{arch}.block_count", (uint)shape.LayerCount)
-            .Add($"{arch}.feed_forward_length", (uint)shape.FeedForwardLength)
-            .Add($"{arch}.attention.head_count", (uint)shape.HeadCount)
-            .Add($"{arch}.attention.head_count_kv", (uint)shape.KvGroupCount)
-            .Add($"{arch}.attention.key_length", (uint)shape.HeadSize)
-            .Add($"{arch}.attention.value_length", (uint)shape.HeadSize)
-            .Add($"{arch}.rope.freq_base", shape.RopeBase)
-            .Add($"{arch}.attention.layer_norm_rms_epsilon", shape.NormEpsilon)
-            .Add("tokenizer.ggml.model", "gpt2")
-            .Add("tokenizer.ggml.pre", "qwen2")
-            .Add("tokenizer.ggml.tokens", tokenizer.Tokens)
-            .Add("tokenizer.ggml.token_type", tokenizer.TokenTypes.Select(t => (int)t).ToArray())
-            .Add("tokenizer.ggml.merges", tokenizer.Merges)
-            .Add("tokenizer.ggml.add_bos_token", false);
-        // Qwen2's <|endoftext|> ends a document; Mini-Omni's own stop ids live in the audio file.
-        int endOfText = tokenizer.Tokens.ToList().IndexOf("<|endoftext|>");
-        if (endOfText >= 0)
-        {
-            writer.Add("tokenizer.ggml.eos_token_id", (uint)endOfText)
-                .Add("tokenizer.ggml.padding_token_id", (uint)endOfText);
-        }
+        AddArchitecture(writer, shape, matrixType);
+        // A tokenizer of type "none" takes its row count from the architecture's vocab_size: a head of one row.
+        writer.Add("tokenizer.ggml.model", "none")
+            .Add($"{arch}.vocab_size", (uint)HeadlessVocabularySize)
+            .Add(MiniOmniGgufKeys.HeadlessBackbone, true);
 
         long e = shape.EmbeddingLength;
-        long rows = shape.RowCount;
         long hs = shape.HeadSize;
         long ff = shape.FeedForwardLength;
         long queryWidth = shape.HeadCount * hs;
         long kvWidth = shape.KvGroupCount * hs;
 
-        Matrix(writer, "token_embd.weight", [rows, e], "transformer.wte.weight", source, matrixType);
+        // llama.cpp requires a token table; the engine feeds embeddings, so one zero row stands in (and, tied, is the head).
+        AddMatrix(writer, "token_embd.weight", [HeadlessVocabularySize, e], matrixType, () => new float[HeadlessVocabularySize * e]);
         for (int layer = 0; layer < shape.LayerCount; layer++)
         {
             string from = $"transformer.h.{layer}.";
@@ -114,7 +94,57 @@ public static class BackboneGgufBuilder
         }
 
         Vector(writer, "output_norm.weight", e, "transformer.ln_f.weight", source);
-        Matrix(writer, "output.weight", [rows, e], "lm_head.weight", source, matrixType);
+    }
+
+    /// <summary>
+    /// Describes the vocabulary file in <paramref name="writer"/>: the architecture (llama.cpp reads it even vocabulary-only),
+    /// the tokenizer, the token embedding table and the output head, both in <paramref name="tableType"/>.
+    /// </summary>
+    public static void DescribeVocabulary(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType tableType, string sourcePath)
+    {
+        shape.Validate(sourcePath);
+        if (tokenizer.Tokens.Count != shape.RowCount)
+        {
+            throw new ModelFileException(sourcePath, $"tokenizer has {tokenizer.Tokens.Count} rows; the model has {shape.RowCount}.");
+        }
+
+        AddArchitecture(writer, shape, tableType);
+        writer.Add("tokenizer.ggml.model", "gpt2")
+            .Add("tokenizer.ggml.pre", "qwen2")
+            .Add("tokenizer.ggml.tokens", tokenizer.Tokens)
+            .Add("tokenizer.ggml.token_type", tokenizer.TokenTypes.Select(t => (int)t).ToArray())
+            .Add("tokenizer.ggml.merges", tokenizer.Merges)
+            .Add("tokenizer.ggml.add_bos_token", false);
+        // Qwen2's <|endoftext|> ends a document; Mini-Omni's own stop ids live in the audio file.
+        int endOfText = tokenizer.Tokens.ToList().IndexOf("<|endoftext|>");
+        if (endOfText >= 0)
+        {
+            writer.Add("tokenizer.ggml.eos_token_id", (uint)endOfText)
+                .Add("tokenizer.ggml.padding_token_id", (uint)endOfText);
+        }
+
+        long rows = shape.RowCount;
+        long e = shape.EmbeddingLength;
+        Matrix(writer, "token_embd.weight", [rows, e], "transformer.wte.weight", source, tableType);
+        Matrix(writer, "output.weight", [rows, e], "lm_head.weight", source, tableType);
+    }
+
+    private static void AddArchitecture(GgufWriter writer, BackboneShape shape, GgmlType matrixType)
+    {
+        const string arch = "qwen2";
+        writer.Add("general.architecture", arch)
+            .Add("general.name", shape.Name)
+            .Add("general.file_type", matrixType switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, _ => 7u })
+            .Add($"{arch}.context_length", (uint)shape.ContextLength)
+            .Add($"{arch}.embedding_length", (uint)shape.EmbeddingLength)
+            .Add($"{arch}.block_count", (uint)shape.LayerCount)
+            .Add($"{arch}.feed_forward_length", (uint)shape.FeedForwardLength)
+            .Add($"{arch}.attention.head_count", (uint)shape.HeadCount)
+            .Add($"{arch}.attention.head_count_kv", (uint)shape.KvGroupCount)
+            .Add($"{arch}.attention.key_length", (uint)shape.HeadSize)
+            .Add($"{arch}.attention.value_length", (uint)shape.HeadSize)
+            .Add($"{arch}.rope.freq_base", shape.RopeBase)
+            .Add($"{arch}.attention.layer_norm_rms_epsilon", shape.NormEpsilon);
     }
 
     private static void Matrix(GgufWriter writer, string name, long[] torchShape, string sourceName, TensorSource source, GgmlType type) =>

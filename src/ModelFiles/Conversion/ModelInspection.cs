@@ -15,11 +15,11 @@ public sealed record GgufSummary(
 /// <summary>Reads what a model directory holds, for <c>miniomni inspect</c>.</summary>
 public static class ModelInspection
 {
-    /// <summary>Summarises the backbone and the audio file of <paramref name="directory"/>.</summary>
+    /// <summary>Summarises the backbone, vocabulary and audio files of <paramref name="directory"/>.</summary>
     public static IReadOnlyList<GgufSummary> Inspect(string directory)
     {
         var model = new ModelDirectory(directory).EnsureComplete();
-        return [Summarise(model.BackbonePath, BackboneProperties), Summarise(model.AudioPath, AudioProperties)];
+        return [Summarise(model.BackbonePath, BackboneProperties), Summarise(model.VocabularyPath, VocabularyProperties), Summarise(model.AudioPath, AudioProperties)];
     }
 
     private static GgufSummary Summarise(string path, Func<GgufFile, IEnumerable<(string, string)>> properties)
@@ -46,8 +46,14 @@ public static class ModelInspection
         yield return ("heads / kv heads", $"{Optional(file, $"{arch}.attention.head_count")} / {Optional(file, $"{arch}.attention.head_count_kv")}");
         yield return ("context", Optional(file, $"{arch}.context_length"));
         yield return ("rope base", Optional(file, $"{arch}.rope.freq_base"));
+        yield return ("output head", file.Metadata.ContainsKey(MiniOmniGgufKeys.HeadlessBackbone) ? "none (in the vocabulary file)" : "in llama.cpp (converted by an earlier version: convert again)");
+    }
+
+    private static IEnumerable<(string, string)> VocabularyProperties(GgufFile file)
+    {
         yield return ("vocabulary rows", file.Tensors.TryGetValue("token_embd.weight", out var embd) ? embd.Dims[1].ToString() : "?");
         yield return ("token embeddings", embd?.Type.ToString() ?? "?");
+        yield return ("output head", file.Tensors.TryGetValue("output.weight", out var head) ? head.Type.ToString() : "?");
         yield return ("tokenizer", $"{Optional(file, "tokenizer.ggml.model")} / {Optional(file, "tokenizer.ggml.pre")}");
     }
 

@@ -25,9 +25,9 @@ public sealed record ModelSetContent(
     string SourceDescription);
 
 /// <summary>
-/// Writes <see cref="ModelDirectory.BackboneFileName"/> and <see cref="ModelDirectory.AudioFileName"/> into a
-/// staging folder and moves them into place only when both are complete: a failed or cancelled run leaves the
-/// target as it was.
+/// Writes <see cref="ModelDirectory.AudioFileName"/>, <see cref="ModelDirectory.VocabularyFileName"/> and
+/// <see cref="ModelDirectory.BackboneFileName"/> into a staging folder and moves them into place only when all are
+/// complete: a failed or cancelled run leaves the target as it was.
 /// </summary>
 public static class ModelSetWriter
 {
@@ -48,17 +48,25 @@ public static class ModelSetWriter
         Directory.CreateDirectory(staging);
         try
         {
-            // Both files are described (every source tensor found and shape-checked) before either is written.
+            // Every file is described (every source tensor found and shape-checked) before any is written.
             bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
             var audio = new GgufWriter();
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
+            var vocabulary = new GgufWriter();
+            // The embedding table and head are written by us, so a quantized model gets Q8_0 (llama.cpp's Q4_K_M would pick Q6_K for the head).
+            BackboneGgufBuilder.DescribeVocabulary(vocabulary, content.Backbone, content.Tokenizer, content.BackboneSource,
+                type switch { ModelFileType.F32 => GgmlType.F32, ModelFileType.F16 => GgmlType.F16, _ => GgmlType.Q8_0 }, content.SourceDescription);
             var backbone = new GgufWriter();
-            BackboneGgufBuilder.Describe(backbone, content.Backbone, content.Tokenizer, content.BackboneSource,
+            BackboneGgufBuilder.DescribeBackbone(backbone, content.Backbone, content.BackboneSource,
                 type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);
 
             var clock = Stopwatch.StartNew();
             audio.WriteTo(staged.AudioPath, Forward(progress, "audio"), cancellationToken);
             logger.LogInformation("Wrote the audio file ({Tensors} tensors) in {Seconds:F1} s.", audio.TensorCount, clock.Elapsed.TotalSeconds);
+
+            clock.Restart();
+            vocabulary.WriteTo(staged.VocabularyPath, Forward(progress, "vocabulary"), cancellationToken);
+            logger.LogInformation("Wrote the vocabulary, embedding table and output head in {Seconds:F1} s.", clock.Elapsed.TotalSeconds);
 
             clock.Restart();
             string unquantized = quantize ? Path.Combine(staging, "backbone.f32.gguf") : staged.BackbonePath;
@@ -76,8 +84,9 @@ public static class ModelSetWriter
                 logger.LogInformation("Quantized the backbone to {Type} in {Seconds:F1} s.", type.ToName(), clock.Elapsed.TotalSeconds);
             }
 
-            File.Move(staged.BackbonePath, target.BackbonePath, overwrite: true);
             File.Move(staged.AudioPath, target.AudioPath, overwrite: true);
+            File.Move(staged.VocabularyPath, target.VocabularyPath, overwrite: true);
+            File.Move(staged.BackbonePath, target.BackbonePath, overwrite: true);
             return target;
         }
         finally

@@ -116,11 +116,8 @@ public static partial class ModelStore
     private static string Describe(List<string> files) =>
         files.Count == 1 ? files[0] : $"{files.Count} files ({files[0]} and {files.Count - 1} more)";
 
-    private static bool IsComplete(string directory)
-    {
-        var model = new ModelDirectory(directory);
-        return File.Exists(model.BackbonePath) && File.Exists(model.AudioPath);
-    }
+    // A folder converted by an earlier version lacks the vocabulary file, so it is converted again.
+    private static bool IsComplete(string directory) => new ModelDirectory(directory).IsComplete;
 
     private static async Task DownloadAsync(
         HubClient client,

@@ -9,6 +9,12 @@ public static class MiniOmniGgufKeys
     /// <summary>The value of <c>general.architecture</c> in the audio file.</summary>
     public const string AudioArchitecture = "miniomni-audio";
 
+    /// <summary>
+    /// Marks a backbone file written without its output head (the head lives in the vocabulary file); files of
+    /// earlier versions, whose llama.cpp head computed all 181120 rows per step, lack it.
+    /// </summary>
+    public const string HeadlessBackbone = "miniomni.backbone.headless";
+
     /// <summary>Model name, <c>general.name</c>.</summary>
     public const string Name = "general.name";
     /// <summary><c>general.architecture</c>.</summary>

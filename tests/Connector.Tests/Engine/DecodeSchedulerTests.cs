@@ -159,7 +159,50 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         Assert.All(steps, s => Assert.Equal(Speech(7), s.Audio));
         backbone.Mock.Verify(b => b.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, speaking.Length - 1), Times.Once);
         Assert.Empty(backbone.Decodes[0]); // the shared prefix asks for no logits
-        Assert.Equal([0, 1], backbone.Decodes[1].Select(r => r.Sequence));
+        // The speaking row computes only the audio heads, the thinking row only the text head.
+        Assert.All(backbone.Decodes.Skip(1), rows => Assert.Equal([(0, OutputHeadSet.Audio), (1, OutputHeadSet.Text)], rows.Select(r => (r.Sequence, r.Heads))));
+    }
+
+    [Fact]
+    public async Task OnceTheTextHasEndedABatchParallelAnswerDecodesOnlyItsSpeakingRow()
+    {
+        var backbone = new ScriptedBackbone((sequence, step) => (Speech(7), sequence == 1 && step == 2 ? Tokens.EndOfText : 200 + step));
+        using var scheduler = Create(backbone);
+        var (speaking, thinking) = new PromptBuilder(Vocabulary).ForBatchParallel(featureFrames: 3);
+        var request = new GenerationRequest(MiniOmniTask.A1A2, speaking, thinking, new float[3 * TokenTable.Width], new SamplingOptions(), MaxSteps: 6);
+
+        var steps = await ReadAll(scheduler.Submit(request, CancellationToken.None));
+
+        Assert.Equal([200, 201, Tokens.EndOfText, Tokens.PadText, Tokens.PadText, Tokens.PadText], steps.Select(s => s.Text));
+        Assert.Equal(6, steps.Count(s => s.Audio.SequenceEqual(Speech(7))));
+        // Prefix, row prompts, then steps 2 and 3 with both rows; steps 4 to 6 speak alone.
+        Assert.Equal(7, backbone.Decodes.Count);
+        Assert.All(backbone.Decodes.Skip(1).Take(3), rows => Assert.Equal(2, rows.Length));
+        Assert.All(backbone.Decodes.Skip(4), rows => Assert.Equal([(0, OutputHeadSet.Audio)], rows.Select(r => (r.Sequence, r.Heads))));
+    }
+
+    [Fact]
+    public async Task ASpeakingRowComputesTheTextHeadOnlyUntilItsTextEnds()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), step == 1 ? Tokens.EndOfText : 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 4), CancellationToken.None));
+
+        Assert.Equal([100, Tokens.EndOfText, Tokens.PadText, Tokens.PadText], steps.Select(s => s.Text));
+        Assert.Equal([OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio, OutputHeadSet.Audio, OutputHeadSet.Audio], backbone.Decodes.Select(rows => Assert.Single(rows).Heads));
+    }
+
+    [Fact]
+    public async Task TextAnswersComputeOnlyTheTextHead()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 3), CancellationToken.None));
+
+        Assert.Equal([100, 101, 102], steps.Select(s => s.Text));
+        Assert.All(backbone.Decodes, rows => Assert.Equal(OutputHeadSet.Text, Assert.Single(rows).Heads));
     }
 
     [Fact]
@@ -217,7 +260,7 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
     {
         private readonly Func<int, int, (int[] Audio, int Text)> _script;
         private readonly ConcurrentDictionary<int, int> _stepOfSequence = new();
-        private float[][] _logits = [];
+        private RowLogits[] _logits = [];
 
         public ScriptedBackbone(Func<int, int, (int[] Audio, int Text)> script)
         {
@@ -231,7 +274,7 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
 
         public Mock<IBackbone> Mock { get; } = new(MockBehavior.Strict);
 
-        public List<(int Sequence, int Index)[]> Decodes { get; } = [];
+        public List<(int Sequence, int Index, OutputHeadSet Heads)[]> Decodes { get; } = [];
 
         public ManualResetEventSlim? Gate { get; init; }
 
@@ -246,10 +289,10 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
                 throw new InvalidOperationException("scripted failure");
             }
 
-            var logitRows = batch.Rows.Select((row, index) => (row, index)).Where(r => r.row.WantsLogits).Select(r => (r.row.Sequence, Index: r.index)).ToArray();
+            var logitRows = batch.Rows.Select((row, index) => (row, index)).Where(r => r.row.WantsLogits).Select(r => (r.row.Sequence, Index: r.index, r.row.Heads)).ToArray();
             Decodes.Add(logitRows);
-            _logits = new float[batch.EmbeddingsCount][];
-            foreach (var (sequence, index) in logitRows)
+            _logits = new RowLogits[batch.EmbeddingsCount];
+            foreach (var (sequence, index, heads) in logitRows)
             {
                 int step = _stepOfSequence.AddOrUpdate(sequence, 0, (_, s) => s + 1);
                 var (audio, text) = _script(sequence, step);
@@ -260,7 +303,10 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
                     logits[Vocabulary.AudioRow(layer, audio[layer])] = 1;
                 }
 
-                _logits[index] = logits;
+                // Only the rows of the heads asked for, as the real heads compute them: reading any other is an error.
+                int first = heads.HasFlag(OutputHeadSet.Text) ? 0 : Vocabulary.TextVocabularySize;
+                int end = heads.HasFlag(OutputHeadSet.Audio) ? Vocabulary.RowCount : Vocabulary.TextVocabularySize;
+                _logits[index] = new RowLogits(first, logits.AsMemory(first, end - first));
             }
         }
     }

@@ -11,9 +11,9 @@ public sealed class EmbeddingMixTests(ConvertedFixtureModel converted) : IClassF
         var streams = GoldenTasks.Task("A1A2").GetProperty("input_ids").EnumerateArray().Select(GoldenTasks.ReadIds).ToList();
         float[] adapterOutput = Fixture.ReadFloats("adapter_out.f32");
         float[] expected = Fixture.ReadFloats("A1A2.prefill_embd.f32");
-        using var backbone = GgufFile.Open(converted.Model.BackbonePath);
+        using var vocabulary = GgufFile.Open(converted.Model.VocabularyPath);
 
-        float[] mixed = new EmbeddingMix(backbone).MixPrompt(streams, adapterOutput, firstAudioPosition: 1);
+        float[] mixed = new EmbeddingMix(vocabulary).MixPrompt(streams, adapterOutput, firstAudioPosition: 1);
 
         Assert.Equal(expected.Length, mixed.Length);
         float maxError = expected.Zip(mixed, (a, b) => Math.Abs(a - b)).Max();
@@ -23,8 +23,8 @@ public sealed class EmbeddingMixTests(ConvertedFixtureModel converted) : IClassF
     [Fact]
     public void BadIdsAndShapesAreRefusedBeforeAnyRead()
     {
-        using var backbone = GgufFile.Open(converted.Model.BackbonePath);
-        var mix = new EmbeddingMix(backbone);
+        using var vocabulary = GgufFile.Open(converted.Model.VocabularyPath);
+        var mix = new EmbeddingMix(vocabulary);
         var destination = new float[mix.Width];
 
         Assert.Throws<ArgumentOutOfRangeException>(() => mix.Mix([0, 0, 0, 0, 0, 0, 0, 181120], default, destination));

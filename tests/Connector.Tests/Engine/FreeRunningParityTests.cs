@@ -34,8 +34,8 @@ public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITes
         float[] features = prompt.AudioFeatureCount > 0 ? Fixture.ReadFloats("adapter_out.f32") : [];
         int maxSteps = reference.GetProperty("max_returned_tokens").GetInt32() - reference.GetProperty("prompt_len").GetInt32();
 
-        using var file = GgufFile.Open(converted.Model.BackbonePath);
-        using var backbone = Backbone.Load(converted.Model.BackbonePath, new BackboneOptions { ContextSize = 512, MaxSequences = 2, CacheType = GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        using var backbone = GoldenTasks.LoadBackbone(converted.Model, file);
         using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), Vocabulary, maxActiveAnswers: 1, NullLogger.Instance);
         var steps = scheduler.Submit(new GenerationRequest(task, prompt, thinking, features, new SamplingOptions(), maxSteps), CancellationToken.None).ReadAllAsync().ToBlockingEnumerable().ToList();
 

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace MiniOmni.SK.Connector.Tests.Engine;
 
 /// <summary>
-/// Every task of the fixture run through the embedding mix and llama.cpp with the reference's own tokens fed back
+/// Every task of the fixture run through the embedding mix, llama.cpp and the output heads with the reference's own tokens fed back
 /// (teacher forcing): at every step, every head's logits at the reference's top-5 ids agree within the tolerance,
 /// and the top-1 agrees wherever the reference's margin exceeds it. Audio prompts use the reference adapter output,
 /// so this isolates the backbone and the decoding loop from the encoder.
@@ -36,9 +36,9 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
             : [.. Enumerable.Repeat(Array.Empty<int>(), AudioLayers), GoldenTasks.ReadIds(task.GetProperty("output"))];
         var steps = task.GetProperty("steps");
 
-        using var backboneFile = GgufFile.Open(converted.Model.BackbonePath);
-        var mix = new EmbeddingMix(backboneFile);
-        using var backbone = Backbone.Load(converted.Model.BackbonePath, new BackboneOptions { ContextSize = 512, MaxSequences = 2, CacheType = GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });
+        using var vocabularyFile = GgufFile.Open(converted.Model.VocabularyPath);
+        var mix = new EmbeddingMix(vocabularyFile);
+        using var backbone = GoldenTasks.LoadBackbone(converted.Model, vocabularyFile);
         float[] features = audioPrompt ? Fixture.ReadFloats("adapter_out.f32") : [];
         int promptLength = rows[0][0].Length;
         var prompts = rows.Select(streams => mix.MixPrompt(streams, features, firstAudioPosition: 1)).ToList();
@@ -49,7 +49,7 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
         int shared = batchParallel ? promptLength - 1 : promptLength;
         for (int position = 0; position < shared; position++)
         {
-            batch.Add(prompts[0].AsSpan(position * width, width), (LLamaPos)position, (LLamaSeqId)0, logits: !batchParallel && position == shared - 1);
+            batch.Add(prompts[0].AsSpan(position * width, width), (LLamaPos)position, (LLamaSeqId)0, !batchParallel && position == shared - 1 ? OutputHeadSet.TextAndAudio : OutputHeadSet.None);
         }
 
         backbone.Decode(batch);
@@ -59,7 +59,7 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
             batch.Clear();
             for (int row = 0; row < rows.Count; row++)
             {
-                batch.Add(prompts[row].AsSpan((promptLength - 1) * width, width), (LLamaPos)(promptLength - 1), (LLamaSeqId)row, logits: true);
+                batch.Add(prompts[row].AsSpan((promptLength - 1) * width, width), (LLamaPos)(promptLength - 1), (LLamaSeqId)row, OutputHeadSet.TextAndAudio);
             }
 
             backbone.Decode(batch);
@@ -86,7 +86,7 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
 
                     input[AudioLayers] = outputStreams[AudioLayers][step - 1];
                     mix.Mix(input, default, embedding);
-                    batch.Add(embedding, (LLamaPos)(promptLength + step - 1), (LLamaSeqId)row, logits: true);
+                    batch.Add(embedding, (LLamaPos)(promptLength + step - 1), (LLamaSeqId)row, OutputHeadSet.TextAndAudio);
                 }
 
                 backbone.Decode(batch);
@@ -94,12 +94,12 @@ public sealed class TeacherForcedParityTests(ConvertedFixtureModel converted, IT
 
             for (int row = 0; row < rows.Count; row++)
             {
-                var logits = backbone.Logits(rows.Count == 1 && step == 0 ? shared - 1 : row).Span;
+                var logits = backbone.Logits(rows.Count == 1 && step == 0 ? shared - 1 : row);
                 for (int head = 0; head <= AudioLayers; head++)
                 {
                     var reference = steps[step][row][head];
                     var slice = head < AudioLayers
-                        ? logits.Slice(TextVocabulary + AudioVocabulary * head, AudioVocabulary)
+                        ? logits[(TextVocabulary + AudioVocabulary * head)..(TextVocabulary + AudioVocabulary * (head + 1))]
                         : logits[..TextVocabulary];
                     var ids = reference[0].EnumerateArray().Select(e => e.GetInt32()).ToArray();
                     var values = reference[1].EnumerateArray().Select(e => e.GetSingle()).ToArray();

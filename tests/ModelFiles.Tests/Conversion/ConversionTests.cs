@@ -76,7 +76,10 @@ public sealed class ConversionTests(ConvertedFixtureModel converted) : IClassFix
             }
         }
 
-        Assert.Equal(litgpt.Tensors["lm_head.weight"].ReadFloat32(), backbone.ReadFloat32("output.weight"));
+        using var vocabulary = GgufFile.Open(converted.Model.VocabularyPath);
+        Assert.Equal(litgpt.Tensors["lm_head.weight"].ReadFloat32(), vocabulary.ReadFloat32("output.weight"));
+        Assert.Equal(litgpt.Tensors["transformer.wte.weight"].ReadFloat32(), vocabulary.ReadFloat32("token_embd.weight"));
+        Assert.False(backbone.Tensors.ContainsKey("output.weight"));
         Assert.Equal(litgpt.Tensors["transformer.h.0.mlp.fc_1.weight"].ReadFloat32(), backbone.ReadFloat32("blk.0.ffn_gate.weight"));
     }
 

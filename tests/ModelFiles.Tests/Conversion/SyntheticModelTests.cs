@@ -8,30 +8,40 @@ namespace MiniOmni.SK.ModelFiles.Tests.Conversion;
 public sealed class SyntheticModelTests
 {
     [Fact]
-    public void TinySyntheticModelLoadsInLlamaSharpAndTokenizesLikeTheOriginal()
+    public void TinySyntheticModelLoadsInLlamaSharpHeadlessAndTokenizesLikeTheOriginal()
     {
         using var directory = Fixture.CreateTemporaryDirectory();
         var tokenizer = HfTokenizer.Load(Fixture.Tokenizer, ModelPresets.Tiny.Backbone.RowCount);
         var model = ModelSetWriter.WriteSynthetic(directory.Path, ModelPresets.Tiny, ModelFileType.F32, seed: 7, tokenizer);
 
-        using var weights = LLamaWeights.LoadFromFile(new ModelParams(model.BackbonePath) { GpuLayerCount = 0 });
-        Assert.Equal(181120, weights.Vocab.Count);
-        var ids = weights.Tokenize("What is your name?", add_bos: false, special: false, System.Text.Encoding.UTF8);
+        // llama.cpp's backbone has a one-row head: it never computes the 181120 rows.
+        using (var backbone = LLamaWeights.LoadFromFile(new ModelParams(model.BackbonePath) { GpuLayerCount = 0 }))
+        {
+            Assert.Equal(BackboneGgufBuilder.HeadlessVocabularySize, backbone.Vocab.Count);
+        }
+
+        using var vocabulary = LLamaWeights.LoadFromFile(new ModelParams(model.VocabularyPath) { VocabOnly = true, GpuLayerCount = 0 });
+        Assert.Equal(181120, vocabulary.Vocab.Count);
+        var ids = vocabulary.Tokenize("What is your name?", add_bos: false, special: false, System.Text.Encoding.UTF8);
         Assert.Equal([3838, 374, 697, 829, 30], ids.Select(t => (int)t));
     }
 
     [Theory]
-    [InlineData(ModelFileType.F16, GgmlType.F16)]
-    [InlineData(ModelFileType.Q8_0, GgmlType.Q8_0)]
-    [InlineData(ModelFileType.Q4_K_M, GgmlType.Q4_K)]
-    public void EachTypeWritesItsMatricesAndKeepsTokenEmbeddingsReadable(ModelFileType type, GgmlType expectedLayerType)
+    [InlineData(ModelFileType.F16, GgmlType.F16, GgmlType.F16)]
+    [InlineData(ModelFileType.Q8_0, GgmlType.Q8_0, GgmlType.Q8_0)]
+    [InlineData(ModelFileType.Q4_K_M, GgmlType.Q4_K, GgmlType.Q8_0)]
+    public void EachTypeWritesItsMatricesAndKeepsTokenEmbeddingsReadable(ModelFileType type, GgmlType expectedLayerType, GgmlType expectedTableType)
     {
         using var directory = Fixture.CreateTemporaryDirectory();
         var model = ModelSetWriter.WriteSynthetic(directory.Path, ModelPresets.Tiny, type, seed: 3);
 
         using var backbone = GgufFile.Open(model.BackbonePath);
-        var embeddings = backbone.GetTensor("token_embd.weight");
-        Assert.Contains(embeddings.Type, new[] { GgmlType.F16, GgmlType.Q8_0 });
+        using var vocabulary = GgufFile.Open(model.VocabularyPath);
+        var embeddings = vocabulary.GetTensor("token_embd.weight");
+        Assert.Equal(expectedTableType, embeddings.Type);
+        Assert.Equal(expectedTableType, vocabulary.GetTensor("output.weight").Type);
+        Assert.Equal([32L, 181120L], vocabulary.GetTensor("output.weight").Dims);
+        Assert.False(backbone.Tensors.ContainsKey("output.weight"));
         // The tiny preset's rows (32 wide) are too narrow for k-quants: llama.cpp falls back for them, so check the
         // widest matrix only where its rows allow the requested type.
         var feedForward = backbone.GetTensor("blk.0.ffn_down.weight");
@@ -45,7 +55,7 @@ public sealed class SyntheticModelTests
         // Rows of the embedding decode close to the synthetic values the f32 model would hold.
         var expected = new SyntheticWeights(3).Generate("transformer.wte.weight", [181120, 32]);
         var row = new float[32];
-        backbone.ReadRow(embeddings, 151937, row);
+        vocabulary.ReadRow(embeddings, 151937, row);
         for (int i = 0; i < row.Length; i++)
         {
             Assert.Equal(expected[151937 * 32 + i], row[i], 0.001f);
@@ -62,11 +72,14 @@ public sealed class SyntheticModelTests
 
         var summaries = ModelInspection.Inspect(directory.Path);
 
-        Assert.Equal(["qwen2", MiniOmniGgufKeys.AudioArchitecture], summaries.Select(s => s.Architecture));
+        Assert.Equal(["qwen2", "qwen2", MiniOmniGgufKeys.AudioArchitecture], summaries.Select(s => s.Architecture));
         var backbone = summaries[0].Properties.ToDictionary(p => p.Key, p => p.Value);
         Assert.Equal("2", backbone["layers"]);
-        Assert.Equal("181120", backbone["vocabulary rows"]);
-        var audio = summaries[1].Properties.ToDictionary(p => p.Key, p => p.Value);
+        Assert.StartsWith("none", backbone["output head"]);
+        var vocabulary = summaries[1].Properties.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal("181120", vocabulary["vocabulary rows"]);
+        Assert.Equal("gpt2 / qwen2", vocabulary["tokenizer"]);
+        var audio = summaries[2].Properties.ToDictionary(p => p.Key, p => p.Value);
         Assert.Contains("eot 151936", audio["text specials"]);
         Assert.Contains("eoa 4096", audio["audio specials"]);
     }

@@ -1,4 +1,5 @@
 using MiniOmni.SK.ModelFiles;
+using MiniOmni.SK.ModelFiles.Conversion;
 using MiniOmni.SK.ModelFiles.Download;
 
 namespace MiniOmni.SK.ModelFiles.Tests.Download;
@@ -10,12 +11,27 @@ public sealed class ModelStoreResolveTests
     public async Task AnExistingDirectoryIsUsedAsItIs()
     {
         using var directory = Fixture.CreateTemporaryDirectory();
-        File.WriteAllText(Path.Combine(directory.Path, "backbone.gguf"), "");
-        File.WriteAllText(Path.Combine(directory.Path, "audio.gguf"), "");
+        foreach (string file in new ModelDirectory(directory.Path).FilePaths)
+        {
+            File.WriteAllText(file, "");
+        }
 
         var model = await ModelStore.ResolveAsync(directory.Path, new ModelStoreOptions { Offline = true });
 
         Assert.Equal(directory.Path, model.Path);
+    }
+
+    [Fact]
+    public async Task ADirectoryOfAnEarlierVersionNamesTheMissingVocabularyFile()
+    {
+        using var directory = Fixture.CreateTemporaryDirectory();
+        File.WriteAllText(Path.Combine(directory.Path, ModelDirectory.BackboneFileName), "");
+        File.WriteAllText(Path.Combine(directory.Path, ModelDirectory.AudioFileName), "");
+
+        var error = await Assert.ThrowsAsync<ModelFileException>(() => ModelStore.ResolveAsync(directory.Path, new ModelStoreOptions { Offline = true }));
+
+        Assert.Contains(ModelDirectory.VocabularyFileName, error.Message);
+        Assert.Contains("convert", error.Message);
     }
 
     [Fact]

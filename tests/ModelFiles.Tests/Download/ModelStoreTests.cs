@@ -31,6 +31,7 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
         Assert.Equal(Path.Combine(_cache.Path, "models", "mini-omni", "main", "f32"), model.Path);
         Assert.Equal(ModelStore.GetModelDirectory(options: Options()), model);
         AssertSameTensors(converted.Model.BackbonePath, model.BackbonePath);
+        AssertSameTensors(converted.Model.VocabularyPath, model.VocabularyPath);
         AssertSameTensors(converted.Model.AudioPath, model.AudioPath);
 
         var wanted = _hub.Files.Where(f => f.Path != "README.md").ToList();
