@@ -166,6 +166,26 @@ internal static class BenchCommand
             // llama.cpp alone (its head is one row), then with every head row for every sequence: what llama.cpp computes with the head inside.
             figures[$"bare_llama_decode_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.DecodeHiddenStates, OutputHeadSet.TextAndAudio)));
             figures[$"decode_with_whole_head_{sequences}_sequence_ms"] = Status($"backbone and whole head, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.TextAndAudio)));
+            if (sequences == 1)
+            {
+                // The steps the engine decodes: a speaking row before and after its text ends, a text answer.
+                figures["decode_step_speaking_ms"] = figures["decode_with_whole_head_1_sequence_ms"];
+                figures["decode_step_speaking_after_text_ms"] = Status("backbone, speaking step after the text", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.Audio)));
+                figures["decode_step_text_answer_ms"] = Status("backbone, text answer step", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.Text)));
+            }
+            else
+            {
+                // Batch-parallel: audio heads for the speaking row, the text head for the thinking row. After EOT the
+                // thinking row is no longer decoded, so the step is the speaking one after the text.
+                figures["decode_step_batch_parallel_ms"] = Status("backbone, batch-parallel step", () => Median(repeats * 4, () =>
+                {
+                    batch.Clear();
+                    batch.Add(step[0], (LLamaPos)position, (LLamaSeqId)0, OutputHeadSet.Audio);
+                    batch.Add(step[1], (LLamaPos)position, (LLamaSeqId)1, OutputHeadSet.Text);
+                    backbone.Decode(batch);
+                    position++;
+                }));
+            }
         }
 
         // The head alone, for the sets of rows steps ask for: speaking (text and audio), speaking after the text ended

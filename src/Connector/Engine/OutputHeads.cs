@@ -56,7 +56,7 @@ internal readonly struct RowLogits(int firstRow, ReadOnlyMemory<float> values)
 /// one matrix of 181120 rows (text, then seven audio layers); each position computes only the rows its step samples:
 /// a batch-parallel speaking row only the audio heads, its thinking row only the text head, a speaking row whose text
 /// has ended only the audio heads, a text answer only the text head. Positions wanting the same heads share one
-/// matrix product.
+/// matrix product. One caller at a time (the decode scheduler's thread): results are valid until the next call.
 /// </summary>
 internal sealed class OutputHeads : IDisposable
 {
@@ -65,6 +65,7 @@ internal sealed class OutputHeads : IDisposable
     private readonly GgmlStage _stage;
     private readonly GgmlWeights _weights;
     private readonly int _textRows;
+    private readonly Dictionary<string, float[]> _outputBuffers = [];
 
     /// <summary>Uploads <c>output.weight</c> of <paramref name="vocabularyFile"/> and reserves compute memory for <paramref name="maxPositions"/> positions.</summary>
     public OutputHeads(GgufFile vocabularyFile, MiniOmniVocabulary vocabulary, GgmlComputeOptions options, int maxPositions, ILogger? logger = null)
@@ -132,7 +133,8 @@ internal sealed class OutputHeads : IDisposable
             inputs[InputName(set)] = states;
         }
 
-        var outputs = _stage.Run(graph => Build(graph, [.. groups.Select(g => (g.Heads, g.Positions.Length))]), inputs);
+        // Every step computes up to 181120 logits a position: reuse the arrays rather than allocate large objects each time.
+        var outputs = _stage.Run(graph => Build(graph, [.. groups.Select(g => (g.Heads, g.Positions.Length))]), inputs, OutputBuffer);
         var result = new RowLogits[heads.Count];
         foreach (var (set, positions) in groups)
         {
@@ -164,6 +166,16 @@ internal sealed class OutputHeads : IDisposable
             // The head's rows are ggml's second dimension: a run of them is a view, no copy.
             graph.Output(OutputName(set), graph.MulMat(graph.Rows(weight, first, end - first), states));
         }
+    }
+
+    private float[] OutputBuffer(string name, long length)
+    {
+        if (!_outputBuffers.TryGetValue(name, out var buffer) || buffer.Length < length)
+        {
+            _outputBuffers[name] = buffer = new float[length];
+        }
+
+        return buffer;
     }
 
     private static string InputName(OutputHeadSet heads) => $"hidden_{heads}";

@@ -53,9 +53,10 @@ internal sealed class GgmlStage : IDisposable
 
     /// <summary>
     /// Builds a graph with <paramref name="build"/>, fills its inputs by name from <paramref name="inputs"/> (float[] or int[]),
-    /// computes it and returns every output by name.
+    /// computes it and returns every output by name. <paramref name="outputBuffer"/>, when given, supplies the array an
+    /// output (named, with its element count) is read into, so a stage run every step need not allocate its results.
     /// </summary>
-    public Dictionary<string, float[]> Run(Action<GgmlGraphBuilder> build, IReadOnlyDictionary<string, Array> inputs)
+    public Dictionary<string, float[]> Run(Action<GgmlGraphBuilder> build, IReadOnlyDictionary<string, Array> inputs, Func<string, long, float[]>? outputBuffer = null)
     {
         lock (_lock)
         {
@@ -91,7 +92,7 @@ internal sealed class GgmlStage : IDisposable
                 throw new InvalidOperationException($"ggml failed to compute the {_name} graph (status {status}).");
             }
 
-            return builder.Outputs.ToDictionary(output => output.Key, output => Download(output.Value));
+            return builder.Outputs.ToDictionary(output => output.Key, output => Download(output.Value, outputBuffer?.Invoke(output.Key, output.Value.ElementCount)));
         }
     }
 
@@ -145,17 +146,22 @@ internal sealed class GgmlStage : IDisposable
         }
     }
 
-    private static unsafe float[] Download(GgmlTensor tensor)
+    private static unsafe float[] Download(GgmlTensor tensor, float[]? destination)
     {
         if (tensor.Type != GgmlElementType.F32 || !tensor.IsContiguous)
         {
             throw new InvalidOperationException($"Outputs must be dense F32; got {tensor}.");
         }
 
-        var values = new float[tensor.ElementCount];
+        if (destination is not null && destination.Length < tensor.ElementCount)
+        {
+            throw new ArgumentException($"An output buffer of {destination.Length} values cannot hold {tensor}.", nameof(destination));
+        }
+
+        var values = destination ?? new float[tensor.ElementCount];
         fixed (float* pointer = values)
         {
-            GgmlNative.ggml_backend_tensor_get(tensor.Handle, pointer, 0, (nuint)(values.Length * sizeof(float)));
+            GgmlNative.ggml_backend_tensor_get(tensor.Handle, pointer, 0, (nuint)(tensor.ElementCount * sizeof(float)));
         }
 
         return values;

@@ -1,0 +1,97 @@
+using LLama.Native;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles;
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
+using MiniOmni.SK.Speech;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+/// <summary>The output heads as a ggml graph: each set of rows is exactly its slice of the whole head, however positions are grouped.</summary>
+public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFixture<ConvertedFixtureModel>
+{
+    [Fact]
+    public void EachSetOfHeadsIsItsSliceOfTheWholeHeadComputedOnTheHost()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 4);
+        float[] weight = file.ReadFloat32("output.weight");
+        int width = heads.EmbeddingLength;
+        var random = new Random(5);
+        float[] hidden = [.. Enumerable.Range(0, 4 * width).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[] sets = [OutputHeadSet.Audio, OutputHeadSet.Text, OutputHeadSet.TextAndAudio, OutputHeadSet.Audio];
+
+        var logits = heads.Compute(hidden, sets);
+
+        Assert.Equal(sets.Length, logits.Length);
+        for (int position = 0; position < sets.Length; position++)
+        {
+            var (first, end) = heads.RowsOf(sets[position]);
+            Assert.Equal(first, logits[position].FirstRow);
+            Assert.Equal(end - first, logits[position].Values.Length);
+            var state = hidden.AsSpan(position * width, width);
+            for (int row = first; row < end; row += 997)
+            {
+                float expected = System.Numerics.Tensors.TensorPrimitives.Dot(weight.AsSpan(row * width, width), state);
+                Assert.Equal(expected, logits[position].Values.Span[row - first], 1e-4f);
+            }
+        }
+
+        // A head that was not computed is an error, not stale numbers.
+        Assert.Throws<InvalidOperationException>(() => logits[0][vocabulary.TextHead].Length);
+        Assert.Equal(vocabulary.AudioVocabularySize, logits[0][vocabulary.AudioHead(6)].Length);
+    }
+
+    [Fact]
+    public void APositionAloneGetsTheLogitsItGetsInAGroupUpToFloatRounding()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        using var heads = new OutputHeads(file, Vocabulary(), new GgmlComputeOptions { Threads = 2 }, maxPositions: 4);
+        var random = new Random(6);
+        float[] hidden = [.. Enumerable.Range(0, 3 * heads.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+
+        float[][] grouped = [.. heads.Compute(hidden, [OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio]).Select(l => l.Values.ToArray())];
+        for (int position = 0; position < 3; position++)
+        {
+            var alone = heads.Compute(hidden.AsSpan(position * heads.EmbeddingLength, heads.EmbeddingLength), [OutputHeadSet.TextAndAudio])[0].Values.ToArray();
+            // A product of several columns may sum in another order (ggml picks its kernel by shape).
+            float worst = grouped[position].Zip(alone, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(worst <= 1e-5f, $"position {position}: {worst:E2}");
+        }
+    }
+
+    [Fact]
+    public void AHeadOfTheWrongSizeIsRefusedWithTheFileNamed()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary() with { RowCount = 1000 };
+
+        var error = Assert.Throws<ModelFileException>(() => new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 1));
+
+        Assert.Contains("vocabulary.gguf", error.Message);
+        Assert.Contains("output.weight", error.Message);
+    }
+
+    [Fact]
+    public void ABackboneWithItsHeadInsideFromAnEarlierVersionAsksToBeConvertedAgain()
+    {
+        using var directory = Fixture.CreateTemporaryDirectory();
+        string path = Path.Combine(directory.Path, "backbone.gguf");
+        new GgufWriter().Add("general.architecture", "qwen2").Add("qwen2.embedding_length", 32u)
+            .AddTensor("output.weight", [32, 8], GgmlType.F32, () => new float[32 * 8])
+            .WriteTo(path);
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        using var heads = new OutputHeads(file, Vocabulary(), new GgmlComputeOptions { Threads = 2 }, maxPositions: 1);
+
+        var error = Assert.Throws<ModelFileException>(() => Backbone.Load(path, heads, new BackboneOptions { GpuLayerCount = 0, CacheType = GGMLType.GGML_TYPE_F32 }));
+
+        Assert.Contains("convert the model again", error.Message);
+    }
+
+    private MiniOmniVocabulary Vocabulary()
+    {
+        using var audio = GgufFile.Open(converted.Model.AudioPath);
+        return MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+    }
+}
