@@ -64,7 +64,7 @@ internal static class ModelFileCommands
     }
 
     private static Option<DirectoryInfo> OutputOption() =>
-        new("--out") { Description = "Directory to write backbone.gguf and audio.gguf into.", Required = true };
+        new("--out") { Description = "Directory to write backbone.gguf, vocabulary.gguf and audio.gguf into.", Required = true };
 
     internal static Option<string> TypeOption()
     {

@@ -51,7 +51,9 @@ internal sealed class BackboneBatch(int embeddingLength)
     public void Add(ReadOnlySpan<float> embedding, LLamaPos position, LLamaSeqId sequence, OutputHeadSet heads)
     {
         _rows.Add(new BackboneRow(sequence.Value, position.Value, heads));
-        Native.Add(embedding, position, sequence, logits: heads != OutputHeadSet.None);
+        // In embeddings mode llama.cpp outputs every position of a batch whatever it is asked (and warns when asked
+        // otherwise); the hidden states are a row copy each, and only the positions that want heads are read.
+        Native.Add(embedding, position, sequence, logits: true);
     }
 
     /// <summary>Empties the batch for the next decode.</summary>

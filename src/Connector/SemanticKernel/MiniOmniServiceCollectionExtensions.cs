@@ -13,7 +13,7 @@ namespace MiniOmni.SK;
 /// <summary>Where the model is and how it runs, for <c>AddMiniOmni</c>.</summary>
 public sealed class MiniOmniOptions
 {
-    /// <summary>A MiniOmni.SK model directory (backbone.gguf and audio.gguf), or a model name such as <c>mini-omni</c>, fetched and converted into the cache on first use.</summary>
+    /// <summary>A MiniOmni.SK model directory (backbone.gguf, vocabulary.gguf and audio.gguf), or a model name such as <c>mini-omni</c>, fetched and converted into the cache on first use.</summary>
     public string ModelPath { get; set; } = "";
 
     /// <summary>Where and how a model named by <see cref="ModelPath"/> is downloaded (cache, hub endpoint, token, offline).</summary>
