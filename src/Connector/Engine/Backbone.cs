@@ -194,43 +194,28 @@ internal sealed class Backbone : IBackbone, IDisposable
     public void Decode(BackboneBatch batch)
     {
         DecodeHiddenStates(batch);
-        _wanted.Clear();
-        if (_logitsOfRow.Length < batch.EmbeddingsCount)
+        int width = EmbeddingLength;
+        int rows = batch.EmbeddingsCount;
+        if (_logitsOfRow.Length < rows)
         {
-            _logitsOfRow = new int[batch.EmbeddingsCount];
+            _logitsOfRow = new int[rows];
+            _hidden = new float[rows * width];
         }
 
-        for (int row = 0; row < batch.EmbeddingsCount; row++)
+        // The hidden states of the positions that want heads, packed in batch order.
+        _wanted.Clear();
+        for (int row = 0; row < rows; row++)
         {
             _logitsOfRow[row] = -1;
             if (batch.Rows[row].WantsLogits)
             {
                 _logitsOfRow[row] = _wanted.Count;
+                _context.NativeHandle.GetEmbeddingsIth((LLamaPos)row).CopyTo(_hidden.AsSpan(_wanted.Count * width, width));
                 _wanted.Add(batch.Rows[row].Heads);
             }
         }
 
-        if (_wanted.Count == 0)
-        {
-            _logits = [];
-            return;
-        }
-
-        int width = EmbeddingLength;
-        if (_hidden.Length < _wanted.Count * width)
-        {
-            _hidden = new float[_wanted.Count * width];
-        }
-
-        for (int row = 0; row < batch.EmbeddingsCount; row++)
-        {
-            if (_logitsOfRow[row] >= 0)
-            {
-                _context.NativeHandle.GetEmbeddingsIth((LLamaPos)row).CopyTo(_hidden.AsSpan(_logitsOfRow[row] * width, width));
-            }
-        }
-
-        _logits = _heads.Compute(_hidden.AsSpan(0, _wanted.Count * width), _wanted);
+        _logits = _wanted.Count == 0 ? [] : _heads.Compute(_hidden.AsSpan(0, _wanted.Count * width), _wanted);
     }
 
     /// <summary>Runs llama.cpp alone: the hidden states of the positions that want logits, no heads (the benchmark's bare decode).</summary>

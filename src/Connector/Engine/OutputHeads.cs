@@ -123,7 +123,7 @@ internal sealed class OutputHeads : IDisposable
         var inputs = new Dictionary<string, Array>();
         foreach (var (set, positions) in groups)
         {
-            RowsOf(set);
+            _ = RowsOf(set); // a position that wants no head is refused before any work
             var states = new float[positions.Length * EmbeddingLength];
             for (int i = 0; i < positions.Length; i++)
             {
