@@ -23,12 +23,13 @@ internal static class BenchCommand
         var threads = new Option<int?>("--threads") { Description = "CPU threads for every stage (default: all cores)." };
         var codecThreads = new Option<int?>("--codec-threads") { Description = "CPU threads of the speech decoder in whole answers (default: as --threads)." };
         var answersOnly = new Option<bool>("--answers-only") { Description = "Only time whole answers through the engine." };
+        var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each whole answer (64 is about 5 s of speech).", DefaultValueFactory = _ => 64 };
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
-        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, codecThreads, answersOnly, output };
+        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, codecThreads, answersOnly, answerSteps, output };
         command.SetAction(parse =>
         {
             var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
-            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads), parse.GetValue(codecThreads), parse.GetValue(answersOnly));
+            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads), parse.GetValue(codecThreads), parse.GetValue(answersOnly), Math.Max(8, parse.GetValue(answerSteps)));
             string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
             Console.WriteLine(json);
             if (parse.GetValue(output) is { } file)
@@ -39,7 +40,7 @@ internal static class BenchCommand
         return command;
     }
 
-    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads, int? codecThreads, bool answersOnly)
+    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads, int? codecThreads, bool answersOnly, int answerSteps)
     {
         var figures = new Dictionary<string, object>
         {
@@ -61,7 +62,8 @@ internal static class BenchCommand
             BenchBackbone(directory, repeats, threads, figures);
         }
 
-        BenchAnswers(directory, new Engine.MiniOmniEngineOptions { Threads = threads, CodecThreads = codecThreads }, figures);
+        figures["answer_steps"] = answerSteps;
+        BenchAnswers(directory, new Engine.MiniOmniEngineOptions { Threads = threads, CodecThreads = codecThreads }, answerSteps, figures);
         figures["peak_working_set_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), 1);
         return figures;
     }
@@ -222,16 +224,16 @@ internal static class BenchCommand
         }
     }
 
-    // Whole answers through the engine: a 1.2 s question, fast encoder, 64 steps (about 5.4 s of speech). The engine's
+    // Whole answers through the engine: a 1.2 s question, fast encoder, answerSteps steps (64: about 5 s of speech). The engine's
     // step (embedding mix, decode, sampling, rules) comes from its scheduler's counters, beside the bare decode above.
-    private static void BenchAnswers(ModelDirectory directory, Engine.MiniOmniEngineOptions options, Dictionary<string, object> figures)
+    private static void BenchAnswers(ModelDirectory directory, Engine.MiniOmniEngineOptions options, int answerSteps, Dictionary<string, object> figures)
     {
         using var engine = Status("loading the engine", () => Engine.MiniOmniEngine.Load(directory.Path, options));
         var random = new Random(4);
         float[] question = [.. Enumerable.Range(0, 19200).Select(i => (float)(0.1 * Math.Sin(i * 0.03) + 0.01 * (random.NextDouble() - 0.5)))];
         foreach (bool parallel in new[] { false, true })
         {
-            var request = new Engine.MiniOmniRequest { Audio = question, MaxTokens = 64, BatchParallel = parallel, EncoderMode = EncoderMode.Fast };
+            var request = new Engine.MiniOmniRequest { Audio = question, MaxTokens = answerSteps, BatchParallel = parallel, EncoderMode = EncoderMode.Fast };
             string name = parallel ? "batch_parallel" : "single";
             Engine.AnswerCompleted? completed = null;
             var before = engine.DecodeStatistics;
@@ -256,7 +258,7 @@ internal static class BenchCommand
 
         // Continuous batching: several answers at once share each decode.
         const int Concurrent = 4;
-        var together = new Engine.MiniOmniRequest { Audio = question, MaxTokens = 64, EncoderMode = EncoderMode.Fast };
+        var together = new Engine.MiniOmniRequest { Audio = question, MaxTokens = answerSteps, EncoderMode = EncoderMode.Fast };
         var start = engine.DecodeStatistics;
         var clock = Stopwatch.StartNew();
         var answers = Status($"{Concurrent} answers at once", () => Task.WhenAll(Enumerable.Range(0, Concurrent).Select(_ => Task.Run(() =>
