@@ -261,8 +261,8 @@ internal static class BenchCommand
         var together = new Engine.MiniOmniRequest { Audio = question, MaxTokens = answerSteps, EncoderMode = EncoderMode.Fast };
         var start = engine.DecodeStatistics;
         var clock = Stopwatch.StartNew();
-        var answers = Status($"{Concurrent} answers at once", () => Task.WhenAll(Enumerable.Range(0, Concurrent).Select(_ => Task.Run(() =>
-            engine.GenerateAsync(together).ToBlockingEnumerable().OfType<Engine.AnswerCompleted>().Single()))).GetAwaiter().GetResult());
+        // Read asynchronously, as a server would: blocked readers would hold thread-pool threads the answers' codec work needs.
+        var answers = Status($"{Concurrent} answers at once", () => Task.WhenAll(Enumerable.Range(0, Concurrent).Select(_ => Completion(engine.GenerateAsync(together)))).GetAwaiter().GetResult());
         double elapsed = clock.Elapsed.TotalSeconds;
         var shared = engine.DecodeStatistics.Since(start);
         figures[$"concurrent_{Concurrent}_answers_seconds"] = Math.Round(elapsed, 2);
@@ -270,6 +270,17 @@ internal static class BenchCommand
         figures[$"concurrent_{Concurrent}_answers_first_speech_s_max"] = Math.Round(answers.Max(a => a.TimeToFirstSpeech?.TotalSeconds ?? double.NaN), 3);
         figures[$"concurrent_{Concurrent}_answers_decodes"] = shared.Decodes;
         figures[$"concurrent_{Concurrent}_answers_step_ms"] = Math.Round(shared.StepTime.TotalMilliseconds / Math.Max(1, shared.StepDecodes), 1);
+    }
+
+    private static async Task<Engine.AnswerCompleted> Completion(IAsyncEnumerable<Engine.MiniOmniEvent> events)
+    {
+        Engine.AnswerCompleted? completed = null;
+        await foreach (var item in events.ConfigureAwait(false))
+        {
+            completed = item as Engine.AnswerCompleted ?? completed;
+        }
+
+        return completed ?? throw new InvalidOperationException("The answer ended without its completion event.");
     }
 
     private static double Median(int repeats, Action work)
