@@ -29,16 +29,20 @@ internal static class GoldenTasks
         return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
     }
 
+    /// <summary>The release's id spaces: 152000 text rows, seven audio layers of 4160.</summary>
+    public static readonly MiniOmniVocabulary ReleaseVocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+
+    /// <summary>The id spaces <paramref name="model"/>'s audio file states, as the engine reads them.</summary>
+    public static MiniOmniVocabulary Vocabulary(ModelDirectory model)
+    {
+        using var audio = GgufFile.Open(model.AudioPath);
+        return MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
+    }
+
     /// <summary>The fixture's backbone with its output heads, as the engine loads them (f32 cache, CPU).</summary>
     public static Backbone LoadBackbone(ModelDirectory model, GgufFile vocabularyFile, int maxSequences = 2)
     {
-        MiniOmniVocabulary vocabulary;
-        using (var audio = GgufFile.Open(model.AudioPath))
-        {
-            vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
-        }
-
-        var heads = new OutputHeads(vocabularyFile, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxSequences);
+        var heads = new OutputHeads(vocabularyFile, Vocabulary(model), new GgmlComputeOptions { Threads = 2 }, maxSequences);
         try
         {
             return Backbone.Load(model.BackbonePath, heads, new BackboneOptions { ContextSize = 512, MaxSequences = (uint)maxSequences, CacheType = LLama.Native.GGMLType.GGML_TYPE_F32, GpuLayerCount = 0 });

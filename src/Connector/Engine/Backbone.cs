@@ -107,6 +107,7 @@ internal sealed class Backbone : IBackbone, IDisposable
     private readonly List<OutputHeadSet> _wanted = [];
     private RowLogits[] _logits = [];
     private int[] _logitsOfRow = [];
+    private int _rowsWithLogits;
     private float[] _hidden = [];
 
     private Backbone(LLamaWeights weights, LLamaContext context, OutputHeads heads, BackboneOptions options)
@@ -141,9 +142,10 @@ internal sealed class Backbone : IBackbone, IDisposable
                 throw new ModelFileException(path, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside; convert the model again (`miniomni convert`).");
             }
 
-            if (file.GetInteger("qwen2.embedding_length", 0) != heads.EmbeddingLength)
+            long width = file.GetInteger("qwen2.embedding_length", 0);
+            if (width != heads.EmbeddingLength)
             {
-                throw new ModelFileException(path, $"the backbone is {file.GetInteger("qwen2.embedding_length", 0)} wide; the output head expects {heads.EmbeddingLength}.");
+                throw new ModelFileException(path, $"the backbone is {width} wide; the output head expects {heads.EmbeddingLength}.");
             }
         }
 
@@ -216,6 +218,7 @@ internal sealed class Backbone : IBackbone, IDisposable
         }
 
         _logits = _wanted.Count == 0 ? [] : _heads.Compute(_hidden.AsSpan(0, _wanted.Count * width), _wanted);
+        _rowsWithLogits = rows;
     }
 
     /// <summary>Runs llama.cpp alone: the hidden states of the positions that want logits, no heads (the benchmark's bare decode).</summary>
@@ -226,7 +229,8 @@ internal sealed class Backbone : IBackbone, IDisposable
             throw new ArgumentException($"A batch of {batch.EmbeddingsCount} positions exceeds the backbone's batch size of {Options.BatchSize}.", nameof(batch));
         }
 
-        _logits = [];
+        // Until the heads have run on this batch, no position has logits (a larger earlier batch's mapping included).
+        _rowsWithLogits = 0;
         var result = _context.Decode(batch.Native);
         if (result != DecodeResult.Ok)
         {
@@ -238,7 +242,7 @@ internal sealed class Backbone : IBackbone, IDisposable
 
     /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for some).</summary>
     public RowLogits Logits(int batchIndex) =>
-        batchIndex >= 0 && batchIndex < _logitsOfRow.Length && _logits.Length > 0 && _logitsOfRow[batchIndex] >= 0
+        batchIndex >= 0 && batchIndex < _rowsWithLogits && _logitsOfRow[batchIndex] >= 0
             ? _logits[_logitsOfRow[batchIndex]]
             : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
 

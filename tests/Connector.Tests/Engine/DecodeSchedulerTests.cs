@@ -16,7 +16,7 @@ namespace MiniOmni.SK.Connector.Tests.Engine;
 /// </summary>
 public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.TokenTable>
 {
-    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+    private static readonly MiniOmniVocabulary Vocabulary = GoldenTasks.ReleaseVocabulary;
     private static readonly SpecialTokens Tokens = Vocabulary.Tokens;
     private readonly TokenTable _table;
 

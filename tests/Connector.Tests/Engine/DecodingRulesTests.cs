@@ -5,7 +5,7 @@ namespace MiniOmni.SK.Connector.Tests.Engine;
 
 public sealed class DecodingRulesTests
 {
-    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+    private static readonly MiniOmniVocabulary Vocabulary = GoldenTasks.ReleaseVocabulary;
     private static readonly SpecialTokens Tokens = Vocabulary.Tokens;
 
     [Fact]

@@ -13,7 +13,7 @@ public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITes
 {
     // Where the reference's top two logits are closer than this, float rounding may legitimately pick either.
     private const float NearTie = 1e-4f;
-    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+    private static readonly MiniOmniVocabulary Vocabulary = GoldenTasks.ReleaseVocabulary;
 
     [Theory]
     [InlineData("A1A2", MiniOmniTask.A1A2)]

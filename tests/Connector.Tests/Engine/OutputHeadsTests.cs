@@ -3,7 +3,6 @@ using MiniOmni.SK.Engine;
 using MiniOmni.SK.ModelFiles;
 using MiniOmni.SK.ModelFiles.Gguf;
 using MiniOmni.SK.Native;
-using MiniOmni.SK.Speech;
 
 namespace MiniOmni.SK.Connector.Tests.Engine;
 
@@ -89,9 +88,5 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
         Assert.Contains("convert the model again", error.Message);
     }
 
-    private MiniOmniVocabulary Vocabulary()
-    {
-        using var audio = GgufFile.Open(converted.Model.AudioPath);
-        return MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
-    }
+    private MiniOmniVocabulary Vocabulary() => GoldenTasks.Vocabulary(converted.Model);
 }

@@ -5,7 +5,7 @@ namespace MiniOmni.SK.Connector.Tests.Engine;
 
 public sealed class PromptBuilderTests
 {
-    private static readonly MiniOmniVocabulary Vocabulary = new(152000, 4160, 7, 181120, SpecialTokens.FromVocabularies(152000, 4160));
+    private static readonly MiniOmniVocabulary Vocabulary = GoldenTasks.ReleaseVocabulary;
     private readonly PromptBuilder _builder = new(Vocabulary);
 
     [Theory]
