@@ -81,7 +81,7 @@ public static class AudioGgufBuilder
             .Add(MiniOmniGgufKeys.SnacNoise, snac.Noise)
             .Add(MiniOmniGgufKeys.SnacDepthwise, snac.Depthwise);
 
-        GgmlType matrixType = description.FileType.AudioMatrixType();
+        GgmlType matrixType = description.FileType.OwnMatrixType();
         foreach (var tensor in tensors)
         {
             long[] dims = [.. tensor.TorchShape.Reverse()];

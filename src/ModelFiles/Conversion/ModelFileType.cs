@@ -32,8 +32,12 @@ public static class ModelFileTypes
     /// <summary>The lower-case name of <paramref name="type"/>.</summary>
     public static string ToName(this ModelFileType type) => Names[(int)type];
 
-    /// <summary>How the encoder's and adapter's linear weights are stored for <paramref name="type"/>: quantized types quantize them to Q8_0 too.</summary>
-    public static Gguf.GgmlType AudioMatrixType(this ModelFileType type) => type switch
+    /// <summary>
+    /// How the matrices MiniOmni.SK writes itself are stored for <paramref name="type"/> (the encoder's and adapter's
+    /// linear weights, the token embedding table, the output head): quantized types store them as Q8_0, while
+    /// llama.cpp's quantizer picks the backbone's own types.
+    /// </summary>
+    public static Gguf.GgmlType OwnMatrixType(this ModelFileType type) => type switch
     {
         ModelFileType.F32 => Gguf.GgmlType.F32,
         ModelFileType.F16 => Gguf.GgmlType.F16,

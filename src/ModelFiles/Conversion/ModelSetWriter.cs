@@ -54,8 +54,7 @@ public static class ModelSetWriter
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
             var vocabulary = new GgufWriter();
             // The embedding table and head are written by us, so a quantized model gets Q8_0 (llama.cpp's Q4_K_M would pick Q6_K for the head).
-            BackboneGgufBuilder.DescribeVocabulary(vocabulary, content.Backbone, content.Tokenizer, content.BackboneSource,
-                type switch { ModelFileType.F32 => GgmlType.F32, ModelFileType.F16 => GgmlType.F16, _ => GgmlType.Q8_0 }, content.SourceDescription);
+            BackboneGgufBuilder.DescribeVocabulary(vocabulary, content.Backbone, content.Tokenizer, content.BackboneSource, type.OwnMatrixType(), content.SourceDescription);
             var backbone = new GgufWriter();
             BackboneGgufBuilder.DescribeBackbone(backbone, content.Backbone, content.BackboneSource,
                 type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);
