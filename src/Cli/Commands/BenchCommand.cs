@@ -52,14 +52,20 @@ internal static class BenchCommand
         var options = new GgmlComputeOptions { Threads = threads };
         if (!answersOnly)
         {
-            using (var file = GgufFile.Open(directory.AudioPath))
+            // On a thread that ends afterwards, as the engine runs its encoder: this thread's OpenMP team would
+            // otherwise outlive the stage figures and slow the engine's (see DedicatedThread).
+            DedicatedThread.RunAsync("bench stages", () =>
             {
-                var parameters = AudioModelParameters.Read(file);
-                BenchEncoder(file, parameters, options, repeats, figures);
-                BenchCodec(file, parameters, options, repeats, figures);
-            }
+                using (var file = GgufFile.Open(directory.AudioPath))
+                {
+                    var parameters = AudioModelParameters.Read(file);
+                    BenchEncoder(file, parameters, options, repeats, figures);
+                    BenchCodec(file, parameters, options, repeats, figures);
+                }
 
-            BenchBackbone(directory, repeats, threads, figures);
+                BenchBackbone(directory, repeats, threads, figures);
+                return 0;
+            }).GetAwaiter().GetResult();
         }
 
         figures["answer_steps"] = answerSteps;

@@ -12,7 +12,11 @@ namespace MiniOmni.SK.Engine;
 /// </summary>
 /// <remarks>
 /// One thread owns the backbone, so llama.cpp is never entered concurrently; callers only exchange answers and steps
-/// with it through channels.
+/// with it through channels. The same thread runs the answers' other frequent compute (<see cref="RunBetweenStepsAsync"/>,
+/// the speech decoder) between decodes: on the CPU backend every stage runs on OpenMP, which keeps a team of worker
+/// threads per calling thread, and once a process has more of them than cores libgomp stops spinning at barriers, so
+/// every op of every graph, the backbone's included, waits on a futex wake-up. One calling thread keeps one team, and
+/// stages taking turns on the cores is also what a small CPU does best.
 /// </remarks>
 internal sealed class DecodeScheduler : IDisposable
 {
@@ -20,11 +24,14 @@ internal sealed class DecodeScheduler : IDisposable
     private readonly EmbeddingMix _mix;
     private readonly MiniOmniVocabulary _vocabulary;
     private readonly ILogger _logger;
-    private readonly Channel<AnswerSequence> _arrivals = Channel.CreateUnbounded<AnswerSequence>(new UnboundedChannelOptions { SingleReader = true });
+    // New answers and work to run between steps, in the order they were posted.
+    private readonly Channel<object> _inbox = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<AnswerSequence> _waiting = new();
+    private readonly Queue<BetweenStepsWork> _work = new();
     private readonly List<AnswerSequence> _active = [];
     private readonly Stack<LLamaSeqId> _freeSequences;
     private readonly Thread _thread;
+    private volatile bool _stopping;
     private int _reservedCells;
     private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks, _stepDecodeTicks;
 
@@ -68,20 +75,39 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         var answer = new AnswerSequence(request, _mix, _vocabulary, cancellationToken);
-        if (!_arrivals.Writer.TryWrite(answer))
-        {
-            throw new ObjectDisposedException(nameof(DecodeScheduler));
-        }
-
+        Post(answer);
         return answer.Steps;
     }
 
-    /// <summary>Stops after the current decode; answers still waiting or running end with <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>
+    /// Runs <paramref name="work"/> on the scheduler's thread before its next decode. For compute an answer needs often
+    /// (its speech decoder), which would otherwise contend with the backbone for the cores; see the remarks.
+    /// </summary>
+    /// <returns>The work's result; cancelled, without running it, if <paramref name="cancellationToken"/> fires first.</returns>
+    public Task<T> RunBetweenStepsAsync<T>(Func<T> work, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        var queued = new BetweenStepsWork<T>(work, cancellationToken);
+        Post(queued);
+        return queued.Result;
+    }
+
+    /// <summary>Stops after the current decode; answers still waiting or running, and work not yet run, end with <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
-        if (_arrivals.Writer.TryComplete())
+        _stopping = true;
+        if (_inbox.Writer.TryComplete())
         {
             _thread.Join();
+            FailQueued();
+        }
+    }
+
+    private void Post(object item)
+    {
+        if (!_inbox.Writer.TryWrite(item))
+        {
+            throw new ObjectDisposedException(nameof(DecodeScheduler));
         }
     }
 
@@ -91,9 +117,10 @@ internal sealed class DecodeScheduler : IDisposable
         var decoded = new List<AnswerSequence>();
         while (WaitForWork())
         {
-            while (_arrivals.Reader.TryRead(out var arrival))
+            ReadInbox();
+            while (_work.TryDequeue(out var work))
             {
-                _waiting.Enqueue(arrival);
+                work.Run();
             }
 
             DropCancelled();
@@ -162,9 +189,38 @@ internal sealed class DecodeScheduler : IDisposable
             Release(answer, stopped);
         }
 
+        FailQueued();
+    }
+
+    // Once stopped: what arrived or was posted but never ran. Called again after the thread ended, for anything posted
+    // between its last look at the inbox and the inbox closing.
+    private void FailQueued()
+    {
+        var stopped = new ObjectDisposedException(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
+        ReadInbox();
         while (_waiting.TryDequeue(out var waiting))
         {
             waiting.Fail(stopped);
+        }
+
+        while (_work.TryDequeue(out var work))
+        {
+            work.Fail(stopped);
+        }
+    }
+
+    private void ReadInbox()
+    {
+        while (_inbox.Reader.TryRead(out var item))
+        {
+            if (item is AnswerSequence arrival)
+            {
+                _waiting.Enqueue(arrival);
+            }
+            else
+            {
+                _work.Enqueue((BetweenStepsWork)item);
+            }
         }
     }
 
@@ -183,10 +239,10 @@ internal sealed class DecodeScheduler : IDisposable
         }
     }
 
-    // Blocks only while there is nothing to decode; false once disposed.
+    // Blocks only while there is nothing to decode or run; false once disposed.
     private bool WaitForWork()
     {
-        if (_arrivals.Reader.Completion.IsCompleted)
+        if (_stopping)
         {
             return false;
         }
@@ -196,7 +252,7 @@ internal sealed class DecodeScheduler : IDisposable
             return true;
         }
 
-        return _arrivals.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult();
+        return _inbox.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult() && !_stopping;
     }
 
     private void DropCancelled()
@@ -267,6 +323,42 @@ internal sealed class DecodeScheduler : IDisposable
             answer.Fail(error);
         }
     }
+}
+
+/// <summary>Work queued to run on the scheduler's thread between decodes.</summary>
+internal abstract class BetweenStepsWork
+{
+    public abstract void Run();
+
+    public abstract void Fail(Exception error);
+}
+
+/// <summary>Work with a result, handed back through a task whose continuations never run on the scheduler's thread.</summary>
+internal sealed class BetweenStepsWork<T>(Func<T> work, CancellationToken cancellationToken) : BetweenStepsWork
+{
+    private readonly TaskCompletionSource<T> _result = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task<T> Result => _result.Task;
+
+    public override void Run()
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            _result.TrySetCanceled(cancellationToken);
+            return;
+        }
+
+        try
+        {
+            _result.TrySetResult(work());
+        }
+        catch (Exception e)
+        {
+            _result.TrySetException(e);
+        }
+    }
+
+    public override void Fail(Exception error) => _result.TrySetException(error);
 }
 
 /// <summary>Counters of a <see cref="DecodeScheduler"/>.</summary>

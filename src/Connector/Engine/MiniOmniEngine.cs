@@ -24,10 +24,7 @@ public sealed record MiniOmniEngineOptions
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
 
-    /// <summary>
-    /// CPU threads of the speech decoder, which runs beside the backbone's steps; null uses <see cref="Threads"/>.
-    /// Fewer leaves cores to the backbone where both would otherwise contend.
-    /// </summary>
+    /// <summary>CPU threads of the speech decoder, which runs between the backbone's steps; null uses <see cref="Threads"/>.</summary>
     public int? CodecThreads { get; init; }
 
     /// <summary>Use a GPU when the installed LLamaSharp backend has one.</summary>
@@ -300,8 +297,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         return new PreparedRequest(request, generation, audio, clock);
     }
 
-    // Encodes the question, queues the answer with the scheduler, and turns its steps into text and speech as they come:
-    // the codec works here, beside the scheduler's thread, while the next steps are decoded.
+    // Encodes the question, queues the answer with the scheduler, and turns its steps into text and speech as they come.
+    // The codec's chunks run on the scheduler's thread between decodes (see DecodeScheduler); the rare encoder on a
+    // thread of its own.
     private async Task AnswerAsync(PreparedRequest prepared, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
     {
         var request = prepared.Request;
@@ -309,7 +307,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         bool speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
         if (prepared.Audio is { } audio)
         {
-            var encoded = _encoder.Encode(WhisperLogMel.Compute(audio), generation.Prompt.AudioFeatureCount, request.EncoderMode);
+            int featureCount = generation.Prompt.AudioFeatureCount;
+            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
             generation = generation with { AudioFeatures = encoded.AdapterOutput };
         }
 
@@ -354,16 +353,16 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             {
                 int[] tokens = DelayPattern.Frame(streams, frame);
                 // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
-                if (tokens.All(code => code < _parameters.Snac.CodebookSize))
+                if (tokens.All(code => code < _parameters.Snac.CodebookSize) && speech.Add(tokens))
                 {
-                    Speak(speech.Append(tokens));
+                    Speak(await _scheduler.RunBetweenStepsAsync(speech.DecodeDueChunk, cancellationToken).ConfigureAwait(false));
                 }
             }
         }
 
         if (speech is not null)
         {
-            Speak(speech.Flush());
+            Speak(await _scheduler.RunBetweenStepsAsync(speech.Flush, cancellationToken).ConfigureAwait(false));
         }
 
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));

@@ -52,14 +52,25 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
     /// <summary>Frames received so far.</summary>
     public int FrameCount => _frames.Count;
 
+    /// <summary>Whether enough frames arrived for the next chunk (<see cref="DecodeDueChunk"/> decodes it).</summary>
+    public bool ChunkDue => _frames.Count - _emittedFrames >= _chunkFrames + _options.LookaheadFrames;
+
     /// <summary>Adds one frame (seven audio tokens) and returns the speech that became due, or an empty array.</summary>
     public float[] Append(int[] frame)
     {
-        _frames.Add(frame);
-        return _frames.Count - _emittedFrames >= _chunkFrames + _options.LookaheadFrames
-            ? Emit(_emittedFrames + _chunkFrames)
-            : [];
+        Add(frame);
+        return DecodeDueChunk();
     }
+
+    /// <summary>Adds one frame (seven audio tokens) without decoding; returns <see cref="ChunkDue"/>.</summary>
+    public bool Add(int[] frame)
+    {
+        _frames.Add(frame);
+        return ChunkDue;
+    }
+
+    /// <summary>Decodes and returns the chunk that is due, or an empty array when none is.</summary>
+    public float[] DecodeDueChunk() => ChunkDue ? Emit(_emittedFrames + _chunkFrames) : [];
 
     /// <summary>Emits every frame not yet emitted (the answer has ended).</summary>
     public float[] Flush()

@@ -230,6 +230,65 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         Assert.Empty(backbone.Decodes);
     }
 
+    [Fact]
+    public async Task WorkPostedBetweenStepsRunsOnTheDecodingThreadWhileAnswersGoOn()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+        var steps = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 20), CancellationToken.None);
+        var first = await steps.ReadAsync();
+
+        int workThread = await scheduler.RunBetweenStepsAsync(() => Environment.CurrentManagedThreadId, CancellationToken.None);
+        var rest = await ReadAll(steps);
+
+        Assert.Equal(backbone.DecodeThread, workThread);
+        Assert.Equal(Enumerable.Range(100, 20), new[] { first }.Concat(rest).Select(s => s.Text));
+    }
+
+    [Fact]
+    public async Task WorkThatThrowsFailsItsCallerOnlyAndCancelledWorkNeverRuns()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        bool ran = false;
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => scheduler.RunBetweenStepsAsync<int>(() => throw new InvalidOperationException("codec failed"), CancellationToken.None));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => scheduler.RunBetweenStepsAsync(() => ran = true, cancelled.Token));
+
+        Assert.Equal("codec failed", error.Message);
+        Assert.False(ran);
+        Assert.Equal(3, (await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 3), CancellationToken.None))).Count);
+    }
+
+    [Fact]
+    public async Task WorkWaitingWhenTheSchedulerIsDisposedFailsInsteadOfHanging()
+    {
+        using var gate = new ManualResetEventSlim(false);
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step)) { Gate = gate };
+        var scheduler = Create(backbone);
+        var steps = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 50), CancellationToken.None);
+        while (backbone.DecodeThread == 0)
+        {
+            await Task.Delay(5);
+        }
+
+        // Posted while a decode is under way, then the scheduler is disposed (posting is refused from then on) before that decode ends.
+        var waiting = scheduler.RunBetweenStepsAsync(() => 1, CancellationToken.None);
+        var disposing = Task.Run(scheduler.Dispose);
+        while (Record.Exception(() => { _ = scheduler.RunBetweenStepsAsync(() => 0, CancellationToken.None); }) is not ObjectDisposedException)
+        {
+            await Task.Delay(5);
+        }
+
+        gate.Set();
+        await disposing;
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => ReadAll(steps));
+    }
+
     private static int[] Speech(int code) => [.. Enumerable.Repeat(code, 7)];
 
     private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps) =>
@@ -278,10 +337,14 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
 
         public ManualResetEventSlim? Gate { get; init; }
 
+        /// <summary>The managed id of the thread the last decode ran on (0 before any).</summary>
+        public int DecodeThread { get; private set; }
+
         public int? FailAtDecode { get; init; }
 
         private void OnDecode(BackboneBatch batch)
         {
+            DecodeThread = Environment.CurrentManagedThreadId;
             Gate?.Wait();
             if (Decodes.Count + 1 == FailAtDecode)
             {
