@@ -3,8 +3,11 @@ using MiniOmni.SK.ModelFiles.Gguf;
 
 namespace MiniOmni.SK.Native;
 
-/// <summary>An F32 tensor computed on the host at load, with its ggml dims (innermost first).</summary>
-internal sealed record DerivedTensor(string Name, long[] Dims, float[] Values);
+/// <summary>
+/// A tensor computed on the host at load, with its ggml dims (innermost first), stored as <paramref name="Type"/>
+/// (F32, or Q8_0 for matrices whose rows are whole blocks).
+/// </summary>
+internal sealed record DerivedTensor(string Name, long[] Dims, float[] Values, GgmlType Type = GgmlType.F32);
 
 /// <summary>Tensors of a GGUF file uploaded once into one backend buffer, looked up by name when graphs are built.</summary>
 internal sealed class GgmlWeights : IDisposable
@@ -64,7 +67,13 @@ internal sealed class GgmlWeights : IDisposable
                     throw new ArgumentException($"Derived tensor '{extra.Name}' has {extra.Values.Length} values for dims [{string.Join(", ", extra.Dims)}].");
                 }
 
-                var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(context.DangerousGetHandle(), GgmlElementType.F32, ne[0], ne[1], ne[2], ne[3]));
+                var type = extra.Type switch
+                {
+                    GgmlType.F32 => GgmlElementType.F32,
+                    GgmlType.Q8_0 when ne[0] % GgmlTypeInfo.Block(GgmlType.Q8_0).BlockElements == 0 => GgmlElementType.Q8_0,
+                    _ => throw new ArgumentException($"Derived tensor '{extra.Name}' cannot be stored as {extra.Type} with rows of {ne[0]}."),
+                };
+                var tensor = new GgmlTensor(GgmlNative.ggml_new_tensor_4d(context.DangerousGetHandle(), type, ne[0], ne[1], ne[2], ne[3]));
                 GgmlNative.ggml_set_name(tensor.Handle, extra.Name);
                 tensors.Add(extra.Name, tensor);
             }
@@ -72,9 +81,19 @@ internal sealed class GgmlWeights : IDisposable
             var buffer = SafeGgmlBufferHandle.AllocateContextTensors(context, backend);
             foreach (var extra in derived)
             {
-                fixed (float* pointer = extra.Values)
+                using var encoded = new MemoryStream();
+                if (extra.Type == GgmlType.Q8_0)
                 {
-                    GgmlNative.ggml_backend_tensor_set(tensors[extra.Name].Handle, pointer, 0, (nuint)(extra.Values.Length * sizeof(float)));
+                    TensorEncoding.WriteQ8_0(encoded, extra.Values);
+                }
+                else
+                {
+                    TensorEncoding.WriteFloats(encoded, extra.Values, GgmlType.F32);
+                }
+
+                fixed (byte* pointer = encoded.GetBuffer())
+                {
+                    GgmlNative.ggml_backend_tensor_set(tensors[extra.Name].Handle, pointer, 0, (nuint)encoded.Length);
                 }
             }
 

@@ -1,3 +1,5 @@
+using MiniOmni.SK.ModelFiles.Gguf;
+using MiniOmni.SK.Native;
 using MiniOmni.SK.Speech;
 using Xunit.Abstractions;
 
@@ -41,6 +43,51 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
         int worst = expected.Zip(stream, (a, b) => Math.Abs(a - b)).Max();
         output.WriteLine($"4-frame schedule: {stream.Count / 8192} chunks, worst difference {worst} LSB");
         Assert.True(worst <= 1, $"worst difference {worst} LSB");
+    }
+
+    [Fact]
+    public void QuantizedMatricesStayCloseToTheReferenceWaveform()
+    {
+        var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2"));
+        float[] expected = Fixture.ReadFloats("A1A2.wav.f32");
+        using var file = GgufFile.Open(converted.Model.AudioPath);
+        using var decoder = new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, codes.FrameCount, matrixType: GgmlType.Q8_0);
+
+        float[] speech = decoder.Decode(codes);
+
+        double error = expected.Zip(speech, (a, b) => ((double)a - b) * ((double)a - b)).Sum();
+        double signalToError = 10 * Math.Log10(expected.Sum(a => (double)a * a) / error);
+        output.WriteLine($"Q8_0 codec matrices: {signalToError:F1} dB against the f32 reference");
+        Assert.Equal(GgmlType.Q8_0, decoder.MatrixType);
+        Assert.InRange(signalToError, 30, 90); // close to the reference, yet really quantized
+    }
+
+    [Theory]
+    [InlineData("f32", GgmlType.F32)]
+    [InlineData("f16", GgmlType.F32)]
+    [InlineData("q8_0", GgmlType.Q8_0)]
+    [InlineData("q4_k_m", GgmlType.Q8_0)]
+    [InlineData(null, GgmlType.F32)]
+    public void TheCodecQuantizesItsMatricesForQuantizedModelTypesOnly(string? fileType, GgmlType expected)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"miniomni-filetype-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var writer = new GgufWriter();
+            if (fileType is not null)
+            {
+                writer.Add(MiniOmniGgufKeys.FileType, fileType);
+            }
+
+            writer.WriteTo(path);
+            using var file = GgufFile.Open(path);
+
+            Assert.Equal(expected, SnacDecoder.MatrixTypeOf(file));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]
