@@ -175,6 +175,26 @@ internal sealed class GgmlGraphBuilder
         return New(GgmlNative.ggml_view_2d(_context, a.Handle, a.Ne0, length, (nuint)a.Nb(1), (nuint)(start * a.Nb(1))));
     }
 
+    /// <summary>
+    /// Depthwise convolution along dimension 1 of <paramref name="x"/> [channels, time] with <paramref name="taps"/>
+    /// [channels, K] (tap k of channel c at k * channels + c), spaced <paramref name="dilation"/> apart, without padding:
+    /// [channels, time - (K - 1) * dilation]. One fused op, ggml's channels-last depthwise convolution read through
+    /// permuted views, where K products and sums would each pass over the whole stream.
+    /// </summary>
+    public GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation)
+    {
+        long outputLength = x.Ne1 - (taps.Ne1 - 1) * dilation;
+        bool fits = x.Type == GgmlElementType.F32 && taps.Type == GgmlElementType.F32 && x.IsContiguous && taps.IsContiguous
+            && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne2 == 1 && taps.Ne3 == 1 && taps.Ne0 == x.Ne0 && x.Ne0 > 1
+            && dilation >= 1 && outputLength >= 2;
+        Require(fits, $"depthwise convolution (dilation {dilation})", x, taps);
+        // [C, T] seen as W = T, H = 1, C channels stored innermost; the kernel as KW = K, KH = 1, one per channel.
+        var channelsLast = GgmlNative.ggml_permute(_context, x.Handle, 2, 0, 1, 3);
+        var kernel = GgmlNative.ggml_permute(_context, GgmlNative.ggml_reshape_4d(_context, taps.Handle, taps.Ne0, 1, taps.Ne1, 1), 3, 2, 0, 1);
+        var convolved = GgmlNative.ggml_conv_2d_dw_direct(_context, kernel, channelsLast, 1, 1, 0, 0, dilation, 1);
+        return New(GgmlNative.ggml_permute(_context, convolved, 1, 2, 0, 3));
+    }
+
     /// <summary>a and b joined along <paramref name="dimension"/>; every other dimension must agree.</summary>
     public GgmlTensor Concat(GgmlTensor a, GgmlTensor b, int dimension)
     {

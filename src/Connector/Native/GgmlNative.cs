@@ -91,6 +91,7 @@ internal static partial class GgmlNative
     [LibraryImport(Base)] public static partial IntPtr ggml_transpose(IntPtr ctx, IntPtr a);
     [LibraryImport(Base)] public static partial IntPtr ggml_concat(IntPtr ctx, IntPtr a, IntPtr b, int dim);
     [LibraryImport(Base)] public static partial IntPtr ggml_im2col(IntPtr ctx, IntPtr a, IntPtr b, int s0, int s1, int p0, int p1, int d0, int d1, [MarshalAs(UnmanagedType.U1)] bool is_2D, GgmlElementType dst_type);
+    [LibraryImport(Base)] public static partial IntPtr ggml_conv_2d_dw_direct(IntPtr ctx, IntPtr a, IntPtr b, int stride0, int stride1, int pad0, int pad1, int dilation0, int dilation1);
     [LibraryImport(Base)] public static partial IntPtr ggml_conv_transpose_1d(IntPtr ctx, IntPtr a, IntPtr b, int s0, int p0, int d0);
     [LibraryImport(Base)] public static partial IntPtr ggml_pad_ext(IntPtr ctx, IntPtr a, int lp0, int rp0, int lp1, int rp1, int lp2, int rp2, int lp3, int rp3);
     [LibraryImport(Base)] public static partial IntPtr ggml_get_rows(IntPtr ctx, IntPtr a, IntPtr b);

@@ -294,20 +294,12 @@ internal sealed class SnacDecoder : IDisposable
         return graph.AccumulateRows(padded, y, Margin);
     }
 
-    // Depthwise k7 convolution with "same" padding, read from a zero-margined [channels, Margin + length + Margin] input:
-    // seven shifted views, each scaled per channel. Returns [channels, length].
+    // Depthwise k7 convolution with "same" padding, read from a zero-margined [channels, Margin + length + Margin] input.
+    // Returns [channels, length].
     private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor padded, long length, string module, int dilation)
     {
-        var taps = _weights[$"{Prefix}{module}.weight{TapsSuffix}"];
         int reach = KernelTaps / 2 * dilation;
-        GgmlTensor? sum = null;
-        for (int k = 0; k < KernelTaps; k++)
-        {
-            var term = graph.Mul(graph.Rows(padded, Margin - reach + k * dilation, length), graph.Rows(taps, k, 1));
-            sum = sum is null ? term : graph.Add(sum.Value, term);
-        }
-
-        return sum!.Value;
+        return graph.DepthwiseConvolution(graph.Rows(padded, Margin - reach, length + 2 * reach), _weights[$"{Prefix}{module}.weight{TapsSuffix}"], dilation);
     }
 
     /// <summary>

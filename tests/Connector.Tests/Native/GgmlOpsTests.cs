@@ -54,6 +54,42 @@ public sealed class GgmlOpsTests : IDisposable
         AssertClose(expected, actual);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(9)]
+    public void DepthwiseConvolutionConvolvesEachChannelAlongTime(int dilation)
+    {
+        const int channels = 5, length = 90, kernel = 7;
+        float[] x = RandomValues(channels * length), taps = RandomValues(channels * kernel);
+        int outputs = length - (kernel - 1) * dilation;
+        var expected = new float[channels * outputs];
+        for (int t = 0; t < outputs; t++)
+        {
+            for (int c = 0; c < channels; c++)
+            {
+                for (int k = 0; k < kernel; k++)
+                {
+                    expected[t * channels + c] += taps[k * channels + c] * x[(t + k * dilation) * channels + c];
+                }
+            }
+        }
+
+        var actual = RunOne(g => g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), dilation), ("x", x), ("taps", taps));
+
+        AssertClose(expected, actual);
+    }
+
+    [Fact]
+    public void DepthwiseConvolutionRefusesMismatchedTapsBeforeGgmlSeesThem()
+    {
+        var error = Assert.Throws<ArgumentException>(() => _stage.Run(
+            g => g.Output("out", g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, 5, 20), g.Input("taps", GgmlElementType.F32, 4, 7), 3)),
+            new Dictionary<string, Array> { ["x"] = new float[100], ["taps"] = new float[28] }));
+
+        Assert.Contains("depthwise", error.Message);
+    }
+
     [Fact]
     public void NormAndGeluErfMatchLayerNormAndExactGelu()
     {
