@@ -177,21 +177,22 @@ internal sealed class GgmlGraphBuilder
 
     /// <summary>
     /// Depthwise convolution along dimension 1 of <paramref name="x"/> [channels, time] with <paramref name="taps"/>
-    /// [channels, K] (tap k of channel c at k * channels + c), spaced <paramref name="dilation"/> apart, without padding:
-    /// [channels, time - (K - 1) * dilation]. One fused op, ggml's channels-last depthwise convolution read through
-    /// permuted views, where K products and sums would each pass over the whole stream.
+    /// [channels, K] (tap k of channel c at k * channels + c), spaced <paramref name="dilation"/> apart, reading
+    /// <paramref name="padding"/> zeros past each end: [channels, time + 2 * padding - (K - 1) * dilation]. One fused op,
+    /// ggml's channels-last depthwise convolution read through permuted views, where K products and sums would each
+    /// pass over the whole stream.
     /// </summary>
-    public GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation)
+    public GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation, int padding = 0)
     {
-        long outputLength = x.Ne1 - (taps.Ne1 - 1) * dilation;
+        long outputLength = x.Ne1 + 2L * padding - (taps.Ne1 - 1) * dilation;
         bool fits = x.Type == GgmlElementType.F32 && taps.Type == GgmlElementType.F32 && x.IsContiguous && taps.IsContiguous
             && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne2 == 1 && taps.Ne3 == 1 && taps.Ne0 == x.Ne0 && x.Ne0 > 1
-            && dilation >= 1 && outputLength >= 2;
-        Require(fits, $"depthwise convolution (dilation {dilation})", x, taps);
+            && dilation >= 1 && padding >= 0 && x.Ne1 >= 2 && outputLength >= 2;
+        Require(fits, $"depthwise convolution (dilation {dilation}, padding {padding})", x, taps);
         // [C, T] seen as W = T, H = 1, C channels stored innermost; the kernel as KW = K, KH = 1, one per channel.
         var channelsLast = GgmlNative.ggml_permute(_context, x.Handle, 2, 0, 1, 3);
         var kernel = GgmlNative.ggml_permute(_context, GgmlNative.ggml_reshape_4d(_context, taps.Handle, taps.Ne0, 1, taps.Ne1, 1), 3, 2, 0, 1);
-        var convolved = GgmlNative.ggml_conv_2d_dw_direct(_context, kernel, channelsLast, 1, 1, 0, 0, dilation, 1);
+        var convolved = GgmlNative.ggml_conv_2d_dw_direct(_context, kernel, channelsLast, 1, 1, padding, 0, dilation, 1);
         return New(GgmlNative.ggml_permute(_context, convolved, 1, 2, 0, 3));
     }
 
@@ -223,30 +224,6 @@ internal sealed class GgmlGraphBuilder
         }
 
         return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, 0, 0, before, after, 0, 0, 0, 0));
-    }
-
-    /// <summary>
-    /// A copy of <paramref name="a"/> ([width, rows]) with <paramref name="b"/> ([width, n]) added to rows
-    /// [<paramref name="firstRow"/>, firstRow + n): a memcpy and a row add, no per-element index arithmetic.
-    /// </summary>
-    public GgmlTensor AccumulateRows(GgmlTensor a, GgmlTensor b, long firstRow)
-    {
-        bool fits = a.IsContiguous && b.IsContiguous && a.Type == GgmlElementType.F32 && b.Type == GgmlElementType.F32
-            && a.Ne0 == b.Ne0 && a.Ne2 == 1 && a.Ne3 == 1 && b.Ne2 == 1 && b.Ne3 == 1 && firstRow >= 0 && firstRow + b.Ne1 <= a.Ne1
-            && a.ElementCount * 4 <= int.MaxValue; // ggml keeps the offset in an int32
-        Require(fits, $"acc at row {firstRow}", a, b);
-        return New(GgmlNative.ggml_acc(_context, a.Handle, b.Handle, (nuint)a.Nb(1), (nuint)a.Nb(2), (nuint)a.Nb(3), (nuint)(firstRow * a.Nb(1))));
-    }
-
-    /// <summary>Zero padding along dimension 2.</summary>
-    public GgmlTensor PadSlices(GgmlTensor a, int before, int after)
-    {
-        if (before < 0 || after < 0)
-        {
-            throw new ArgumentException($"pad: negative padding ({before}, {after}).");
-        }
-
-        return New(GgmlNative.ggml_pad_ext(_context, Dense(a, "pad").Handle, 0, 0, 0, 0, before, after, 0, 0));
     }
 
     /// <summary>A 3-D view [ne0, ne1, ne2] of <paramref name="a"/>'s data with the given byte strides and offset, bounds-checked.</summary>

@@ -96,7 +96,6 @@ internal static partial class GgmlNative
     [LibraryImport(Base)] public static partial IntPtr ggml_pad_ext(IntPtr ctx, IntPtr a, int lp0, int rp0, int lp1, int rp1, int lp2, int rp2, int lp3, int rp3);
     [LibraryImport(Base)] public static partial IntPtr ggml_get_rows(IntPtr ctx, IntPtr a, IntPtr b);
     [LibraryImport(Base)] public static partial IntPtr ggml_flash_attn_ext(IntPtr ctx, IntPtr q, IntPtr k, IntPtr v, IntPtr mask, float scale, float max_bias, float logit_softcap);
-    [LibraryImport(Base)] public static partial IntPtr ggml_acc(IntPtr ctx, IntPtr a, IntPtr b, nuint nb1, nuint nb2, nuint nb3, nuint offset);
     [LibraryImport(Base)] public static partial IntPtr ggml_cast(IntPtr ctx, IntPtr a, GgmlElementType type);
     [LibraryImport(Base)] public static partial IntPtr ggml_repeat_4d(IntPtr ctx, IntPtr a, long ne0, long ne1, long ne2, long ne3);
 

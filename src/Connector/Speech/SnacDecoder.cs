@@ -22,8 +22,6 @@ internal sealed class SnacDecoder : IDisposable
     private const string QuantizedSuffix = ".q8_0";
     private const int KernelTaps = 7;
 
-    /// <summary>Zero rows kept on each side of the residual stream: the reach of the widest dilated convolution (3 x 9).</summary>
-    private const int Margin = 27;
     private const int ResidualUnits = 3;
     private static readonly int[] Dilations = [1, 3, 9];
 
@@ -123,10 +121,9 @@ internal sealed class SnacDecoder : IDisposable
         for (int block = 0; block < _parameters.Snac.DecoderRates.Count; block++)
         {
             length *= _parameters.Snac.DecoderRates[block];
-            inputs[$"mask{block}"] = Margined(Enumerable.Repeat(1f, (int)length).ToArray());
             if (random is not null)
             {
-                inputs[$"noise{block}"] = Margined(GaussianNoise(random, (int)length));
+                inputs[$"noise{block}"] = GaussianNoise(random, (int)length);
             }
         }
 
@@ -237,29 +234,25 @@ internal sealed class SnacDecoder : IDisposable
 
         // The decoder runs channels-first, [channels, time]: pointwise convolutions are plain matrix products.
         int layer = 0;
-        var input = graph.PadRows(latent!.Value, Margin, Margin);
-        var cur = Bias(DepthwiseConv(graph, input, latentLength, $"decoder.model.{layer}", dilation: 1), $"decoder.model.{layer++}", graph);
+        var cur = Bias(DepthwiseConv(graph, latent!.Value, $"decoder.model.{layer}", dilation: 1), $"decoder.model.{layer++}", graph);
         cur = Bias(graph.MulMat(Matrix(graph, $"{Prefix}decoder.model.{layer}.weight"), cur), $"decoder.model.{layer++}", graph);
 
-        // From the first upsampling on, the stream carries Margin zero rows on each side: Snake keeps zeros at zero,
-        // so shifted views read "same" padding for free and ggml's slow pad op is never run on the large tensors.
         long length = latentLength;
         for (int block = 0; block < snac.DecoderRates.Count; block++)
         {
             int rate = snac.DecoderRates[block];
             string prefix = $"decoder.model.{layer++}.block.";
             int part = 0;
-            var unpadded = block == 0 ? cur : graph.Rows(cur, Margin, length);
-            var activated = Snake(graph, unpadded, $"{prefix}{part++}");
+            var activated = Snake(graph, cur, $"{prefix}{part++}");
             length *= rate;
-            cur = TransposedConv(graph, activated, $"{prefix}{part++}", rate, length, graph.Input($"mask{block}", GgmlElementType.F32, 1, length + 2 * Margin));
+            cur = TransposedConv(graph, activated, $"{prefix}{part++}", rate, length);
             if (snac.Noise)
             {
                 if (noise)
                 {
-                    // x + randn(T) * linear(x): one noise value per time step, shared by all channels (zero in the margins).
+                    // x + randn(T) * linear(x): one noise value per time step, shared by all channels.
                     var scaled = graph.MulMat(Matrix(graph, $"{Prefix}{prefix}{part}.linear.weight"), cur);
-                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, length + 2 * Margin)));
+                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, length)));
                 }
 
                 part++;
@@ -267,64 +260,61 @@ internal sealed class SnacDecoder : IDisposable
 
             for (int unit = 0; unit < ResidualUnits; unit++)
             {
-                cur = ResidualUnit(graph, cur, length, $"{prefix}{part++}.block.", Dilations[unit]);
+                cur = ResidualUnit(graph, cur, $"{prefix}{part++}.block.", Dilations[unit]);
             }
         }
 
         var final = Snake(graph, cur, $"decoder.model.{layer++}");
-        // The last convolution has one output channel: seven taps, each a [channels] x [channels, time] product, summed.
+        // The last convolution has one output channel: one product gives every tap's term at every step, [7, time],
+        // zero-padded to [7, time + 6] ("same" padding), and output t sums tap k's term at step t + k: seven strided
+        // views of that small product.
         var taps = _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"];
+        var terms = graph.PadRows(graph.MulMat(taps, final), KernelTaps / 2, KernelTaps / 2);
         GgmlTensor? speech = null;
         for (int k = 0; k < KernelTaps; k++)
         {
-            var term = graph.MulMat(graph.Rows(taps, k, 1), graph.Rows(final, Margin + k - KernelTaps / 2, length));
-            speech = speech is null ? term : graph.Add(speech.Value, term);
+            var term = graph.View(terms, 1, length, 1, terms.Nb(1), terms.Nb(1) * length, k * (terms.Nb(1) + terms.Nb(0)));
+            speech = speech is null ? graph.Cont(term) : graph.Add(speech.Value, term);
         }
 
         graph.Output(Output, graph.Tanh(Bias(speech!.Value, $"decoder.model.{layer}", graph)));
     }
 
-    // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))) on the zero-margined stream; the sum lands in its centre rows.
-    private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor padded, long length, string prefix, int dilation)
+    // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))).
+    private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor x, string prefix, int dilation)
     {
-        var y = Snake(graph, padded, prefix + "0");
-        y = Bias(DepthwiseConv(graph, y, length, prefix + "1", dilation), prefix + "1", graph);
+        var y = Snake(graph, x, prefix + "0");
+        y = Bias(DepthwiseConv(graph, y, prefix + "1", dilation), prefix + "1", graph);
         y = Snake(graph, y, prefix + "2");
         y = Bias(graph.MulMat(Matrix(graph, $"{Prefix}{prefix}3.weight"), y), prefix + "3", graph);
-        return graph.AccumulateRows(padded, y, Margin);
+        return graph.Add(x, y);
     }
 
-    // Depthwise k7 convolution with "same" padding, read from a zero-margined [channels, Margin + length + Margin] input.
-    // Returns [channels, length].
-    private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor padded, long length, string module, int dilation)
-    {
-        int reach = KernelTaps / 2 * dilation;
-        return graph.DepthwiseConvolution(graph.Rows(padded, Margin - reach, length + 2 * reach), _weights[$"{Prefix}{module}.weight{TapsSuffix}"], dilation);
-    }
+    // Depthwise k7 convolution with "same" padding (the op reads zeros past either end): [channels, time] in and out.
+    private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int dilation) =>
+        graph.DepthwiseConvolution(x, _weights[$"{Prefix}{module}.weight{TapsSuffix}"], dilation, padding: KernelTaps / 2 * dilation);
 
     /// <summary>
     /// ConvTranspose1d with kernel 2 * stride on [channels, time]. One product gives, for every input step, the
     /// 2 * stride output samples it touches; the first half lands on its own output block and the second on the next.
     /// Zero steps around the (small) input make both halves plain views of one tensor, so the overlap-add is one add.
-    /// The result is returned with <see cref="Margin"/> zero rows each side (PyTorch's padding cropped, bias added,
-    /// the margins masked back to zero): [outputs, Margin + <paramref name="length"/> + Margin].
+    /// PyTorch's padding is cropped and the bias added: [outputs, <paramref name="length"/>].
     /// </summary>
-    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length, GgmlTensor mask)
+    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length)
     {
         var rows = _weights[$"{Prefix}{module}.weight{RowsSuffix}"];
         long outputs = rows.Ne1 / (2 * stride);
-        int extra = (Margin + 1 + stride - 1) / stride + 1;
+        const int extra = 1;
         var widened = graph.PadRows(x, extra, extra);
         var contributions = graph.MulMat(rows, widened); // [outputs * 2 * stride, steps]: (tap, channel) per input step
         long blocks = widened.Ne1 - 1;
         long rowBytes = contributions.Nb(1);
         var own = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, rowBytes);
         var previous = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, outputs * stride * 4);
-        var full = graph.Reshape(graph.Add(graph.Cont(own), previous), outputs, blocks * stride);
+        var full = graph.Reshape(graph.Add(own, previous), outputs, blocks * stride);
         // Output sample i of PyTorch's result is row i + padding + (extra - 1) * stride of the full overlap-add.
-        long first = (stride + 1) / 2 + (extra - 1) * stride - Margin;
-        var cropped = Bias(graph.Rows(full, first, length + 2 * Margin), module, graph);
-        return graph.Mul(cropped, mask);
+        long first = (stride + 1) / 2 + (extra - 1) * stride;
+        return Bias(graph.Rows(full, first, length), module, graph);
     }
 
     // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel.
@@ -349,14 +339,6 @@ internal sealed class SnacDecoder : IDisposable
     }
 
     private GgmlTensor Bias(GgmlTensor x, string module, GgmlGraphBuilder graph) => graph.Add(x, _weights[$"{Prefix}{module}.bias"]);
-
-    // Values for the centre rows of a zero-margined stream.
-    private static float[] Margined(float[] values)
-    {
-        var margined = new float[values.Length + 2 * Margin];
-        values.CopyTo(margined, Margin);
-        return margined;
-    }
 
     private static float[] GaussianNoise(Random random, int count)
     {

@@ -55,14 +55,15 @@ public sealed class GgmlOpsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(9)]
-    public void DepthwiseConvolutionConvolvesEachChannelAlongTime(int dilation)
+    [InlineData(1, 0)]
+    [InlineData(3, 0)]
+    [InlineData(9, 27)]
+    [InlineData(3, 9)]
+    public void DepthwiseConvolutionConvolvesEachChannelAlongTime(int dilation, int padding)
     {
         const int channels = 5, length = 90, kernel = 7;
         float[] x = RandomValues(channels * length), taps = RandomValues(channels * kernel);
-        int outputs = length - (kernel - 1) * dilation;
+        int outputs = length + 2 * padding - (kernel - 1) * dilation;
         var expected = new float[channels * outputs];
         for (int t = 0; t < outputs; t++)
         {
@@ -70,12 +71,13 @@ public sealed class GgmlOpsTests : IDisposable
             {
                 for (int k = 0; k < kernel; k++)
                 {
-                    expected[t * channels + c] += taps[k * channels + c] * x[(t + k * dilation) * channels + c];
+                    int source = t + k * dilation - padding;
+                    expected[t * channels + c] += source is >= 0 and < length ? taps[k * channels + c] * x[source * channels + c] : 0f;
                 }
             }
         }
 
-        var actual = RunOne(g => g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), dilation), ("x", x), ("taps", taps));
+        var actual = RunOne(g => g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), dilation, padding), ("x", x), ("taps", taps));
 
         AssertClose(expected, actual);
     }
