@@ -210,24 +210,6 @@ internal static class BenchCommand
         {
             figures[$"heads_{name}_ms"] = Status($"heads, {name}", () => Median(repeats * 4, () => heads.Compute(hidden.AsSpan(0, sets.Length * width), sets)));
         }
-
-        // The engine's own step (embedding mix, decode, heads, sampling, rules) over the same backbone, without the codec beside it.
-        backbone.RemoveSequence((LLamaSeqId)0);
-        backbone.RemoveSequence((LLamaSeqId)1);
-        using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), vocabulary, maxActiveAnswers: 1, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-        int frames = prompt - 4;
-        float[] features = [.. Enumerable.Range(0, frames * width).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
-        var prompts = new PromptBuilder(vocabulary);
-        foreach (bool parallel in new[] { false, true })
-        {
-            var (speaking, thinking) = parallel ? prompts.ForBatchParallel(frames) : (prompts.ForAudio(MiniOmniTask.A1A2, frames), null);
-            var request = new GenerationRequest(MiniOmniTask.A1A2, speaking, thinking, features, new SamplingOptions(), MaxSteps: 64);
-            var before = scheduler.Statistics;
-            Status($"engine step, {(parallel ? 2 : 1)} sequence(s)", () => scheduler.Submit(request, CancellationToken.None).ReadAllAsync().ToBlockingEnumerable().Count());
-            var steps = scheduler.Statistics.Since(before);
-            figures[$"engine_step_{(parallel ? 2 : 1)}_sequence_without_codec_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
-            figures[$"engine_step_{(parallel ? 2 : 1)}_sequence_decode_share_ms"] = Math.Round(steps.StepDecodeTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
-        }
     }
 
     // Whole answers through the engine: a 1.2 s question, fast encoder, answerSteps steps (64: about 5 s of speech). The engine's
