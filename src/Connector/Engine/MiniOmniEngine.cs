@@ -199,11 +199,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var prepared = Prepare(request);
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
+        // answer leaves the batch at its next step and frees its cache instead of running to its budget unread.
+        var answerCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var work = Task.Run(async () =>
         {
             try
             {
-                await AnswerAsync(prepared, events.Writer, cancellationToken).ConfigureAwait(false);
+                await AnswerAsync(prepared, events.Writer, answerCancellation.Token).ConfigureAwait(false);
                 events.Writer.Complete();
             }
             catch (Exception e)
@@ -212,14 +215,22 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             }
         }, CancellationToken.None);
 
-        // A cancelled caller stops here at once, even with events still buffered; the answer itself leaves the batch at its next step.
-        await foreach (var item in events.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            yield return item;
-        }
+            // A cancelled caller stops here at once, even with events still buffered; the answer itself leaves the batch at its next step.
+            await foreach (var item in events.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return item;
+            }
 
-        await work.ConfigureAwait(false);
+            await work.ConfigureAwait(false);
+        }
+        finally
+        {
+            answerCancellation.Cancel();
+            _ = work.ContinueWith(_ => answerCancellation.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
 
     /// <inheritdoc />

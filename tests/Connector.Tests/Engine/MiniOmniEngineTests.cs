@@ -65,6 +65,31 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
     }
 
     [Fact]
+    public async Task ACallerThatStopsReadingEndsItsAnswerInsteadOfLeavingItToRunToItsBudget()
+    {
+        const int Budget = 900;
+        var before = fixture.Engine.DecodeStatistics;
+
+        await foreach (var item in fixture.Engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.A1T2, Audio = fixture.Question, MaxTokens = Budget }))
+        {
+            break;
+        }
+
+        // The answer leaves the batch at its next step: the decode count settles at a handful. Left running, this
+        // answer decodes 264 times before the fixture's model ends its text.
+        long decodes = -1;
+        while (fixture.Engine.DecodeStatistics.Decodes != decodes)
+        {
+            decodes = fixture.Engine.DecodeStatistics.Decodes;
+            await Task.Delay(300);
+        }
+
+        long steps = fixture.Engine.DecodeStatistics.Since(before).Decodes;
+        output.WriteLine($"{steps} decodes after the reader stopped, of a {Budget}-step budget");
+        Assert.InRange(steps, 1, 100);
+    }
+
+    [Fact]
     public async Task ConcurrentAnswersEachMatchTheirSoloRun()
     {
         var requests = new[]
