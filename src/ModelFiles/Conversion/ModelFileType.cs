@@ -7,9 +7,9 @@ public enum ModelFileType
     F32,
     /// <summary>Matrices in float16, vectors in float32.</summary>
     F16,
-    /// <summary>Backbone and encoder matrices in 8-bit blocks (Q8_0); codec in float32.</summary>
+    /// <summary>Backbone and encoder matrices in 8-bit blocks (Q8_0); the codec is stored in float32 and its large matrices quantized to Q8_0 at load.</summary>
     Q8_0,
-    /// <summary>Backbone in llama.cpp's Q4_K_M mix with Q8_0 token embeddings; encoder matrices Q8_0; codec in float32.</summary>
+    /// <summary>Backbone in llama.cpp's Q4_K_M mix with Q8_0 token embeddings; encoder matrices Q8_0; the codec as for <see cref="Q8_0"/>.</summary>
     Q4_K_M,
 }
 
