@@ -5,9 +5,10 @@ namespace MiniOmni.SK.Native;
 
 /// <summary>
 /// A tensor computed on the host at load, with its ggml dims (innermost first), stored as <paramref name="Type"/>
-/// (F32, or Q8_0 for matrices whose rows are whole blocks).
+/// (F32, or Q8_0 for matrices whose rows are whole blocks). Where it stands for a file tensor in another layout or
+/// type, <paramref name="Replaces"/> names that tensor, which is then not uploaded.
 /// </summary>
-internal sealed record DerivedTensor(string Name, long[] Dims, float[] Values, GgmlType Type = GgmlType.F32);
+internal sealed record DerivedTensor(string Name, long[] Dims, float[] Values, GgmlType Type = GgmlType.F32, string? Replaces = null);
 
 /// <summary>Tensors of a GGUF file uploaded once into one backend buffer, looked up by name when graphs are built.</summary>
 internal sealed class GgmlWeights : IDisposable
@@ -30,12 +31,14 @@ internal sealed class GgmlWeights : IDisposable
 
     /// <summary>
     /// Uploads the tensors of <paramref name="file"/> whose names satisfy <paramref name="include"/> onto <paramref name="backend"/>,
-    /// plus <paramref name="derived"/> F32 tensors computed once on the host (e.g. reciprocals the graph would otherwise recompute).
+    /// plus <paramref name="derived"/> tensors computed once on the host (e.g. reciprocals the graph would otherwise recompute),
+    /// in place of the file tensors they replace.
     /// </summary>
     public static unsafe GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend, IReadOnlyList<DerivedTensor>? derived = null)
     {
         derived ??= [];
-        var selected = file.Tensors.Values.Where(t => include(t.Name)).ToList();
+        var replaced = derived.Where(d => d.Replaces is not null).Select(d => d.Replaces!).ToHashSet(StringComparer.Ordinal);
+        var selected = file.Tensors.Values.Where(t => include(t.Name) && !replaced.Contains(t.Name)).ToList();
         foreach (var tensor in selected.Where(t => t.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0)))
         {
             throw new ModelFileException(file.Path, $"{tensor.Type} is not supported for audio tensors (F32, F16 or Q8_0).", tensor.Name);

@@ -58,9 +58,7 @@ internal sealed class SnacDecoder : IDisposable
             }
 
             var derived = DeriveWeights(file, parameters.Snac, MatrixType);
-            // A tensor the load rearranged or quantized is only uploaded in its derived form.
-            var replaced = derived.Select(d => d.Name[..d.Name.LastIndexOf('.')]).ToHashSet(StringComparer.Ordinal);
-            _weights = GgmlWeights.Load(file, name => name.StartsWith(Prefix, StringComparison.Ordinal) && (!replaced.Contains(name) || name.EndsWith(".alpha", StringComparison.Ordinal)), _stage.PrimaryBackend, derived);
+            _weights = GgmlWeights.Load(file, name => name.StartsWith(Prefix, StringComparison.Ordinal), _stage.PrimaryBackend, derived);
             _stage.Reserve(graph => Build(graph, maxFrames, noise: false));
         }
         catch
@@ -172,7 +170,7 @@ internal sealed class SnacDecoder : IDisposable
                     }
                 }
 
-                derived.Add(new(name + TapsSuffix, [channels, KernelTaps], taps));
+                derived.Add(new(name + TapsSuffix, [channels, KernelTaps], taps, Replaces: name));
             }
             else if (IsTransposedConvolution(name, snac))
             {
@@ -197,12 +195,12 @@ internal sealed class SnacDecoder : IDisposable
                     }
                 }
 
-                derived.Add(new(name + RowsSuffix, [inputs, outputs * k], rows, TypeFor(inputs)));
+                derived.Add(new(name + RowsSuffix, [inputs, outputs * k], rows, TypeFor(inputs), Replaces: name));
             }
             else if (name.EndsWith(".weight", StringComparison.Ordinal) && tensor.Dims.Count == 3 && tensor.Dims[0] == 1 && TypeFor(tensor.Dims[1]) == GgmlType.Q8_0)
             {
                 // A pointwise convolution [out, in, 1]: already one [in, out] matrix, quantized here.
-                derived.Add(new(name + QuantizedSuffix, [tensor.Dims[1], tensor.Dims[2]], file.ReadFloat32(name), GgmlType.Q8_0));
+                derived.Add(new(name + QuantizedSuffix, [tensor.Dims[1], tensor.Dims[2]], file.ReadFloat32(name), GgmlType.Q8_0, Replaces: name));
             }
         }
 
