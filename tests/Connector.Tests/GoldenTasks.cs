@@ -23,10 +23,10 @@ internal static class GoldenTasks
     public static int[] ReadIds(JsonElement ids) => [.. ids.EnumerateArray().Select(id => id.GetInt32())];
 
     /// <summary>A SNAC decoder over the converted fixture's audio file.</summary>
-    public static SnacDecoder CreateSnacDecoder(ModelDirectory model, int maxFrames)
+    public static SnacDecoder CreateSnacDecoder(ModelDirectory model, int maxFrames, bool fuseCpuKernels = true)
     {
         using var file = GgufFile.Open(model.AudioPath);
-        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, maxFrames);
+        return new SnacDecoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fuseCpuKernels }, maxFrames);
     }
 
     /// <summary>The release's id spaces: 152000 text rows, seven audio layers of 4160.</summary>

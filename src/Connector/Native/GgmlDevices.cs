@@ -10,6 +10,12 @@ internal sealed record GgmlComputeOptions
 
     /// <summary>Whether to use a GPU when the loaded ggml has one (CUDA with LLamaSharp.Backend.Cuda12).</summary>
     public bool UseGpu { get; init; } = true;
+
+    /// <summary>
+    /// Whether a stage on the CPU alone runs elementwise chains as fused kernels (<see cref="FusedCpuKernels"/>);
+    /// false composes them from ggml ops, as on a GPU (tests compare the two).
+    /// </summary>
+    public bool FuseCpuKernels { get; init; } = true;
 }
 
 /// <summary>Finds and creates ggml backends: the first GPU the loaded ggml registers, and the CPU.</summary>

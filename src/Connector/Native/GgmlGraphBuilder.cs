@@ -10,11 +10,18 @@ internal sealed class GgmlGraphBuilder
     private readonly Dictionary<string, GgmlTensor> _inputs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GgmlTensor> _outputs = new(StringComparer.Ordinal);
 
-    public GgmlGraphBuilder(SafeGgmlContextHandle context, IntPtr graph)
+    /// <param name="context">The context the graph's tensors are made in.</param>
+    /// <param name="graph">The graph outputs are added to.</param>
+    /// <param name="fusedCpuKernels">Whether the graph runs on the CPU backend alone, where chains such as Snake run as one <see cref="FusedCpuKernels"/> op each.</param>
+    public GgmlGraphBuilder(SafeGgmlContextHandle context, IntPtr graph, bool fusedCpuKernels = false)
     {
         _context = context.DangerousGetHandle();
         Graph = graph;
+        FusedCpuKernels = fusedCpuKernels;
     }
+
+    /// <summary>Whether elementwise chains run as one fused CPU op (<see cref="Native.FusedCpuKernels"/>) rather than ggml ops any backend runs.</summary>
+    public bool FusedCpuKernels { get; }
 
     /// <summary>The native <c>ggml_cgraph*</c>.</summary>
     public IntPtr Graph { get; }
@@ -87,6 +94,67 @@ internal sealed class GgmlGraphBuilder
 
     /// <summary>tanh(x).</summary>
     public GgmlTensor Tanh(GgmlTensor a) => New(GgmlNative.ggml_tanh(_context, Dense(a, "tanh").Handle));
+
+    /// <summary>
+    /// Snake, <c>y + sin(alpha * y)^2 / (alpha + 1e-9)</c> of <c>y = x + bias</c> (or x), over <paramref name="x"/>
+    /// [channels, time] with one <paramref name="alpha"/>, <paramref name="reciprocal"/> (1 / (alpha + 1e-9)) and
+    /// <paramref name="bias"/> per channel: one fused op on the CPU backend, up to six ggml ops elsewhere.
+    /// </summary>
+    public unsafe GgmlTensor Snake(GgmlTensor x, GgmlTensor alpha, GgmlTensor reciprocal, GgmlTensor? bias = null)
+    {
+        bool fits = IsDenseF32(x) && x.ElementCount > 0 && IsPerChannel(alpha, x) && IsPerChannel(reciprocal, x) && (bias is null || IsPerChannel(bias.Value, x));
+        Require(fits, "snake (one alpha, reciprocal and bias per channel of dense F32)", x, alpha);
+        if (FusedCpuKernels)
+        {
+            return Custom(x.Ne0, x.ElementCount / x.Ne0, bias is { } b ? [x, alpha, reciprocal, b] : [x, alpha, reciprocal], &Native.FusedCpuKernels.Snake);
+        }
+
+        var input = bias is { } added ? Add(x, Reshape(added, x.Ne0, 1)) : x;
+        var sine = Sqr(Sin(Mul(input, Reshape(alpha, x.Ne0, 1))));
+        return Add(input, Mul(sine, Reshape(reciprocal, x.Ne0, 1)));
+    }
+
+    /// <summary>
+    /// <c>x + y + bias</c> over [channels, time], <paramref name="bias"/> one value per channel: a residual connection
+    /// around a biased product, one pass on the CPU backend.
+    /// </summary>
+    public unsafe GgmlTensor AddWithBias(GgmlTensor x, GgmlTensor y, GgmlTensor bias)
+    {
+        bool fits = IsDenseF32(x) && IsDenseF32(y) && x.Shape.SequenceEqual(y.Shape) && IsPerChannel(bias, x);
+        Require(fits, "add with bias (x and y alike, one bias per channel)", x, y);
+        return FusedCpuKernels
+            ? Custom(x.Ne0, x.ElementCount / x.Ne0, [x, y, bias], &Native.FusedCpuKernels.AddWithBias)
+            : Add(x, Add(y, Reshape(bias, x.Ne0, 1)));
+    }
+
+    /// <summary>
+    /// A transposed convolution whose kernel spans two strides, on [in, steps] <paramref name="x"/>:
+    /// <paramref name="taps"/> is [in, outputs * 2 * <paramref name="stride"/>], row (k, o) holding tap k of output
+    /// channel o, so one product gives every output row each input step touches, and the overlap-add sums two of them
+    /// per output row. The full result has (steps + 1) * stride rows; this returns <paramref name="length"/> of them
+    /// from row <paramref name="first"/> (PyTorch's padding), plus <paramref name="bias"/>: [outputs, length].
+    /// </summary>
+    public unsafe GgmlTensor TransposedConvolution(GgmlTensor x, GgmlTensor taps, int stride, long first, long length, GgmlTensor bias)
+    {
+        long outputs = stride > 0 ? taps.Ne1 / (2 * stride) : 0;
+        bool fits = IsDenseF32(x) && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne0 == x.Ne0 && stride > 0 && outputs > 0 && taps.Ne1 == outputs * 2 * stride
+            && IsDenseF32(bias) && bias.ElementCount == outputs && first >= 0 && length > 0 && first + length <= (x.Ne1 + 1) * stride;
+        Require(fits, $"transposed convolution (stride {stride}, rows [{first}, {first + length}))", x, taps);
+        if (FusedCpuKernels)
+        {
+            return Custom(outputs, length, [MulMat(taps, x), bias], &Native.FusedCpuKernels.OverlapAdd, (nint)first);
+        }
+
+        // A zero step each side of the (small) input makes both halves of the overlap-add views of one product.
+        var widened = PadRows(x, 1, 1);
+        var contributions = MulMat(taps, widened); // [outputs * 2 * stride, steps + 2]
+        long blocks = widened.Ne1 - 1;
+        long rowBytes = contributions.Nb(1);
+        var own = View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, rowBytes);
+        var previous = View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, outputs * stride * 4);
+        var full = Reshape(Add(own, previous), outputs, blocks * stride);
+        return Add(Rows(full, first, length), Reshape(bias, outputs, 1));
+    }
 
     /// <summary>Softmax over dimension 0 of a * scale (no mask).</summary>
     public GgmlTensor SoftMax(GgmlTensor a, float scale) => New(GgmlNative.ggml_soft_max_ext(_context, Dense(a, "soft_max").Handle, IntPtr.Zero, scale, 0f));
@@ -320,6 +388,22 @@ internal sealed class GgmlGraphBuilder
     private static string CheckName(string name) => System.Text.Encoding.UTF8.GetByteCount(name) < GgmlNative.MaxNameLength
         ? name
         : throw new ArgumentException($"Tensor name '{name}' is longer than ggml's {GgmlNative.MaxNameLength - 1} bytes.");
+
+    private static bool IsDenseF32(GgmlTensor a) => a.Type == GgmlElementType.F32 && a.IsContiguous;
+
+    private static bool IsPerChannel(GgmlTensor parameter, GgmlTensor x) => IsDenseF32(parameter) && parameter.ElementCount == x.Ne0;
+
+    // A fused CPU kernel's op: an F32 [ne0, ne1] result that reads its operands from its sources.
+    private unsafe GgmlTensor Custom(long ne0, long ne1, ReadOnlySpan<GgmlTensor> operands, delegate* unmanaged[Cdecl]<IntPtr, int, int, IntPtr, void> kernel, nint userData = 0)
+    {
+        IntPtr* handles = stackalloc IntPtr[operands.Length];
+        for (int i = 0; i < operands.Length; i++)
+        {
+            handles[i] = operands[i].Handle;
+        }
+
+        return New(GgmlNative.ggml_custom_4d(_context, GgmlElementType.F32, ne0, ne1, 1, 1, handles, operands.Length, kernel, GgmlNative.AllThreads, userData));
+    }
 
     private static void Require(bool condition, string op, GgmlTensor a, GgmlTensor b)
     {

@@ -39,11 +39,23 @@ internal static partial class GgmlNative
     private const string Cpu = "ggml-cpu";
     private const string Registry = "ggml";
 
+    /// <summary>Byte offset of the <c>buffer</c> pointer in <c>struct ggml_tensor</c>, after the type; pinned by the ABI tests.</summary>
+    public const int TensorBufferOffset = 8;
+
     /// <summary>Byte offset of <c>ne[4]</c> in <c>struct ggml_tensor</c> (after the type and the buffer pointer); pinned by the ABI tests.</summary>
     public const int TensorShapeOffset = 16;
 
     /// <summary>Byte offset of <c>nb[4]</c> (strides in bytes), right after <c>ne</c>.</summary>
     public const int TensorStrideOffset = TensorShapeOffset + 32;
+
+    /// <summary>
+    /// Byte offset of <c>src[GGML_MAX_SRC]</c>, after <c>nb</c>, the op, its 64 bytes of parameters and the flags;
+    /// pinned by the ABI tests.
+    /// </summary>
+    public const int TensorSourcesOffset = TensorStrideOffset + 32 + 4 + 64 + 4;
+
+    /// <summary><c>GGML_MAX_SRC</c>.</summary>
+    public const int MaxSources = 10;
 
     /// <summary><c>GGML_MAX_NAME</c>.</summary>
     public const int MaxNameLength = 64;
@@ -62,6 +74,7 @@ internal static partial class GgmlNative
     [LibraryImport(Base)] public static partial void ggml_set_output(IntPtr tensor);
     [LibraryImport(Base)] public static partial nuint ggml_nbytes(IntPtr tensor);
     [LibraryImport(Base)] public static partial long ggml_nelements(IntPtr tensor);
+    [LibraryImport(Base)] public static partial IntPtr ggml_get_data(IntPtr tensor);
 
     // Graphs
     [LibraryImport(Base)] public static partial IntPtr ggml_new_graph_custom(IntPtr ctx, nuint size, [MarshalAs(UnmanagedType.U1)] bool grads);
@@ -98,6 +111,10 @@ internal static partial class GgmlNative
     [LibraryImport(Base)] public static partial IntPtr ggml_flash_attn_ext(IntPtr ctx, IntPtr q, IntPtr k, IntPtr v, IntPtr mask, float scale, float max_bias, float logit_softcap);
     [LibraryImport(Base)] public static partial IntPtr ggml_cast(IntPtr ctx, IntPtr a, GgmlElementType type);
     [LibraryImport(Base)] public static partial IntPtr ggml_repeat_4d(IntPtr ctx, IntPtr a, long ne0, long ne1, long ne2, long ne3);
+    [LibraryImport(Base)] public static unsafe partial IntPtr ggml_custom_4d(IntPtr ctx, GgmlElementType type, long ne0, long ne1, long ne2, long ne3, IntPtr* args, int n_args, delegate* unmanaged[Cdecl]<IntPtr, int, int, IntPtr, void> fun, int n_tasks, IntPtr userdata);
+
+    /// <summary><c>GGML_N_TASKS_MAX</c>: a custom op runs on every thread of the backend.</summary>
+    public const int AllThreads = -1;
 
     // Backends, buffers, scheduler
     [LibraryImport(Base)] public static partial void ggml_backend_free(IntPtr backend);

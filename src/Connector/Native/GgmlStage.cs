@@ -17,6 +17,7 @@ internal sealed class GgmlStage : IDisposable
     private readonly Lock _lock = new();
     private bool _disposed;
     private readonly string _name;
+    private readonly bool _fusedCpuKernels;
     private readonly ILogger _logger;
 
     /// <summary>Creates the stage; <paramref name="maxNodes"/> bounds the size of its graphs.</summary>
@@ -27,6 +28,8 @@ internal sealed class GgmlStage : IDisposable
         _logger = logger ?? NullLogger.Instance;
         _backends = GgmlDevices.CreateBackends(options);
         _scheduler = SafeGgmlSchedulerHandle.Create(_backends, maxNodes);
+        // Custom ops run on the CPU backend only: with a GPU they would split the graph and copy tensors back and forth.
+        _fusedCpuKernels = options.FuseCpuKernels && _backends.Count == 1;
     }
 
     /// <summary>The backend weights should live on: the GPU when there is one, else the CPU.</summary>
@@ -119,7 +122,7 @@ internal sealed class GgmlStage : IDisposable
         SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)_maxNodes + GgmlNative.ggml_graph_overhead_custom((nuint)_maxNodes, false), noAlloc: true);
 
     private GgmlGraphBuilder NewBuilder(SafeGgmlContextHandle context) =>
-        new(context, GgmlNative.ggml_new_graph_custom(context.DangerousGetHandle(), (nuint)_maxNodes, false));
+        new(context, GgmlNative.ggml_new_graph_custom(context.DangerousGetHandle(), (nuint)_maxNodes, false), fusedCpuKernels: _fusedCpuKernels);
 
     private unsafe void Upload(string name, GgmlTensor tensor, Array data)
     {
@@ -132,6 +135,12 @@ internal sealed class GgmlStage : IDisposable
         if (tensor.Type != expectedType || data.Length != tensor.ElementCount)
         {
             throw new ArgumentException($"{_name}: input '{name}' is {tensor}; got {data.Length} values of {expectedType}.");
+        }
+
+        // An input no output depends on gets no memory, and ggml aborts on writing to it.
+        if (!tensor.IsAllocated)
+        {
+            throw new ArgumentException($"{_name}: input '{name}' is not used by the graph.");
         }
 
         // float and int are both 4 bytes: pin the array and hand its bytes over.

@@ -45,6 +45,15 @@ internal readonly struct GgmlTensor
     /// <summary>Stride in bytes of dimension <paramref name="dimension"/>.</summary>
     public long Nb(int dimension) => Marshal.ReadInt64(Handle, GgmlNative.TensorStrideOffset + 8 * dimension);
 
+    /// <summary>Whether the tensor has memory in a backend buffer (the <c>buffer</c> pointer, after the type).</summary>
+    public bool IsAllocated => Marshal.ReadIntPtr(Handle, GgmlNative.TensorBufferOffset) != IntPtr.Zero;
+
+    /// <summary>Whether operand <paramref name="index"/> of the op that computes this tensor is set.</summary>
+    public bool HasSource(int index) => SourceHandle(index) != IntPtr.Zero;
+
+    /// <summary>Operand <paramref name="index"/> of the op that computes this tensor (custom ops read theirs so).</summary>
+    public GgmlTensor Source(int index) => new(SourceHandle(index));
+
     /// <summary>Bytes per element (F32 and I32: 4, F16: 2); block types are never viewed element-wise.</summary>
     public int ElementSize => Type switch
     {
@@ -55,6 +64,10 @@ internal readonly struct GgmlTensor
 
     /// <summary>Whether the elements lie densely in row-major order (what reshapes and most unary ops need).</summary>
     public bool IsContiguous => Type == GgmlElementType.Q8_0 || Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
+
+    private IntPtr SourceHandle(int index) => (uint)index < GgmlNative.MaxSources
+        ? Marshal.ReadIntPtr(Handle, GgmlNative.TensorSourcesOffset + IntPtr.Size * index)
+        : throw new ArgumentOutOfRangeException(nameof(index), index, $"ggml ops have at most {GgmlNative.MaxSources} operands.");
 
     /// <inheritdoc />
     public override string ToString() => $"[{Ne0}, {Ne1}, {Ne2}, {Ne3}] {Type}";

@@ -278,51 +278,27 @@ internal sealed class SnacDecoder : IDisposable
         graph.Output(Output, graph.Tanh(Bias(speech!.Value, $"decoder.model.{layer}", graph)));
     }
 
-    // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))).
+    // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))), each bias added by the op after it.
     private GgmlTensor ResidualUnit(GgmlGraphBuilder graph, GgmlTensor x, string prefix, int dilation)
     {
         var y = Snake(graph, x, prefix + "0");
-        y = Bias(DepthwiseConv(graph, y, prefix + "1", dilation), prefix + "1", graph);
-        y = Snake(graph, y, prefix + "2");
-        y = Bias(graph.MulMat(Matrix(graph, $"{Prefix}{prefix}3.weight"), y), prefix + "3", graph);
-        return graph.Add(x, y);
+        y = DepthwiseConv(graph, y, prefix + "1", dilation);
+        y = Snake(graph, y, prefix + "2", biasOf: prefix + "1");
+        y = graph.MulMat(Matrix(graph, $"{Prefix}{prefix}3.weight"), y);
+        return graph.AddWithBias(x, y, _weights[$"{Prefix}{prefix}3.bias"]);
     }
 
-    // Depthwise k7 convolution with "same" padding (the op reads zeros past either end): [channels, time] in and out.
+    // Depthwise k7 convolution with "same" padding (the op reads zeros past either end): [channels, time] in and out, bias not added.
     private GgmlTensor DepthwiseConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int dilation) =>
         graph.DepthwiseConvolution(x, _weights[$"{Prefix}{module}.weight{TapsSuffix}"], dilation, padding: KernelTaps / 2 * dilation);
 
-    /// <summary>
-    /// ConvTranspose1d with kernel 2 * stride on [channels, time]. One product gives, for every input step, the
-    /// 2 * stride output samples it touches; the first half lands on its own output block and the second on the next.
-    /// Zero steps around the (small) input make both halves plain views of one tensor, so the overlap-add is one add.
-    /// PyTorch's padding is cropped and the bias added: [outputs, <paramref name="length"/>].
-    /// </summary>
-    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length)
-    {
-        var rows = _weights[$"{Prefix}{module}.weight{RowsSuffix}"];
-        long outputs = rows.Ne1 / (2 * stride);
-        const int extra = 1;
-        var widened = graph.PadRows(x, extra, extra);
-        var contributions = graph.MulMat(rows, widened); // [outputs * 2 * stride, steps]: (tap, channel) per input step
-        long blocks = widened.Ne1 - 1;
-        long rowBytes = contributions.Nb(1);
-        var own = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, rowBytes);
-        var previous = graph.View(contributions, outputs, stride, blocks, outputs * 4, rowBytes, outputs * stride * 4);
-        var full = graph.Reshape(graph.Add(own, previous), outputs, blocks * stride);
-        // Output sample i of PyTorch's result is row i + padding + (extra - 1) * stride of the full overlap-add.
-        long first = (stride + 1) / 2 + (extra - 1) * stride;
-        return Bias(graph.Rows(full, first, length), module, graph);
-    }
+    // ConvTranspose1d with kernel 2 * stride and padding ceil(stride / 2) on [channels, time]: [outputs, length], bias added.
+    private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length) =>
+        graph.TransposedConvolution(x, _weights[$"{Prefix}{module}.weight{RowsSuffix}"], stride, first: (stride + 1) / 2, length, _weights[$"{Prefix}{module}.bias"]);
 
-    // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel.
-    private GgmlTensor Snake(GgmlGraphBuilder graph, GgmlTensor x, string module)
-    {
-        var alpha = graph.Reshape(_weights[$"{Prefix}{module}.alpha"], x.Ne0, 1);
-        var reciprocal = _weights[$"{Prefix}{module}.alpha{ReciprocalSuffix}"];
-        var sine = graph.Sqr(graph.Sin(graph.Mul(x, alpha)));
-        return graph.Add(x, graph.Mul(sine, reciprocal));
-    }
+    // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel; of x + the bias of <paramref name="biasOf"/> when given.
+    private GgmlTensor Snake(GgmlGraphBuilder graph, GgmlTensor x, string module, string? biasOf = null) =>
+        graph.Snake(x, _weights[$"{Prefix}{module}.alpha"], _weights[$"{Prefix}{module}.alpha{ReciprocalSuffix}"], biasOf is null ? null : _weights[$"{Prefix}{biasOf}.bias"]);
 
     // A pointwise convolution's weight [1, in, out] as the matrix [in, out], quantized where the load quantized it.
     private GgmlTensor Matrix(GgmlGraphBuilder graph, string name)

@@ -21,6 +21,11 @@ public sealed class GgmlOpsTests : IDisposable
             Assert.Equal((long)GgmlNative.ggml_nbytes(a.Handle), a.Nb(3) * a.Ne3);
             Assert.Equal(4, a.Nb(0));
             Assert.True(a.IsContiguous);
+            Assert.False(a.IsAllocated); // until the scheduler allocates the graph
+            var sum = graph.Add(a, a);
+            Assert.Equal(a.Handle, sum.Source(0).Handle);
+            Assert.Equal(a.Handle, sum.Source(1).Handle);
+            Assert.False(sum.HasSource(2));
             var transposed = graph.Transpose(a);
             Assert.False(transposed.IsContiguous);
             Assert.Equal([5L, 3L, 7L, 2L], transposed.Shape);
@@ -90,6 +95,126 @@ public sealed class GgmlOpsTests : IDisposable
             new Dictionary<string, Array> { ["x"] = new float[100], ["taps"] = new float[28] }));
 
         Assert.Contains("depthwise", error.Message);
+    }
+
+    // Channels that tile a 2048-element tile unevenly, and more channels than a tile holds.
+    [Theory]
+    [InlineData(true, false, 5)]
+    [InlineData(true, true, 5)]
+    [InlineData(true, true, 3000)]
+    [InlineData(false, false, 5)]
+    [InlineData(false, true, 5)]
+    public void SnakeMatchesItsDefinitionFusedOrComposed(bool fused, bool withBias, int channels)
+    {
+        int length = channels > 1000 ? 3 : 997;
+        float[] x = [.. RandomValues(channels * length).Select(v => 4 * v)];
+        float[] alpha = [.. RandomValues(channels).Select(v => 1.1f + v)], bias = RandomValues(channels);
+        float[] reciprocal = [.. alpha.Select(a => 1f / (a + 1e-9f))];
+        var expected = new float[x.Length];
+        for (int i = 0; i < x.Length; i++)
+        {
+            int c = i % channels;
+            double y = x[i] + (withBias ? bias[c] : 0.0), sine = Math.Sin(alpha[c] * y);
+            expected[i] = (float)(y + sine * sine / (alpha[c] + 1e-9));
+        }
+
+        using var stage = new GgmlStage("snake", new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fused });
+        var inputs = new Dictionary<string, Array> { ["x"] = x, ["alpha"] = alpha, ["reciprocal"] = reciprocal, ["bias"] = bias };
+        var actual = stage.Run(g =>
+        {
+            Assert.Equal(fused, g.FusedCpuKernels);
+            var b = withBias ? g.Input("bias", GgmlElementType.F32, channels) : (GgmlTensor?)null;
+            g.Output("out", g.Snake(g.Input("x", GgmlElementType.F32, channels, length), g.Input("alpha", GgmlElementType.F32, channels), g.Input("reciprocal", GgmlElementType.F32, channels), b));
+        }, inputs)["out"];
+
+        AssertClose(expected, actual);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AddWithBiasSumsBothTensorsAndAChannelBias(bool fused)
+    {
+        const int channels = 7, length = 613;
+        float[] x = RandomValues(channels * length), y = RandomValues(channels * length), bias = RandomValues(channels);
+        float[] expected = [.. x.Select((v, i) => v + y[i] + bias[i % channels])];
+
+        using var stage = new GgmlStage("add", new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fused });
+        var actual = stage.Run(
+            g => g.Output("out", g.AddWithBias(g.Input("x", GgmlElementType.F32, channels, length), g.Input("y", GgmlElementType.F32, channels, length), g.Input("bias", GgmlElementType.F32, channels))),
+            new Dictionary<string, Array> { ["x"] = x, ["y"] = y, ["bias"] = bias })["out"];
+
+        AssertClose(expected, actual);
+    }
+
+    // PyTorch's cropping for kernel 2 * stride (first (stride + 1) / 2, T * stride samples), and the whole result.
+    [Theory]
+    [InlineData(true, 2, 1, 2 * 9)]
+    [InlineData(true, 3, 2, 3 * 9)]
+    [InlineData(true, 8, 4, 8 * 9)]
+    [InlineData(true, 4, 0, 4 * 10)]
+    [InlineData(false, 3, 2, 3 * 9)]
+    [InlineData(false, 4, 0, 4 * 10)]
+    public void TransposedConvolutionMatchesPyTorchsConvTranspose1d(bool fused, int stride, int first, int length)
+    {
+        const int inputs = 6, outputs = 5, steps = 9;
+        int kernel = 2 * stride;
+        float[] x = RandomValues(inputs * steps), weight = RandomValues(inputs * outputs * kernel), bias = RandomValues(outputs);
+        // PyTorch's weight is [in, out, K]; the op takes rows (k, o) of length in.
+        var taps = new float[weight.Length];
+        for (int i = 0; i < inputs; i++)
+        {
+            for (int o = 0; o < outputs; o++)
+            {
+                for (int k = 0; k < kernel; k++)
+                {
+                    taps[(k * outputs + o) * inputs + i] = weight[(i * outputs + o) * kernel + k];
+                }
+            }
+        }
+
+        var expected = new float[outputs * length];
+        for (int r = 0; r < length; r++)
+        {
+            for (int o = 0; o < outputs; o++)
+            {
+                double sum = bias[o];
+                for (int t = 0; t < steps; t++)
+                {
+                    int k = r + first - t * stride;
+                    for (int i = 0; i < inputs && k is >= 0 && k < kernel; i++)
+                    {
+                        sum += x[t * inputs + i] * weight[(i * outputs + o) * kernel + k];
+                    }
+                }
+
+                expected[r * outputs + o] = (float)sum;
+            }
+        }
+
+        using var stage = new GgmlStage("transposed", new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fused });
+        var actual = stage.Run(
+            g => g.Output("out", g.TransposedConvolution(g.Input("x", GgmlElementType.F32, inputs, steps), g.Input("taps", GgmlElementType.F32, inputs, outputs * kernel), stride, first, length, g.Input("bias", GgmlElementType.F32, outputs))),
+            new Dictionary<string, Array> { ["x"] = x, ["taps"] = taps, ["bias"] = bias })["out"];
+
+        AssertClose(expected, actual);
+    }
+
+    [Fact]
+    public void FusedOpsRefuseShapesTheirKernelsCannotRead()
+    {
+        string Refusal(Func<GgmlGraphBuilder, GgmlTensor> build) =>
+            Assert.Throws<ArgumentException>(() => _stage.Run(g => g.Output("out", build(g)), new Dictionary<string, Array>())).Message;
+        GgmlTensor X(GgmlGraphBuilder g) => g.Input("x", GgmlElementType.F32, 4, 10);
+        GgmlTensor PerChannel(GgmlGraphBuilder g, string name, int count = 4) => g.Input(name, GgmlElementType.F32, count);
+
+        Assert.Contains("snake", Refusal(g => g.Snake(g.Transpose(g.Input("square", GgmlElementType.F32, 4, 4)), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"))));
+        Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha", 6), PerChannel(g, "reciprocal"))));
+        Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"), PerChannel(g, "bias", 3))));
+        Assert.Contains("add with bias", Refusal(g => g.AddWithBias(X(g), g.Input("y", GgmlElementType.F32, 8, 5), PerChannel(g, "bias"))));
+        // 12 rows are 2 outputs x 2 x stride 3, and the full result has (10 + 1) * 3 rows; with stride 4 they are no whole outputs.
+        Assert.Contains("transposed", Refusal(g => g.TransposedConvolution(X(g), g.Input("taps", GgmlElementType.F32, 4, 12), 3, 2, 32, PerChannel(g, "bias", 2))));
+        Assert.Contains("transposed", Refusal(g => g.TransposedConvolution(X(g), g.Input("taps", GgmlElementType.F32, 4, 12), 4, 0, 8, PerChannel(g, "bias", 1))));
     }
 
     [Fact]
@@ -248,6 +373,18 @@ public sealed class GgmlOpsTests : IDisposable
         Assert.Throws<ArgumentException>(() => RunOne(g => g.Reshape(g.Input("a", GgmlElementType.F32, 4, 2), 3, 3), ("a", new float[8])));
         Assert.Throws<ArgumentException>(() => RunOne(g => g.Scale(g.Input("a", GgmlElementType.F32, 4), 1f), ("a", new float[5])));
         Assert.Throws<ArgumentException>(() => RunOne(g => g.Scale(g.Input("a", GgmlElementType.F32, 4), 1f)));
+    }
+
+    [Fact]
+    public void AnInputTheGraphDoesNotUseIsAnErrorNotAnAbort()
+    {
+        var error = Assert.Throws<ArgumentException>(() => _stage.Run(g =>
+        {
+            g.Input("unused", GgmlElementType.F32, 4);
+            g.Output("out", g.Scale(g.Input("x", GgmlElementType.F32, 4), 2f));
+        }, new Dictionary<string, Array> { ["x"] = new float[4], ["unused"] = new float[4] }));
+
+        Assert.Contains("'unused' is not used", error.Message);
     }
 
     [Fact]

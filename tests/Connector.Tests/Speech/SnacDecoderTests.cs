@@ -26,6 +26,23 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     }
 
     [Fact]
+    public void TheGgmlOpsAGpuRunsInsteadOfTheFusedCpuKernelsGiveTheReferenceWaveformToo()
+    {
+        var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2"));
+        float[] expected = Fixture.ReadFloats("A1A2.wav.f32");
+        using var fused = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: codes.FrameCount);
+        using var composed = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: codes.FrameCount, fuseCpuKernels: false);
+
+        float[] speech = composed.Decode(codes);
+
+        double maxError = expected.Zip(speech, (a, b) => Math.Abs((double)a - b)).Max();
+        double betweenPaths = fused.Decode(codes).Zip(speech, (a, b) => Math.Abs((double)a - b)).Max();
+        output.WriteLine($"composed ops: max |sample - reference| {maxError:E2}, max |fused - composed| {betweenPaths:E2}");
+        Assert.True(maxError <= 1e-4, $"max abs error {maxError:E2}");
+        Assert.True(betweenPaths <= 1e-4, $"fused and composed differ by {betweenPaths:E2}");
+    }
+
+    [Fact]
     public void TheReferenceFourFrameScheduleReproducesItsStreamWithinOneLsb()
     {
         var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2_BATCH"));
