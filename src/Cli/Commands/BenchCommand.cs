@@ -99,6 +99,18 @@ internal static class BenchCommand
         var random = new Random(2);
         int[][] frames = [.. Enumerable.Range(0, AnswerFrames).Select(_ => Enumerable.Range(0, 7).Select(_ => random.Next(parameters.Snac.CodebookSize)).ToArray())];
         double speechSeconds = AnswerFrames * parameters.SamplesPerFrame / (double)parameters.Snac.SampleRate;
+        // The fused CPU kernels run System.Numerics.Tensors code that .NET recompiles optimized only after some calls
+        // and a pause: a long-running host pays that once, so let it happen before the first figure.
+        Status("codec, warm-up", () =>
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                decoder.Decode(SnacCodes.FromFrames(frames[..4]));
+            }
+
+            Thread.Sleep(500);
+            return 0;
+        });
         double Streamed(StreamingOptions streaming) => Median(repeats, () =>
         {
             var stream = new StreamingSnacDecoder(decoder, parameters.SamplesPerFrame, streaming);
