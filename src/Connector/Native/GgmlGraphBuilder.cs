@@ -102,11 +102,11 @@ internal sealed class GgmlGraphBuilder
     /// </summary>
     public unsafe GgmlTensor Snake(GgmlTensor x, GgmlTensor alpha, GgmlTensor reciprocal, GgmlTensor? bias = null)
     {
-        bool fits = IsDenseF32(x) && x.ElementCount > 0 && IsPerChannel(alpha, x) && IsPerChannel(reciprocal, x) && (bias is null || IsPerChannel(bias.Value, x));
+        bool fits = IsChannelsByTime(x) && IsPerChannel(alpha, x) && IsPerChannel(reciprocal, x) && (bias is null || IsPerChannel(bias.Value, x));
         Require(fits, "snake (one alpha, reciprocal and bias per channel of dense F32)", x, alpha);
         if (FusedCpuKernels)
         {
-            return Custom(x.Ne0, x.ElementCount / x.Ne0, bias is { } b ? [x, alpha, reciprocal, b] : [x, alpha, reciprocal], &Native.FusedCpuKernels.Snake);
+            return Custom(x.Ne0, x.Ne1, bias is { } b ? [x, alpha, reciprocal, b] : [x, alpha, reciprocal], &Native.FusedCpuKernels.Snake);
         }
 
         var input = bias is { } added ? Add(x, Reshape(added, x.Ne0, 1)) : x;
@@ -120,10 +120,10 @@ internal sealed class GgmlGraphBuilder
     /// </summary>
     public unsafe GgmlTensor AddWithBias(GgmlTensor x, GgmlTensor y, GgmlTensor bias)
     {
-        bool fits = IsDenseF32(x) && IsDenseF32(y) && x.Shape.SequenceEqual(y.Shape) && IsPerChannel(bias, x);
+        bool fits = IsChannelsByTime(x) && IsDenseF32(y) && x.Shape.SequenceEqual(y.Shape) && IsPerChannel(bias, x);
         Require(fits, "add with bias (x and y alike, one bias per channel)", x, y);
         return FusedCpuKernels
-            ? Custom(x.Ne0, x.ElementCount / x.Ne0, [x, y, bias], &Native.FusedCpuKernels.AddWithBias)
+            ? Custom(x.Ne0, x.Ne1, [x, y, bias], &Native.FusedCpuKernels.AddWithBias)
             : Add(x, Add(y, Reshape(bias, x.Ne0, 1)));
     }
 
@@ -137,7 +137,7 @@ internal sealed class GgmlGraphBuilder
     public unsafe GgmlTensor TransposedConvolution(GgmlTensor x, GgmlTensor taps, int stride, long first, long length, GgmlTensor bias)
     {
         long outputs = stride > 0 ? taps.Ne1 / (2 * stride) : 0;
-        bool fits = IsDenseF32(x) && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne0 == x.Ne0 && stride > 0 && outputs > 0 && taps.Ne1 == outputs * 2 * stride
+        bool fits = IsChannelsByTime(x) && taps.Ne0 == x.Ne0 && stride > 0 && outputs > 0 && taps.Ne1 == outputs * 2 * stride
             && IsDenseF32(bias) && bias.ElementCount == outputs && first >= 0 && length > 0 && first + length <= (x.Ne1 + 1) * stride;
         Require(fits, $"transposed convolution (stride {stride}, rows [{first}, {first + length}))", x, taps);
         if (FusedCpuKernels)
@@ -390,6 +390,9 @@ internal sealed class GgmlGraphBuilder
         : throw new ArgumentException($"Tensor name '{name}' is longer than ggml's {GgmlNative.MaxNameLength - 1} bytes.");
 
     private static bool IsDenseF32(GgmlTensor a) => a.Type == GgmlElementType.F32 && a.IsContiguous;
+
+    // [channels, time]: what the fused kernels read, and the shape both ways of computing them return.
+    private static bool IsChannelsByTime(GgmlTensor a) => IsDenseF32(a) && a.Ne2 == 1 && a.Ne3 == 1 && a.ElementCount > 0;
 
     private static bool IsPerChannel(GgmlTensor parameter, GgmlTensor x) => IsDenseF32(parameter) && parameter.ElementCount == x.Ne0;
 

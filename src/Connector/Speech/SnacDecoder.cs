@@ -296,7 +296,7 @@ internal sealed class SnacDecoder : IDisposable
     private GgmlTensor TransposedConv(GgmlGraphBuilder graph, GgmlTensor x, string module, int stride, long length) =>
         graph.TransposedConvolution(x, _weights[$"{Prefix}{module}.weight{RowsSuffix}"], stride, first: (stride + 1) / 2, length, _weights[$"{Prefix}{module}.bias"]);
 
-    // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel; of x + the bias of <paramref name="biasOf"/> when given.
+    // Snake: x + sin(alpha x)^2 / (alpha + 1e-9), alpha per channel; of x plus the bias of module biasOf when given.
     private GgmlTensor Snake(GgmlGraphBuilder graph, GgmlTensor x, string module, string? biasOf = null) =>
         graph.Snake(x, _weights[$"{Prefix}{module}.alpha"], _weights[$"{Prefix}{module}.alpha{ReciprocalSuffix}"], biasOf is null ? null : _weights[$"{Prefix}{biasOf}.bias"]);
 

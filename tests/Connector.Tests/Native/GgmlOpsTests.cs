@@ -211,6 +211,7 @@ public sealed class GgmlOpsTests : IDisposable
         Assert.Contains("snake", Refusal(g => g.Snake(g.Transpose(g.Input("square", GgmlElementType.F32, 4, 4)), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"))));
         Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha", 6), PerChannel(g, "reciprocal"))));
         Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"), PerChannel(g, "bias", 3))));
+        Assert.Contains("snake", Refusal(g => g.Snake(g.Input("cube", GgmlElementType.F32, 4, 5, 2), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"))));
         Assert.Contains("add with bias", Refusal(g => g.AddWithBias(X(g), g.Input("y", GgmlElementType.F32, 8, 5), PerChannel(g, "bias"))));
         // 12 rows are 2 outputs x 2 x stride 3, and the full result has (10 + 1) * 3 rows; with stride 4 they are no whole outputs.
         Assert.Contains("transposed", Refusal(g => g.TransposedConvolution(X(g), g.Input("taps", GgmlElementType.F32, 4, 12), 3, 2, 32, PerChannel(g, "bias", 2))));
