@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace MiniOmni.SK.Native;
 
@@ -126,6 +127,67 @@ internal static unsafe class FusedCpuKernels
             }
         }
     }
+
+    /// <summary>
+    /// A depthwise convolution along time of [channels, steps] source 0 with source 1's taps, [channels, kernel]: output
+    /// row t sums tap row k times input row <c>t + k * dilation - padding</c>, zero past either end
+    /// (<paramref name="userData"/> packs dilation and padding, see <see cref="PackDepthwise"/>).
+    /// </summary>
+    /// <remarks>
+    /// ggml's own depthwise op splits its work by image rows, and a sequence is one row: one thread ran it all while the
+    /// other waited. Here each thread takes a share of the output steps, and each vector of channels sums its taps in a
+    /// register.
+    /// </remarks>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    public static void DepthwiseConvolution(IntPtr destination, int ith, int nth, IntPtr userData)
+    {
+        var dst = new GgmlTensor(destination);
+        var x = dst.Source(0);
+        var taps = dst.Source(1);
+        int channels = (int)x.Ne0, kernel = (int)taps.Ne1;
+        long steps = x.Ne1;
+        var (dilation, padding) = UnpackDepthwise(userData);
+        float* source = Data(x), weights = Data(taps), target = Data(dst);
+        int vectorEnd = channels - channels % Vector256<float>.Count;
+        var (first, end) = ShareOf(dst.Ne1, ith, nth);
+        for (long row = first; row < end; row++)
+        {
+            // The taps that land inside the input: k with 0 <= row + k * dilation - padding < steps.
+            long start = row - padding;
+            int firstTap = start >= 0 ? 0 : (int)((-start + dilation - 1) / dilation);
+            int endTap = (int)Math.Min(kernel, start >= steps ? 0 : (steps - 1 - start) / dilation + 1);
+            float* output = target + row * channels;
+            for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+            {
+                var sum = Vector256<float>.Zero;
+                for (int k = firstTap; k < endTap; k++)
+                {
+                    sum = Vector256.FusedMultiplyAdd(Vector256.Load(weights + k * channels + c), Vector256.Load(source + (start + k * dilation) * channels + c), sum);
+                }
+
+                sum.Store(output + c);
+            }
+
+            for (int c = vectorEnd; c < channels; c++)
+            {
+                float sum = 0f;
+                for (int k = firstTap; k < endTap; k++)
+                {
+                    sum = MathF.FusedMultiplyAdd(weights[k * channels + c], source[(start + k * dilation) * channels + c], sum);
+                }
+
+                output[c] = sum;
+            }
+        }
+    }
+
+    /// <summary>The <c>userData</c> of <see cref="DepthwiseConvolution"/>: dilation and padding, each below 65536.</summary>
+    public static nint PackDepthwise(int dilation, int padding) =>
+        dilation is > 0 and < 65536 && padding is >= 0 and < 65536
+            ? (nint)(dilation | (padding << 16))
+            : throw new ArgumentOutOfRangeException(nameof(dilation), $"A fused depthwise convolution takes dilation 1..65535 and padding 0..65535; got {dilation} and {padding}.");
+
+    private static (int Dilation, int Padding) UnpackDepthwise(nint userData) => ((int)(userData & 0xFFFF), (int)((userData >> 16) & 0xFFFF));
 
     private static (long First, long End) ShareOf(long rows, int ith, int nth) => (rows * ith / nth, rows * (ith + 1) / nth);
 

@@ -246,17 +246,22 @@ internal sealed class GgmlGraphBuilder
     /// <summary>
     /// Depthwise convolution along dimension 1 of <paramref name="x"/> [channels, time] with <paramref name="taps"/>
     /// [channels, K] (tap k of channel c at k * channels + c), spaced <paramref name="dilation"/> apart, reading
-    /// <paramref name="padding"/> zeros past each end: [channels, time + 2 * padding - (K - 1) * dilation]. One fused op,
-    /// ggml's channels-last depthwise convolution read through permuted views, where K products and sums would each
-    /// pass over the whole stream.
+    /// <paramref name="padding"/> zeros past each end: [channels, time + 2 * padding - (K - 1) * dilation]. On the CPU
+    /// backend a fused op that every thread shares; elsewhere ggml's channels-last depthwise convolution read through
+    /// permuted views, where K products and sums would each pass over the whole stream.
     /// </summary>
-    public GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation, int padding = 0)
+    public unsafe GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation, int padding = 0)
     {
         long outputLength = x.Ne1 + 2L * padding - (taps.Ne1 - 1) * dilation;
         bool fits = x.Type == GgmlElementType.F32 && taps.Type == GgmlElementType.F32 && x.IsContiguous && taps.IsContiguous
             && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne2 == 1 && taps.Ne3 == 1 && taps.Ne0 == x.Ne0 && x.Ne0 > 1
             && dilation >= 1 && padding >= 0 && x.Ne1 >= 2 && outputLength >= 2;
-        Require(fits, $"depthwise convolution (dilation {dilation}, padding {padding})", x, taps);
+        Require(fits && dilation < 65536 && padding < 65536, $"depthwise convolution (dilation {dilation}, padding {padding})", x, taps);
+        if (FusedCpuKernels)
+        {
+            return Custom(x.Ne0, outputLength, [x, taps], &Native.FusedCpuKernels.DepthwiseConvolution, Native.FusedCpuKernels.PackDepthwise(dilation, padding));
+        }
+
         // [C, T] seen as W = T, H = 1, C channels stored innermost; the kernel as KW = K, KH = 1, one per channel.
         var channelsLast = GgmlNative.ggml_permute(_context, x.Handle, 2, 0, 1, 3);
         var kernel = GgmlNative.ggml_permute(_context, GgmlNative.ggml_reshape_4d(_context, taps.Handle, taps.Ne0, 1, taps.Ne1, 1), 3, 2, 0, 1);

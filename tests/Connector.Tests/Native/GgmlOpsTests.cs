@@ -59,14 +59,18 @@ public sealed class GgmlOpsTests : IDisposable
         AssertClose(expected, actual);
     }
 
+    // 5 channels are all a vector's tail; 21 are two vectors and a tail.
     [Theory]
-    [InlineData(1, 0)]
-    [InlineData(3, 0)]
-    [InlineData(9, 27)]
-    [InlineData(3, 9)]
-    public void DepthwiseConvolutionConvolvesEachChannelAlongTime(int dilation, int padding)
+    [InlineData(true, 5, 1, 0)]
+    [InlineData(true, 21, 3, 0)]
+    [InlineData(true, 5, 9, 27)]
+    [InlineData(true, 21, 3, 9)]
+    [InlineData(true, 21, 9, 60)]
+    [InlineData(false, 5, 1, 0)]
+    [InlineData(false, 21, 9, 27)]
+    public void DepthwiseConvolutionConvolvesEachChannelAlongTime(bool fused, int channels, int dilation, int padding)
     {
-        const int channels = 5, length = 90, kernel = 7;
+        const int length = 90, kernel = 7;
         float[] x = RandomValues(channels * length), taps = RandomValues(channels * kernel);
         int outputs = length + 2 * padding - (kernel - 1) * dilation;
         var expected = new float[channels * outputs];
@@ -82,7 +86,10 @@ public sealed class GgmlOpsTests : IDisposable
             }
         }
 
-        var actual = RunOne(g => g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), dilation, padding), ("x", x), ("taps", taps));
+        using var stage = new GgmlStage("depthwise", new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fused });
+        var actual = stage.Run(
+            g => g.Output("out", g.DepthwiseConvolution(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), dilation, padding)),
+            new Dictionary<string, Array> { ["x"] = x, ["taps"] = taps })["out"];
 
         AssertClose(expected, actual);
     }
