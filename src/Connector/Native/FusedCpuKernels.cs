@@ -6,11 +6,11 @@ using System.Runtime.Intrinsics;
 namespace MiniOmni.SK.Native;
 
 /// <summary>
-/// Elementwise chains that ggml's CPU backend runs as one custom op each, added by <see cref="GgmlGraphBuilder"/>.
+/// Chains of ops that ggml's CPU backend runs as one custom op each, added by <see cref="GgmlGraphBuilder"/>.
 /// Composed of ggml's own ops, such a chain passes over a large activation once per op (each pass a trip through
-/// memory and a barrier of every thread), and ggml's CPU <c>sin</c> is scalar <c>sinf</c>; fused, each tile of rows
-/// stays in L1 while System.Numerics.Tensors' vectorized primitives run over it. Other backends compose the same math
-/// from ggml ops, so a GPU still runs every stage.
+/// memory and a barrier of every thread), ggml's CPU <c>sin</c> is scalar <c>sinf</c>, and its depthwise convolution
+/// of a sequence runs on one thread; fused, each thread takes a share of the rows and works through them with vector
+/// instructions. Other backends compose the same math from ggml ops, so a GPU still runs every stage.
 /// </summary>
 /// <remarks>
 /// Each kernel is a <c>ggml_custom_op_t</c>: ggml calls it on each of its <c>nth</c> worker threads, which takes its
@@ -41,30 +41,82 @@ internal static unsafe class FusedCpuKernels
         var x = dst.Source(0);
         int channels = (int)x.Ne0;
         var (first, end) = ShareOf(x.ElementCount / channels, ith, nth);
-        var tiles = new ChannelTiles(channels);
-        var alpha = tiles.Repeat(0, dst.Source(1));
-        var reciprocal = tiles.Repeat(1, dst.Source(2));
-        var biases = dst.HasSource(3) ? tiles.Repeat(2, dst.Source(3)) : default;
-        var work = tiles.Work;
-        float* source = Data(x), target = Data(dst);
-        for (long row = first; row < end; row += tiles.Rows)
+        float* bias = dst.HasSource(3) ? Data(dst.Source(3)) : null;
+        SnakeRows(Data(x) + first * channels, Data(dst) + first * channels, end - first, channels, Data(dst.Source(1)), Data(dst.Source(2)), bias);
+    }
+
+    /// <summary>
+    /// Snake over <paramref name="rows"/> rows of <paramref name="channels"/>: <c>y + reciprocal * sin(alpha * y)^2</c> of
+    /// <c>y = input + bias</c> (or input), the parameters one value per channel. <paramref name="output"/> may be
+    /// <paramref name="input"/>.
+    /// </summary>
+    private static void SnakeRows(float* input, float* output, long rows, int channels, float* alpha, float* reciprocal, float* bias)
+    {
+        int vectorEnd = Vector256.IsHardwareAccelerated ? channels - channels % Vector256<float>.Count : 0;
+        for (long row = 0; row < rows; row++)
         {
-            int length = (int)(Math.Min(tiles.Rows, end - row) * channels);
-            ReadOnlySpan<float> values = new(source + row * channels, length);
-            var output = new Span<float>(target + row * channels, length);
-            if (!biases.IsEmpty)
+            float* values = input + row * channels, results = output + row * channels;
+            for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
             {
-                // The biased input goes to the output row first; the output is written last, from it, element by element.
-                TensorPrimitives.Add(values, biases[..length], output);
-                values = output;
+                var value = Vector256.Load(values + c);
+                if (bias is not null)
+                {
+                    value += Vector256.Load(bias + c);
+                }
+
+                var angle = value * Vector256.Load(alpha + c);
+                if (Vector256.GreaterThanAny(Vector256.Abs(angle), Vector256.Create(SineSquaredReach)))
+                {
+                    // Past the reduction's reach: the exact path, element by element.
+                    for (int j = c; j < c + Vector256<float>.Count; j++)
+                    {
+                        results[j] = SnakeOf(values[j] + (bias is null ? 0f : bias[j]), alpha[j], reciprocal[j]);
+                    }
+
+                    continue;
+                }
+
+                Vector256.FusedMultiplyAdd(SineSquared(angle), Vector256.Load(reciprocal + c), value).Store(results + c);
             }
 
-            var sine = work[..length];
-            TensorPrimitives.Multiply(values, alpha[..length], sine);
-            TensorPrimitives.Sin(sine, sine);
-            TensorPrimitives.Multiply(sine, sine, sine);
-            TensorPrimitives.FusedMultiplyAdd(sine, reciprocal[..length], values, output);
+            for (int c = vectorEnd; c < channels; c++)
+            {
+                results[c] = SnakeOf(values[c] + (bias is null ? 0f : bias[c]), alpha[c], reciprocal[c]);
+            }
         }
+    }
+
+    private static float SnakeOf(float y, float alpha, float reciprocal)
+    {
+        float sine = MathF.Sin(alpha * y);
+        return MathF.FusedMultiplyAdd(sine * sine, reciprocal, y);
+    }
+
+    // sin(a)^2 in single precision, 8 lanes at a time. TensorPrimitives.Sin widens floats to double (about 1 ns an
+    // element here, most of a codec Snake's time); this takes about a fifth of that. a = n * pi / 2 + r with |r| <= pi / 4 (pi / 2 split in three so that
+    // n * pi / 2 is exact to well past single precision for |n| < 2^12); sin(a)^2 is sin(r)^2 for even n and cos(r)^2 for
+    // odd n. The polynomials are the minimax fits of sin and cos on [-pi / 4, pi / 4] to single precision (Cephes' sinf
+    // and cosf), so the result is within a few ulp of sinf's.
+    private const float SineSquaredReach = 6000f;
+    private const float TwoOverPi = 0.636619772367581343f;
+    private const float HalfPiHigh = 1.5703125f;
+    private const float HalfPiMiddle = 4.837512969970703125e-4f;
+    private const float HalfPiLow = 7.54978995489188216e-8f;
+
+    private static Vector256<float> SineSquared(Vector256<float> angle)
+    {
+        var quadrant = Vector256.Round(angle * Vector256.Create(TwoOverPi));
+        var r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiHigh), angle);
+        r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiMiddle), r);
+        r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiLow), r);
+        var r2 = r * r;
+        var sinePolynomial = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(r2, Vector256.Create(-1.9515295891e-4f), Vector256.Create(8.3321608736e-3f)), r2, Vector256.Create(-1.6666654611e-1f));
+        var sine = Vector256.FusedMultiplyAdd(sinePolynomial * r2, r, r);
+        var cosinePolynomial = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(r2, Vector256.Create(2.443315711809948e-5f), Vector256.Create(-1.388731625493765e-3f)), r2, Vector256.Create(4.166664568298827e-2f));
+        var cosine = Vector256.FusedMultiplyAdd(cosinePolynomial * r2, r2, Vector256.FusedMultiplyAdd(r2, Vector256.Create(-0.5f), Vector256<float>.One));
+        var odd = Vector256.Equals(Vector256.ConvertToInt32(quadrant) & Vector256<int>.One, Vector256<int>.One).AsSingle();
+        var value = Vector256.ConditionalSelect(odd, cosine, sine);
+        return value * value;
     }
 
     /// <summary>
@@ -148,7 +200,6 @@ internal static unsafe class FusedCpuKernels
         long steps = x.Ne1;
         var (dilation, padding) = UnpackDepthwise(userData);
         float* source = Data(x), weights = Data(taps), target = Data(dst);
-        int vectorEnd = channels - channels % Vector256<float>.Count;
         var (first, end) = ShareOf(dst.Ne1, ith, nth);
         for (long row = first; row < end; row++)
         {
@@ -156,28 +207,34 @@ internal static unsafe class FusedCpuKernels
             long start = row - padding;
             int firstTap = start >= 0 ? 0 : (int)((-start + dilation - 1) / dilation);
             int endTap = (int)Math.Min(kernel, start >= steps ? 0 : (steps - 1 - start) / dilation + 1);
-            float* output = target + row * channels;
-            for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
-            {
-                var sum = Vector256<float>.Zero;
-                for (int k = firstTap; k < endTap; k++)
-                {
-                    sum = Vector256.FusedMultiplyAdd(Vector256.Load(weights + k * channels + c), Vector256.Load(source + (start + k * dilation) * channels + c), sum);
-                }
+            ConvolveStep(source + start * channels, weights, channels, dilation, firstTap, endTap, target + row * channels);
+        }
+    }
 
-                sum.Store(output + c);
+    // output = the sum over taps k in [firstTap, endTap) of tap row k times row k * dilation of input (channels each).
+    private static void ConvolveStep(float* input, float* taps, int channels, int dilation, int firstTap, int endTap, float* output)
+    {
+        int vectorEnd = channels - channels % Vector256<float>.Count;
+        for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+        {
+            var sum = Vector256<float>.Zero;
+            for (int k = firstTap; k < endTap; k++)
+            {
+                sum = Vector256.FusedMultiplyAdd(Vector256.Load(taps + k * channels + c), Vector256.Load(input + (long)k * dilation * channels + c), sum);
             }
 
-            for (int c = vectorEnd; c < channels; c++)
-            {
-                float sum = 0f;
-                for (int k = firstTap; k < endTap; k++)
-                {
-                    sum = MathF.FusedMultiplyAdd(weights[k * channels + c], source[(start + k * dilation) * channels + c], sum);
-                }
+            sum.Store(output + c);
+        }
 
-                output[c] = sum;
+        for (int c = vectorEnd; c < channels; c++)
+        {
+            float sum = 0f;
+            for (int k = firstTap; k < endTap; k++)
+            {
+                sum = MathF.FusedMultiplyAdd(taps[k * channels + c], input[(long)k * dilation * channels + c], sum);
             }
+
+            output[c] = sum;
         }
     }
 

@@ -137,6 +137,30 @@ public sealed class GgmlOpsTests : IDisposable
         AssertClose(expected, actual);
     }
 
+    // The fused Snake's own single-precision sin^2 reduces angles by multiples of pi / 2. With alphas up to 8000 and a
+    // reciprocal of 1, the output is x + sin(alpha x)^2 for |x| <= 1: across thousands of periods, and past the reach
+    // where the kernel hands over to the exact path, sin^2 stays within a few ulp of the definition.
+    [Fact]
+    public void FusedSnakeHoldsItsPrecisionForLargeAngles()
+    {
+        const int channels = 24, length = 4000;
+        float[] alpha = [.. Enumerable.Range(0, channels).Select(c => MathF.Pow(10f, 3.9f * c / (channels - 1)))];
+        float[] reciprocal = [.. alpha.Select(_ => 1f)];
+        float[] x = RandomValues(channels * length);
+        using var stage = new GgmlStage("snake", new GgmlComputeOptions { Threads = 2 });
+        var actual = stage.Run(
+            g => g.Output("out", g.Snake(g.Input("x", GgmlElementType.F32, channels, length), g.Input("alpha", GgmlElementType.F32, channels), g.Input("reciprocal", GgmlElementType.F32, channels))),
+            new Dictionary<string, Array> { ["x"] = x, ["alpha"] = alpha, ["reciprocal"] = reciprocal })["out"];
+
+        Assert.Contains(x.Select((v, i) => Math.Abs(v * alpha[i % channels])), angle => angle > 7000);
+        for (int i = 0; i < x.Length; i++)
+        {
+            float angle = alpha[i % channels] * x[i];
+            double sine = Math.Sin(angle);
+            Assert.True(Math.Abs(actual[i] - (x[i] + sine * sine)) <= 1e-6, $"[{i}] angle {angle}: {actual[i]} vs {x[i] + sine * sine}");
+        }
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
