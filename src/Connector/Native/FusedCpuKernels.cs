@@ -238,6 +238,46 @@ internal static unsafe class FusedCpuKernels
         }
     }
 
+    /// <summary>
+    /// A convolution of [channels, steps] source 0 to one output channel with "same" padding: source 1 holds the taps,
+    /// [channels, kernel], and output step t sums tap row k dotted with input row t + k - (kernel - 1) / 2, zero past
+    /// either end, plus source 2, the bias.
+    /// </summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    public static void ConvolutionToOneChannel(IntPtr destination, int ith, int nth, IntPtr userData)
+    {
+        var dst = new GgmlTensor(destination);
+        var x = dst.Source(0);
+        var taps = dst.Source(1);
+        int channels = (int)x.Ne0, kernel = (int)taps.Ne1, half = kernel / 2;
+        long steps = x.Ne1;
+        float bias = *Data(dst.Source(2));
+        float* source = Data(x), weights = Data(taps), target = Data(dst);
+        int vectorEnd = channels - channels % Vector256<float>.Count;
+        var (first, end) = ShareOf(steps, ith, nth);
+        for (long step = first; step < end; step++)
+        {
+            int firstTap = (int)Math.Max(0, half - step), endTap = (int)Math.Min(kernel, steps - step + half);
+            var sums = Vector256<float>.Zero;
+            float sum = bias;
+            for (int k = firstTap; k < endTap; k++)
+            {
+                float* row = source + (step + k - half) * channels, tap = weights + k * channels;
+                for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+                {
+                    sums = Vector256.FusedMultiplyAdd(Vector256.Load(tap + c), Vector256.Load(row + c), sums);
+                }
+
+                for (int c = vectorEnd; c < channels; c++)
+                {
+                    sum = MathF.FusedMultiplyAdd(tap[c], row[c], sum);
+                }
+            }
+
+            target[step] = sum + Vector256.Sum(sums);
+        }
+    }
+
     /// <summary>The <c>userData</c> of <see cref="DepthwiseConvolution"/>: dilation and padding, each below 65536.</summary>
     public static nint PackDepthwise(int dilation, int padding) =>
         dilation is > 0 and < 65536 && padding is >= 0 and < 65536

@@ -269,6 +269,37 @@ internal sealed class GgmlGraphBuilder
         return New(GgmlNative.ggml_permute(_context, convolved, 1, 2, 0, 3));
     }
 
+    /// <summary>
+    /// A convolution of <paramref name="x"/> [channels, time] to one output channel with "same" padding:
+    /// <paramref name="taps"/> is [channels, K] (K odd, tap k of channel c at k * channels + c) and output step t sums
+    /// tap k times input step t + k - (K - 1) / 2, zero past either end, plus the scalar <paramref name="bias"/>:
+    /// [1, time]. One fused op on the CPU backend; elsewhere one product gives every tap's term at every step,
+    /// [K, time], and output t sums K strided views of it.
+    /// </summary>
+    public unsafe GgmlTensor ConvolutionToOneChannel(GgmlTensor x, GgmlTensor taps, GgmlTensor bias)
+    {
+        long kernel = taps.Ne1;
+        bool fits = IsChannelsByTime(x) && IsDenseF32(taps) && taps.Ne0 == x.Ne0 && taps.Ne2 == 1 && taps.Ne3 == 1
+            && kernel % 2 == 1 && IsDenseF32(bias) && bias.ElementCount == 1;
+        Require(fits, "convolution to one channel (an odd kernel over every channel, one bias)", x, taps);
+        if (FusedCpuKernels)
+        {
+            return Custom(1, x.Ne1, [x, taps, bias], &Native.FusedCpuKernels.ConvolutionToOneChannel);
+        }
+
+        int half = (int)(kernel / 2);
+        long length = x.Ne1;
+        var terms = PadRows(MulMat(taps, x), half, half);
+        GgmlTensor? sum = null;
+        for (int k = 0; k < kernel; k++)
+        {
+            var term = View(terms, 1, length, 1, terms.Nb(1), terms.Nb(1) * length, k * (terms.Nb(1) + terms.Nb(0)));
+            sum = sum is null ? Cont(term) : Add(sum.Value, term);
+        }
+
+        return Add(Reshape(sum!.Value, 1, length), bias);
+    }
+
     /// <summary>a and b joined along <paramref name="dimension"/>; every other dimension must agree.</summary>
     public GgmlTensor Concat(GgmlTensor a, GgmlTensor b, int dimension)
     {

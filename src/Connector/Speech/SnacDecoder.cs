@@ -263,19 +263,8 @@ internal sealed class SnacDecoder : IDisposable
         }
 
         var final = Snake(graph, cur, $"decoder.model.{layer++}");
-        // The last convolution has one output channel: one product gives every tap's term at every step, [7, time],
-        // zero-padded to [7, time + 6] ("same" padding), and output t sums tap k's term at step t + k: seven strided
-        // views of that small product.
-        var taps = _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"];
-        var terms = graph.PadRows(graph.MulMat(taps, final), KernelTaps / 2, KernelTaps / 2);
-        GgmlTensor? speech = null;
-        for (int k = 0; k < KernelTaps; k++)
-        {
-            var term = graph.View(terms, 1, length, 1, terms.Nb(1), terms.Nb(1) * length, k * (terms.Nb(1) + terms.Nb(0)));
-            speech = speech is null ? graph.Cont(term) : graph.Add(speech.Value, term);
-        }
-
-        graph.Output(Output, graph.Tanh(Bias(speech!.Value, $"decoder.model.{layer}", graph)));
+        var speech = graph.ConvolutionToOneChannel(final, _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"], _weights[$"{Prefix}decoder.model.{layer}.bias"]);
+        graph.Output(Output, graph.Tanh(speech));
     }
 
     // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))), each bias added by the op after it.

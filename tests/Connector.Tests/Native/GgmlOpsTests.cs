@@ -137,6 +137,40 @@ public sealed class GgmlOpsTests : IDisposable
         AssertClose(expected, actual);
     }
 
+    // 21 channels are two vectors and a tail; 5 only a tail. Short inputs have outputs every tap of which falls off an end.
+    [Theory]
+    [InlineData(true, 21, 7, 300)]
+    [InlineData(true, 5, 7, 2)]
+    [InlineData(true, 21, 3, 40)]
+    [InlineData(false, 21, 7, 300)]
+    [InlineData(false, 5, 3, 40)]
+    public void ConvolutionToOneChannelPadsLikePyTorchsSamePadding(bool fused, int channels, int kernel, int length)
+    {
+        float[] x = RandomValues(channels * length), taps = RandomValues(channels * kernel), bias = RandomValues(1);
+        var expected = new float[length];
+        for (int t = 0; t < length; t++)
+        {
+            double sum = bias[0];
+            for (int k = 0; k < kernel; k++)
+            {
+                int source = t + k - kernel / 2;
+                for (int c = 0; c < channels && source is >= 0 && source < length; c++)
+                {
+                    sum += taps[k * channels + c] * x[source * channels + c];
+                }
+            }
+
+            expected[t] = (float)sum;
+        }
+
+        using var stage = new GgmlStage("one channel", new GgmlComputeOptions { Threads = 2, FuseCpuKernels = fused });
+        var actual = stage.Run(
+            g => g.Output("out", g.ConvolutionToOneChannel(g.Input("x", GgmlElementType.F32, channels, length), g.Input("taps", GgmlElementType.F32, channels, kernel), g.Input("bias", GgmlElementType.F32, 1))),
+            new Dictionary<string, Array> { ["x"] = x, ["taps"] = taps, ["bias"] = bias })["out"];
+
+        AssertClose(expected, actual);
+    }
+
     // The fused Snake's own single-precision sin^2 reduces angles by multiples of pi / 2. With alphas up to 8000 and a
     // reciprocal of 1, the output is x + sin(alpha x)^2 for |x| <= 1: across thousands of periods, and past the reach
     // where the kernel hands over to the exact path, sin^2 stays within a few ulp of the definition.
@@ -243,6 +277,8 @@ public sealed class GgmlOpsTests : IDisposable
         Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha", 6), PerChannel(g, "reciprocal"))));
         Assert.Contains("snake", Refusal(g => g.Snake(X(g), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"), PerChannel(g, "bias", 3))));
         Assert.Contains("snake", Refusal(g => g.Snake(g.Input("cube", GgmlElementType.F32, 4, 5, 2), PerChannel(g, "alpha"), PerChannel(g, "reciprocal"))));
+        Assert.Contains("one channel", Refusal(g => g.ConvolutionToOneChannel(X(g), g.Input("taps", GgmlElementType.F32, 4, 6), PerChannel(g, "bias", 1))));
+        Assert.Contains("one channel", Refusal(g => g.ConvolutionToOneChannel(X(g), g.Input("taps", GgmlElementType.F32, 4, 7), PerChannel(g, "bias", 2))));
         Assert.Contains("add with bias", Refusal(g => g.AddWithBias(X(g), g.Input("y", GgmlElementType.F32, 8, 5), PerChannel(g, "bias"))));
         // 12 rows are 2 outputs x 2 x stride 3, and the full result has (10 + 1) * 3 rows; with stride 4 they are no whole outputs.
         Assert.Contains("transposed", Refusal(g => g.TransposedConvolution(X(g), g.Input("taps", GgmlElementType.F32, 4, 12), 3, 2, 32, PerChannel(g, "bias", 2))));
