@@ -1,7 +1,7 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace MiniOmni.SK.Native;
 
@@ -52,23 +52,23 @@ internal static unsafe class FusedCpuKernels
     /// </summary>
     private static void SnakeRows(float* input, float* output, long rows, int channels, float* alpha, float* reciprocal, float* bias)
     {
-        int vectorEnd = Vector256.IsHardwareAccelerated ? channels - channels % Vector256<float>.Count : 0;
+        int vectorEnd = Vector.IsHardwareAccelerated ? channels - channels % Vector<float>.Count : 0;
         for (long row = 0; row < rows; row++)
         {
             float* values = input + row * channels, results = output + row * channels;
-            for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+            for (int c = 0; c < vectorEnd; c += Vector<float>.Count)
             {
-                var value = Vector256.Load(values + c);
+                var value = Vector.Load(values + c);
                 if (bias is not null)
                 {
-                    value += Vector256.Load(bias + c);
+                    value += Vector.Load(bias + c);
                 }
 
-                var angle = value * Vector256.Load(alpha + c);
-                if (Vector256.GreaterThanAny(Vector256.Abs(angle), Vector256.Create(SineSquaredReach)))
+                var angle = value * Vector.Load(alpha + c);
+                if (Vector.GreaterThanAny(Vector.Abs(angle), new Vector<float>(SineSquaredReach)))
                 {
                     // Past the reduction's reach: the exact path, element by element.
-                    for (int j = c; j < c + Vector256<float>.Count; j++)
+                    for (int j = c; j < c + Vector<float>.Count; j++)
                     {
                         results[j] = SnakeOf(values[j] + (bias is null ? 0f : bias[j]), alpha[j], reciprocal[j]);
                     }
@@ -76,7 +76,7 @@ internal static unsafe class FusedCpuKernels
                     continue;
                 }
 
-                Vector256.FusedMultiplyAdd(SineSquared(angle), Vector256.Load(reciprocal + c), value).Store(results + c);
+                Vector.FusedMultiplyAdd(SineSquared(angle), Vector.Load(reciprocal + c), value).Store(results + c);
             }
 
             for (int c = vectorEnd; c < channels; c++)
@@ -92,7 +92,7 @@ internal static unsafe class FusedCpuKernels
         return MathF.FusedMultiplyAdd(sine * sine, reciprocal, y);
     }
 
-    // sin(a)^2 in single precision, 8 lanes at a time. TensorPrimitives.Sin widens floats to double (about 1 ns an
+    // sin(a)^2 in single precision, a vector at a time. TensorPrimitives.Sin widens floats to double (about 1 ns an
     // element here, most of a codec Snake's time); this takes about a fifth of that. a = n * pi / 2 + r with |r| <= pi / 4 (pi / 2 split in three so that
     // n * pi / 2 is exact to well past single precision for |n| < 2^12); sin(a)^2 is sin(r)^2 for even n and cos(r)^2 for
     // odd n. The polynomials are the minimax fits of sin and cos on [-pi / 4, pi / 4] to single precision (Cephes' sinf
@@ -103,19 +103,19 @@ internal static unsafe class FusedCpuKernels
     private const float HalfPiMiddle = 4.837512969970703125e-4f;
     private const float HalfPiLow = 7.54978995489188216e-8f;
 
-    private static Vector256<float> SineSquared(Vector256<float> angle)
+    private static Vector<float> SineSquared(Vector<float> angle)
     {
-        var quadrant = Vector256.Round(angle * Vector256.Create(TwoOverPi));
-        var r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiHigh), angle);
-        r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiMiddle), r);
-        r = Vector256.FusedMultiplyAdd(quadrant, Vector256.Create(-HalfPiLow), r);
+        var quadrant = Vector.Round(angle * new Vector<float>(TwoOverPi));
+        var r = Vector.FusedMultiplyAdd(quadrant, new Vector<float>(-HalfPiHigh), angle);
+        r = Vector.FusedMultiplyAdd(quadrant, new Vector<float>(-HalfPiMiddle), r);
+        r = Vector.FusedMultiplyAdd(quadrant, new Vector<float>(-HalfPiLow), r);
         var r2 = r * r;
-        var sinePolynomial = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(r2, Vector256.Create(-1.9515295891e-4f), Vector256.Create(8.3321608736e-3f)), r2, Vector256.Create(-1.6666654611e-1f));
-        var sine = Vector256.FusedMultiplyAdd(sinePolynomial * r2, r, r);
-        var cosinePolynomial = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(r2, Vector256.Create(2.443315711809948e-5f), Vector256.Create(-1.388731625493765e-3f)), r2, Vector256.Create(4.166664568298827e-2f));
-        var cosine = Vector256.FusedMultiplyAdd(cosinePolynomial * r2, r2, Vector256.FusedMultiplyAdd(r2, Vector256.Create(-0.5f), Vector256<float>.One));
-        var odd = Vector256.Equals(Vector256.ConvertToInt32(quadrant) & Vector256<int>.One, Vector256<int>.One).AsSingle();
-        var value = Vector256.ConditionalSelect(odd, cosine, sine);
+        var sinePolynomial = Vector.FusedMultiplyAdd(Vector.FusedMultiplyAdd(r2, new Vector<float>(-1.9515295891e-4f), new Vector<float>(8.3321608736e-3f)), r2, new Vector<float>(-1.6666654611e-1f));
+        var sine = Vector.FusedMultiplyAdd(sinePolynomial * r2, r, r);
+        var cosinePolynomial = Vector.FusedMultiplyAdd(Vector.FusedMultiplyAdd(r2, new Vector<float>(2.443315711809948e-5f), new Vector<float>(-1.388731625493765e-3f)), r2, new Vector<float>(4.166664568298827e-2f));
+        var cosine = Vector.FusedMultiplyAdd(cosinePolynomial * r2, r2, Vector.FusedMultiplyAdd(r2, new Vector<float>(-0.5f), Vector<float>.One));
+        var odd = Vector.Equals(Vector.ConvertToInt32(quadrant) & Vector<int>.One, Vector<int>.One);
+        var value = Vector.ConditionalSelect(odd, cosine, sine);
         return value * value;
     }
 
@@ -214,13 +214,13 @@ internal static unsafe class FusedCpuKernels
     // output = the sum over taps k in [firstTap, endTap) of tap row k times row k * dilation of input (channels each).
     private static void ConvolveStep(float* input, float* taps, int channels, int dilation, int firstTap, int endTap, float* output)
     {
-        int vectorEnd = channels - channels % Vector256<float>.Count;
-        for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+        int vectorEnd = channels - channels % Vector<float>.Count;
+        for (int c = 0; c < vectorEnd; c += Vector<float>.Count)
         {
-            var sum = Vector256<float>.Zero;
+            var sum = Vector<float>.Zero;
             for (int k = firstTap; k < endTap; k++)
             {
-                sum = Vector256.FusedMultiplyAdd(Vector256.Load(taps + k * channels + c), Vector256.Load(input + (long)k * dilation * channels + c), sum);
+                sum = Vector.FusedMultiplyAdd(Vector.Load(taps + k * channels + c), Vector.Load(input + (long)k * dilation * channels + c), sum);
             }
 
             sum.Store(output + c);
@@ -253,19 +253,19 @@ internal static unsafe class FusedCpuKernels
         long steps = x.Ne1;
         float bias = *Data(dst.Source(2));
         float* source = Data(x), weights = Data(taps), target = Data(dst);
-        int vectorEnd = channels - channels % Vector256<float>.Count;
+        int vectorEnd = channels - channels % Vector<float>.Count;
         var (first, end) = ShareOf(steps, ith, nth);
         for (long step = first; step < end; step++)
         {
             int firstTap = (int)Math.Max(0, half - step), endTap = (int)Math.Min(kernel, steps - step + half);
-            var sums = Vector256<float>.Zero;
+            var sums = Vector<float>.Zero;
             float sum = bias;
             for (int k = firstTap; k < endTap; k++)
             {
                 float* row = source + (step + k - half) * channels, tap = weights + k * channels;
-                for (int c = 0; c < vectorEnd; c += Vector256<float>.Count)
+                for (int c = 0; c < vectorEnd; c += Vector<float>.Count)
                 {
-                    sums = Vector256.FusedMultiplyAdd(Vector256.Load(tap + c), Vector256.Load(row + c), sums);
+                    sums = Vector.FusedMultiplyAdd(Vector.Load(tap + c), Vector.Load(row + c), sums);
                 }
 
                 for (int c = vectorEnd; c < channels; c++)
@@ -274,7 +274,7 @@ internal static unsafe class FusedCpuKernels
                 }
             }
 
-            target[step] = sum + Vector256.Sum(sums);
+            target[step] = sum + Vector.Sum(sums);
         }
     }
 
