@@ -19,15 +19,12 @@ namespace MiniOmni.SK.Native;
 /// </remarks>
 internal static unsafe class FusedCpuKernels
 {
-    // Rows are taken in tiles of about this many elements: per-channel parameters are laid out once per tile and every
-    // primitive below works on data already in L1.
+    // AddWithBias takes rows in tiles of about this many elements: the bias is laid out once per tile, and
+    // System.Numerics.Tensors' primitives run over whole tiles rather than one row of channels at a time.
     private const int TileElements = 2048;
 
-    // Scratch tiles: per-channel parameters repeated across a tile, and the work tile.
-    private const int ScratchTiles = 4;
-
     [ThreadStatic]
-    private static float[]? t_scratch;
+    private static float[]? t_biasTile;
 
     /// <summary>
     /// Snake over [channels, rows], of <c>y = x + bias</c> when a bias is given: <c>y + reciprocal * sin(alpha * y)^2</c>,
@@ -131,7 +128,7 @@ internal static unsafe class FusedCpuKernels
         int channels = (int)x.Ne0;
         var (first, end) = ShareOf(x.ElementCount / channels, ith, nth);
         var tiles = new ChannelTiles(channels);
-        var bias = tiles.Repeat(0, dst.Source(2));
+        var bias = tiles.Repeat(dst.Source(2));
         float* left = Data(x), right = Data(dst.Source(1)), target = Data(dst);
         for (long row = first; row < end; row += tiles.Rows)
         {
@@ -290,46 +287,39 @@ internal static unsafe class FusedCpuKernels
 
     private static float* Data(GgmlTensor tensor) => (float*)GgmlNative.ggml_get_data(tensor.Handle);
 
-    /// <summary>This thread's scratch, cut into tiles of whole rows of <c>channels</c>.</summary>
+    /// <summary>A tile of whole rows of <c>channels</c> in this thread's scratch.</summary>
     private readonly ref struct ChannelTiles
     {
-        private readonly Span<float> _scratch;
+        private readonly Span<float> _tile;
         private readonly int _channels;
 
         public ChannelTiles(int channels)
         {
             _channels = channels;
             Rows = Math.Max(1, TileElements / channels);
-            Length = Rows * channels;
-            var scratch = t_scratch;
-            if (scratch is null || scratch.Length < ScratchTiles * Length)
+            int length = Rows * channels;
+            var scratch = t_biasTile;
+            if (scratch is null || scratch.Length < length)
             {
-                t_scratch = scratch = new float[ScratchTiles * Math.Max(Length, TileElements)];
+                t_biasTile = scratch = new float[Math.Max(length, TileElements)];
             }
 
-            _scratch = scratch;
+            _tile = scratch.AsSpan(0, length);
         }
 
         /// <summary>Rows per tile.</summary>
         public int Rows { get; }
 
-        /// <summary>Elements per tile.</summary>
-        public int Length { get; }
-
-        /// <summary>The tile the kernel computes in.</summary>
-        public Span<float> Work => _scratch.Slice((ScratchTiles - 1) * Length, Length);
-
-        /// <summary>Scratch tile <paramref name="slot"/> filled with <paramref name="perChannel"/>'s values, row after row.</summary>
-        public Span<float> Repeat(int slot, GgmlTensor perChannel)
+        /// <summary>The tile filled with <paramref name="perChannel"/>'s values, row after row.</summary>
+        public Span<float> Repeat(GgmlTensor perChannel)
         {
-            var tile = _scratch.Slice(slot * Length, Length);
             ReadOnlySpan<float> values = new(Data(perChannel), _channels);
-            for (int offset = 0; offset < Length; offset += _channels)
+            for (int offset = 0; offset < _tile.Length; offset += _channels)
             {
-                values.CopyTo(tile[offset..]);
+                values.CopyTo(_tile[offset..]);
             }
 
-            return tile;
+            return _tile;
         }
     }
 }

@@ -253,10 +253,9 @@ internal sealed class GgmlGraphBuilder
     public unsafe GgmlTensor DepthwiseConvolution(GgmlTensor x, GgmlTensor taps, int dilation, int padding = 0)
     {
         long outputLength = x.Ne1 + 2L * padding - (taps.Ne1 - 1) * dilation;
-        bool fits = x.Type == GgmlElementType.F32 && taps.Type == GgmlElementType.F32 && x.IsContiguous && taps.IsContiguous
-            && x.Ne2 == 1 && x.Ne3 == 1 && taps.Ne2 == 1 && taps.Ne3 == 1 && taps.Ne0 == x.Ne0 && x.Ne0 > 1
-            && dilation >= 1 && padding >= 0 && x.Ne1 >= 2 && outputLength >= 2;
-        Require(fits && dilation < 65536 && padding < 65536, $"depthwise convolution (dilation {dilation}, padding {padding})", x, taps);
+        bool fits = IsChannelsByTime(x) && IsTapsPerChannel(taps, x) && x.Ne0 > 1 && x.Ne1 >= 2 && outputLength >= 2
+            && dilation is >= 1 and < 65536 && padding is >= 0 and < 65536;
+        Require(fits, $"depthwise convolution (dilation {dilation}, padding {padding})", x, taps);
         if (FusedCpuKernels)
         {
             return Custom(x.Ne0, outputLength, [x, taps], &Native.FusedCpuKernels.DepthwiseConvolution, Native.FusedCpuKernels.PackDepthwise(dilation, padding));
@@ -279,8 +278,7 @@ internal sealed class GgmlGraphBuilder
     public unsafe GgmlTensor ConvolutionToOneChannel(GgmlTensor x, GgmlTensor taps, GgmlTensor bias)
     {
         long kernel = taps.Ne1;
-        bool fits = IsChannelsByTime(x) && IsDenseF32(taps) && taps.Ne0 == x.Ne0 && taps.Ne2 == 1 && taps.Ne3 == 1
-            && kernel % 2 == 1 && IsDenseF32(bias) && bias.ElementCount == 1;
+        bool fits = IsChannelsByTime(x) && IsTapsPerChannel(taps, x) && kernel % 2 == 1 && IsDenseF32(bias) && bias.ElementCount == 1;
         Require(fits, "convolution to one channel (an odd kernel over every channel, one bias)", x, taps);
         if (FusedCpuKernels)
         {
@@ -431,6 +429,9 @@ internal sealed class GgmlGraphBuilder
     private static bool IsChannelsByTime(GgmlTensor a) => IsDenseF32(a) && a.Ne2 == 1 && a.Ne3 == 1 && a.ElementCount > 0;
 
     private static bool IsPerChannel(GgmlTensor parameter, GgmlTensor x) => IsDenseF32(parameter) && parameter.ElementCount == x.Ne0;
+
+    // A convolution's taps over [channels, time] x: [channels, K], one row per tap.
+    private static bool IsTapsPerChannel(GgmlTensor taps, GgmlTensor x) => IsDenseF32(taps) && taps.Ne0 == x.Ne0 && taps.Ne2 == 1 && taps.Ne3 == 1;
 
     // A fused CPU kernel's op: an F32 [ne0, ne1] result that reads its operands from its sources.
     private unsafe GgmlTensor Custom(long ne0, long ne1, ReadOnlySpan<GgmlTensor> operands, delegate* unmanaged[Cdecl]<IntPtr, int, int, IntPtr, void> kernel, nint userData = 0)
