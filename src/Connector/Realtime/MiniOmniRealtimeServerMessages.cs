@@ -5,7 +5,7 @@ namespace MiniOmni.SK;
 
 /// <summary>
 /// The message types a Mini-Omni realtime session adds to MEAI's: turn detection and barge-in truncation, which
-/// Microsoft.Extensions.AI 10.11 has no types for. The values follow MEAI's naming.
+/// Microsoft.Extensions.AI (11.0) has no types for. The values follow MEAI's naming.
 /// </summary>
 [Experimental(RealtimeExperiment.Diagnostic, UrlFormat = RealtimeExperiment.UrlFormat)]
 public static class MiniOmniRealtimeServerMessageTypes
