@@ -13,7 +13,7 @@ public static class Program
         var units = new UnitsPlugin();
         var time = new TimePlugin(TimeProvider.System);
         var agent = new ChatClientAgent(
-            engine.AsChatClient(),
+            engine.AsIChatClient(),
             instructions: "You are a helpful voice assistant. Use the tools for the time and for unit conversions.",
             tools: [AIFunctionFactory.Create(units.MilesToKilometres), AIFunctionFactory.Create(units.FahrenheitToCelsius), AIFunctionFactory.Create(time.UtcNow)]);
 

@@ -14,7 +14,7 @@ public static class Program
         }
 
         using var engine = MiniOmniEngine.Load(arguments.Model);
-        using ISpeechToTextClient speechToText = engine.AsSpeechToTextClient();
+        using ISpeechToTextClient speechToText = engine.AsISpeechToTextClient();
         await using var audio = File.OpenRead(arguments.Input);
         await foreach (var update in speechToText.GetStreamingTextAsync(audio, cancellationToken: cancellation))
         {

@@ -12,13 +12,13 @@ public static class MiniOmniClientExtensions
     public const string ProviderName = "miniomni";
 
     /// <summary>A chat client (text and speech in and out, tools) over <paramref name="engine"/>.</summary>
-    public static IChatClient AsChatClient(this IMiniOmniEngine engine, MiniOmniChatClientOptions? options = null) => new MiniOmniChatClient(engine, options);
+    public static IChatClient AsIChatClient(this IMiniOmniEngine engine, MiniOmniChatClientOptions? options = null) => new MiniOmniChatClient(engine, options);
 
     /// <summary>A speech-to-text client (the ASR task) over <paramref name="engine"/>.</summary>
-    public static ISpeechToTextClient AsSpeechToTextClient(this IMiniOmniEngine engine) => new MiniOmniSpeechToTextClient(engine);
+    public static ISpeechToTextClient AsISpeechToTextClient(this IMiniOmniEngine engine) => new MiniOmniSpeechToTextClient(engine);
 
     /// <summary>A text-to-speech client (T1A2: the spoken answer to the text) over <paramref name="engine"/>.</summary>
-    public static ITextToSpeechClient AsTextToSpeechClient(this IMiniOmniEngine engine) => new MiniOmniTextToSpeechClient(engine);
+    public static ITextToSpeechClient AsITextToSpeechClient(this IMiniOmniEngine engine) => new MiniOmniTextToSpeechClient(engine);
 
     // What every client's GetService answers: its metadata, the engine, or itself.
     internal static object? GetService(Type serviceType, object? serviceKey, object metadata, IMiniOmniEngine engine, object client)

@@ -16,7 +16,7 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     public async Task TheChatClientAnswersASpokenQuestionWithTheEnginesTextAndOneWav()
     {
         var direct = await Direct(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = Steps });
-        using var client = fixture.Engine.AsChatClient();
+        using var client = fixture.Engine.AsIChatClient();
 
         var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, [new DataContent(QuestionWav, "audio/wav")])], new ChatOptions { MaxOutputTokens = Steps });
 
@@ -32,7 +32,7 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     public async Task StreamedChatUpdatesCarryEverySpeechSampleAsPcm16Chunks()
     {
         var direct = await Direct(new MiniOmniRequest { Audio = fixture.Question, MaxTokens = Steps });
-        using var client = fixture.Engine.AsChatClient();
+        using var client = fixture.Engine.AsIChatClient();
 
         var chunks = new List<DataContent>();
         var text = new StringBuilder();
@@ -52,7 +52,7 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     public async Task SpeechToTextGivesTheAsrTranscript()
     {
         var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = fixture.Question });
-        using var client = fixture.Engine.AsSpeechToTextClient();
+        using var client = fixture.Engine.AsISpeechToTextClient();
         using var audio = new MemoryStream(QuestionWav);
 
         var response = await client.GetTextAsync(audio);
@@ -65,7 +65,7 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     public async Task TextToSpeechGivesTheSpokenAnswerAsAWav()
     {
         var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "What is your name?" });
-        using var client = fixture.Engine.AsTextToSpeechClient();
+        using var client = fixture.Engine.AsITextToSpeechClient();
 
         var response = await client.GetAudioAsync("What is your name?");
 
@@ -78,7 +78,7 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     [Fact]
     public async Task TooLongAHistoryIsAClearErrorNamingTheConversation()
     {
-        using var client = fixture.Engine.AsChatClient();
+        using var client = fixture.Engine.AsIChatClient();
         var history = Enumerable.Range(0, 200).SelectMany(i => new[] { new ChatMessage(ChatRole.User, $"Question number {i} about tea?"), new ChatMessage(ChatRole.Assistant, $"Answer number {i} about tea.") });
 
         var error = await Assert.ThrowsAsync<ContextOverflowException>(() => client.GetResponseAsync([.. history, new ChatMessage(ChatRole.User, "And now?")], new ChatOptions { MaxOutputTokens = 50 }));
@@ -90,9 +90,9 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     [Fact]
     public async Task SeveralClientsOverOneEngineAtOnceGiveTheirSoloResults()
     {
-        using var chat = fixture.Engine.AsChatClient();
-        using var speechToText = fixture.Engine.AsSpeechToTextClient();
-        using var textToSpeech = fixture.Engine.AsTextToSpeechClient();
+        using var chat = fixture.Engine.AsIChatClient();
+        using var speechToText = fixture.Engine.AsISpeechToTextClient();
+        using var textToSpeech = fixture.Engine.AsITextToSpeechClient();
         var calls = new Func<Task<string>>[]
         {
             async () => (await chat.GetResponseAsync("How do you make a cup of tea?", new ChatOptions { MaxOutputTokens = 30 })).Text,
