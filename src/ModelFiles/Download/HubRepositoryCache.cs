@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 
@@ -9,7 +10,7 @@ namespace MiniOmni.SK.ModelFiles.Download;
 /// <code>
 /// hub/models--{owner}--{name}/
 ///   refs/{revision}              the commit a branch or tag pointed at when it was last pulled completely
-///   trees/{commit}.json          the files the hub lists at that commit, with their sizes and hashes
+///   trees/{commit}.json          the files the hub lists at that commit, with their sizes and hashes (huggingface_hub's format)
 ///   blobs/{hash}                 each file's checked content, named by its SHA-256 (LFS) or git blob id
 ///   blobs/{hash}.incomplete      a download in progress, resumed by the next run
 ///   snapshots/{commit}/{file}    links to the blobs: the files of one commit, never of two
@@ -19,7 +20,7 @@ namespace MiniOmni.SK.ModelFiles.Download;
 internal sealed partial class HubRepositoryCache
 {
     private const int TreeFormatVersion = 1;
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     private readonly ILogger _logger;
 
@@ -117,7 +118,7 @@ internal sealed partial class HubRepositoryCache
             var files = new Dictionary<string, HubFile>(StringComparer.Ordinal);
             foreach (var (name, entry) in tree.Files)
             {
-                var file = new HubFile(name, entry.Size, entry.Sha256, entry.GitBlobId);
+                var file = new HubFile(name, entry.LfsSize ?? entry.Size, entry.LfsSha256, entry.BlobId);
                 if (!file.IsValid)
                 {
                     return null;
@@ -139,20 +140,36 @@ internal sealed partial class HubRepositoryCache
     public void WriteTree(string commit, IReadOnlyDictionary<string, HubFile> files)
     {
         var tree = new TreeFile(TreeFormatVersion, files.Values.OrderBy(f => f.Path, StringComparer.Ordinal)
-            .ToDictionary(f => f.Path, f => new TreeEntry(f.Size, f.Sha256, f.GitBlobId), StringComparer.Ordinal));
+            .ToDictionary(f => f.Path, f => new TreeEntry(f.Size, f.GitBlobId ?? "", f.Sha256, f.Sha256 is null ? null : f.Size), StringComparer.Ordinal));
         WriteAtomically(TreePath(commit), JsonSerializer.Serialize(tree, Json));
     }
 
     /// <summary>Whether the snapshot holds <paramref name="file"/> (a link whose blob is there, or a copy).</summary>
-    public bool HasSnapshotFile(string commit, string file)
-    {
-        var info = new FileInfo(SnapshotPath(commit, file));
-        if (info.LinkTarget is null)
-        {
-            return info.Exists;
-        }
+    public bool HasSnapshotFile(string commit, string file) => ExistsThroughLinks(SnapshotPath(commit, file));
 
-        return info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true };
+    /// <summary>Whether the blob <paramref name="hash"/> is there (a link counts only when what it points at is).</summary>
+    public bool HasBlob(string hash) => ExistsThroughLinks(BlobPath(hash));
+
+    /// <summary>
+    /// Makes <paramref name="external"/> (a checked file of huggingface_hub's own cache) the blob <paramref name="hash"/>:
+    /// an absolute link to it, or a copy where links cannot be made. Should the file go, the blob is downloaded again.
+    /// </summary>
+    public void AdoptExternalBlob(string hash, string external)
+    {
+        string blob = BlobPath(hash);
+        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+        DeleteLink(blob);
+        try
+        {
+            File.CreateSymbolicLink(blob, Path.GetFullPath(external));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            _logger.LogDebug("No symbolic link for {Blob} ({Reason}); {External} is copied instead.", blob, e.Message, external);
+            string incomplete = IncompletePath(hash);
+            File.Copy(external, incomplete, overwrite: true);
+            File.Move(incomplete, blob, overwrite: true);
+        }
     }
 
     /// <summary>
@@ -165,10 +182,7 @@ internal sealed partial class HubRepositoryCache
         string link = SnapshotPath(commit, file);
         string blob = BlobPath(hash);
         Directory.CreateDirectory(Path.GetDirectoryName(link)!);
-        if (File.Exists(link) || new FileInfo(link).LinkTarget is not null)
-        {
-            File.Delete(link);
-        }
+        DeleteLink(link);
 
         try
         {
@@ -185,6 +199,25 @@ internal sealed partial class HubRepositoryCache
             {
                 File.Copy(blob, link);
             }
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="path"/> is there, following links to the end: File.Exists counts a link whose target is
+    /// gone, and such a blob must be fetched again.
+    /// </summary>
+    private static bool ExistsThroughLinks(string path)
+    {
+        var info = new FileInfo(path);
+        return info.LinkTarget is null ? info.Exists : info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true };
+    }
+
+    /// <summary>Removes a file or a link (dangling or not) at <paramref name="path"/>.</summary>
+    private static void DeleteLink(string path)
+    {
+        if (File.Exists(path) || new FileInfo(path).LinkTarget is not null)
+        {
+            File.Delete(path);
         }
     }
 
@@ -212,7 +245,14 @@ internal sealed partial class HubRepositoryCache
     [GeneratedRegex("^(?:[0-9a-f]{40}|[0-9a-f]{64})$")]
     private static partial Regex BlobHash();
 
-    private sealed record TreeFile(int FormatVersion, Dictionary<string, TreeEntry>? Files);
+    // The shape huggingface_hub gives trees/{commit}.json, so either tool can read the other's.
+    private sealed record TreeFile(
+        [property: JsonPropertyName("format_version")] int FormatVersion,
+        [property: JsonPropertyName("files")] Dictionary<string, TreeEntry>? Files);
 
-    private sealed record TreeEntry(long Size, string? Sha256, string? GitBlobId);
+    private sealed record TreeEntry(
+        [property: JsonPropertyName("size")] long Size,
+        [property: JsonPropertyName("blob_id")] string? BlobId,
+        [property: JsonPropertyName("lfs_sha256"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? LfsSha256,
+        [property: JsonPropertyName("lfs_size"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? LfsSize);
 }

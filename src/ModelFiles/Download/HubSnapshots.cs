@@ -143,9 +143,11 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
                 continue;
             }
 
-            if (File.Exists(source.Cache.BlobPath(file.BlobHash)) || await AdoptLegacyFileAsync(source, file, cancellationToken).ConfigureAwait(false))
+            if (source.Cache.HasBlob(file.BlobHash)
+                || await AdoptLegacyFileAsync(source, file, cancellationToken).ConfigureAwait(false)
+                || await AdoptHuggingFaceBlobAsync(source, file, cancellationToken).ConfigureAwait(false))
             {
-                // Another commit's file with the same content, or the earlier layout's copy of it: no download.
+                // Another commit's file with the same content, the earlier layout's copy, or huggingface_hub's: no download.
                 source.Cache.Link(source.Commit, file.Path, file.BlobHash, newBlob: false);
                 continue;
             }
@@ -179,6 +181,25 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
         return true;
     }
 
+    /// <summary>
+    /// Uses the blob huggingface_hub's own cache (<c>HF_HUB_CACHE</c>) holds for <paramref name="file"/>, when it has
+    /// the size and hash the hub lists: a model fetched once with huggingface_hub is not fetched again.
+    /// </summary>
+    private async Task<bool> AdoptHuggingFaceBlobAsync(PinnedSource source, HubFile file, CancellationToken cancellationToken)
+    {
+        string theirs = Path.Combine(settings.HuggingFaceHubCache, HubRepositoryCache.FolderName(source.Source.Repository), "blobs", file.BlobHash);
+        if (string.Equals(Path.GetFullPath(theirs), Path.GetFullPath(source.Cache.BlobPath(file.BlobHash)), StringComparison.Ordinal)
+            || !File.Exists(theirs) || new FileInfo(theirs).Length != file.Size
+            || await HubClient.CheckAsync(theirs, file, cancellationToken).ConfigureAwait(false) is not null)
+        {
+            return false;
+        }
+
+        source.Cache.AdoptExternalBlob(file.BlobHash, theirs);
+        _logger.LogInformation("Using {Repository}/{File} from huggingface_hub's cache ({Path}); it matches the hub's hash.", source.Source.Repository, file.Path, theirs);
+        return true;
+    }
+
     private async Task DownloadAsync(List<(PinnedSource Pinned, HubFile File)> downloads, IProgress<DownloadProgress>? progress, CancellationToken cancellationToken)
     {
         long total = downloads.Sum(d => d.File.Size);
@@ -193,7 +214,7 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
             Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
 
             // Two wanted files with one content share one blob: the second finds it there.
-            if (!File.Exists(blob))
+            if (!source.Cache.HasBlob(file.BlobHash))
             {
                 await client!.DownloadAsync(repository, source.Commit, file, blob, bytes =>
                 {

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 
 namespace MiniOmni.SK.ModelFiles.Download;
@@ -7,7 +6,7 @@ namespace MiniOmni.SK.ModelFiles.Download;
 /// A Hugging Face access token and where it came from. Its <see cref="ToString"/> names only the source, so a token
 /// never reaches a log line or an error message by accident.
 /// </summary>
-internal sealed partial class HubToken
+internal sealed class HubToken
 {
     /// <summary>A token file bigger than this is not a token; it is ignored with a warning rather than read whole.</summary>
     private const long MaxTokenFileBytes = 64 * 1024;
@@ -56,7 +55,7 @@ internal sealed partial class HubToken
             return new HubToken(fromEnvironment, environmentName);
         }
 
-        string path = TokenFilePath(variable);
+        string path = HuggingFacePaths.TokenFile(variable);
         string? fromFile = ReadTokenFile(path, logger);
         if (fromFile is not null)
         {
@@ -65,20 +64,6 @@ internal sealed partial class HubToken
         }
 
         return null;
-    }
-
-    /// <summary>Where huggingface_hub keeps the token of <c>hf auth login</c>: <c>HF_TOKEN_PATH</c>, else <c>$HF_HOME/token</c>.</summary>
-    public static string TokenFilePath(Func<string, string?> variable)
-    {
-        if (variable("HF_TOKEN_PATH") is { } tokenPath)
-        {
-            return Path.GetFullPath(Expand(tokenPath, variable));
-        }
-
-        string home = variable("HF_HOME") is { } hfHome
-            ? Expand(hfHome, variable)
-            : Path.Combine(variable("XDG_CACHE_HOME") is { } xdg ? Expand(xdg, variable) : Path.Combine(ModelStoreOptions.HomeDirectory(variable), ".cache"), "huggingface");
-        return Path.GetFullPath(Path.Combine(home, "token"));
     }
 
     /// <summary>Removes what huggingface_hub removes: every CR and LF, then blanks at either end; null when nothing is left.</summary>
@@ -113,22 +98,4 @@ internal sealed partial class HubToken
             return null;
         }
     }
-
-    /// <summary><c>~</c> and <c>$NAME</c> or <c>${NAME}</c> expanded as Python's expanduser and expandvars do (unknown names stay).</summary>
-    internal static string Expand(string path, Func<string, string?> variable)
-    {
-        if (path == "~" || path.StartsWith("~/", StringComparison.Ordinal) || path.StartsWith("~\\", StringComparison.Ordinal))
-        {
-            path = ModelStoreOptions.HomeDirectory(variable) + path[1..];
-        }
-
-        return VariableReference().Replace(path, match =>
-        {
-            string name = match.Groups["braced"].Success ? match.Groups["braced"].Value : match.Groups["plain"].Value;
-            return variable(name) ?? match.Value;
-        });
-    }
-
-    [GeneratedRegex(@"\$(?:\{(?<braced>[^}]+)\}|(?<plain>[A-Za-z_][A-Za-z0-9_]*))")]
-    private static partial Regex VariableReference();
 }

@@ -99,6 +99,7 @@ public sealed class ModelStoreOptions
         bool offline = Offline ?? IsTrue(Variable("HF_HUB_OFFLINE") ?? Variable("TRANSFORMERS_OFFLINE"));
         return new ResolvedStoreOptions(
             Path.GetFullPath(cache),
+            HuggingFacePaths.HubCache(Variable),
             endpoint,
             HubToken.Find(Token, Variable, logger),
             Revision.Trim(),
@@ -168,6 +169,7 @@ internal sealed record RetrySettings(
 /// <summary>The options with nothing left unset.</summary>
 internal sealed record ResolvedStoreOptions(
     string CacheDirectory,
+    string HuggingFaceHubCache,
     Uri Endpoint,
     HubToken? Token,
     string Revision,

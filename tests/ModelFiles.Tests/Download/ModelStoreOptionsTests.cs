@@ -171,7 +171,7 @@ public sealed class ModelStoreOptionsTests
             environment[variables[i]] = variables[i + 1];
         }
 
-        Assert.Equal(Path.GetFullPath(expected), HubToken.TokenFilePath(name => environment.GetValueOrDefault(name)));
+        Assert.Equal(Path.GetFullPath(expected), HuggingFacePaths.TokenFile(name => environment.GetValueOrDefault(name)));
     }
 
     [Fact]

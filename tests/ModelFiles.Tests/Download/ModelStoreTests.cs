@@ -53,7 +53,23 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
         foreach (string repository in new[] { MiniOmni, Whisper, "hubertsiuzdak/snac_24khz" })
         {
             Assert.Equal(_hub.Commit(repository), File.ReadAllText(Path.Combine(RepositoryFolder(repository), "refs", "main")));
-            Assert.True(File.Exists(Path.Combine(RepositoryFolder(repository), "trees", _hub.Commit(repository) + ".json")));
+        }
+
+        // Snapshots link to the blobs, and the kept listing has huggingface_hub's shape, as in its own cache.
+        var weights = _hub.File(MiniOmni, "lit_model.pth");
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(Path.Combine("..", "..", "blobs", weights.Sha256), new FileInfo(SnapshotPath(weights)).LinkTarget);
+        }
+
+        using (var tree = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(RepositoryFolder(MiniOmni), "trees", commit + ".json"))))
+        {
+            Assert.Equal(1, tree.RootElement.GetProperty("format_version").GetInt32());
+            var entry = tree.RootElement.GetProperty("files").GetProperty("lit_model.pth");
+            Assert.Equal(weights.Content.Length, entry.GetProperty("size").GetInt64());
+            Assert.Equal(weights.GitBlobId, entry.GetProperty("blob_id").GetString());
+            Assert.Equal(weights.Sha256, entry.GetProperty("lfs_sha256").GetString());
+            Assert.Equal(weights.Content.Length, entry.GetProperty("lfs_size").GetInt64());
         }
 
         // Listed and fetched at the commit, never at the branch, so a push in between cannot mix two commits.
@@ -579,6 +595,34 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
         Assert.True(File.Exists(Path.Combine(legacy, "tokenizer.json")));
         Assert.True(Directory.Exists(legacyModel));
         Assert.Contains(_log.Entries, e => e.Text.Contains("earlier layout", StringComparison.Ordinal) && e.Text.Contains(Path.GetDirectoryName(legacyModel)!, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task BlobsOfHuggingFaceHubsOwnCacheAreUsedWhenTheirHashMatches()
+    {
+        using var huggingFace = Fixture.CreateTemporaryDirectory();
+        var weights = _hub.File(MiniOmni, "lit_model.pth");
+        var tokenizer = _hub.File(MiniOmni, "tokenizer.json");
+        string theirBlobs = Path.Combine(huggingFace.Path, "models--gpt-omni--mini-omni", "blobs");
+        Directory.CreateDirectory(theirBlobs);
+        File.WriteAllBytes(Path.Combine(theirBlobs, weights.Sha256), weights.Content);
+        File.WriteAllBytes(Path.Combine(theirBlobs, tokenizer.Sha256), new byte[tokenizer.Content.Length]);
+        var environment = new Dictionary<string, string> { ["HF_HUB_CACHE"] = huggingFace.Path };
+
+        await ModelStore.EnsureModelAsync(options: Options(environment));
+
+        Assert.Empty(_hub.ContentRequests(weights));
+        Assert.Single(_hub.ContentRequests(tokenizer));
+        Assert.Equal(weights.Content, File.ReadAllBytes(SnapshotPath(weights)));
+        Assert.Contains(_log.Entries, e => e.Text.Contains("from huggingface_hub's cache", StringComparison.Ordinal));
+
+        // Should huggingface_hub's copy go, the next commit that needs it downloads it again.
+        File.Delete(Path.Combine(theirBlobs, weights.Sha256));
+        string after = _hub.Push(MiniOmni, "README.md", "# Mini-Omni, later\n"u8.ToArray());
+        await ModelStore.EnsureModelAsync(options: Options(environment));
+
+        Assert.Single(_hub.ContentRequests(weights));
+        Assert.Equal(weights.Content, File.ReadAllBytes(SnapshotPath(weights, after)));
     }
 
     [Fact]
