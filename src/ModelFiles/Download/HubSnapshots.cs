@@ -205,6 +205,7 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
         long total = downloads.Sum(d => d.File.Size);
         var done = new long[downloads.Count];
         _logger.LogInformation("Downloading {Count} files ({Bytes} bytes).", downloads.Count, total);
+        WarnIfTheDiskIsShort(downloads.Sum(d => d.File.Size - Math.Min(d.File.Size, Length(d.Pinned.Cache.IncompletePath(d.File.BlobHash)))));
         for (int i = 0; i < downloads.Count; i++)
         {
             var (source, file) = downloads[i];
@@ -248,6 +249,26 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
             $"{why}, and the cache holds {pinned.Describe()} without {string.Join(", ", missing)}. Pull it once online (`miniomni pull`) to complete it. {HubClient.LocalFilesAdvice}",
             missing[0], hubError);
     }
+
+    /// <summary>As huggingface_hub: a warning before the download when the disk has less room than it needs (the download then fails where it stops, and resumes there).</summary>
+    private void WarnIfTheDiskIsShort(long needed)
+    {
+        try
+        {
+            long free = new DriveInfo(settings.CacheDirectory).AvailableFreeSpace;
+            if (free < needed)
+            {
+                _logger.LogWarning("The download needs {Needed} bytes but {Directory} has {Free} free; it will stop when the disk is full (and resume where it stopped once there is room).",
+                    needed, settings.CacheDirectory, free);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            _logger.LogDebug("The free space of {Directory} is unknown ({Reason}).", settings.CacheDirectory, e.Message);
+        }
+    }
+
+    private static long Length(string path) => File.Exists(path) ? new FileInfo(path).Length : 0;
 
     /// <summary>The cause alone (the status or the socket error), without the advice the full message ends with.</summary>
     private static string ShortReason(ModelFileException e) => e.InnerException?.Message ?? e.Message;
