@@ -23,9 +23,15 @@ internal sealed partial class HubRepositoryCache
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     private readonly ILogger _logger;
+    private readonly bool _copyInsteadOfLinks;
 
-    public HubRepositoryCache(string hubRoot, string repository, ILogger logger)
+    /// <param name="hubRoot">The cache's <c>hub</c> folder.</param>
+    /// <param name="repository">The repository, <c>owner/name</c>.</param>
+    /// <param name="logger">Told of links that could not be made.</param>
+    /// <param name="copyInsteadOfLinks">Never make symbolic links (huggingface_hub's <c>HF_HUB_DISABLE_SYMLINKS</c>).</param>
+    public HubRepositoryCache(string hubRoot, string repository, ILogger logger, bool copyInsteadOfLinks = false)
     {
+        _copyInsteadOfLinks = copyInsteadOfLinks;
         Repository = repository;
         Root = Path.Combine(hubRoot, FolderName(repository));
         LegacyRoot = Path.Combine(hubRoot, repository.Replace("/", "--", StringComparison.Ordinal));
@@ -161,7 +167,7 @@ internal sealed partial class HubRepositoryCache
         DeleteLink(blob);
         try
         {
-            File.CreateSymbolicLink(blob, Path.GetFullPath(external));
+            CreateLink(blob, Path.GetFullPath(external));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
@@ -186,7 +192,7 @@ internal sealed partial class HubRepositoryCache
 
         try
         {
-            File.CreateSymbolicLink(link, Path.GetRelativePath(Path.GetDirectoryName(link)!, blob));
+            CreateLink(link, Path.GetRelativePath(Path.GetDirectoryName(link)!, blob));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
@@ -210,6 +216,16 @@ internal sealed partial class HubRepositoryCache
     {
         var info = new FileInfo(path);
         return info.LinkTarget is null ? info.Exists : info.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true };
+    }
+
+    private void CreateLink(string path, string target)
+    {
+        if (_copyInsteadOfLinks)
+        {
+            throw new PlatformNotSupportedException("HF_HUB_DISABLE_SYMLINKS is set");
+        }
+
+        File.CreateSymbolicLink(path, target);
     }
 
     /// <summary>Removes a file or a link (dangling or not) at <paramref name="path"/>.</summary>

@@ -29,7 +29,7 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
     /// </summary>
     public async Task<PinnedSource> PinAsync(HubSource source, CancellationToken cancellationToken)
     {
-        var cache = new HubRepositoryCache(HubRoot, source.Repository, _logger);
+        var cache = new HubRepositoryCache(HubRoot, source.Repository, _logger, settings.CopyInsteadOfLinks);
         if (HubRepositoryCache.IsCommit(source.Revision))
         {
             var byCommit = new PinnedSource(source, cache, source.Revision, FromCache: client is null);

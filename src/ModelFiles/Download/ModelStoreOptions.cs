@@ -108,7 +108,8 @@ public sealed class ModelStoreOptions
             logger,
             new RetrySettings(RetryDelay, MaxRetryDelay, MaxRetryWait, Sleep, Clock),
             StallTimeout ?? Seconds("HF_HUB_DOWNLOAD_TIMEOUT", Variable) ?? TimeSpan.FromSeconds(60),
-            MetadataTimeout ?? Seconds("HF_HUB_ETAG_TIMEOUT", Variable) ?? TimeSpan.FromSeconds(10));
+            MetadataTimeout ?? Seconds("HF_HUB_ETAG_TIMEOUT", Variable) ?? TimeSpan.FromSeconds(10),
+            IsTrue(Variable("HF_HUB_DISABLE_SYMLINKS")));
     }
 
     private static string PlatformCacheDirectory(Func<string, string?> variable)
@@ -178,4 +179,5 @@ internal sealed record ResolvedStoreOptions(
     ILogger Logger,
     RetrySettings Retry,
     TimeSpan StallTimeout,
-    TimeSpan MetadataTimeout);
+    TimeSpan MetadataTimeout,
+    bool CopyInsteadOfLinks);

@@ -626,6 +626,19 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
     }
 
     [Fact]
+    public async Task WithHfHubDisableSymlinksSnapshotsHoldCopies()
+    {
+        var model = await ModelStore.EnsureModelAsync(options: Options(environment: new() { ["HF_HUB_DISABLE_SYMLINKS"] = "1" }));
+
+        model.EnsureComplete();
+        foreach (var file in _hub.WantedFiles)
+        {
+            Assert.Null(new FileInfo(SnapshotPath(file)).LinkTarget);
+            Assert.Equal(file.Content, File.ReadAllBytes(SnapshotPath(file)));
+        }
+    }
+
+    [Fact]
     public async Task ConcurrentPullsOfOneModelDownloadEachFileOnce()
     {
         var pulls = Enumerable.Range(0, 3).Select(_ => Task.Run(() => ModelStore.EnsureModelAsync(options: Options()))).ToList();
