@@ -20,6 +20,9 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
 {
     private readonly ILogger _logger = settings.Logger;
 
+    /// <summary>Why the hub could not be reached, once it could not: later sources use their refs without asking.</summary>
+    private ModelFileException? _unavailable;
+
     public string HubRoot { get; } = Path.Combine(settings.CacheDirectory, "hub");
 
     /// <summary>
@@ -44,29 +47,43 @@ internal sealed class HubSnapshots(ResolvedStoreOptions settings, HubClient? cli
             return RequireComplete(new PinnedSource(source, cache, commit, FromCache: true), null);
         }
 
-        try
+        if (_unavailable is null)
         {
-            string commit = await client.ResolveCommitAsync(source.Repository, source.Revision, cancellationToken).ConfigureAwait(false);
-            string? known = cache.ReadRef(source.Revision);
-            if (known is not null && known != commit)
+            try
             {
-                _logger.LogInformation("{Repository} '{Revision}' moved from commit {Old} to {New} since the last pull.", source.Repository, source.Revision, known[..12], commit[..12]);
-            }
-            else
-            {
-                _logger.LogDebug("{Repository} '{Revision}' is commit {Commit}.", source.Repository, source.Revision, commit);
-            }
+                string commit = await client.ResolveCommitAsync(source.Repository, source.Revision, cancellationToken).ConfigureAwait(false);
+                string? known = cache.ReadRef(source.Revision);
+                if (known is not null && known != commit)
+                {
+                    _logger.LogInformation("{Repository} '{Revision}' moved from commit {Old} to {New} since the last pull.", source.Repository, source.Revision, known[..12], commit[..12]);
+                }
+                else
+                {
+                    _logger.LogDebug("{Repository} '{Revision}' is commit {Commit}.", source.Repository, source.Revision, commit);
+                }
 
-            return new PinnedSource(source, cache, commit, FromCache: false);
+                return new PinnedSource(source, cache, commit, FromCache: false);
+            }
+            catch (ModelFileException e) when (HubClient.IsUnavailable(e))
+            {
+                if (cache.ReadRef(source.Revision) is null)
+                {
+                    throw;
+                }
+
+                // The other repositories live on the same hub: they are not asked (and waited for) again.
+                _unavailable = e;
+            }
         }
-        catch (ModelFileException e) when (HubClient.IsUnavailable(e) && cache.ReadRef(source.Revision) is { } cached)
-        {
-            // As snapshot_download: a hub that cannot be reached (not one that refuses) leaves the cache's commit in use.
-            var pinned = RequireComplete(new PinnedSource(source, cache, cached, FromCache: true), e);
-            _logger.LogWarning("Could not revalidate {Repository} '{Revision}' with the hub at {Endpoint} ({Reason}); using commit {Commit}, which the cache's ref names.",
-                source.Repository, source.Revision, settings.Endpoint, ShortReason(e), cached[..12]);
-            return pinned;
-        }
+
+        // As snapshot_download: a hub that cannot be reached (not one that refuses) leaves the cache's commit in use.
+        string cached = cache.ReadRef(source.Revision) ?? throw new ModelFileException(cache.RefPath(source.Revision),
+            $"the hub at {settings.Endpoint} could not be reached ({ShortReason(_unavailable)}), and the cache holds no ref for {source.Repository} at '{source.Revision}'. {HubClient.LocalFilesAdvice}",
+            innerException: _unavailable);
+        var pinned = RequireComplete(new PinnedSource(source, cache, cached, FromCache: true), _unavailable);
+        _logger.LogWarning("Could not revalidate {Repository} '{Revision}' with the hub at {Endpoint} ({Reason}); using commit {Commit}, which the cache's ref names.",
+            source.Repository, source.Revision, settings.Endpoint, ShortReason(_unavailable), cached[..12]);
+        return pinned;
     }
 
     /// <summary>
