@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Reflection;
 using System.Security.Cryptography;
@@ -22,6 +21,12 @@ namespace MiniOmni.SK.ModelFiles.Download;
 internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpClient)
 {
     private const int BufferSize = 1 << 20;
+
+    /// <summary>The most an API answer (a revision, a page of a listing) may hold; the hub's are a few hundred kilobytes.</summary>
+    private const int MaxJsonBytes = 32 << 20;
+
+    /// <summary>The most pages a listing may have: the hub pages up to a thousand entries at a time, and these repositories hold a handful of files.</summary>
+    private const int MaxListingPages = 100;
 
     private static readonly Lazy<HttpClient> SharedClient = new(() => new HttpClient(new SocketsHttpHandler
     {
@@ -70,11 +75,15 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
         RevisionInfo? info;
         try
         {
-            info = await response.Content.ReadFromJsonAsync<RevisionInfo>(Json, cancellationToken).ConfigureAwait(false);
+            info = await ReadJsonAsync<RevisionInfo>(response, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is JsonException or IOException or HttpRequestException)
+        catch (JsonException e)
         {
             throw NotAHub(uri, $"its answer for revision '{revision}' of {repository} could not be read ({e.Message})", e);
+        }
+        catch (Exception e) when (IsNetworkFailure(e, cancellationToken))
+        {
+            throw Unreachable(uri, $"could not resolve revision '{revision}' of {repository}", e);
         }
 
         string? commit = info?.Sha?.ToLowerInvariant();
@@ -88,17 +97,26 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
     {
         var files = new Dictionary<string, HubFile>(StringComparer.Ordinal);
         Uri? page = TreeUri(repository, commit);
-        while (page is not null)
+        for (int pages = 1; page is not null; pages++)
         {
+            if (pages > MaxListingPages)
+            {
+                throw NotAHub(page, $"its listing of {repository} goes on for more than {MaxListingPages} pages", null);
+            }
+
             using var response = await SendAsync(page, new HubRetries(options.Retry), repository, $"list {repository}", rawBytes: false, range: null, retryNetworkFailures: true, cancellationToken).ConfigureAwait(false);
             List<TreeEntry>? entries;
             try
             {
-                entries = await response.Content.ReadFromJsonAsync<List<TreeEntry>>(Json, cancellationToken).ConfigureAwait(false);
+                entries = await ReadJsonAsync<List<TreeEntry>>(response, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is JsonException or IOException or HttpRequestException)
+            catch (JsonException e)
             {
                 throw NotAHub(page, $"its listing of {repository} could not be read ({e.Message})", e);
+            }
+            catch (Exception e) when (IsNetworkFailure(e, cancellationToken))
+            {
+                throw Unreachable(page, $"could not list {repository}", e);
             }
 
             foreach (var entry in entries ?? [])
@@ -432,7 +450,7 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
         stall.CancelAfter(options.StallTimeout);
         try
         {
-            return await body.ReadAsync(buffer.AsMemory(0, BufferSize), stall.Token).ConfigureAwait(false);
+            return await body.ReadAsync(buffer.AsMemory(0, Math.Min(buffer.Length, BufferSize)), stall.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -459,6 +477,35 @@ internal sealed class HubClient(ResolvedStoreOptions options, HttpClient? httpCl
 
         request.Headers.Range = range;
         return request;
+    }
+
+    /// <summary>An API answer as <typeparamref name="T"/>, read whole but never beyond <see cref="MaxJsonBytes"/>, nor stalled beyond the stall timeout.</summary>
+    private async Task<T?> ReadJsonAsync<T>(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.Content.Headers.ContentLength > MaxJsonBytes)
+        {
+            throw new JsonException($"the answer has {response.Content.Headers.ContentLength} bytes, more than the {MaxJsonBytes} an answer may hold");
+        }
+
+        using var buffer = new MemoryStream();
+        await using (var body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false))
+        {
+            byte[] chunk = new byte[81920];
+            using var stall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            int read;
+            while ((read = await ReadAsync(body, chunk, stall, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                if (buffer.Length + read > MaxJsonBytes)
+                {
+                    throw new JsonException($"the answer goes on beyond the {MaxJsonBytes} bytes an answer may hold");
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+        }
+
+        buffer.Position = 0;
+        return JsonSerializer.Deserialize<T>(buffer, Json);
     }
 
     private static long Length(string path) => File.Exists(path) ? new FileInfo(path).Length : 0;

@@ -63,8 +63,10 @@ internal sealed class FakeHub : IAsyncDisposable
     public sealed record Request(string Path, string? Range, string? Authorization, string? AcceptEncoding, int Status, HostedFile? File, long BytesSent);
 
     /// <summary>An answer given instead of the real one, <see cref="Remaining"/> more times, to requests whose path matches.</summary>
-    private sealed class Fault(Func<string, bool> matches, int times, int status, IReadOnlyDictionary<string, string> headers)
+    private sealed class Fault(Func<string, bool> matches, int times, int status, IReadOnlyDictionary<string, string> headers, byte[]? body)
     {
+        public byte[]? Body { get; } = body;
+
         public Func<string, bool> Matches { get; } = matches;
 
         public int Remaining = times;
@@ -123,9 +125,9 @@ internal sealed class FakeHub : IAsyncDisposable
     /// <summary>Serve the file with every byte flipped: the right size, the wrong content.</summary>
     public void Corrupt(HostedFile file) => _corrupt[file.Sha256] = true;
 
-    /// <summary>The next <paramref name="times"/> requests whose path <paramref name="matches"/> are answered <paramref name="status"/> with these headers.</summary>
-    public void Fail(Func<string, bool> matches, int times, int status, IReadOnlyDictionary<string, string>? headers = null) =>
-        _faults.Enqueue(new Fault(matches, times, status, headers ?? new Dictionary<string, string>()));
+    /// <summary>The next <paramref name="times"/> requests whose path <paramref name="matches"/> are answered <paramref name="status"/> with these headers (and this body).</summary>
+    public void Fail(Func<string, bool> matches, int times, int status, IReadOnlyDictionary<string, string>? headers = null, byte[]? body = null) =>
+        _faults.Enqueue(new Fault(matches, times, status, headers ?? new Dictionary<string, string>(), body));
 
     /// <summary>A new commit on main of <paramref name="repository"/> with <paramref name="path"/> set to <paramref name="content"/> (removed when null); returns its id.</summary>
     public string Push(string repository, string path, byte[]? content, bool lfs = false)
@@ -245,6 +247,15 @@ internal sealed class FakeHub : IAsyncDisposable
             foreach (var (name, value) in fault.Headers)
             {
                 context.Response.Headers[name] = value;
+            }
+
+            if (fault.Body is { } body)
+            {
+                context.Response.StatusCode = fault.Status;
+                context.Response.ContentType = "application/json";
+                Record(context);
+                await context.Response.Body.WriteAsync(body);
+                return;
             }
 
             await Answer(context, fault.Status, "Fault", $"fault {fault.Status}");

@@ -248,6 +248,35 @@ public sealed class ModelStoreTests(ConvertedFixtureModel converted) : IClassFix
         Assert.Empty(_sleeps);
     }
 
+    [Theory]
+    [InlineData("{\"id\":\"gpt-omni/mini-omni\"}")]
+    [InlineData("{\"sha\":\"../../../../etc\"}")]
+    [InlineData("<html>mirror down</html>")]
+    public async Task ARevisionAnswerWithoutACommitIdIsNamedAsNotAHub(string body)
+    {
+        _hub.Fail(p => p.Contains("/revision/", StringComparison.Ordinal), 1, 200, body: System.Text.Encoding.UTF8.GetBytes(body));
+
+        var error = await Assert.ThrowsAsync<ModelFileException>(() => ModelStore.EnsureModelAsync(options: Options()));
+
+        Assert.Contains("revision 'main' of gpt-omni/mini-omni", error.Message);
+        Assert.Contains("a Hugging Face hub?", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_cache.Path, "hub")));
+    }
+
+    [Fact]
+    public async Task AnOversizedOrEndlessListingIsRefused()
+    {
+        _hub.Fail(p => p.Contains("/tree/", StringComparison.Ordinal), 1, 200, body: new byte[33 << 20]);
+        var oversized = await Assert.ThrowsAsync<ModelFileException>(() => ModelStore.EnsureModelAsync(options: Options()));
+
+        _hub.Fail(p => p.Contains("/tree/", StringComparison.Ordinal), 200, 200,
+            new Dictionary<string, string> { ["Link"] = $"<{_hub.Endpoint}api/models/gpt-omni/mini-omni/tree/x?cursor=1>; rel=\"next\"" }, "[]"u8.ToArray());
+        var endless = await Assert.ThrowsAsync<ModelFileException>(() => ModelStore.EnsureModelAsync(options: Options()));
+
+        Assert.Contains("33554432 bytes an answer may hold", oversized.Message);
+        Assert.Contains("more than 100 pages", endless.Message);
+    }
+
     [Fact]
     public async Task ACompressedBodyIsRefusedBecauseItsBytesCannotBeChecked()
     {
