@@ -20,6 +20,9 @@ namespace MiniOmni.SK.ModelFiles.Download;
 internal sealed partial class HubRepositoryCache
 {
     private const int TreeFormatVersion = 1;
+
+    /// <summary>Bounds on what is read from the cache's own small files: a ref holds 40 characters, a listing a few kilobytes.</summary>
+    private const long MaxRefBytes = 1024, MaxTreeBytes = 32 << 20;
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     private readonly ILogger _logger;
@@ -76,7 +79,7 @@ internal sealed partial class HubRepositoryCache
         string path = RefPath(revision);
         try
         {
-            string? commit = File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+            string? commit = !File.Exists(path) ? null : new FileInfo(path).Length > MaxRefBytes ? "" : File.ReadAllText(path).Trim();
             if (commit is not null && !IsCommit(commit))
             {
                 _logger.LogWarning("The ref file {Path} does not hold a commit id; it is ignored.", path);
@@ -107,7 +110,7 @@ internal sealed partial class HubRepositoryCache
     public IReadOnlyDictionary<string, HubFile>? ReadTree(string commit)
     {
         string path = TreePath(commit);
-        if (!File.Exists(path))
+        if (!File.Exists(path) || new FileInfo(path).Length > MaxTreeBytes)
         {
             return null;
         }
