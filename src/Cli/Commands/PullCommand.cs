@@ -14,10 +14,11 @@ internal static class PullCommand
         name.AcceptOnlyFromAmong([.. ModelStore.ModelNames]);
         var type = ModelFileCommands.TypeOption();
         var cache = new Option<DirectoryInfo?>("--cache") { Description = "Cache directory (default: MINIOMNI_CACHE, else ~/.cache/miniomni or %LOCALAPPDATA%\\miniomni)." };
-        var offline = new Option<bool>("--offline") { Description = "Use only what the cache holds; never touch the network (as HF_HUB_OFFLINE=1)." };
+        var offline = new Option<bool>("--offline") { Description = "Use only what the cache holds (the commit its ref names); never touch the network (as HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1)." };
         var endpoint = new Option<string?>("--endpoint") { Description = "The hub or a mirror of it (default: HF_ENDPOINT, else https://huggingface.co)." };
         var revision = new Option<string>("--revision") { Description = "Branch, tag or commit of gpt-omni/mini-omni.", DefaultValueFactory = _ => "main" };
-        var command = new Command("pull", "Download a model's original releases from the Hugging Face hub (HF_TOKEN is sent if set), convert them, and keep both in the cache.")
+        var command = new Command("pull", "Resolve a model's releases on the Hugging Face hub to their commits, download what the cache lacks of them, convert them, and keep both in the cache per commit. "
+            + "A token is sent if HF_TOKEN, HUGGING_FACE_HUB_TOKEN or the token file of `hf auth login` holds one.")
         {
             name, type, cache, offline, endpoint, revision,
         };
@@ -33,8 +34,7 @@ internal static class PullCommand
                 Logger = CommandRunner.Logging.CreateLogger("pull"),
             };
             string model = parse.GetRequiredValue(name);
-            var target = ModelStore.GetModelDirectory(model, options);
-            var directory = await ConsoleProgress.RunAsync($"Pulling {model} ({options.FileType.ToName()}) into {target.Path}", (download, conversion) =>
+            var directory = await ConsoleProgress.RunAsync($"Pulling {model} ({options.FileType.ToName()}) at '{options.Revision}'", (download, conversion) =>
                 ModelStore.EnsureModelAsync(model, options, download, conversion, cancellationToken)).ConfigureAwait(false);
             AnsiConsole.MarkupLineInterpolated($"Model directory: [green]{directory.Path}[/]");
             AnsiConsole.MarkupLineInterpolated($"[grey]miniomni run --model \"{directory.Path}\" --input question.wav --out-wav answer.wav[/]");

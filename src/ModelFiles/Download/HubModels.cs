@@ -1,11 +1,16 @@
 namespace MiniOmni.SK.ModelFiles.Download;
 
 /// <summary>Files wanted from one Hugging Face model repository at one revision.</summary>
-internal sealed record HubSource(string Repository, string Revision, IReadOnlyList<string> Files)
+/// <param name="Repository">The repository, <c>owner/name</c>.</param>
+/// <param name="Revision">A branch, tag or commit.</param>
+/// <param name="Files">What conversion reads: a revision without one of them is an error.</param>
+/// <param name="OptionalFiles">Fetched when the revision has them, skipped when it has not.</param>
+internal sealed record HubSource(string Repository, string Revision, IReadOnlyList<string> Files, IReadOnlyList<string> OptionalFiles)
 {
-    /// <summary>The folder under the cache's <c>hub</c> directory: <c>owner--name/revision</c>, as huggingface_hub spells repositories.</summary>
-    public string CacheFolder(string hubRoot) =>
-        Path.Combine(hubRoot, Repository.Replace("/", "--", StringComparison.Ordinal), ModelStore.SafeFolderName(Revision));
+    public HubSource(string repository, string revision, IReadOnlyList<string> files)
+        : this(repository, revision, files, [])
+    {
+    }
 }
 
 /// <summary>The three releases a model is converted from.</summary>
@@ -20,10 +25,12 @@ internal static class HubModels
     /// <summary>
     /// Mini-Omni as released. Whisper comes as the Hugging Face <c>openai/whisper-small</c> safetensors because the
     /// hub serves that (openai's <c>small.pt</c> lives on openai's own CDN); it holds the same weights.
+    /// Only what conversion reads is required; <c>tokenizer_config.json</c> (which the reference reads if present,
+    /// and conversion does not) comes along when the revision has it.
     /// </summary>
     public static HubModel MiniOmni(string revision) => new(
         ModelStore.DefaultModelName,
-        new HubSource("gpt-omni/mini-omni", revision, ["lit_model.pth", "model_config.yaml", "tokenizer.json", "tokenizer_config.json"]),
+        new HubSource("gpt-omni/mini-omni", revision, ["lit_model.pth", "model_config.yaml", "tokenizer.json"], ["tokenizer_config.json"]),
         new HubSource("openai/whisper-small", "main", ["config.json", "model.safetensors"]),
         new HubSource("hubertsiuzdak/snac_24khz", "main", ["config.json", "pytorch_model.bin"]));
 

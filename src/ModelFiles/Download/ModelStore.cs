@@ -9,9 +9,11 @@ namespace MiniOmni.SK.ModelFiles.Download;
 /// converts them with <see cref="ModelConverter"/>, and keeps both in a cache directory.
 /// </summary>
 /// <remarks>
-/// Cache layout: <c>hub/{owner}--{name}/{revision}/{file}</c> for the downloads (a <c>.partial</c> beside a file
-/// is an interrupted download, resumed by the next run) and <c>models/{model}/{revision}/{type}/</c> for the
-/// converted model directory, which appears only when complete. One process at a time works in a cache.
+/// Cache layout: <c>hub/models--{owner}--{name}/</c> for each repository, as huggingface_hub lays out its cache
+/// (<c>refs/{revision}</c> naming a commit, <c>snapshots/{commit}/{file}</c> linking to <c>blobs/{hash}</c>,
+/// <c>blobs/{hash}.incomplete</c> for an interrupted download, resumed by the next run; <c>trees/{commit}.json</c> the
+/// kept listing), and <c>models/{model}/{commit}/{type}/</c> for the model converted from that commit, which appears
+/// only when complete and records its sources in <c>sources.json</c>. One process at a time writes in a cache.
 /// </remarks>
 public static partial class ModelStore
 {
@@ -41,18 +43,34 @@ public static partial class ModelStore
         return await EnsureModelAsync(pathOrName, options, downloadProgress, conversionProgress, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Where the converted model <paramref name="modelName"/> is kept, whether or not it is there yet.</summary>
-    public static ModelDirectory GetModelDirectory(string modelName = DefaultModelName, ModelStoreOptions? options = null)
+    /// <summary>
+    /// The converted model <paramref name="modelName"/> the cache holds for the revision as last pulled (the commits its
+    /// refs name), without touching the network; null when the cache holds no complete one.
+    /// </summary>
+    public static ModelDirectory? FindCachedModel(string modelName = DefaultModelName, ModelStoreOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelName);
-        var settings = (options ?? new ModelStoreOptions()).Resolve();
-        return new ModelDirectory(ModelPath(settings, HubModels.Get(modelName, settings.Revision)));
+        var settings = (options ?? new ModelStoreOptions()).Resolve() with { Offline = true };
+        var model = HubModels.Get(modelName, settings.Revision);
+        var snapshots = new HubSnapshots(settings, client: null);
+        try
+        {
+            var pinned = model.Sources.Select(s => snapshots.PinAsync(s, CancellationToken.None).GetAwaiter().GetResult()).ToList();
+            string target = ModelPath(settings, model, pinned[0].Commit);
+            return IsCurrent(target, ConvertedFrom.Of(pinned, snapshots), settings.Logger, byContent: false) ? new ModelDirectory(target) : null;
+        }
+        catch (ModelFileException)
+        {
+            return null;
+        }
     }
 
     /// <summary>
-    /// The converted model <paramref name="modelName"/> from the cache; if it is not there, downloads what is missing
-    /// of its releases and converts them first. Errors (network, hub, corrupt download, offline with the model
-    /// missing) are <see cref="ModelFileException"/>s that say what failed and what to do instead.
+    /// The converted model <paramref name="modelName"/>, current with the hub: each repository's revision is resolved
+    /// to its commit (one request each; offline, the cache's ref), what that commit lacks in the cache is downloaded,
+    /// and the model converted from those commits is returned, converting it first if the cache does not hold it.
+    /// Errors (network, hub, corrupt download, offline with the model missing) are <see cref="ModelFileException"/>s
+    /// that say what failed and what to do instead.
     /// </summary>
     public static async Task<ModelDirectory> EnsureModelAsync(
         string modelName = DefaultModelName,
@@ -66,39 +84,42 @@ public static partial class ModelStore
         var settings = options.Resolve();
         var model = HubModels.Get(modelName, settings.Revision);
         var logger = settings.Logger;
-        string target = ModelPath(settings, model);
-        if (IsComplete(target))
+        var snapshots = new HubSnapshots(settings, settings.Offline ? null : new HubClient(settings, options.HttpClient));
+
+        // Network only, nothing written: the commits this pull is about.
+        var pinned = new List<PinnedSource>();
+        foreach (var source in model.Sources)
         {
-            logger.LogDebug("{Model} ({Type}) is in the cache at {Directory}.", model.Name, settings.FileType.ToName(), target);
+            pinned.Add(await snapshots.PinAsync(source, cancellationToken).ConfigureAwait(false));
+        }
+
+        string target = ModelPath(settings, model, pinned[0].Commit);
+        if (IsCurrent(target, ConvertedFrom.Of(pinned, snapshots), logger, byContent: false))
+        {
+            foreach (var source in pinned.Where(p => !p.FromCache))
+            {
+                source.Cache.WriteRef(source.Source.Revision, source.Commit);
+            }
+
+            logger.LogDebug("{Model} ({Type}) at commit {Commit} is in the cache at {Directory}.", model.Name, settings.FileType.ToName(), pinned[0].Commit[..12], target);
             return new ModelDirectory(target);
         }
 
         using (await CacheLock.AcquireAsync(settings.CacheDirectory, logger, cancellationToken).ConfigureAwait(false))
         {
-            // Another process may have finished it while this one waited.
-            if (IsComplete(target))
+            await snapshots.EnsureCompleteAsync(pinned, downloadProgress, cancellationToken).ConfigureAwait(false);
+
+            // Decided after the snapshots are complete, when every listing is kept: another process may have converted
+            // it while this one waited, or the sources may have moved to commits holding the same files.
+            var wanted = ConvertedFrom.Of(pinned, snapshots);
+            if (IsCurrent(target, wanted, logger, byContent: true))
             {
+                wanted.Write(target);
                 return new ModelDirectory(target);
             }
 
-            string hubRoot = Path.Combine(settings.CacheDirectory, "hub");
-            var missing = model.Sources
-                .SelectMany(source => source.Files.Select(file => (Source: source, File: file, Destination: Path.Combine(source.CacheFolder(hubRoot), file))))
-                .Where(wanted => !File.Exists(wanted.Destination))
-                .ToList();
-            if (missing.Count > 0)
-            {
-                if (settings.Offline)
-                {
-                    throw new ModelFileException(target,
-                        $"{model.Name} ({settings.FileType.ToName()}) is not in the cache, and offline mode (HF_HUB_OFFLINE or --offline) forbids downloading "
-                        + $"{Describe(missing.Select(m => $"{m.Source.Repository}/{m.File}").ToList())}. Pull it once online (`miniomni pull`). {HubClient.LocalFilesAdvice}");
-                }
-
-                await DownloadAsync(new HubClient(settings, options.HttpClient), missing, downloadProgress, logger, cancellationToken).ConfigureAwait(false);
-            }
-
-            await Task.Run(() => Convert(model, hubRoot, target, settings, conversionProgress, cancellationToken), cancellationToken).ConfigureAwait(false);
+            await Task.Run(() => Convert(model, pinned, wanted, target, settings, conversionProgress, cancellationToken), cancellationToken).ConfigureAwait(false);
+            NoteEarlierLayout(settings, model, snapshots);
             return new ModelDirectory(target).EnsureComplete();
         }
     }
@@ -110,56 +131,22 @@ public static partial class ModelStore
         return safe is "." or ".." ? safe.Replace('.', '_') : safe;
     }
 
-    private static string ModelPath(ResolvedStoreOptions settings, HubModel model) =>
-        Path.Combine(settings.CacheDirectory, "models", model.Name, SafeFolderName(model.Checkpoint.Revision), settings.FileType.ToName());
+    private static string ModelPath(ResolvedStoreOptions settings, HubModel model, string commit) =>
+        Path.Combine(settings.CacheDirectory, "models", model.Name, commit, settings.FileType.ToName());
 
-    private static string Describe(List<string> files) =>
-        files.Count == 1 ? files[0] : $"{files.Count} files ({files[0]} and {files.Count - 1} more)";
+    /// <summary>
+    /// Whether <paramref name="directory"/> holds a complete model converted from <paramref name="wanted"/>: the same
+    /// commits, or (with <paramref name="byContent"/>) the same file contents. A directory without a record (the earlier
+    /// layout, or an earlier version lacking the vocabulary file) is converted again.
+    /// </summary>
+    private static bool IsCurrent(string directory, ConvertedFrom wanted, ILogger logger, bool byContent) =>
+        new ModelDirectory(directory).IsComplete
+        && ConvertedFrom.Read(directory, logger) is { } record
+        && (byContent ? record.SameContent(wanted) : record.SameCommits(wanted));
 
-    // A folder converted by an earlier version lacks the vocabulary file, so it is converted again.
-    private static bool IsComplete(string directory) => new ModelDirectory(directory).IsComplete;
-
-    private static async Task DownloadAsync(
-        HubClient client,
-        List<(HubSource Source, string File, string Destination)> missing,
-        IProgress<DownloadProgress>? progress,
-        ILogger logger,
-        CancellationToken cancellationToken)
+    private static void Convert(HubModel model, IReadOnlyList<PinnedSource> pinned, ConvertedFrom record, string target, ResolvedStoreOptions settings, IProgress<ConversionProgress>? progress, CancellationToken cancellationToken)
     {
-        // Everything is listed first: a missing file or a refused repository fails before any byte is fetched,
-        // and the overall total is known from the start.
-        var plan = new List<(HubSource Source, HubFile File, string Destination)>();
-        foreach (var group in missing.GroupBy(m => m.Source))
-        {
-            var listed = await client.ListAsync(group.Key, cancellationToken).ConfigureAwait(false);
-            foreach (var (source, file, destination) in group)
-            {
-                plan.Add(listed.TryGetValue(file, out var hubFile)
-                    ? (source, hubFile, destination)
-                    : throw new ModelFileException(client.TreeUri(source).ToString(),
-                        $"{source.Repository} at revision '{source.Revision}' has no {file}; check --revision. {HubClient.LocalFilesAdvice}", file));
-            }
-        }
-
-        long total = plan.Sum(p => p.File.Size);
-        var done = new long[plan.Count];
-        logger.LogInformation("Downloading {Count} files ({Bytes} bytes).", plan.Count, total);
-        for (int i = 0; i < plan.Count; i++)
-        {
-            var (source, file, destination) = plan[i];
-            int index = i;
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            await client.DownloadAsync(source, file, destination, bytes =>
-            {
-                done[index] = bytes;
-                progress?.Report(new DownloadProgress(source.Repository, file.Path, bytes, file.Size, done.Sum(), total));
-            }, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private static void Convert(HubModel model, string hubRoot, string target, ResolvedStoreOptions settings, IProgress<ConversionProgress>? progress, CancellationToken cancellationToken)
-    {
-        var sources = new ConversionSources(model.Checkpoint.CacheFolder(hubRoot), model.Whisper.CacheFolder(hubRoot), model.Snac.CacheFolder(hubRoot));
+        var sources = new ConversionSources(pinned[0].Folder, pinned[1].Folder, pinned[2].Folder);
         string parent = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(parent);
         string typeName = Path.GetFileName(target);
@@ -174,8 +161,10 @@ public static partial class ModelStore
         string staging = Path.Combine(parent, $".{typeName}.partial-{Guid.NewGuid():N}");
         try
         {
-            settings.Logger.LogInformation("Converting {Model} to {Type} in {Directory}.", model.Name, settings.FileType.ToName(), target);
+            settings.Logger.LogInformation("Converting {Model} to {Type} from {Sources} in {Directory}.", model.Name, settings.FileType.ToName(),
+                string.Join(", ", pinned.Select(p => p.Describe())), target);
             ModelConverter.Convert(sources, staging, settings.FileType, progress, settings.Logger, cancellationToken);
+            record.Write(staging);
             if (Directory.Exists(target))
             {
                 Directory.Delete(target, recursive: true);
@@ -189,6 +178,20 @@ public static partial class ModelStore
             {
                 Directory.Delete(staging, recursive: true);
             }
+        }
+    }
+
+    /// <summary>Says which folders of the layout before commits were kept remain; they are not read, and not deleted (a model there may be in use as --model).</summary>
+    private static void NoteEarlierLayout(ResolvedStoreOptions settings, HubModel model, HubSnapshots snapshots)
+    {
+        string models = Path.Combine(settings.CacheDirectory, "models", model.Name);
+        var earlier = snapshots.LegacyFolders(model.Sources)
+            .Concat(Directory.EnumerateDirectories(models).Where(d => !HubRepositoryCache.IsCommit(Path.GetFileName(d))))
+            .ToList();
+        if (earlier.Count > 0)
+        {
+            settings.Logger.LogInformation("The cache holds folders of an earlier layout that this version no longer reads: {Folders}. Delete them to free the space.",
+                string.Join(", ", earlier));
         }
     }
 
