@@ -221,7 +221,6 @@ public sealed class AudioDecoderTests
     }
 
     [Theory]
-    [InlineData("OggS\0\u0002\0\0\0\0\0\0\0\0", "Ogg")]
     [InlineData("fLaC\0\0\0\u0022\0\0\0\0\0\0", "FLAC")]
     [InlineData("\0\0\0\u0020ftypM4A \0\0", "MP4")]
     [InlineData("just some text, not audio", "unrecognised")]
