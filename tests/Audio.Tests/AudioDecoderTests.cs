@@ -274,14 +274,4 @@ public sealed class AudioDecoderTests
 
         Assert.Equal(WhisperLogMel.WindowSampleCount, decoded.Length);
     }
-
-    /// <summary>A stream that cannot seek, like a network body.</summary>
-    private sealed class ForwardOnlyStream(byte[] bytes) : MemoryStream(bytes)
-    {
-        public override bool CanSeek => false;
-
-        public override long Position { get => base.Position; set => throw new NotSupportedException(); }
-
-        public override long Seek(long offset, SeekOrigin loc) => throw new NotSupportedException();
-    }
 }
