@@ -56,21 +56,21 @@ internal static class TestContainers
             lacing.Add((byte)size);
         }
 
-        var page = new byte[27 + lacing.Count + packets.Sum(p => p.Length)];
+        WriteOggPageRaw(file, [.. lacing], [.. packets.SelectMany(p => p)], flags, granule, ref sequence, serial);
+    }
+
+    /// <summary>Writes one page with the given lacing table and body, whatever they say.</summary>
+    public static void WriteOggPageRaw(Stream file, byte[] lacing, byte[] body, byte flags, long granule, ref uint sequence, uint serial = 0x1234)
+    {
+        var page = new byte[27 + lacing.Length + body.Length];
         "OggS"u8.CopyTo(page);
         page[5] = flags;
         BinaryPrimitives.WriteInt64LittleEndian(page.AsSpan(6), granule);
         BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(14), serial);
         BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(18), sequence++);
-        page[26] = (byte)lacing.Count;
+        page[26] = (byte)lacing.Length;
         lacing.CopyTo(page, 27);
-        int at = 27 + lacing.Count;
-        foreach (var packet in packets)
-        {
-            packet.CopyTo(page, at);
-            at += packet.Length;
-        }
-
+        body.CopyTo(page, 27 + lacing.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(22), OggCrc(page));
         file.Write(page);
     }
