@@ -101,6 +101,11 @@ internal static class TestContainers
         foreach (int at in OggPageOffsets(file))
         {
             int segments = file[at + 26];
+            if (at + 27 + segments > file.Length)
+            {
+                return;
+            }
+
             int length = 27 + segments + file.AsSpan(at + 27, segments).ToArray().Sum(b => b);
             if (at + length > file.Length)
             {
@@ -187,6 +192,38 @@ internal static class TestContainers
         }
 
         return Element(0xA3, [.. block]);
+    }
+
+    /// <summary>A BlockGroup of track 1 holding one frame and, when given, a DiscardPadding.</summary>
+    public static byte[] BlockGroup(byte[] frame, long discardPaddingNs = 0) => Element(0xA0,
+    [
+        .. Element(0xA1, [0x81, 0, 0, 0, .. frame]),
+        .. discardPaddingNs != 0 ? Element(0x75A2, BitConverter.GetBytes(discardPaddingNs).Reverse().ToArray()) : [],
+    ]);
+
+    /// <summary>The audio packets of an Ogg Opus file (after the identification and comment headers), reassembled from its pages.</summary>
+    public static List<byte[]> OggPackets(byte[] file)
+    {
+        var packets = new List<byte[]>();
+        var current = new List<byte>();
+        foreach (int at in OggPageOffsets(file))
+        {
+            int segments = file[at + 26];
+            int body = at + 27 + segments;
+            for (int i = 0; i < segments; i++)
+            {
+                int lacing = file[at + 27 + i];
+                current.AddRange(file.AsSpan(body, lacing).ToArray());
+                body += lacing;
+                if (lacing < 255)
+                {
+                    packets.Add([.. current]);
+                    current.Clear();
+                }
+            }
+        }
+
+        return packets.Skip(2).ToList();
     }
 
     /// <summary>A WebM file shaped as Chrome's MediaRecorder writes it: unknown-size Segment and Clusters, one Opus track.</summary>

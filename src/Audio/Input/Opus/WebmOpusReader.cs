@@ -40,6 +40,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     private const int PrefixBytes = 9; // Void's ID and an 8-byte size
 
     private readonly EbmlReader _reader;
+    private readonly StreamSlice _input;
     private readonly string _inputName;
     private readonly ulong _trackNumber;
     private readonly Queue<OpusPacket> _ready = new();
@@ -59,7 +60,8 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         prefix[0] = 0xEC;
         BinaryPrimitives.WriteUInt64BigEndian(prefix.AsSpan(1), (ulong)length);
         prefix[1] |= 0x01; // the 8-byte vint's length marker; inputs are far below 2^56 bytes
-        _reader = new EbmlReader(new StreamSlice(stream, stream.Position, length, prefix), PrefixBytes + length);
+        _input = new StreamSlice(stream, stream.Position, length, prefix);
+        _reader = new EbmlReader(_input, PrefixBytes + length);
 
         var track = Guard(() =>
         {
@@ -552,7 +554,20 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         }
         catch (Exception ex) when (ex is EbmlDataFormatException or EndOfStreamException or InvalidOperationException or IOException or ArgumentException or OverflowException)
         {
-            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the WebM structure is damaged near byte {Math.Max(0, ElementOffset)} ({ex.Message}).", ex);
+            // NEbml's messages name the rule, not the place: say where it happened and what it means for the file.
+            string what = ex.Message switch
+            {
+                "invalid element size value" => "an element declares more bytes than its parent or the file holds (a cut-off file, or a damaged size)",
+                "invalid element identifier value" or "element identifier not encoded in shortest form" => "an element ID is not a valid EBML ID",
+                _ when ex is EndOfStreamException => "the file ends inside an element",
+                _ when ex is EbmlDataFormatException => "an element ID or size is not a valid EBML number, or runs past its parent",
+                _ => "the elements do not nest as Matroska requires",
+            };
+            throw new AudioFormatException(
+                _inputName,
+                AudioInputProblem.CorruptData,
+                $"the WebM structure is damaged near byte {Math.Max(0, _input.Position - PrefixBytes)}: {what} ({ex.Message}).",
+                ex);
         }
     }
 
