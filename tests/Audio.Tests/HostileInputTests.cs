@@ -168,6 +168,24 @@ public sealed class HostileInputTests
     }
 
     [Fact]
+    public void ABitFlippedMp3ThatNLayerTripsOverIsCorruptDataNotAnIndexError()
+    {
+        // Found by probing the fixture with four bit flips in its frames: NLayer indexes past an array on this one.
+        byte[] mp3 = File.ReadAllBytes(Fixture.Audio("sine440-stereo-44k1.mp3"));
+        foreach (int bit in new[] { 17776, 79087, 22639, 73490 })
+        {
+            mp3[bit / 8] ^= (byte)(1 << (bit % 8));
+        }
+
+        var error = Assert.Throws<AudioFormatException>(() => AudioDecoder.Decode(mp3, "audio/mpeg", inputName: "flipped.mp3"));
+
+        Assert.Equal(AudioInputProblem.CorruptData, error.Problem);
+        Assert.Contains("flipped.mp3", error.Message);
+        Assert.Contains("MP3 data is damaged", error.Message);
+        Assert.IsType<IndexOutOfRangeException>(error.InnerException);
+    }
+
+    [Fact]
     public void AnId3TagLargerThanTheFileIsTruncated()
     {
         byte[] mp3 = File.ReadAllBytes(Fixture.Audio("sine440-stereo-44k1.mp3"));

@@ -46,7 +46,7 @@ internal sealed class MpegSampleProvider : ISampleProvider, IDisposable
         catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
         {
             double seconds = _samplesRead / (double)WaveFormat.Channels / WaveFormat.SampleRate;
-            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the MP3 data is damaged after {seconds:0.###} s ({ex.Message}).", ex);
+            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the MP3 data is damaged at or after {seconds:0.###} s: NLayer failed on a frame ({ex.Message}).", ex);
         }
 
         _readBuffer.AsSpan(0, read).CopyTo(buffer);
