@@ -212,6 +212,19 @@ public sealed class HostileInputTests
     }
 
     [Fact]
+    public async Task AnEndlessStreamReadAsynchronouslyFailsOnceItPassesTheLimit()
+    {
+        var endless = new EndlessStream();
+        var options = new AudioInputOptions { MaxInputBytes = 1 << 20 };
+
+        var error = await Assert.ThrowsAsync<AudioFormatException>(() => AudioDecoder.DecodeAsync(endless, "audio/webm", options, "request body"));
+
+        Assert.Equal(AudioInputProblem.InputTooLarge, error.Problem);
+        Assert.Contains("request body", error.Message);
+        Assert.InRange(endless.BytesRead, options.MaxInputBytes, options.MaxInputBytes + (128 * 1024));
+    }
+
+    [Fact]
     public void ExactlyThirtySecondsAtAnyRateIsAcceptedAndOneFrameMoreIsNot()
     {
         foreach (int rate in new[] { 8000, 44100, 48000 })

@@ -42,6 +42,33 @@ public static class AudioDecoder
         return DecodeSeekable(buffered, declared, inputName, options);
     }
 
+    /// <summary>
+    /// Decodes audio from a stream read asynchronously (a request body, which servers often refuse to read synchronously),
+    /// buffering at most <see cref="AudioInputOptions.MaxInputBytes"/> of a stream that cannot seek; the stream is left open.
+    /// </summary>
+    public static async Task<float[]> DecodeAsync(Stream stream, string? mediaType = null, AudioInputOptions? options = null, string? inputName = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        options ??= AudioInputOptions.Default;
+        inputName ??= DescribeInput("stream", mediaType);
+        if (stream.CanSeek)
+        {
+            return Decode(stream, mediaType, options, inputName);
+        }
+
+        using var buffered = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            ThrowIfOverLimit(buffered.Length + read, options.MaxInputBytes, inputName);
+            buffered.Write(chunk, 0, read);
+        }
+
+        buffered.Position = 0;
+        return DecodeSeekable(buffered, AudioContainerSniffer.FromMediaTypeOrExtension(mediaType), inputName, options);
+    }
+
     /// <summary>Decodes audio held in memory; <paramref name="mediaType"/> such as "audio/wav" or "audio/ogg" is only a fallback hint.</summary>
     public static float[] Decode(ReadOnlyMemory<byte> bytes, string? mediaType = null, AudioInputOptions? options = null, string? inputName = null)
     {
@@ -75,13 +102,11 @@ public static class AudioDecoder
         int read;
         while ((read = source.Read(chunk)) > 0)
         {
-            if (buffered.Length + read > limit)
+            long length = buffered.Length + read;
+            if (length > limit)
             {
                 buffered.Dispose();
-                throw new AudioFormatException(
-                    inputName,
-                    AudioInputProblem.InputTooLarge,
-                    $"the stream is longer than {limit} bytes ({nameof(AudioInputOptions)}.{nameof(AudioInputOptions.MaxInputBytes)}); pass a seekable stream or raise the limit.");
+                ThrowIfOverLimit(length, limit, inputName);
             }
 
             buffered.Write(chunk, 0, read);
@@ -89,6 +114,17 @@ public static class AudioDecoder
 
         buffered.Position = 0;
         return buffered;
+    }
+
+    private static void ThrowIfOverLimit(long length, long limit, string inputName)
+    {
+        if (length > limit)
+        {
+            throw new AudioFormatException(
+                inputName,
+                AudioInputProblem.InputTooLarge,
+                $"the stream is longer than {limit} bytes ({nameof(AudioInputOptions)}.{nameof(AudioInputOptions.MaxInputBytes)}); pass a seekable stream or raise the limit.");
+        }
     }
 
     private static float[] DecodeSeekable(Stream stream, AudioContainer declared, string inputName, AudioInputOptions options)

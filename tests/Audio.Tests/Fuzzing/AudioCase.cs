@@ -14,6 +14,9 @@ public enum EntryPoint
 
     /// <summary>The same with a forward-only stream and a limit smaller than many inputs.</summary>
     ForwardOnlyStreamSmallLimit,
+
+    /// <summary><see cref="AudioDecoder.DecodeAsync"/> with a forward-only stream.</summary>
+    AsyncForwardOnlyStream,
 }
 
 /// <summary>One fuzz case: mutated bytes, the media type declared with them, the entry point and the options.</summary>
@@ -41,6 +44,12 @@ public sealed record AudioCase(byte[] Bytes, string? MediaType, EntryPoint Entry
                 using (var stream = new MemoryStream(Bytes, writable: false))
                 {
                     return AudioDecoder.Decode(stream, MediaType, options, InputName);
+                }
+
+            case EntryPoint.AsyncForwardOnlyStream:
+                using (var stream = new ForwardOnlyStream(Bytes))
+                {
+                    return AudioDecoder.DecodeAsync(stream, MediaType, options, InputName).GetAwaiter().GetResult();
                 }
 
             default:

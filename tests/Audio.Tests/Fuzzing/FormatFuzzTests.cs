@@ -16,7 +16,7 @@ public sealed class Mp3FuzzTests(ITestOutputHelper output)
 {
     [Fact]
     public void MutatedMp3DecodesOrFailsCleanly() =>
-        AudioFuzz.Run(FuzzCases.For(FuzzTargets.Mp3), AudioFuzz.DecodesOrFailsCleanly, ciCases: 600, ciSeed: 0x4D50_3300, output, "MP3");
+        AudioFuzz.Run(FuzzCases.For(FuzzTargets.Mp3), AudioFuzz.DecodesOrFailsCleanly, ciCases: 500, ciSeed: 0x4D50_3300, output, "MP3");
 }
 
 public sealed class OggOpusFuzzTests(ITestOutputHelper output)
@@ -30,7 +30,7 @@ public sealed class WebmOpusFuzzTests(ITestOutputHelper output)
 {
     [Fact]
     public void MutatedWebmOpusDecodesOrFailsCleanly() =>
-        AudioFuzz.Run(FuzzCases.For(FuzzTargets.Webm), AudioFuzz.DecodesOrFailsCleanly, ciCases: 800, ciSeed: 0x1A45_DFA3, output, "WebM");
+        AudioFuzz.Run(FuzzCases.For(FuzzTargets.Webm), AudioFuzz.DecodesOrFailsCleanly, ciCases: 700, ciSeed: 0x1A45_DFA3, output, "WebM");
 }
 
 public sealed class RandomBytesFuzzTests(ITestOutputHelper output)

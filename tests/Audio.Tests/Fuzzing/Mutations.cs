@@ -139,14 +139,12 @@ internal static class FuzzCases
         (2, Gen.Select(Gen.Int, Gen.Int, Gen.Int, Gen.Bool, (f, l, t, d) => (Mutation)new Splice(f, l, t, d))),
         (1, Gen.Select(Gen.Byte.Array[0, 2048], Gen.OneOf(0, 4, 12), (b, k) => (Mutation)new RandomBytes(b, k))));
 
-    private static readonly EntryPoint[] Entries = Enum.GetValues<EntryPoint>();
-
     /// <summary>Cases for <paramref name="target"/>: a seed, one to three mutations, a declared type, an entry point, the options.</summary>
     public static Gen<AudioCase> For(FuzzTarget target) =>
         from seed in Gen.Int[0, target.Seeds.Length - 1]
         from mutations in AnyMutation.Array[1, 3]
         from mediaType in Gen.OneOf(target.MediaTypes)
-        from entry in Gen.Frequency((6, Gen.Const(EntryPoint.Bytes)), (1, Gen.Const(EntryPoint.SeekableStream)), (2, Gen.Const(EntryPoint.ForwardOnlyStream)), (1, Gen.Const(EntryPoint.ForwardOnlyStreamSmallLimit)))
+        from entry in Gen.Frequency((6, Gen.Const(EntryPoint.Bytes)), (1, Gen.Const(EntryPoint.SeekableStream)), (2, Gen.Const(EntryPoint.ForwardOnlyStream)), (1, Gen.Const(EntryPoint.ForwardOnlyStreamSmallLimit)), (1, Gen.Const(EntryPoint.AsyncForwardOnlyStream)))
         from truncate in Gen.Bool
         from repair in Gen.Int[0, 3]
         select Build(target, seed, mutations, mediaType, entry, truncate, repair != 0);
