@@ -44,7 +44,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     private readonly string _inputName;
     private readonly ulong _trackNumber;
     private readonly Queue<OpusPacket> _ready = new();
-    private readonly byte[] _block = new byte[MaxBlockBytes];
+    private byte[] _block = new byte[4096]; // grows with the blocks read, up to MaxBlockBytes
     private int _openClusters;
     private int _clusters;
     private bool _ended;
@@ -345,6 +345,13 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         if (size > MaxBlockBytes)
         {
             throw new AudioFormatException(_inputName, AudioInputProblem.InputTooLarge, $"the WebM block at byte {ElementOffset} is {size} bytes; at most {MaxBlockBytes} are accepted.");
+        }
+
+        if (size > _block.Length)
+        {
+            byte[] larger = new byte[(int)Math.Min(MaxBlockBytes, Math.Max(size, 2L * _block.Length))];
+            _block.AsSpan(0, read).CopyTo(larger);
+            _block = larger;
         }
 
         int filled = read;
