@@ -36,7 +36,6 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     private const ulong DiscardPaddingId = 0x75A2;
     private const int AudioTrackType = 2;
     private const int MaxTrackEntries = 128;
-    private const int MaxLaceFrames = 256;
     private const int PrefixBytes = 9; // Void's ID and an 8-byte size
 
     private readonly EbmlReader _reader;
@@ -337,7 +336,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         long size = _reader.ElementSize;
         int head = (int)Math.Min(size, 8);
         int read = head == 0 ? 0 : _reader.ReadBinary(_block, 0, head);
-        if (read < 1 || !TryReadVint(_block.AsSpan(0, read), out ulong track, out _) || track != _trackNumber)
+        if (read < 1 || !MatroskaBlock.TryReadVint(_block.AsSpan(0, read), out ulong track, out _) || track != _trackNumber)
         {
             return -1;
         }
@@ -372,31 +371,8 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     private void QueueFrames(long length, long offset, long discardNs)
     {
         var block = _block.AsSpan(0, (int)length);
-        TryReadVint(block, out _, out int trackBytes);
-        int at = trackBytes + 3; // track number, 16-bit relative timecode, flags
-        if (block.Length < at)
-        {
-            throw Corrupt($"the WebM block at byte {offset} is {block.Length} bytes, too short for its header.");
-        }
-
-        int lacing = (block[at - 1] >> 1) & 3;
-        Span<int> sizes = stackalloc int[MaxLaceFrames];
-        int count = 1;
-        if (lacing == 0)
-        {
-            sizes[0] = block.Length - at;
-        }
-        else
-        {
-            if (block.Length <= at)
-            {
-                throw Corrupt($"the laced WebM block at byte {offset} has no frame count.");
-            }
-
-            count = block[at++] + 1;
-            at = ReadLaceSizes(block, at, lacing, sizes[..count], offset);
-        }
-
+        Span<int> sizes = stackalloc int[MatroskaBlock.MaxLaceFrames];
+        int count = MatroskaBlock.ReadFrameSizes(block, sizes, out int at, _inputName, offset);
         int discard = (int)Math.Clamp(Math.Round(discardNs / 1e9 * OpusHead.SampleRate), 0, OpusLimits.MaxPacketSamples);
         for (int frame = 0; frame < count; frame++)
         {
@@ -409,113 +385,6 @@ internal sealed class WebmOpusReader : IOpusPacketSource
             at += sizes[frame];
             _ready.Enqueue(new OpusPacket(data, -1, frame == count - 1 ? discard : 0, offset));
         }
-    }
-
-    /// <summary>Reads the sizes of a laced block's frames (the last one is what remains) and returns where the first frame starts.</summary>
-    private int ReadLaceSizes(ReadOnlySpan<byte> block, int at, int lacing, Span<int> sizes, long offset)
-    {
-        int count = sizes.Length;
-        long total = 0;
-        switch (lacing)
-        {
-            case 1: // Xiph: each size as a run of 255s and a final byte below 255.
-                for (int frame = 0; frame < count - 1; frame++)
-                {
-                    int size = 0;
-                    byte value;
-                    do
-                    {
-                        if (at >= block.Length)
-                        {
-                            throw LaceError(offset);
-                        }
-
-                        value = block[at++];
-                        size += value;
-                    }
-                    while (value == 255);
-                    sizes[frame] = size;
-                    total += size;
-                }
-
-                break;
-            case 3 when count > 1: // EBML: the first size as a vint, then signed differences.
-                if (!TryReadVint(block[at..], out ulong first, out int used) || first > int.MaxValue)
-                {
-                    throw LaceError(offset);
-                }
-
-                at += used;
-                long previous = (long)first;
-                sizes[0] = (int)previous;
-                total = previous;
-                for (int frame = 1; frame < count - 1; frame++)
-                {
-                    if (!TryReadVint(block[at..], out ulong raw, out used))
-                    {
-                        throw LaceError(offset);
-                    }
-
-                    at += used;
-                    long bias = (1L << ((7 * used) - 1)) - 1;
-                    previous += (long)raw - bias;
-                    if (previous < 0 || previous > block.Length)
-                    {
-                        throw LaceError(offset);
-                    }
-
-                    sizes[frame] = (int)previous;
-                    total += previous;
-                }
-
-                break;
-            case 3:
-                break;
-            default: // Fixed: equal frames.
-                if ((block.Length - at) % count != 0)
-                {
-                    throw Corrupt($"the fixed-size laced WebM block at byte {offset} does not divide into {count} equal frames.");
-                }
-
-                sizes.Fill((block.Length - at) / count);
-                return at;
-        }
-
-        long last = block.Length - at - total;
-        if (last < 0)
-        {
-            throw LaceError(offset);
-        }
-
-        sizes[count - 1] = (int)last;
-        return at;
-    }
-
-    private AudioFormatException LaceError(long offset) => Corrupt($"the lace sizes of the WebM block at byte {offset} run past the block.");
-
-    /// <summary>An EBML variable-length integer: the count of leading zero bits gives its length (at most 8 bytes).</summary>
-    private static bool TryReadVint(ReadOnlySpan<byte> bytes, out ulong value, out int length)
-    {
-        value = 0;
-        length = 0;
-        if (bytes.IsEmpty || bytes[0] == 0)
-        {
-            return false;
-        }
-
-        length = System.Numerics.BitOperations.LeadingZeroCount((uint)bytes[0]) - 23;
-        if (bytes.Length < length)
-        {
-            return false;
-        }
-
-        value = bytes[0] & (0xFFu >> length);
-        for (int i = 1; i < length; i++)
-        {
-            value = (value << 8) | bytes[i];
-        }
-
-        return true;
     }
 
     private string ReadShortString(string field)
