@@ -39,7 +39,18 @@ public static class WhisperLogMel
     private static readonly Lazy<MixedRadixFft> Fft = new(() => new MixedRadixFft(FftSize));
     private static readonly Lazy<double[]> HannWindow = new(CreatePeriodicHann);
 
-    /// <summary>Encoder frames (20 ms each) Mini-Omni keeps for <paramref name="sampleCount"/> samples at 16 kHz: <c>floor(duration_ms / 20) + 1</c>.</summary>
+    /// <summary>Encoder frames in the window: the encoder's second convolution halves the <see cref="FrameCount"/> mel frames.</summary>
+    public const int EncoderFrameCount = FrameCount / 2;
+
+    /// <summary>
+    /// Encoder frames (20 ms each) Mini-Omni keeps for <paramref name="sampleCount"/> samples at 16 kHz:
+    /// <c>floor(duration_ms / 20) + 1</c>, at most <see cref="EncoderFrameCount"/>.
+    /// </summary>
+    /// <remarks>
+    /// The release's formula gives 1501 at exactly 30 s (480,000 samples), one more than the encoder yields; there the
+    /// release itself fails (its 1500 feature rows do not fill the 1501 prompt positions it sized from the formula), so
+    /// the count is clamped to the 1500 frames the window has. Below 30 s the result is the release's, exactly.
+    /// </remarks>
     public static int FeatureFrameCount(int sampleCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(sampleCount);
@@ -47,7 +58,7 @@ public static class WhisperLogMel
         // Evaluated in doubles exactly as the reference does (int((len / 16000) * 1000 / 20) + 1): exact integer
         // arithmetic gives one frame more at counts such as 64320, where 4.02 s * 1000 rounds to 4019.999...
         double durationMs = sampleCount / (double)SampleRate * 1000.0;
-        return (int)(durationMs / 20.0) + 1;
+        return (int)Math.Min(EncoderFrameCount, (durationMs / 20.0) + 1);
     }
 
     /// <summary>Computes the log-mel spectrogram, row-major [mel bin, frame], of the first 30 s of <paramref name="samples"/> (zero-padded if shorter).</summary>

@@ -8,9 +8,11 @@ internal enum AudioContainer
     Unknown,
     Wav,
     Mp3,
+    Ogg,
+    WebM,
 }
 
-/// <summary>Recognises a container from its header bytes, and names common ones it cannot decode.</summary>
+/// <summary>Recognises a container from its header bytes or a declared media type, and names common ones it cannot decode.</summary>
 internal static class AudioContainerSniffer
 {
     /// <summary>Bytes to read before sniffing: enough for every signature below.</summary>
@@ -18,13 +20,11 @@ internal static class AudioContainerSniffer
 
     private static readonly (string Signature, int Offset, string Name)[] UnsupportedSignatures =
     [
-        ("OggS", 0, "Ogg (Vorbis/Opus)"),
         ("fLaC", 0, "FLAC"),
         ("ftyp", 4, "MP4/M4A"),
         ("FORM", 0, "AIFF"),
         ("#!AMR", 0, "AMR"),
         ("caff", 0, "Core Audio (CAF)"),
-        ("\u001A\u0045\u00DF\u00A3", 0, "Matroska/WebM"),
     ];
 
     /// <summary>Identifies the container from the start of the input.</summary>
@@ -35,6 +35,16 @@ internal static class AudioContainerSniffer
             return AudioContainer.Wav;
         }
 
+        if (Matches(header, "OggS", 0))
+        {
+            return AudioContainer.Ogg;
+        }
+
+        if (header.StartsWith(EbmlMagic))
+        {
+            return AudioContainer.WebM;
+        }
+
         if (Matches(header, "ID3", 0) || IsMpegAudioFrameSync(header))
         {
             return AudioContainer.Mp3;
@@ -43,15 +53,32 @@ internal static class AudioContainerSniffer
         return AudioContainer.Unknown;
     }
 
-    /// <summary>The container the caller declared through a media type or a file extension, if it names one.</summary>
+    /// <summary>The first four bytes of every EBML document (Matroska, WebM).</summary>
+    public static ReadOnlySpan<byte> EbmlMagic => [0x1A, 0x45, 0xDF, 0xA3];
+
+    /// <summary>
+    /// The container the caller declared through a media type (parameters such as <c>;codecs=opus</c> are ignored)
+    /// or a file extension, if it names one; generic types such as <c>application/octet-stream</c> name none.
+    /// </summary>
     public static AudioContainer FromMediaTypeOrExtension(string? mediaTypeOrExtension)
     {
-        switch (mediaTypeOrExtension?.Trim().ToLowerInvariant())
+        string? essence = mediaTypeOrExtension;
+        int parameters = essence?.IndexOf(';') ?? -1;
+        if (parameters >= 0)
+        {
+            essence = essence![..parameters];
+        }
+
+        switch (essence?.Trim().ToLowerInvariant())
         {
             case "audio/wav" or "audio/x-wav" or "audio/wave" or "audio/vnd.wave" or ".wav" or ".wave":
                 return AudioContainer.Wav;
             case "audio/mpeg" or "audio/mp3" or "audio/mpeg3" or "audio/x-mpeg-3" or ".mp3":
                 return AudioContainer.Mp3;
+            case "audio/ogg" or "audio/opus" or "application/ogg" or "video/ogg" or "audio/x-opus+ogg" or ".ogg" or ".oga" or ".opus":
+                return AudioContainer.Ogg;
+            case "audio/webm" or "video/webm" or "audio/x-matroska" or "video/x-matroska" or ".webm" or ".mka" or ".mkv":
+                return AudioContainer.WebM;
             default:
                 return AudioContainer.Unknown;
         }
@@ -75,6 +102,16 @@ internal static class AudioContainerSniffer
 
         return $"unrecognised header bytes {Convert.ToHexString(header[..Math.Min(header.Length, 8)])}";
     }
+
+    /// <summary>The name of a container for messages.</summary>
+    public static string Describe(AudioContainer container) => container switch
+    {
+        AudioContainer.Wav => "WAV",
+        AudioContainer.Mp3 => "MP3",
+        AudioContainer.Ogg => "Ogg",
+        AudioContainer.WebM => "WebM/Matroska",
+        _ => "unknown",
+    };
 
     private static bool Matches(ReadOnlySpan<byte> header, string signature, int offset)
     {

@@ -1,11 +1,14 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using NAudio.Wave;
 using NAudio.Wave.SampleProviders;
 
 namespace MiniOmni.SK.Audio;
 
-/// <summary>Decodes WAV (PCM 8/16/24/32-bit, IEEE float) and MP3 into the 16 kHz mono float samples Whisper expects.</summary>
+/// <summary>
+/// Decodes WAV (PCM 8/16/24/32-bit, IEEE float), MP3, and Opus in Ogg or WebM (what browsers record) into the 16 kHz
+/// mono float samples Whisper expects. Every failure is an <see cref="AudioFormatException"/> naming the input and what
+/// was wrong with it.
+/// </summary>
 public static class AudioDecoder
 {
     private const int ReadChunkSamples = 16384;
@@ -15,27 +18,58 @@ public static class AudioDecoder
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var stream = File.OpenRead(path);
-        return DecodeSeekable(stream, AudioContainerSniffer.FromMediaTypeOrExtension(Path.GetExtension(path)), path, options);
+        return DecodeSeekable(stream, AudioContainerSniffer.FromMediaTypeOrExtension(Path.GetExtension(path)), path, options ?? AudioInputOptions.Default);
     }
 
-    /// <summary>Decodes audio from a stream (read to its end, left open); <paramref name="mediaType"/> such as "audio/wav" or "audio/mpeg" is only a fallback hint.</summary>
+    /// <summary>
+    /// Decodes audio from a stream (read to its end, left open); <paramref name="mediaType"/> such as "audio/wav",
+    /// "audio/mpeg" or "audio/webm;codecs=opus" is only a fallback hint. A stream that cannot seek is buffered first, up
+    /// to <see cref="AudioInputOptions.MaxInputBytes"/>.
+    /// </summary>
     public static float[] Decode(Stream stream, string? mediaType = null, AudioInputOptions? options = null, string? inputName = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        options ??= AudioInputOptions.Default;
+        inputName ??= DescribeInput("stream", mediaType);
+        var declared = AudioContainerSniffer.FromMediaTypeOrExtension(mediaType);
+        if (stream.CanSeek)
+        {
+            return DecodeSeekable(stream, declared, inputName, options);
+        }
+
+        // Every container is read with seeks, so a forward-only stream is buffered first: never past the limit.
+        using var buffered = CopyBounded(stream, options.MaxInputBytes, inputName);
+        return DecodeSeekable(buffered, declared, inputName, options);
+    }
+
+    /// <summary>
+    /// Decodes audio from a stream read asynchronously (a request body, which servers often refuse to read synchronously),
+    /// buffering at most <see cref="AudioInputOptions.MaxInputBytes"/> of a stream that cannot seek; the stream is left open.
+    /// </summary>
+    public static async Task<float[]> DecodeAsync(Stream stream, string? mediaType = null, AudioInputOptions? options = null, string? inputName = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        options ??= AudioInputOptions.Default;
         inputName ??= DescribeInput("stream", mediaType);
         if (stream.CanSeek)
         {
-            return DecodeSeekable(stream, AudioContainerSniffer.FromMediaTypeOrExtension(mediaType), inputName, options);
+            return Decode(stream, mediaType, options, inputName);
         }
 
-        // Both decoders seek inside the container, so a forward-only stream is buffered first.
         using var buffered = new MemoryStream();
-        stream.CopyTo(buffered);
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            ThrowIfOverLimit(buffered.Length + read, options.MaxInputBytes, inputName);
+            buffered.Write(chunk, 0, read);
+        }
+
         buffered.Position = 0;
         return DecodeSeekable(buffered, AudioContainerSniffer.FromMediaTypeOrExtension(mediaType), inputName, options);
     }
 
-    /// <summary>Decodes audio held in memory; <paramref name="mediaType"/> such as "audio/wav" or "audio/mpeg" is only a fallback hint.</summary>
+    /// <summary>Decodes audio held in memory; <paramref name="mediaType"/> such as "audio/wav" or "audio/ogg" is only a fallback hint.</summary>
     public static float[] Decode(ReadOnlyMemory<byte> bytes, string? mediaType = null, AudioInputOptions? options = null, string? inputName = null)
     {
         byte[] array;
@@ -51,17 +85,52 @@ public static class AudioDecoder
         }
 
         using var stream = new MemoryStream(array, offset, bytes.Length, writable: false);
-        return DecodeSeekable(stream, AudioContainerSniffer.FromMediaTypeOrExtension(mediaType), inputName ?? DescribeInput("byte buffer", mediaType), options);
+        return DecodeSeekable(
+            stream,
+            AudioContainerSniffer.FromMediaTypeOrExtension(mediaType),
+            inputName ?? DescribeInput("byte buffer", mediaType),
+            options ?? AudioInputOptions.Default);
     }
 
     private static string DescribeInput(string kind, string? mediaType) =>
         string.IsNullOrWhiteSpace(mediaType) ? kind : $"{kind} ({mediaType})";
 
-    private static float[] DecodeSeekable(Stream stream, AudioContainer declared, string inputName, AudioInputOptions? options)
+    private static MemoryStream CopyBounded(Stream source, long limit, string inputName)
     {
-        options ??= AudioInputOptions.Default;
+        var buffered = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = source.Read(chunk)) > 0)
+        {
+            long length = buffered.Length + read;
+            if (length > limit)
+            {
+                buffered.Dispose();
+                ThrowIfOverLimit(length, limit, inputName);
+            }
+
+            buffered.Write(chunk, 0, read);
+        }
+
+        buffered.Position = 0;
+        return buffered;
+    }
+
+    private static void ThrowIfOverLimit(long length, long limit, string inputName)
+    {
+        if (length > limit)
+        {
+            throw new AudioFormatException(
+                inputName,
+                AudioInputProblem.InputTooLarge,
+                $"the stream is longer than {limit} bytes ({nameof(AudioInputOptions)}.{nameof(AudioInputOptions.MaxInputBytes)}); pass a seekable stream or raise the limit.");
+        }
+    }
+
+    private static float[] DecodeSeekable(Stream stream, AudioContainer declared, string inputName, AudioInputOptions options)
+    {
         long length = stream.Length - stream.Position;
-        if (length == 0)
+        if (length <= 0)
         {
             throw new AudioFormatException(inputName, AudioInputProblem.Empty, "the input is empty (0 bytes).");
         }
@@ -77,91 +146,67 @@ public static class AudioDecoder
             throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"only {header.Length} bytes, too short for any audio header.");
         }
 
-        // MP3 streams may begin with junk before the first frame; NLayer scans past it when the caller says it is MP3.
+        // The header wins over the declared type; only MP3 may start with junk, so only a declared MP3 is searched for frames.
         var container = sniffed != AudioContainer.Unknown ? sniffed : declared == AudioContainer.Mp3 ? AudioContainer.Mp3 : AudioContainer.Unknown;
-        return container switch
-        {
-            AudioContainer.Wav => DecodeWav(stream, header, length, inputName, options),
-            AudioContainer.Mp3 => DecodeMp3(stream, inputName, options),
-            _ => throw new AudioFormatException(
-                inputName,
-                AudioInputProblem.UnsupportedFormat,
-                $"unsupported format: {AudioContainerSniffer.DescribeUnsupported(header)}; only WAV (PCM or IEEE float) and MP3 are read."),
-        };
-    }
-
-    private static float[] DecodeWav(Stream stream, ReadOnlySpan<byte> header, long length, string inputName, AudioInputOptions options)
-    {
-        ThrowIfRiffTruncated(header, length, inputName);
-
-        WaveFileReader reader;
         try
         {
-            reader = new WaveFileReader(stream);
-        }
-        catch (Exception ex) when (ex is FormatException or EndOfStreamException or InvalidDataException or ArgumentException)
-        {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the WAV header is truncated or corrupt ({ex.Message}).", ex);
-        }
-
-        using (reader)
-        {
-            var format = reader.WaveFormat.AsStandardWaveFormat();
-            bool readable = format.Encoding switch
+            return container switch
             {
-                WaveFormatEncoding.Pcm => format.BitsPerSample is 8 or 16 or 24 or 32,
-                WaveFormatEncoding.IeeeFloat => format.BitsPerSample is 32 or 64,
-                _ => false,
-            };
-            if (!readable)
-            {
-                throw new AudioFormatException(
+                AudioContainer.Wav => DecodeWav(stream, length, inputName, options),
+                AudioContainer.Mp3 => DecodeMp3(stream, length, inputName, options),
+                AudioContainer.Ogg => DecodeOpus(new OggOpusReader(stream, length, inputName), inputName, options),
+                AudioContainer.WebM => DecodeOpus(new WebmOpusReader(stream, length, inputName), inputName, options),
+                _ when declared != AudioContainer.Unknown => throw new AudioFormatException(
+                    inputName,
+                    AudioInputProblem.CorruptHeader,
+                    $"declared as {AudioContainerSniffer.Describe(declared)}, but the input does not start like one ({AudioContainerSniffer.DescribeUnsupported(header)})."),
+                _ => throw new AudioFormatException(
                     inputName,
                     AudioInputProblem.UnsupportedFormat,
-                    $"unsupported WAV encoding {format.Encoding} ({format.BitsPerSample}-bit); only PCM 8/16/24/32-bit and IEEE float are read.");
-            }
-
-            return ToWhisperSamples(reader.ToSampleProvider(), inputName, options);
+                    $"unsupported format: {AudioContainerSniffer.DescribeUnsupported(header)}; WAV (PCM or IEEE float), MP3, and Opus in Ogg or WebM are read."),
+            };
+        }
+        catch (EndOfStreamException ex)
+        {
+            // Every size is checked against the input's length first, so this means the stream was shorter than it said.
+            throw new AudioFormatException(inputName, AudioInputProblem.Truncated, $"the input ended before its {AudioContainerSniffer.Describe(container)} structure did ({ex.Message}).", ex);
         }
     }
 
-    private static void ThrowIfRiffTruncated(ReadOnlySpan<byte> header, long length, string inputName)
+    private static float[] DecodeWav(Stream stream, long length, string inputName, AudioInputOptions options)
     {
-        // NAudio quietly shortens a data chunk that runs past the end; a RIFF size larger than the input means a cut-off upload.
-        // 0 and 0xFFFFFFFF are what streaming writers leave when they cannot go back to fill in the size, and RF64 keeps it elsewhere.
-        if (!header.StartsWith("RIFF"u8))
+        var layout = WavChunkReader.Read(stream, length, inputName);
+        var format = layout.Format;
+        if (layout.FrameCount == 0)
         {
-            return;
+            throw new AudioFormatException(inputName, AudioInputProblem.NoSamples, "the input contains no audio samples.");
         }
 
-        uint riffSize = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
-        long declaredLength = riffSize + 8L;
-        if (riffSize != 0 && riffSize != uint.MaxValue && declaredLength > length)
+        // The duration is known from the header: refuse what is too long before decoding anything.
+        if (!options.TruncateToWindow && layout.FrameCount > (long)WhisperLogMel.WindowSampleCount * format.SampleRate / WhisperLogMel.SampleRate)
         {
-            throw new AudioFormatException(
-                inputName,
-                AudioInputProblem.Truncated,
-                $"the WAV data is truncated: the header declares {declaredLength} bytes but the input has {length}.");
+            throw TooLong(inputName, $"{layout.FrameCount / (double)format.SampleRate:0.###} s");
         }
+
+        using var data = new RawSourceWaveStream(new StreamSlice(stream, layout.DataOffset, layout.DataLength), format);
+        return ToWhisperSamples(data.ToSampleProvider(), inputName, options);
     }
 
-    private static float[] DecodeMp3(Stream stream, string inputName, AudioInputOptions options)
+    private static float[] DecodeMp3(Stream stream, long length, string inputName, AudioInputOptions options)
     {
-        MpegSampleProvider mpeg;
-        try
-        {
-            mpeg = new MpegSampleProvider(stream);
-        }
-        catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or IndexOutOfRangeException or ArgumentException)
-        {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"no valid MPEG audio frame found ({ex.Message}).", ex);
-        }
-
-        using (mpeg)
-        {
-            return ToWhisperSamples(mpeg, inputName, options);
-        }
+        long audioStart = MpegFrameScanner.FindAudioStart(stream, length, inputName);
+        long start = stream.Position;
+        using var mpeg = new MpegSampleProvider(new StreamSlice(stream, start + audioStart, length - audioStart), inputName);
+        return ToWhisperSamples(mpeg, inputName, options);
     }
+
+    private static float[] DecodeOpus(IOpusPacketSource packets, string inputName, AudioInputOptions options) =>
+        ToWhisperSamples(new OpusSampleProvider(packets, inputName), inputName, options);
+
+    private static AudioFormatException TooLong(string inputName, string duration) => new(
+        inputName,
+        AudioInputProblem.TooLong,
+        $"the audio ({duration}) is longer than Whisper's {WhisperLogMel.WindowSampleCount / WhisperLogMel.SampleRate} s window; set {nameof(AudioInputOptions)}.{nameof(AudioInputOptions.TruncateToWindow)} to keep only the first 30 s.");
 
     /// <summary>Downmixes to mono, resamples to 16 kHz and reads at most one 30 s window (plus one sample to detect overflow).</summary>
     private static float[] ToWhisperSamples(ISampleProvider source, string inputName, AudioInputOptions options)
@@ -192,10 +237,7 @@ public static class AudioDecoder
 
         if (count > WhisperLogMel.WindowSampleCount)
         {
-            throw new AudioFormatException(
-                inputName,
-                AudioInputProblem.TooLong,
-                $"the audio is longer than Whisper's {WhisperLogMel.WindowSampleCount / WhisperLogMel.SampleRate} s window; set {nameof(AudioInputOptions)}.{nameof(AudioInputOptions.TruncateToWindow)} to keep only the first 30 s.");
+            throw TooLong(inputName, "over 30 s");
         }
 
         if (count == 0)
@@ -204,7 +246,15 @@ public static class AudioDecoder
         }
 
         Array.Resize(ref samples, count);
-        ThrowIfNotFinite(samples, inputName);
+        int bad = AudioSamples.IndexOfNonFinite(samples);
+        if (bad >= 0)
+        {
+            throw new AudioFormatException(
+                inputName,
+                AudioInputProblem.InvalidSamples,
+                $"sample {bad} (at {bad / (double)WhisperLogMel.SampleRate:0.###} s after resampling to 16 kHz mono) is {samples[bad]}; audio must be finite.");
+        }
+
         return samples;
     }
 
@@ -223,19 +273,5 @@ public static class AudioDecoder
         }
 
         return new ChannelMixerSampleProvider(source, equalWeights);
-    }
-
-    private static void ThrowIfNotFinite(ReadOnlySpan<float> samples, string inputName)
-    {
-        for (int i = 0; i < samples.Length; i++)
-        {
-            if (!float.IsFinite(samples[i]))
-            {
-                throw new AudioFormatException(
-                    inputName,
-                    AudioInputProblem.InvalidSamples,
-                    $"sample {i} (at {i / (double)WhisperLogMel.SampleRate:0.###} s after resampling to 16 kHz mono) is {samples[i]}; audio must be finite.");
-            }
-        }
     }
 }

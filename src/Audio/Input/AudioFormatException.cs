@@ -12,7 +12,7 @@ public enum AudioInputProblem
     /// <summary>The header parses but the audio data ends before the header says it should.</summary>
     Truncated,
 
-    /// <summary>The container or encoding is not one this decoder reads (only PCM/IEEE float WAV and MP3 are).</summary>
+    /// <summary>The container or encoding is not one this decoder reads (PCM/IEEE float WAV, MP3, and Opus in Ogg or WebM are).</summary>
     UnsupportedFormat,
 
     /// <summary>The input decodes to zero samples.</summary>
@@ -23,6 +23,12 @@ public enum AudioInputProblem
 
     /// <summary>The audio is longer than the 30 s window Whisper sees and truncation was not asked for.</summary>
     TooLong,
+
+    /// <summary>The header parses but the coded audio after it does not decode (a damaged frame, packet or block).</summary>
+    CorruptData,
+
+    /// <summary>The input is larger than <see cref="AudioInputOptions.MaxInputBytes"/> allows, or a size inside it is beyond what this decoder accepts.</summary>
+    InputTooLarge,
 }
 
 /// <summary>Thrown when an audio input cannot be turned into 16 kHz mono samples; the message names the input and the problem.</summary>

@@ -3,31 +3,56 @@ using NLayer;
 
 namespace MiniOmni.SK.Audio;
 
-/// <summary>Presents NLayer's managed MP3 decoder as an NAudio sample source (NAudio's own MP3 reader needs Windows ACM).</summary>
+/// <summary>
+/// Presents NLayer's managed MP3 decoder as an NAudio sample source (NAudio's own MP3 reader needs Windows ACM); a
+/// damaged frame that NLayer trips over becomes an <see cref="AudioFormatException"/> naming the input.
+/// </summary>
 internal sealed class MpegSampleProvider : ISampleProvider, IDisposable
 {
-    private readonly MpegFile mpegFile;
-    private float[] readBuffer = [];
+    private readonly MpegFile _mpegFile;
+    private readonly string _inputName;
+    private float[] _readBuffer = [];
+    private long _samplesRead;
 
-    public MpegSampleProvider(Stream stream)
+    /// <summary>Opens the MP3 stream, which must start at the first frame (see <see cref="MpegFrameScanner"/>).</summary>
+    public MpegSampleProvider(Stream stream, string inputName)
     {
-        mpegFile = new MpegFile(stream);
-        WaveFormat = WaveFormat.CreateIeeeFloatWaveFormat(mpegFile.SampleRate, mpegFile.Channels);
+        _inputName = inputName;
+        try
+        {
+            _mpegFile = new MpegFile(stream);
+            WaveFormat = WaveFormat.CreateIeeeFloatWaveFormat(_mpegFile.SampleRate, _mpegFile.Channels);
+        }
+        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+        {
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the first MPEG audio frame does not decode ({ex.Message}).", ex);
+        }
     }
 
     public WaveFormat WaveFormat { get; }
 
     public int Read(Span<float> buffer)
     {
-        if (readBuffer.Length < buffer.Length)
+        if (_readBuffer.Length < buffer.Length)
         {
-            readBuffer = new float[buffer.Length];
+            _readBuffer = new float[buffer.Length];
         }
 
-        int read = mpegFile.ReadSamples(readBuffer, 0, buffer.Length);
-        readBuffer.AsSpan(0, read).CopyTo(buffer);
+        int read;
+        try
+        {
+            read = _mpegFile.ReadSamples(_readBuffer, 0, buffer.Length);
+        }
+        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+        {
+            double seconds = _samplesRead / (double)WaveFormat.Channels / WaveFormat.SampleRate;
+            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the MP3 data is damaged at or after {seconds:0.###} s: NLayer failed on a frame ({ex.Message}).", ex);
+        }
+
+        _readBuffer.AsSpan(0, read).CopyTo(buffer);
+        _samplesRead += read;
         return read;
     }
 
-    public void Dispose() => mpegFile.Dispose();
+    public void Dispose() => _mpegFile.Dispose();
 }

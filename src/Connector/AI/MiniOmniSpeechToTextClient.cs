@@ -51,14 +51,8 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
     public async IAsyncEnumerable<SpeechToTextResponseUpdate> GetStreamingTextAsync(Stream audioSpeechStream, SpeechToTextOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(audioSpeechStream);
-        using var buffer = new MemoryStream();
-        await audioSpeechStream.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
-        if (buffer.Length == 0)
-        {
-            throw new ArgumentException("The audio stream is empty.", nameof(audioSpeechStream));
-        }
-
-        float[] samples = AudioDecoder.Decode(buffer.ToArray(), mediaType: null, inputName: "the audio stream");
+        // Buffered only up to AudioInputOptions.MaxInputBytes: a stream that never ends fails instead of filling memory.
+        float[] samples = await AudioDecoder.DecodeAsync(audioSpeechStream, mediaType: null, inputName: "the audio stream", cancellationToken: cancellationToken).ConfigureAwait(false);
         string responseId = $"miniomni-{Guid.NewGuid():N}";
         var request = new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = samples, EncoderMode = MiniOmniClientExtensions.EncoderMode(options?.AdditionalProperties) };
         await foreach (var item in _engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))

@@ -279,6 +279,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
                 throw new ArgumentException($"The question is {request.Audio.Length / 16000.0:F1} s long; Mini-Omni hears at most 30 s.", nameof(request));
             }
 
+            AudioSamples.ThrowIfNotFinite(request.Audio.Span, nameof(request));
             audio = request.Audio.ToArray();
             int frames = WhisperLogMel.FeatureFrameCount(audio.Length);
             (prompt, thinking) = request.BatchParallel ? _prompts.ForBatchParallel(frames, preamble) : (_prompts.ForAudio(request.Task, frames, preamble), null);
