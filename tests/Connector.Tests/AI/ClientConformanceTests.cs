@@ -83,10 +83,10 @@ public sealed class ClientConformanceTests(EngineFixture fixture) : IClassFixtur
         }
 
         Assert.Single(engine.Requests);
+        // A different conversation is a miss: the engine answers it. (Whether its answer differs is the weights' business.)
         ((TextContent)message.Contents[0]).Text += "!";
-        var different = await client.GetResponseAsync([message], Short);
+        await client.GetResponseAsync([message], Short);
         Assert.Equal(2, engine.Requests.Count);
-        Assert.NotEqual(first.Text, different.Text);
     }
 
     [Fact]
@@ -104,7 +104,8 @@ public sealed class ClientConformanceTests(EngineFixture fixture) : IClassFixtur
 
         Assert.Single(engine.Requests);
         ((TextContent)message.Contents[0]).Text += "!";
-        Assert.NotEqual(original, await StreamText(client, message));
+        await StreamText(client, message);
+        Assert.Equal(2, engine.Requests.Count);
     }
 
     [Fact]
