@@ -92,13 +92,15 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
         }
 
         _lifetime.Cancel();
-        // A load that finishes after this point disposes its own engine (it sees the cancellation).
         if (loading is { IsCompletedSuccessfully: true })
         {
             loading.Result.Dispose();
         }
-
-        _lifetime.Dispose();
+        else
+        {
+            // A load still under way disposes what it loads once it ends (the engine's Dispose is idempotent).
+            loading?.ContinueWith(done => done.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+        }
     }
 
     private async Task<MiniOmniEngine> LoadCoreAsync(CancellationToken cancellationToken)
