@@ -9,7 +9,7 @@ public static class Program
 {
     public static Task<int> Main(string[] args) => SampleCommand.RunAsync("A Microsoft Agent Framework voice agent over Mini-Omni.", args, async (arguments, cancellation) =>
     {
-        using var engine = MiniOmniEngine.Load(arguments.Model);
+        using var engine = MiniOmniEngine.Load(arguments.Model, loggers: arguments.Loggers);
         var units = new UnitsPlugin();
         var time = new TimePlugin(TimeProvider.System);
         var agent = new ChatClientAgent(

@@ -13,7 +13,7 @@ public static class Program
             throw new ArgumentException("Transcribe needs --input WAV.");
         }
 
-        using var engine = MiniOmniEngine.Load(arguments.Model);
+        using var engine = MiniOmniEngine.Load(arguments.Model, loggers: arguments.Loggers);
         using ISpeechToTextClient speechToText = engine.AsISpeechToTextClient();
         await using var audio = File.OpenRead(arguments.Input);
         await foreach (var update in speechToText.GetStreamingTextAsync(audio, cancellationToken: cancellation))

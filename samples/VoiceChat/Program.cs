@@ -9,7 +9,7 @@ public static class Program
 {
     public static Task<int> Main(string[] args) => SampleCommand.RunAsync("Ask Mini-Omni a question and hear the answer.", args, async (arguments, cancellation) =>
     {
-        using var engine = MiniOmniEngine.Load(arguments.Model);
+        using var engine = MiniOmniEngine.Load(arguments.Model, loggers: arguments.Loggers);
         using IChatClient chat = engine.AsIChatClient();
         using var speech = new SpokenAnswer(play: true);
         var options = new ChatOptions { MaxOutputTokens = arguments.MaxTokens }.WithMiniOmniOutput(MiniOmniOutput.TextAndSpeech);

@@ -30,6 +30,23 @@ public sealed class SampleSmokeTests(ConvertedFixtureModel converted) : IClassFi
     }
 
     [Fact]
+    public async Task VoiceAgentReadsAnotherModelsAnswerAloud()
+    {
+        string wav = Path.Combine(_output.Path, "speakwith.wav");
+        await using var thinker = new FakeChatCompletionsServer("It is noon. Have a cup of tea.");
+
+        int exit = await VoiceAgent.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--speak-with", thinker.Endpoint.ToString(), "--speak-with-model", "fake", "--out", wav]);
+
+        Assert.Equal(0, exit);
+        // The question was heard by Mini-Omni and sent as text, with the kernel's plugins as tools.
+        string request = Assert.Single(thinker.Requests);
+        Assert.Contains("\"model\":\"fake\"", request, StringComparison.Ordinal);
+        Assert.Contains("Units_MilesToKilometres", request, StringComparison.Ordinal);
+        // Two sentences read aloud: each of the fixture's read-aloud answers runs to its budget, so both are in the WAV.
+        Assert.True(AudioDecoder.DecodeFile(wav).Length > 0);
+    }
+
+    [Fact]
     public async Task AgentFrameworkAgentAnswers()
     {
         int exit = await AgentFramework.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--max-tokens", "30"]);

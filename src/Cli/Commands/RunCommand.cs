@@ -13,9 +13,9 @@ internal static class RunCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "A MiniOmni.SK model directory, or a model name (`mini-omni`) fetched and converted on first use.", Required = true };
-        var task = new Option<MiniOmniTask>("--task") { Description = "A1A2 (speech in, speech out), A1T2, Asr, T1A2 (text in, speech out) or T1T2.", DefaultValueFactory = _ => MiniOmniTask.A1A2 };
+        var task = new Option<MiniOmniTask>("--task") { Description = "A1A2 (speech in, speech out), A1T2, Asr, T1A2 (text in, speech out), T1T2, or ReadAloud (the text spoken as written).", DefaultValueFactory = _ => MiniOmniTask.A1A2 };
         var input = new Option<FileInfo?>("--input") { Description = "The question as a WAV or MP3 file (speech-in tasks)." };
-        var text = new Option<string?>("--text") { Description = "The question as text (text-in tasks)." };
+        var text = new Option<string?>("--text") { Description = "The question as text (text-in tasks), or the text to read aloud." };
         var outWav = new Option<FileInfo?>("--out-wav") { Description = "Write the spoken answer to this 24 kHz WAV." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most steps of the answer (0: the release's budget).", DefaultValueFactory = _ => 0 };
         var temperature = new Option<float>("--temperature") { Description = "0 (default) is greedy, as released.", DefaultValueFactory = _ => 0f };

@@ -9,6 +9,13 @@ namespace MiniOmni.SK.AI;
 /// text), everything before it is history, and tool calls and results after it are this turn's tool exchange; all but
 /// the question go into the preamble through the conversation renderer.
 /// </summary>
+/// <remarks>
+/// <see cref="ChatOptions.ToolMode"/>: <see cref="ChatToolMode.None"/> offers no tools; <see cref="ChatToolMode.Auto"/>
+/// (or none) offers them and lets the model choose; a required mode offers them and makes the answer begin with a tool
+/// call (<c>&lt;tool_call&gt;</c> and, for <see cref="ChatToolMode.RequireSpecific"/>, the function's name are fed to the
+/// text stream), answered in text since a turn that calls a tool speaks nothing. The model still writes the arguments;
+/// invalid JSON comes back as an <see cref="ErrorContent"/>.
+/// </remarks>
 internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool ToolsOffered, IReadOnlyList<string> StopSequences)
 {
     public static ChatTurn From(IEnumerable<ChatMessage> messages, ChatOptions? options, IConversationRenderer renderer)
@@ -48,16 +55,18 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
             throw new ArgumentException("The last user message has neither text nor audio.", nameof(messages));
         }
 
-        var tools = options?.Tools?.OfType<AIFunctionDeclaration>().ToList() ?? [];
-        var output = MiniOmniChatOptions.Output(options) ?? (audio is not null ? MiniOmniOutput.TextAndSpeech : MiniOmniOutput.Text);
+        var tools = options?.ToolMode is NoneChatToolMode ? [] : options?.Tools?.OfType<AIFunctionDeclaration>().ToList() ?? [];
+        string? toolCallOpening = RequiredToolCallOpening(options?.ToolMode, tools);
+        var output = toolCallOpening is not null ? MiniOmniOutput.Text
+            : MiniOmniChatOptions.Output(options) ?? (audio is not null ? MiniOmniOutput.TextAndSpeech : MiniOmniOutput.Text);
         var mode = MiniOmniChatOptions.Mode(options);
         bool speaks = output == MiniOmniOutput.TextAndSpeech;
-        if (mode == MiniOmniMode.BatchParallel && (audio is null || !speaks))
+        if (mode == MiniOmniMode.BatchParallel && (audio is null || !speaks) && toolCallOpening is null)
         {
             throw new ArgumentException("Batch-parallel answers are for spoken questions answered with speech.", nameof(options));
         }
 
-        string? preamble = renderer.Render(new ConversationContext(
+        var preamble = renderer.Render(new ConversationContext(
             instructions.Count == 0 ? null : string.Join("\n\n", instructions),
             tools,
             conversation[..questionIndex],
@@ -75,13 +84,37 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
             },
             Audio = audio ?? default(ReadOnlyMemory<float>),
             Text = audio is null ? questionText : null,
-            Preamble = preamble,
-            BatchParallel = mode == MiniOmniMode.BatchParallel,
+            PreambleSegments = preamble,
+            AnswerPrefix = toolCallOpening,
+            BatchParallel = mode == MiniOmniMode.BatchParallel && speaks,
             Sampling = Sampling(options),
             MaxTokens = options?.MaxOutputTokens is { } max ? (max > 0 ? max : throw new ArgumentOutOfRangeException(nameof(options), max, "MaxOutputTokens must be positive.")) : 0,
             EncoderMode = MiniOmniChatOptions.Encoder(options),
         };
         return new ChatTurn(request, speaks, tools.Count > 0, options?.StopSequences?.Where(s => !string.IsNullOrEmpty(s)).ToList() ?? []);
+    }
+
+    // What a required tool mode makes the answer begin with: the tool call's opening, as the tool instructions spell it.
+    private static string? RequiredToolCallOpening(ChatToolMode? mode, IReadOnlyList<AIFunctionDeclaration> tools)
+    {
+        if (mode is not RequiredChatToolMode required)
+        {
+            return null;
+        }
+
+        if (tools.Count == 0)
+        {
+            throw new ArgumentException($"ChatOptions.ToolMode requires a tool call{(required.RequiredFunctionName is { } n ? $" to '{n}'" : "")}, and ChatOptions.Tools offers no function.", "options");
+        }
+
+        if (required.RequiredFunctionName is not { } name)
+        {
+            return $"{ToolCallParser.OpenTag}\n{{\"name\": \"";
+        }
+
+        return tools.Any(t => t.Name == name)
+            ? $"{ToolCallParser.OpenTag}\n{{\"name\": {System.Text.Json.JsonSerializer.Serialize(name)}, \"arguments\": "
+            : throw new ArgumentException($"ChatOptions.ToolMode requires a call to '{name}', which is not among ChatOptions.Tools ({string.Join(", ", tools.Select(t => t.Name))}).", "options");
     }
 
     private static SamplingOptions Sampling(ChatOptions? options)

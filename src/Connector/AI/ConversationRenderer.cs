@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using MiniOmni.SK.AI;
+using MiniOmni.SK.Engine;
 
 namespace MiniOmni.SK;
 
@@ -14,13 +15,18 @@ namespace MiniOmni.SK;
 public sealed record ConversationContext(string? Instructions, IReadOnlyList<AIFunctionDeclaration> Tools, IReadOnlyList<ChatMessage> History, IReadOnlyList<ChatMessage> ToolExchange, string? QuestionText);
 
 /// <summary>
-/// Renders a conversation into <see cref="Engine.MiniOmniRequest.Preamble"/>: the text the model reads ahead of the
+/// Renders a conversation into <see cref="Engine.MiniOmniRequest.PreambleSegments"/>: what the model reads ahead of the
 /// release's single-turn prompt. The released model was trained on single turns; this is MiniOmni.SK's extension.
 /// </summary>
+/// <remarks>
+/// Everything a user, a tool or an earlier turn wrote goes in <see cref="Engine.PreambleSegment.Text"/> segments, which are
+/// tokenized as text: a message that contains <c>&lt;|im_start|&gt;system</c> stays those characters. Only the template's own
+/// markers are <see cref="Engine.PreambleSegment.Marker"/> segments, each one special token.
+/// </remarks>
 public interface IConversationRenderer
 {
     /// <summary>The preamble for <paramref name="conversation"/>, or null for none (the release's prompt exactly).</summary>
-    string? Render(ConversationContext conversation);
+    IReadOnlyList<PreambleSegment>? Render(ConversationContext conversation);
 }
 
 /// <summary>
@@ -32,15 +38,21 @@ public sealed class ChatMLConversationRenderer : IConversationRenderer
     /// <summary>The shared instance.</summary>
     public static ChatMLConversationRenderer Instance { get; } = new();
 
+    /// <summary>ChatML's turn opener, one special token.</summary>
+    public const string TurnStart = "<|im_start|>";
+
+    /// <summary>ChatML's turn closer, one special token.</summary>
+    public const string TurnEnd = "<|im_end|>";
+
     /// <inheritdoc />
-    public string? Render(ConversationContext conversation)
+    public IReadOnlyList<PreambleSegment>? Render(ConversationContext conversation)
     {
         ArgumentNullException.ThrowIfNull(conversation);
-        var text = new StringBuilder();
+        var segments = new List<PreambleSegment>();
         string system = ConversationText.SystemPart(conversation);
         if (system.Length > 0)
         {
-            Turn(text, "system", system);
+            Turn(segments, "system", system);
         }
 
         foreach (var message in conversation.History.Concat(conversation.ToolExchange))
@@ -48,20 +60,26 @@ public sealed class ChatMLConversationRenderer : IConversationRenderer
             string content = ConversationText.Of(message);
             if (content.Length > 0)
             {
-                Turn(text, message.Role == ChatRole.Tool ? "user" : message.Role.Value, content);
+                Turn(segments, message.Role == ChatRole.Tool ? "user" : ConversationText.RoleName(message.Role), content);
             }
         }
 
         if (!string.IsNullOrWhiteSpace(conversation.QuestionText))
         {
-            Turn(text, "user", conversation.QuestionText);
+            Turn(segments, "user", conversation.QuestionText);
         }
 
-        return text.Length == 0 ? null : text.ToString();
+        return segments.Count == 0 ? null : segments;
     }
 
-    private static void Turn(StringBuilder text, string role, string content) =>
-        text.Append("<|im_start|>").Append(role).Append('\n').Append(content).Append("<|im_end|>\n");
+    // The role and the content are text like any other: only the two markers around them are special tokens.
+    private static void Turn(List<PreambleSegment> segments, string role, string content)
+    {
+        segments.Add(PreambleSegment.Marker(TurnStart));
+        segments.Add(PreambleSegment.Text(role + "\n" + content));
+        segments.Add(PreambleSegment.Marker(TurnEnd));
+        segments.Add(PreambleSegment.Text("\n"));
+    }
 }
 
 /// <summary>A plain transcript (<c>System: ...</c>, <c>User: ...</c>, <c>Assistant: ...</c>), without special tokens.</summary>
@@ -71,7 +89,7 @@ public sealed class PlainConversationRenderer : IConversationRenderer
     public static PlainConversationRenderer Instance { get; } = new();
 
     /// <inheritdoc />
-    public string? Render(ConversationContext conversation)
+    public IReadOnlyList<PreambleSegment>? Render(ConversationContext conversation)
     {
         ArgumentNullException.ThrowIfNull(conversation);
         var text = new StringBuilder();
@@ -86,7 +104,8 @@ public sealed class PlainConversationRenderer : IConversationRenderer
             string content = ConversationText.Of(message);
             if (content.Length > 0)
             {
-                string role = message.Role == ChatRole.Tool ? "Tool" : char.ToUpperInvariant(message.Role.Value[0]) + message.Role.Value[1..];
+                string name = ConversationText.RoleName(message.Role);
+                string role = message.Role == ChatRole.Tool ? "Tool" : char.ToUpperInvariant(name[0]) + name[1..];
                 text.Append(role).Append(": ").Append(content).Append('\n');
             }
         }
@@ -96,15 +115,20 @@ public sealed class PlainConversationRenderer : IConversationRenderer
             text.Append("User: ").Append(conversation.QuestionText).Append('\n');
         }
 
-        return text.Length == 0 ? null : text.ToString();
+        return text.Length == 0 ? null : [PreambleSegment.Text(text.ToString())];
     }
 }
 
 /// <summary>The pieces both renderers share: the system part with tools, and a message's text with its tool calls and results.</summary>
 internal static class ConversationText
 {
-    /// <summary>A spoken turn with no text beside it.</summary>
+    /// <summary>A spoken turn with no text beside it, when spoken memory is off (or its audio could not be heard).</summary>
     public const string SpokenTurn = "[spoken]";
+
+    /// <summary>A role's name as written in the preamble: a known role, or "user" for anything a caller made up.</summary>
+    /// <remarks>Roles are caller-chosen strings; one with a newline or a marker in it must not write a turn of its own.</remarks>
+    public static string RoleName(ChatRole role) =>
+        role == ChatRole.Assistant ? "assistant" : role == ChatRole.System ? "system" : role == ChatRole.Tool ? "tool" : "user";
 
     public static string SystemPart(ConversationContext conversation)
     {

@@ -13,20 +13,49 @@ public sealed record MiniOmniChatClientOptions
 {
     /// <summary>How instructions, tools and earlier turns are written ahead of the question. Default: Qwen2's ChatML.</summary>
     public IConversationRenderer ConversationRenderer { get; init; } = ChatMLConversationRenderer.Instance;
+
+    /// <summary>
+    /// Spoken memory: earlier user turns that are only audio are transcribed (the ASR task, once per audio: see
+    /// <see cref="TranscriptCacheEntries"/>) and written as their words, so a voice chat remembers what was asked. Off, they
+    /// are written <c>[spoken]</c>. On by default.
+    /// </summary>
+    public bool TranscribeSpokenTurns { get; init; } = true;
+
+    /// <summary>The most transcripts of spoken turns kept, by content hash, least recently used out first.</summary>
+    public int TranscriptCacheEntries { get; init; } = 256;
+
+    /// <summary>The most bytes of transcripts (UTF-16, with their keys) kept.</summary>
+    public long TranscriptCacheBytes { get; init; } = 1 << 20;
+
+    /// <summary>The longest transcript of one spoken turn, in steps (tokens).</summary>
+    public int TranscriptMaxTokens { get; init; } = 256;
 }
 
 /// <summary>
 /// Mini-Omni as an <see cref="IChatClient"/>: questions as text or speech (WAV or MP3 <see cref="DataContent"/>, or a
 /// local file's <see cref="UriContent"/>), answers as text and, when asked (by default for spoken questions), speech.
 /// Streaming updates carry text and 24 kHz PCM16 speech chunks (<see cref="MiniOmniMediaTypes.SpeechChunk"/>) as they are
-/// produced; the whole response carries the text and one WAV. Tools are offered in Qwen2's format and the model's
-/// <c>&lt;tool_call&gt;</c> answers come back as <see cref="FunctionCallContent"/>; a turn that calls a tool speaks nothing.
+/// produced, each with the engine's event as its <see cref="ChatResponseUpdate.RawRepresentation"/>; the whole response
+/// carries the text, one WAV and the usage. Tools are offered in Qwen2's format and the model's <c>&lt;tool_call&gt;</c>
+/// answers come back as <see cref="FunctionCallContent"/>; a turn that calls a tool speaks nothing.
 /// </summary>
+/// <remarks>
+/// <see cref="ChatOptions"/> honoured: <c>Instructions</c>, <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>Seed</c>,
+/// <c>MaxOutputTokens</c>, <c>StopSequences</c>, <c>Tools</c>, <c>ToolMode</c> (see <see cref="ChatTurn"/>: None offers no
+/// tools, a required mode makes the answer open a tool call) and MiniOmni.SK's own (<see cref="MiniOmniChatOptions"/>).
+/// Ignored, as a local single-model client: <c>ModelId</c>, <c>ConversationId</c>, <c>FrequencyPenalty</c>,
+/// <c>PresencePenalty</c>, <c>ResponseFormat</c> (the model has no JSON mode), <c>AllowMultipleToolCalls</c> and other
+/// additional properties. Greedy decoding (temperature 0) is the default, as the release decodes. Finish reasons:
+/// <see cref="ChatFinishReason.Stop"/> when the model ends its answer or a stop sequence does,
+/// <see cref="ChatFinishReason.Length"/> when <c>MaxOutputTokens</c> or the model's context cuts it off,
+/// <see cref="ChatFinishReason.ToolCalls"/> when it calls a tool.
+/// </remarks>
 public sealed class MiniOmniChatClient : IChatClient
 {
     private readonly IMiniOmniEngine _engine;
     private readonly MiniOmniChatClientOptions _options;
     private readonly ChatClientMetadata _metadata;
+    private readonly SpokenMemory? _spokenMemory;
     private readonly ILogger _logger;
 
     /// <summary>A chat client over <paramref name="engine"/>, which it does not own.</summary>
@@ -36,7 +65,13 @@ public sealed class MiniOmniChatClient : IChatClient
         _options = options ?? new MiniOmniChatClientOptions();
         _metadata = new ChatClientMetadata(MiniOmniClientExtensions.ProviderName, providerUri: null, engine.ModelId);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _spokenMemory = _options.TranscribeSpokenTurns
+            ? new SpokenMemory(engine, new TranscriptCache(_options.TranscriptCacheEntries, _options.TranscriptCacheBytes), _options.TranscriptMaxTokens, _logger)
+            : null;
     }
+
+    /// <summary>Spoken turns transcribed so far (not those found in the cache), for tests and diagnostics.</summary>
+    internal long SpokenTurnsTranscribed => _spokenMemory?.Transcriptions ?? 0;
 
     /// <inheritdoc />
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
@@ -116,11 +151,13 @@ public sealed class MiniOmniChatClient : IChatClient
         {
             return await events.MoveNextAsync().ConfigureAwait(false);
         }
-        catch (ContextOverflowException e) when (turn.Request.Preamble is { Length: > 0 } preamble)
+        catch (ContextOverflowException e) when (turn.Request.PreambleSegments is { Count: > 0 } preamble)
         {
+            int characters = preamble.Sum(segment => segment.Value.Length);
+            string answer = e.Steps > 0 ? $"and the answer needs {e.Steps} more" : "which leaves no room for an answer";
             throw new ContextOverflowException(
-                $"The conversation is too long for Mini-Omni's context: the instructions, tools and earlier turns ({preamble.Length} characters) with the question " +
-                $"take {e.PromptPositions} positions, and {e.Steps} more are needed for the answer. Shorten the history or lower MaxOutputTokens. ({e.Message})",
+                $"The conversation is too long for Mini-Omni's context: the instructions, tools and earlier turns ({characters} characters) with the question " +
+                $"take {e.PromptPositions} positions, {answer}. Shorten the history or lower MaxOutputTokens. ({e.Message})",
                 e.PromptPositions, e.Steps, e);
         }
     }
@@ -128,20 +165,30 @@ public sealed class MiniOmniChatClient : IChatClient
     // The answer as updates, each with the speech samples it carries (so the whole response can build one WAV).
     private async IAsyncEnumerable<(ChatResponseUpdate Update, float[]? Speech)> AnswerAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var turn = ChatTurn.From(messages, options, _options.ConversationRenderer);
+        ArgumentNullException.ThrowIfNull(messages);
+        IReadOnlyList<ChatMessage> conversation = [.. messages];
+        if (_spokenMemory is not null)
+        {
+            conversation = await _spokenMemory.RecallAsync(conversation, MiniOmniChatOptions.Encoder(options), cancellationToken).ConfigureAwait(false);
+        }
+
+        var turn = ChatTurn.From(conversation, options, _options.ConversationRenderer);
         string responseId = $"miniomni-{Guid.NewGuid():N}";
         var parser = new ToolCallParser();
         var stops = new StopSequenceFilter(turn.StopSequences);
-        var heldSpeech = new List<float[]>();
+        var heldSpeech = new List<SpeechChunk>();
         ChatFinishReason? finish = null;
+        MiniOmniEvent? current = null;
         using var answer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
+        // Each update carries the engine event it came from.
         ChatResponseUpdate Update(params AIContent[] contents) => new(ChatRole.Assistant, contents)
         {
             ResponseId = responseId,
             MessageId = responseId,
             ModelId = _engine.ModelId,
             CreatedAt = DateTimeOffset.UtcNow,
+            RawRepresentation = current,
         };
 
         IEnumerable<(ChatResponseUpdate, float[]?)> Release(IReadOnlyList<AIContent> parsed)
@@ -178,7 +225,8 @@ public sealed class MiniOmniChatClient : IChatClient
         await using var events = _engine.GenerateAsync(turn.Request, answer.Token).GetAsyncEnumerator(answer.Token);
         for (bool more = await StartAsync(events, turn).ConfigureAwait(false); finish is null && more; more = await events.MoveNextAsync().ConfigureAwait(false))
         {
-            switch (events.Current)
+            current = events.Current;
+            switch (current)
             {
                 case TextDelta delta:
                     foreach (var item in Release(parser.Append(delta.Text)))
@@ -201,11 +249,11 @@ public sealed class MiniOmniChatClient : IChatClient
                 case SpeechChunk speech when turn.Speaks && !parser.SawToolCall:
                     if (turn.ToolsOffered && parser.MayStillBeToolCall)
                     {
-                        heldSpeech.Add(speech.Samples);
+                        heldSpeech.Add(speech);
                     }
                     else
                     {
-                        yield return Speech(speech.Samples);
+                        yield return Speech(speech);
                     }
 
                     break;
@@ -228,7 +276,7 @@ public sealed class MiniOmniChatClient : IChatClient
                         }
                     }
 
-                    finish ??= turn.Request.MaxTokens > 0 && completed.Steps >= turn.Request.MaxTokens ? ChatFinishReason.Length : ChatFinishReason.Stop;
+                    finish ??= completed.StopReason == AnswerStopReason.EndOfAnswer ? ChatFinishReason.Stop : ChatFinishReason.Length;
                     var usage = MiniOmniClientExtensions.Usage(completed);
                     var last = Update(new UsageContent(usage));
                     last.FinishReason = finish;
@@ -243,7 +291,11 @@ public sealed class MiniOmniChatClient : IChatClient
         end.FinishReason = finish;
         yield return (end, null);
 
-        (ChatResponseUpdate, float[]?) Speech(float[] samples) =>
-            (Update(new DataContent(MiniOmniMediaTypes.EncodeSpeechChunk(samples), MiniOmniMediaTypes.SpeechChunk)), samples);
+        (ChatResponseUpdate, float[]?) Speech(SpeechChunk chunk)
+        {
+            var update = Update(new DataContent(MiniOmniMediaTypes.EncodeSpeechChunk(chunk.Samples), MiniOmniMediaTypes.SpeechChunk));
+            update.RawRepresentation = chunk;
+            return (update, chunk.Samples);
+        }
     }
 }

@@ -48,11 +48,13 @@ public static class MiniOmniChatOptions
     /// <summary>Encodes spoken questions with <paramref name="mode"/>.</summary>
     public static ChatOptions WithEncoderMode(this ChatOptions options, EncoderMode mode) => Set(options, EncoderModeKey, mode == EncoderMode.Exact ? "exact" : "fast");
 
-    internal static MiniOmniOutput? Output(ChatOptions? options) => Read(options, OutputKey, "text", MiniOmniOutput.Text, "text_and_speech", MiniOmniOutput.TextAndSpeech);
+    internal static MiniOmniOutput? Output(ChatOptions? options) => Read(options?.AdditionalProperties, OutputKey, "text", MiniOmniOutput.Text, "text_and_speech", MiniOmniOutput.TextAndSpeech);
 
-    internal static MiniOmniMode Mode(ChatOptions? options) => Read(options, ModeKey, "single", MiniOmniMode.Single, "batch_parallel", MiniOmniMode.BatchParallel) ?? MiniOmniMode.Single;
+    internal static MiniOmniMode Mode(ChatOptions? options) => Read(options?.AdditionalProperties, ModeKey, "single", MiniOmniMode.Single, "batch_parallel", MiniOmniMode.BatchParallel) ?? MiniOmniMode.Single;
 
-    internal static EncoderMode Encoder(ChatOptions? options) => Read(options, EncoderModeKey, "exact", EncoderMode.Exact, "fast", EncoderMode.Fast) ?? EncoderMode.Exact;
+    internal static EncoderMode Encoder(ChatOptions? options) => Encoder(options?.AdditionalProperties);
+
+    internal static EncoderMode Encoder(AdditionalPropertiesDictionary? properties) => Read(properties, EncoderModeKey, "exact", EncoderMode.Exact, "fast", EncoderMode.Fast) ?? EncoderMode.Exact;
 
     private static ChatOptions Set(ChatOptions options, string key, string value)
     {
@@ -61,10 +63,11 @@ public static class MiniOmniChatOptions
         return options;
     }
 
-    private static T? Read<T>(ChatOptions? options, string key, string firstName, T first, string secondName, T second)
+    // One of two enum values by name, from additional properties: "batch_parallel", "batch-parallel" and "BatchParallel" alike.
+    internal static T? Read<T>(AdditionalPropertiesDictionary? properties, string key, string firstName, T first, string secondName, T second)
         where T : struct, Enum
     {
-        if (options?.AdditionalProperties?.TryGetValue(key, out object? value) is not true || value is null)
+        if (properties?.TryGetValue(key, out object? value) is not true || value is null)
         {
             return null;
         }
@@ -79,6 +82,6 @@ public static class MiniOmniChatOptions
         string normalized = text?.Trim().Replace("_", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal).ToLowerInvariant() ?? "";
         return normalized == first.ToString().ToLowerInvariant() ? first
             : normalized == second.ToString().ToLowerInvariant() ? second
-            : throw new ArgumentException($"The chat option {key} is '{text}'; expected '{firstName}' or '{secondName}'.", nameof(options));
+            : throw new ArgumentException($"The option {key} is '{text}'; expected '{firstName}' or '{secondName}'.", nameof(properties));
     }
 }

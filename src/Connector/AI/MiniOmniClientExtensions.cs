@@ -17,16 +17,17 @@ public static class MiniOmniClientExtensions
     /// <summary>A speech-to-text client (the ASR task) over <paramref name="engine"/>.</summary>
     public static ISpeechToTextClient AsISpeechToTextClient(this IMiniOmniEngine engine) => new MiniOmniSpeechToTextClient(engine);
 
-    /// <summary>A text-to-speech client (T1A2: the spoken answer to the text) over <paramref name="engine"/>.</summary>
+    /// <summary>A text-to-speech client over <paramref name="engine"/>: it reads the text aloud (or, asked, speaks its answer to it).</summary>
     public static ITextToSpeechClient AsITextToSpeechClient(this IMiniOmniEngine engine) => new MiniOmniTextToSpeechClient(engine);
 
-    // What every client's GetService answers: its metadata, the engine, or itself.
+    // What every client's GetService answers, as MEAI's own providers do: nothing for a key; its metadata by exact type; the
+    // engine only when asked for the engine's type (never as IDisposable or object: the client does not own it); itself.
     internal static object? GetService(Type serviceType, object? serviceKey, object metadata, IMiniOmniEngine engine, object client)
     {
         ArgumentNullException.ThrowIfNull(serviceType);
         return serviceKey is not null ? null
-            : serviceType.IsInstanceOfType(metadata) ? metadata
-            : serviceType.IsInstanceOfType(engine) ? engine
+            : serviceType == metadata.GetType() ? metadata
+            : serviceType == typeof(IMiniOmniEngine) || serviceType == engine.GetType() ? engine
             : serviceType.IsInstanceOfType(client) ? client
             : null;
     }
@@ -34,8 +35,4 @@ public static class MiniOmniClientExtensions
     // An answer's usage: prompt positions in, steps out.
     internal static UsageDetails Usage(AnswerCompleted completed) =>
         new() { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
-
-    // The encoder mode from options' additional properties (the chat option's key), exact by default.
-    internal static EncoderMode EncoderMode(AdditionalPropertiesDictionary? properties) =>
-        MiniOmniChatOptions.Encoder(properties is null ? null : new ChatOptions { AdditionalProperties = properties });
 }

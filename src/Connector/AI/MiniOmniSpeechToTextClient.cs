@@ -8,8 +8,14 @@ namespace MiniOmni.SK;
 
 /// <summary>
 /// Mini-Omni's ASR task as an <see cref="ISpeechToTextClient"/>: WAV or MP3 in (any rate and channels, at most 30 s),
-/// the transcript out, streamed as it is generated.
+/// the transcript out, streamed as it is generated (each update with the engine's event as its raw representation), then
+/// a closing update with the usage.
 /// </summary>
+/// <remarks>
+/// Honoured from <see cref="SpeechToTextOptions.AdditionalProperties"/>: the encoder mode
+/// (<see cref="MiniOmniAudioOptions.WithEncoderMode"/>) and <see cref="MiniOmniAudioOptions.MaxTokensKey"/>. Ignored: the
+/// model, the languages (Mini-Omni transcribes English) and the sample rate (the audio's own header says it).
+/// </remarks>
 public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
 {
     private readonly IMiniOmniEngine _engine;
@@ -53,18 +59,23 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
         ArgumentNullException.ThrowIfNull(audioSpeechStream);
         // Buffered only up to AudioInputOptions.MaxInputBytes: a stream that never ends fails instead of filling memory.
         float[] samples = await AudioDecoder.DecodeAsync(audioSpeechStream, mediaType: null, inputName: "the audio stream", cancellationToken: cancellationToken).ConfigureAwait(false);
+        var request = new MiniOmniRequest
+        {
+            Task = MiniOmniTask.Asr,
+            EncoderMode = MiniOmniChatOptions.Encoder(options?.AdditionalProperties),
+            MaxTokens = MiniOmniAudioOptions.MaxTokens(options?.AdditionalProperties),
+        };
         string responseId = $"miniomni-{Guid.NewGuid():N}";
-        var request = new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = samples, EncoderMode = MiniOmniClientExtensions.EncoderMode(options?.AdditionalProperties) };
-        await foreach (var item in _engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+        await foreach (var item in _engine.GenerateAsync(request with { Audio = samples }, cancellationToken).ConfigureAwait(false))
         {
             if (item is TextDelta delta)
             {
-                yield return new SpeechToTextResponseUpdate(delta.Text) { Kind = SpeechToTextResponseUpdateKind.TextUpdating, ResponseId = responseId, ModelId = _engine.ModelId };
+                yield return new SpeechToTextResponseUpdate(delta.Text) { Kind = SpeechToTextResponseUpdateKind.TextUpdating, ResponseId = responseId, ModelId = _engine.ModelId, RawRepresentation = delta };
             }
             else if (item is AnswerCompleted completed)
             {
                 var usage = MiniOmniClientExtensions.Usage(completed);
-                yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.TextUpdated, ResponseId = responseId, ModelId = _engine.ModelId };
+                yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.TextUpdated, ResponseId = responseId, ModelId = _engine.ModelId, RawRepresentation = completed };
             }
         }
     }

@@ -15,6 +15,12 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
     /// <summary>Sequences the answer decodes: two for batch-parallel (speaking and thinking rows), else one.</summary>
     public int SequenceCount => ThinkingPrompt is null ? 1 : 2;
 
+    /// <summary>Text fed to the text stream instead of sampling it (reading aloud, a required answer prefix), or null.</summary>
+    public TextForcing? ForcedText { get; init; }
+
+    /// <summary>Whether the answer speaks (its audio heads are sampled and fed back).</summary>
+    public bool Speaks => Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2 or MiniOmniTask.ReadAloud;
+
     /// <summary>
     /// KV cache cells the answer may fill. The thinking row shares the speaking row's prompt cells, so a batch-parallel
     /// answer needs the prompt once and the answer's positions twice.
@@ -62,8 +68,8 @@ internal sealed class AnswerSequence
         _request = request;
         _mix = mix;
         _vocabulary = vocabulary;
-        _speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
-        _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps);
+        _speaks = request.Speaks;
+        _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps, request.ForcedText);
         _sampler = new TokenSampler(request.Sampling);
         _stepEmbedding = new float[mix.Width];
         // Rows of a batch-parallel answer differ only at the last prompt position.
@@ -171,7 +177,8 @@ internal sealed class AnswerSequence
             }
         }
 
-        int text = _rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]);
+        // A forced text token (read aloud, or a required prefix) is taken as it is: its head was never computed.
+        int text = _rules.ForcedText ?? (_rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]));
         if (_rules.Accept(audio, text) is not { } step)
         {
             Complete();
@@ -200,13 +207,14 @@ internal sealed class AnswerSequence
     /// <summary>
     /// The heads row <paramref name="row"/>'s next step samples: a batch-parallel speaking row only the audio heads and its
     /// thinking row only the text head; a lone speaking row both until its text ends, then only audio; a text answer only text.
+    /// While the text is forced, no row computes the text head (a forced step of a text answer computes no head at all).
     /// </summary>
     private OutputHeadSet HeadsOf(int row) => (_speaks, Sequences.Length > 1, row) switch
     {
-        (false, _, _) => OutputHeadSet.Text,
+        (false, _, _) => _rules.SamplesText ? OutputHeadSet.Text : OutputHeadSet.None,
         (true, true, 0) => OutputHeadSet.Audio,
-        (true, true, _) => OutputHeadSet.Text,
-        (true, false, _) => _rules.TextEnded ? OutputHeadSet.Audio : OutputHeadSet.TextAndAudio,
+        (true, true, _) => _rules.SamplesText ? OutputHeadSet.Text : OutputHeadSet.None,
+        (true, false, _) => _rules.SamplesText ? OutputHeadSet.TextAndAudio : OutputHeadSet.Audio,
     };
 
     private void AddRow(BackboneBatch batch, ReadOnlySpan<float> embedding, int position, LLamaSeqId sequence, OutputHeadSet heads)

@@ -4,11 +4,22 @@ namespace MiniOmni.SK.Engine;
 internal readonly record struct StepTokens(int[] Audio, int Text);
 
 /// <summary>
+/// Text fed to an answer's text stream instead of sampling its text head: one token per step from the first step on.
+/// </summary>
+/// <param name="Tokens">Ordinary text tokens (no specials), fed in order.</param>
+/// <param name="EndsText">
+/// Whether the text ends with them: EOT follows them and PAD_T after it, as if the model had ended its text there (reading
+/// aloud). Otherwise the text head is sampled again once they are fed (an answer that must begin with them).
+/// </param>
+internal sealed record TextForcing(IReadOnlyList<int> Tokens, bool EndsText);
+
+/// <summary>
 /// The release's per-step rules (spec section 4) for one answer: after EOT every text token is PAD_T; speech stops when
 /// audio head 6 gives EOA (that step not kept) and never on the first step; text answers stop at EOT (not kept);
-/// at most <see cref="MaxSteps"/> steps, the first included. Not thread-safe: one per answer.
+/// at most <see cref="MaxSteps"/> steps, the first included. With <see cref="TextForcing"/>, the text stream is
+/// given instead of sampled (see <see cref="ForcedText"/>). Not thread-safe: one per answer.
 /// </summary>
-internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, int maxSteps)
+internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, int maxSteps, TextForcing? forcing = null)
 {
     private const int LastAudioLayer = 6;
     private bool _textEnded;
@@ -19,8 +30,23 @@ internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, 
     /// <summary>The most steps the answer may take.</summary>
     public int MaxSteps { get; } = maxSteps > 0 ? maxSteps : throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, "An answer needs at least one step.");
 
-    /// <summary>Whether the text stream has ended (EOT sampled).</summary>
+    /// <summary>Whether the text stream has ended (EOT sampled or forced).</summary>
     public bool TextEnded => _textEnded;
+
+    /// <summary>
+    /// The text token the next step takes without sampling, or null when the text head decides it: the forced tokens in
+    /// order, then (when they end the text) EOT, then PAD_T. Once any text has ended, the rules give PAD_T themselves.
+    /// </summary>
+    public int? ForcedText => forcing switch
+    {
+        null => null,
+        _ when Steps < forcing.Tokens.Count => forcing.Tokens[Steps],
+        { EndsText: true } => _textEnded ? vocabulary.Tokens.PadText : vocabulary.Tokens.EndOfText,
+        _ => null,
+    };
+
+    /// <summary>Whether the next step needs the text head's logits: not once the text has ended, nor while it is forced.</summary>
+    public bool SamplesText => !_textEnded && ForcedText is null;
 
     /// <summary>
     /// Applies the rules to one step's sampled tokens. Returns the step to keep (and feed back), or null when the answer

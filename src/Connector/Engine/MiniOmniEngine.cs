@@ -40,33 +40,79 @@ public sealed record MiniOmniEngineOptions
 /// <summary>One question to Mini-Omni.</summary>
 public sealed record MiniOmniRequest
 {
-    /// <summary>What to do: speech or text in, text or text and speech out.</summary>
+    /// <summary>What to do: speech or text in, text or text and speech out, or a text read aloud.</summary>
     public MiniOmniTask Task { get; init; } = MiniOmniTask.A1A2;
 
     /// <summary>16 kHz mono speech, for the speech-in tasks.</summary>
     public ReadOnlyMemory<float> Audio { get; init; }
 
-    /// <summary>The question as text, for the text-in tasks.</summary>
+    /// <summary>The question as text, for the text-in tasks; the text to speak, for <see cref="MiniOmniTask.ReadAloud"/>.</summary>
     public string? Text { get; init; }
 
     /// <summary>
-    /// Text placed on the text stream ahead of the release's prompt: system instructions, earlier turns, tool
-    /// descriptions. Qwen2's special tokens written in it (ChatML's <c>&lt;|im_start|&gt;</c>, <c>&lt;|im_end|&gt;</c>) are read
-    /// as those tokens. The release is single-turn and has no such seam; null or empty gives exactly its prompts.
+    /// Plain text placed on the text stream ahead of the release's prompt (instructions, earlier turns), tokenized as text:
+    /// special tokens written in it (ChatML's <c>&lt;|im_start|&gt;</c>) stay literal characters. The release is single-turn
+    /// and has no such seam; null or empty gives exactly its prompts. For a chat template's markers use <see cref="PreambleSegments"/>.
     /// </summary>
     public string? Preamble { get; init; }
+
+    /// <summary>
+    /// The preamble as a chat template renders it: <see cref="PreambleSegment.Text"/> segments are tokenized as plain text,
+    /// <see cref="PreambleSegment.Marker"/> segments are each one of the model's special tokens. So nothing a user writes can
+    /// become a marker. Use this or <see cref="Preamble"/>, not both.
+    /// </summary>
+    public IReadOnlyList<PreambleSegment>? PreambleSegments { get; init; }
+
+    /// <summary>
+    /// Text the answer must begin with: fed to its text stream (tokenized as plain text) before the text head is sampled, for
+    /// the tasks that write text. How a required tool call is made to start; null or empty leaves the answer free.
+    /// </summary>
+    public string? AnswerPrefix { get; init; }
 
     /// <summary>Run the text-only "thinking" row beside the speaking one (A1A2 only), as the release's batch-parallel mode.</summary>
     public bool BatchParallel { get; init; }
 
-    /// <summary>How each head picks its token.</summary>
+    /// <summary>How each head picks its token; greedy by default, as the release decodes.</summary>
     public SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>The most steps of the answer (one text token and one audio frame each); 0 fills the model's context, as the release's budget does.</summary>
+    /// <summary>
+    /// The most steps of the answer (one text token and one audio frame each); 0 fills the model's context, as the release's
+    /// budget does. A <see cref="MiniOmniTask.ReadAloud"/> request has a budget of its own, proportional to its text
+    /// (<see cref="MiniOmniEngine.ReadAloudSteps"/>); a smaller MaxTokens lowers it.
+    /// </summary>
     public int MaxTokens { get; init; }
 
     /// <summary>How much of Whisper's window to encode.</summary>
     public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
+}
+
+/// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
+public readonly record struct PreambleSegment
+{
+    private PreambleSegment(string value, bool isMarker)
+    {
+        Value = value;
+        IsMarker = isMarker;
+    }
+
+    /// <summary>The text, or the special token's name (e.g. <c>&lt;|im_start|&gt;</c>).</summary>
+    public string Value { get; }
+
+    /// <summary>Whether the segment is a special token rather than text.</summary>
+    public bool IsMarker { get; }
+
+    /// <summary>Text, tokenized as text: whatever it contains, it never becomes a special token.</summary>
+    public static PreambleSegment Text(string text) => new(text ?? throw new ArgumentNullException(nameof(text)), isMarker: false);
+
+    /// <summary>One special token of the model's vocabulary by its name (e.g. <c>&lt;|im_end|&gt;</c>); anything else is refused when the request runs.</summary>
+    public static PreambleSegment Marker(string specialToken) =>
+        new(string.IsNullOrEmpty(specialToken) ? throw new ArgumentException("A marker names one special token.", nameof(specialToken)) : specialToken, isMarker: true);
+
+    /// <summary>The segments written out as one string, markers included: for display and tests, never for tokenizing.</summary>
+    public static string Concat(IEnumerable<PreambleSegment> segments) => string.Concat(segments.Select(s => s.Value));
+
+    /// <inheritdoc />
+    public override string ToString() => Value ?? "";
 }
 
 /// <summary>A request's prompt plus its answer budget do not fit the model's context or the engine's cache.</summary>
@@ -96,6 +142,17 @@ public sealed record TextDelta(string Text) : MiniOmniEvent;
 /// <summary>New speech of the answer: 24 kHz mono samples in [-1, 1].</summary>
 public sealed record SpeechChunk(float[] Samples, int SampleRate) : MiniOmniEvent;
 
+/// <summary>Why an answer ended.</summary>
+public enum AnswerStopReason
+{
+    /// <summary>The model ended it: EOA for speech, EOT for text.</summary>
+    EndOfAnswer,
+    /// <summary>It reached its budget: the request's <see cref="MiniOmniRequest.MaxTokens"/>, or a read-aloud budget.</summary>
+    Budget,
+    /// <summary>It filled the room the model's context left it (no budget was given).</summary>
+    Context,
+}
+
 /// <summary>The answer ended.</summary>
 /// <param name="PromptTokens">Positions of the prompt.</param>
 /// <param name="Steps">Steps generated (text tokens, audio frames and pads included).</param>
@@ -103,7 +160,11 @@ public sealed record SpeechChunk(float[] Samples, int SampleRate) : MiniOmniEven
 /// <param name="TimeToFirstSpeech">From the request to the first speech chunk, if any.</param>
 /// <param name="Elapsed">From the request to the end.</param>
 /// <param name="Tokens">The generated streams as the release keeps them: seven audio layers (unshifted) then text.</param>
-public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechSeconds, TimeSpan? TimeToFirstSpeech, TimeSpan Elapsed, IReadOnlyList<IReadOnlyList<int>> Tokens) : MiniOmniEvent;
+public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechSeconds, TimeSpan? TimeToFirstSpeech, TimeSpan Elapsed, IReadOnlyList<IReadOnlyList<int>> Tokens) : MiniOmniEvent
+{
+    /// <summary>Why the answer ended: the model ended it, or its budget or the context cut it off.</summary>
+    public AnswerStopReason StopReason { get; init; }
+}
 
 /// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
 public interface IMiniOmniEngine
@@ -250,23 +311,47 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _codec.Dispose();
     }
 
-    private sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock);
+    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock, AnswerStopReason BudgetStop);
+
+    /// <summary>Read-aloud steps per text token: 11.72 frames a second of speech over ~2 tokens a second of slow speech (see README).</summary>
+    public const int ReadAloudStepsPerToken = 6;
+
+    /// <summary>Read-aloud steps beyond those per token: the delay pattern's 8 steps before the first frame, and the voice's last second.</summary>
+    public const int ReadAloudExtraSteps = 24;
+
+    /// <summary>The budget of a read-aloud answer of <paramref name="textTokens"/> tokens, in steps (audio frames of 85 ms).</summary>
+    /// <remarks>
+    /// Speech runs at 11.72 frames a second. English read at 150 words a minute is about 3.3 of Qwen2's tokens a second,
+    /// so 3.6 frames a token; numbers are a token a digit and take about 4.7. Six frames a token leaves room for speech
+    /// 1.6 times slower than that, while a voice that never says EOA is cut off within about twice the expected length.
+    /// </remarks>
+    public static int ReadAloudSteps(int textTokens) => ReadAloudStepsPerToken * Math.Max(1, textTokens) + ReadAloudExtraSteps;
 
     // Everything that can be wrong with the request is found here, before the request waits its turn or any work is done.
-    private PreparedRequest Prepare(MiniOmniRequest request)
+    internal PreparedRequest Prepare(MiniOmniRequest request)
     {
         var clock = Stopwatch.StartNew();
         request.Sampling.Validate();
         bool speechIn = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.A1T2 or MiniOmniTask.Asr;
+        bool readAloud = request.Task == MiniOmniTask.ReadAloud;
         if (request.BatchParallel && request.Task != MiniOmniTask.A1A2)
         {
             throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
         }
 
-        int[]? preamble = string.IsNullOrEmpty(request.Preamble) ? null : _tokenizer.Tokenize(request.Preamble, special: true);
+        int[]? preamble = TokenizePreamble(request);
+        TextForcing? forcing = null;
+        if (!string.IsNullOrEmpty(request.AnswerPrefix))
+        {
+            forcing = readAloud || request.BatchParallel
+                ? throw new ArgumentException($"An answer prefix is for answers that write their own text, not {(readAloud ? "ReadAloud" : "batch-parallel answers")}.", nameof(request))
+                : new TextForcing(_tokenizer.Tokenize(request.AnswerPrefix), EndsText: false);
+        }
+
         Prompt prompt;
         Prompt? thinking = null;
         float[]? audio = null;
+        int readAloudBudget = 0;
         if (speechIn)
         {
             if (request.Audio.IsEmpty)
@@ -288,25 +373,81 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         {
             if (string.IsNullOrWhiteSpace(request.Text))
             {
-                throw new ArgumentException($"{request.Task} needs a text question; the request has none.", nameof(request));
+                throw new ArgumentException($"{request.Task} needs {(readAloud ? "a text to read aloud" : "a text question")}; the request has none.", nameof(request));
             }
 
-            prompt = _prompts.ForText(request.Task, _tokenizer.Tokenize(request.Text), preamble);
+            int[] text = _tokenizer.Tokenize(request.Text);
+            if (readAloud)
+            {
+                prompt = _prompts.ForReadAloud(text, preamble);
+                forcing = new TextForcing(text, EndsText: true);
+                readAloudBudget = ReadAloudSteps(text.Length);
+            }
+            else
+            {
+                prompt = _prompts.ForText(request.Task, text, preamble);
+            }
         }
 
         // No budget given: as long as the model's context allows and the cache could hold, as the release's budget does.
         int sequences = thinking is null ? 1 : 2;
-        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens
+        int maxSteps = readAloud ? (request.MaxTokens > 0 ? Math.Min(request.MaxTokens, readAloudBudget) : readAloudBudget)
+            : request.MaxTokens > 0 ? request.MaxTokens
             : Math.Min(_trainedContext - prompt.Length, ((int)_backbone.Options.ContextSize - prompt.Length) / sequences);
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps);
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps) { ForcedText = forcing };
         if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
         {
+            string limits = $"the model's context is {_trainedContext} positions and the cache holds {_backbone.Options.ContextSize}";
             throw new ContextOverflowException(
-                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({generation.SequenceCount} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
-                $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", prompt.Length, maxSteps);
+                maxSteps <= 0 ? $"A prompt of {prompt.Length} positions ({sequences} sequence(s)) leaves no room for an answer: {limits}; shorten the prompt or raise ContextSize."
+                : readAloud ? $"A text of {forcing!.Tokens.Count} tokens to read aloud takes a prompt of {prompt.Length} positions and a budget of {maxSteps} steps, which do not fit: {limits}; split the text (the text-to-speech client splits long text at sentence ends)."
+                : $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: {limits}; lower MaxTokens or raise ContextSize.",
+                prompt.Length, Math.Max(0, maxSteps));
         }
 
-        return new PreparedRequest(request, generation, audio, clock);
+        var budgetStop = readAloud || request.MaxTokens > 0 ? AnswerStopReason.Budget : AnswerStopReason.Context;
+        return new PreparedRequest(request, generation, audio, clock, budgetStop);
+    }
+
+    // A plain preamble is text through and through; a segmented one may hold the template's own markers, each one special token.
+    private int[]? TokenizePreamble(MiniOmniRequest request)
+    {
+        bool plain = !string.IsNullOrEmpty(request.Preamble);
+        if (request.PreambleSegments is not { Count: > 0 } segments)
+        {
+            return plain ? _tokenizer.Tokenize(request.Preamble!) : null;
+        }
+
+        if (plain)
+        {
+            throw new ArgumentException("The request has both a Preamble and PreambleSegments; give one of them.", nameof(request));
+        }
+
+        var ids = new List<int>();
+        foreach (var segment in segments)
+        {
+            if (segment.Value is null)
+            {
+                throw new ArgumentException("A preamble segment is empty (default); make segments with PreambleSegment.Text or PreambleSegment.Marker.", nameof(request));
+            }
+
+            if (!segment.IsMarker)
+            {
+                ids.AddRange(_tokenizer.Tokenize(segment.Value));
+                continue;
+            }
+
+            // A special token is one id read as special and something else read as text; anything else is not a marker.
+            int[] special = _tokenizer.Tokenize(segment.Value, special: true);
+            if (special.Length != 1 || _tokenizer.Tokenize(segment.Value).SequenceEqual(special))
+            {
+                throw new ArgumentException($"The preamble marker '{segment.Value}' is not one special token of the model's vocabulary.", nameof(request));
+            }
+
+            ids.Add(special[0]);
+        }
+
+        return ids.Count == 0 ? null : [.. ids];
     }
 
     // Encodes the question, queues the answer with the scheduler, and turns its steps into text and speech as they come.
@@ -316,7 +457,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     {
         var request = prepared.Request;
         var generation = prepared.Generation;
-        bool speaks = request.Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2;
+        bool speaks = generation.Speaks;
         if (prepared.Audio is { } audio)
         {
             int featureCount = generation.Prompt.AudioFeatureCount;
@@ -377,7 +518,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             Speak(await _scheduler.RunBetweenStepsAsync(speech.Flush, cancellationToken).ConfigureAwait(false));
         }
 
-        events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));
-        _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s.", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds);
+        // The rules keep no step past the budget and never keep the step that ends an answer, so a full budget means a cut.
+        var stop = streams[^1].Count >= generation.MaxSteps ? prepared.BudgetStop : AnswerStopReason.EndOfAnswer;
+        events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams) { StopReason = stop });
+        _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
     }
 }

@@ -3,7 +3,7 @@ using MiniOmni.SK.Speech;
 
 namespace MiniOmni.SK.Engine;
 
-/// <summary>What Mini-Omni is asked to do: the release's five tasks.</summary>
+/// <summary>What Mini-Omni is asked to do: the release's five tasks, and reading a text aloud.</summary>
 public enum MiniOmniTask
 {
     /// <summary>Speech in, speech and text out.</summary>
@@ -16,6 +16,11 @@ public enum MiniOmniTask
     T1A2,
     /// <summary>Text in, text out.</summary>
     T1T2,
+    /// <summary>
+    /// Text in, that very text spoken (MiniOmni.SK's, not a task of the release): the text stream is fed the text's tokens,
+    /// then EOT, instead of being sampled, and the audio heads speak it. The prompt is T1A2's with the text as the question.
+    /// </summary>
+    ReadAloud,
 }
 
 /// <summary>The id spaces of Mini-Omni's eight streams, as the audio GGUF states them.</summary>
@@ -95,6 +100,17 @@ internal sealed class PromptBuilder(MiniOmniVocabulary vocabulary)
         text.Add(Tokens.AnswerText);
         return Assemble(audio, text, prefix, audioFeatureStart: 0, featureFrames: 0);
     }
+
+    /// <summary>
+    /// The read-aloud prompt for <paramref name="textIds"/>: the release's T1A2 prompt with the text itself as the question.
+    /// </summary>
+    /// <remarks>
+    /// The text stream that follows is the text again, forced, so the model sees a question answered by its own words. The
+    /// release has no read-aloud prompt; T1A2's is the closest it was trained on (text in, speech and text out, the audio
+    /// heads following the text stream), and restating the text invents no instruction in a language the release was never
+    /// prompted in. Whether the voice says the words is for real weights to show; the prompt is this one method.
+    /// </remarks>
+    public Prompt ForReadAloud(IReadOnlyList<int> textIds, IReadOnlyList<int>? prefix = null) => ForText(MiniOmniTask.T1A2, textIds, prefix);
 
     /// <summary>Batch-parallel speech in: the speaking row (A1A2) and the thinking row (A1T2), equal but for the last position.</summary>
     public (Prompt Speaking, Prompt Thinking) ForBatchParallel(int featureFrames, IReadOnlyList<int>? prefix = null) =>

@@ -6,7 +6,10 @@ using MiniOmni.SK.Engine;
 
 namespace MiniOmni.SK;
 
-/// <summary>Semantic Kernel's <see cref="IAudioToTextService"/> over Mini-Omni's ASR task.</summary>
+/// <summary>
+/// Semantic Kernel's <see cref="IAudioToTextService"/> over Mini-Omni's ASR task; the execution settings
+/// (<see cref="MiniOmniPromptExecutionSettings"/>, or any settings by the same names) give the budget and encoder mode.
+/// </summary>
 public sealed class MiniOmniAudioToTextService(ISpeechToTextClient client) : IAudioToTextService
 {
     /// <inheritdoc />
@@ -21,8 +24,10 @@ public sealed class MiniOmniAudioToTextService(ISpeechToTextClient client) : IAu
             throw new ArgumentException("The audio content has no data; MiniOmni reads inline WAV or MP3 bytes.", nameof(content));
         }
 
+        var settings = MiniOmniPromptExecutionSettings.FromExecutionSettings(executionSettings);
+        var options = new SpeechToTextOptions { ModelId = settings.ModelId, AdditionalProperties = settings.AudioProperties() };
         using var stream = new MemoryStream(data.ToArray());
-        var response = await client.GetTextAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var response = await client.GetTextAsync(stream, options, cancellationToken).ConfigureAwait(false);
         return [new Microsoft.SemanticKernel.TextContent(response.Text, response.ModelId)];
     }
 
@@ -30,8 +35,9 @@ public sealed class MiniOmniAudioToTextService(ISpeechToTextClient client) : IAu
 }
 
 /// <summary>
-/// Semantic Kernel's <see cref="ITextToAudioService"/> over Mini-Omni's T1A2 task: the spoken answer to the text, as a
-/// 24 kHz WAV.
+/// Semantic Kernel's <see cref="ITextToAudioService"/> over Mini-Omni's text-to-speech: the text read aloud (or, with
+/// <see cref="MiniOmniPromptExecutionSettings.SpeechMode"/> <see cref="MiniOmniSpeechMode.Answer"/>, Mini-Omni's spoken
+/// answer to it), as one 24 kHz WAV. The execution settings give the sampling, budget and speech mode.
 /// </summary>
 public sealed class MiniOmniTextToAudioService(ITextToSpeechClient client) : ITextToAudioService
 {
@@ -41,7 +47,9 @@ public sealed class MiniOmniTextToAudioService(ITextToSpeechClient client) : ITe
     /// <inheritdoc />
     public async Task<IReadOnlyList<AudioContent>> GetAudioContentsAsync(string text, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)
     {
-        var response = await client.GetAudioAsync(text, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var settings = MiniOmniPromptExecutionSettings.FromExecutionSettings(executionSettings);
+        var options = new TextToSpeechOptions { ModelId = settings.ModelId, AdditionalProperties = settings.AudioProperties() };
+        var response = await client.GetAudioAsync(text, options, cancellationToken).ConfigureAwait(false);
         return [.. response.Contents.OfType<DataContent>().Select(wav => new AudioContent(wav.Data, wav.MediaType) { ModelId = response.ModelId })];
     }
 }

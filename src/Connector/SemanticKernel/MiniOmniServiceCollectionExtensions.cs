@@ -22,18 +22,21 @@ public sealed class MiniOmniOptions
     /// <summary>How the engine runs (threads, cache, concurrent answers).</summary>
     public MiniOmniEngineOptions Engine { get; set; } = new();
 
-    /// <summary>How the chat client renders conversations.</summary>
+    /// <summary>How the chat client renders conversations and remembers spoken turns.</summary>
     public MiniOmniChatClientOptions Chat { get; set; } = new();
+
+    /// <summary>How the realtime client's sessions run (voice activity detection, history, transcription).</summary>
+    public MiniOmniRealtimeClientOptions Realtime { get; set; } = new();
 }
 
 /// <summary>Registers one shared Mini-Omni engine and its Microsoft.Extensions.AI and Semantic Kernel services.</summary>
 public static class MiniOmniServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers, for <paramref name="modelPath"/>: the engine (<see cref="IMiniOmniEngine"/>, loaded once on first use),
-    /// an <see cref="IChatClient"/> that invokes functions (so <c>FunctionChoiceBehavior.Auto()</c> and agents work),
-    /// <see cref="ISpeechToTextClient"/>, <see cref="ITextToSpeechClient"/>, and Semantic Kernel's
-    /// <see cref="IChatCompletionService"/>, <see cref="IAudioToTextService"/> and <see cref="ITextToAudioService"/>.
+    /// Registers, for <paramref name="modelPath"/> (a model directory, or a model name such as <c>mini-omni</c>): the engine
+    /// (<see cref="IMiniOmniEngine"/>, a <see cref="LazyMiniOmniEngine"/>: nothing is downloaded or loaded until the first
+    /// request, or its <see cref="LazyMiniOmniEngine.LoadAsync"/>, and no thread ever blocks on it), and over it the
+    /// services of <see cref="AddMiniOmni(IServiceCollection, Func{IServiceProvider, IMiniOmniEngine}, MiniOmniChatClientOptions?, string?, MiniOmniRealtimeClientOptions?)"/>.
     /// With <paramref name="serviceId"/>, the services are keyed by it.
     /// </summary>
     public static IServiceCollection AddMiniOmni(this IServiceCollection services, string modelPath, Action<MiniOmniOptions>? configure = null, string? serviceId = null)
@@ -42,36 +45,42 @@ public static class MiniOmniServiceCollectionExtensions
         ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
         var options = new MiniOmniOptions { ModelPath = modelPath };
         configure?.Invoke(options);
-        return services.AddMiniOmni(provider => LoadEngine(options, provider.GetService<ILoggerFactory>()), options.Chat, serviceId);
+        return services.AddMiniOmni(provider => new LazyMiniOmniEngine(options, provider.GetService<ILoggerFactory>()), options.Chat, serviceId, options.Realtime);
     }
 
     /// <summary>
-    /// Registers the same services over the engine <paramref name="engineFactory"/> makes (once): for an engine the
-    /// application loads itself, or another <see cref="IMiniOmniEngine"/>.
+    /// Registers the services over the engine <paramref name="engineFactory"/> makes (once): the plain
+    /// <see cref="IChatClient"/> (<see cref="MiniOmniChatClient"/>, no pipeline: the application composes its own, and an
+    /// Agent Framework agent adds function invocation itself), <see cref="ISpeechToTextClient"/>,
+    /// <see cref="ITextToSpeechClient"/> (reads aloud), <see cref="IRealtimeClient"/>, and Semantic Kernel's
+    /// <see cref="IChatCompletionService"/> over that chat client with Semantic Kernel's function invocation (so
+    /// <c>FunctionChoiceBehavior.Auto()</c> invokes kernel functions, as Semantic Kernel's chat-client connectors do),
+    /// <see cref="IAudioToTextService"/> and <see cref="ITextToAudioService"/>.
     /// </summary>
-    public static IServiceCollection AddMiniOmni(this IServiceCollection services, Func<IServiceProvider, IMiniOmniEngine> engineFactory, MiniOmniChatClientOptions? chatOptions = null, string? serviceId = null)
+    public static IServiceCollection AddMiniOmni(
+        this IServiceCollection services,
+        Func<IServiceProvider, IMiniOmniEngine> engineFactory,
+        MiniOmniChatClientOptions? chatOptions = null,
+        string? serviceId = null,
+        MiniOmniRealtimeClientOptions? realtimeOptions = null)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(engineFactory);
         services.AddKeyedSingleton<IMiniOmniEngine>(serviceId, (provider, _) => engineFactory(provider));
         services.AddKeyedSingleton<IChatClient>(serviceId, (provider, key) =>
-            new ChatClientBuilder(new MiniOmniChatClient(provider.GetRequiredKeyedService<IMiniOmniEngine>(key), chatOptions, provider.GetService<ILogger<MiniOmniChatClient>>()))
-                .UseFunctionInvocation(provider.GetService<ILoggerFactory>())
-                .Build(provider));
+            new MiniOmniChatClient(provider.GetRequiredKeyedService<IMiniOmniEngine>(key), chatOptions, provider.GetService<ILogger<MiniOmniChatClient>>()));
         services.AddKeyedSingleton<ISpeechToTextClient>(serviceId, (provider, key) => new MiniOmniSpeechToTextClient(provider.GetRequiredKeyedService<IMiniOmniEngine>(key)));
         services.AddKeyedSingleton<ITextToSpeechClient>(serviceId, (provider, key) => new MiniOmniTextToSpeechClient(provider.GetRequiredKeyedService<IMiniOmniEngine>(key)));
-        services.AddKeyedSingleton<IChatCompletionService>(serviceId, (provider, key) => provider.GetRequiredKeyedService<IChatClient>(key).AsChatCompletionService(provider));
+        services.AddKeyedSingleton<IRealtimeClient>(serviceId, (provider, key) =>
+            new MiniOmniRealtimeClient(provider.GetRequiredKeyedService<IMiniOmniEngine>(key), realtimeOptions, provider.GetService<ILoggerFactory>()));
+        services.AddKeyedSingleton<IChatCompletionService>(serviceId, (provider, key) =>
+            provider.GetRequiredKeyedService<IChatClient>(key).AsBuilder()
+                .UseKernelFunctionInvocation(provider.GetService<ILoggerFactory>())
+                .Build(provider)
+                .AsChatCompletionService(provider));
         services.AddKeyedSingleton<IAudioToTextService>(serviceId, (provider, key) => new MiniOmniAudioToTextService(provider.GetRequiredKeyedService<ISpeechToTextClient>(key)));
         services.AddKeyedSingleton<ITextToAudioService>(serviceId, (provider, key) => new MiniOmniTextToAudioService(provider.GetRequiredKeyedService<ITextToSpeechClient>(key)));
         return services;
-    }
-
-    // A model name is fetched on first use: the engine is a singleton, so this runs once, when a service is first resolved.
-    private static MiniOmniEngine LoadEngine(MiniOmniOptions options, ILoggerFactory? loggers)
-    {
-        options.Download.Logger ??= loggers?.CreateLogger("MiniOmni.SK.ModelStore");
-        var directory = MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(options.ModelPath, options.Download).GetAwaiter().GetResult();
-        return MiniOmniEngine.Load(directory.Path, options.Engine, loggers);
     }
 
     /// <summary>Adds Mini-Omni's services to the kernel; see <see cref="AddMiniOmni(IServiceCollection, string, Action{MiniOmniOptions}?, string?)"/>.</summary>

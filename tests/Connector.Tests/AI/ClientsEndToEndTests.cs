@@ -62,17 +62,58 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
     }
 
     [Fact]
-    public async Task TextToSpeechGivesTheSpokenAnswerAsAWav()
+    public async Task TextToSpeechReadsTheTextAloudAsAWav()
     {
-        var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "What is your name?" });
+        var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.ReadAloud, Text = "What is your name?" });
         using var client = fixture.Engine.AsITextToSpeechClient();
 
         var response = await client.GetAudioAsync("What is your name?");
 
-        var wav = Assert.Single(response.Contents.OfType<DataContent>());
+        var wav = Assert.IsType<DataContent>(Assert.Single(response.Contents));
         Assert.Equal("audio/wav", wav.MediaType);
         Assert.Equal(44 + 2 * direct.Samples, wav.Data.Length);
+        Assert.Equal(direct.Completed.Steps, response.Usage?.OutputTokenCount);
+    }
+
+    [Fact]
+    public async Task TextToSpeechAskedToAnswerSpeaksTheAnswerWithItsText()
+    {
+        var direct = await Direct(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "What is your name?", MaxTokens = Steps });
+        using var client = fixture.Engine.AsITextToSpeechClient();
+        var options = new TextToSpeechOptions { AdditionalProperties = new() { [MiniOmniAudioOptions.MaxTokensKey] = Steps } }.WithMiniOmniSpeechMode(MiniOmniSpeechMode.Answer);
+
+        var response = await client.GetAudioAsync("What is your name?", options);
+
+        var wav = Assert.Single(response.Contents.OfType<DataContent>());
+        Assert.Equal(44 + 2 * direct.Samples, wav.Data.Length);
         Assert.Equal(direct.Text, Assert.Single(response.Contents.OfType<TextContent>()).Text);
+    }
+
+    [Fact]
+    public async Task LongTextIsReadAloudSentenceBySentenceInOrder()
+    {
+        string[] sentences = ["What is your name?", "How do you make a cup of tea?", "Tea is good."];
+        var alone = new List<float[]>();
+        foreach (string sentence in sentences)
+        {
+            alone.Add(await DirectSpeech(new MiniOmniRequest { Task = MiniOmniTask.ReadAloud, Text = sentence }));
+        }
+
+        using var client = fixture.Engine.AsITextToSpeechClient();
+        var chunks = new List<TextToSpeechResponseUpdate>();
+        await foreach (var update in client.GetStreamingAudioAsync(string.Join(" ", sentences)))
+        {
+            chunks.Add(update);
+        }
+
+        // Each sentence's speech, whole and in order: the chunks of one answer, then the next's.
+        var answers = chunks.Where(u => u.RawRepresentation is SpeechChunk).Select(u => (SpeechChunk)u.RawRepresentation!).ToList();
+        Assert.Equal(alone.Sum(a => a.Length), answers.Sum(c => c.Samples.Length));
+        Assert.Equal(TextToSpeechResponseUpdateKind.SessionClose, chunks[^1].Kind);
+        var usage = Assert.IsType<UsageContent>(Assert.Single(chunks[^1].Contents)).Details;
+        int[] tokens = [.. sentences.Select(s => fixture.Engine.Prepare(new MiniOmniRequest { Task = MiniOmniTask.ReadAloud, Text = s }).Generation.ForcedText!.Tokens.Count)];
+        Assert.Equal(tokens.Sum(MiniOmniEngine.ReadAloudSteps), usage.OutputTokenCount);
+        Assert.Equal(alone.SelectMany(a => a), answers.SelectMany(c => c.Samples));
     }
 
     [Fact]
@@ -109,6 +150,20 @@ public sealed class ClientsEndToEndTests(EngineFixture fixture) : IClassFixture<
         var together = await Task.WhenAll(calls.Select(call => Task.Run(call)));
 
         Assert.Equal(solo, together);
+    }
+
+    private async Task<float[]> DirectSpeech(MiniOmniRequest request)
+    {
+        var speech = new List<float>();
+        await foreach (var item in fixture.Engine.GenerateAsync(request))
+        {
+            if (item is SpeechChunk chunk)
+            {
+                speech.AddRange(chunk.Samples);
+            }
+        }
+
+        return [.. speech];
     }
 
     private async Task<(string Text, long Samples, AnswerCompleted Completed)> Direct(MiniOmniRequest request)

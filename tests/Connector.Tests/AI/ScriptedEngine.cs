@@ -36,7 +36,10 @@ internal sealed class ScriptedEngine
 
     public MiniOmniRequest Request => Assert.Single(Requests);
 
-    public static AnswerCompleted Completed(int steps = 3) => new(10, steps, 0, null, TimeSpan.Zero, []);
+    public static AnswerCompleted Completed(int steps = 3, AnswerStopReason stop = AnswerStopReason.EndOfAnswer) => new(10, steps, 0, null, TimeSpan.Zero, []) { StopReason = stop };
+
+    /// <summary>A request's preamble written out, markers included (null when it has none).</summary>
+    public static string? PreambleOf(MiniOmniRequest request) => request.PreambleSegments is { } segments ? PreambleSegment.Concat(segments) : request.Preamble;
 
     public static SpeechChunk SpeechOf(float value, int samples = 4) => new(Enumerable.Repeat(value, samples).ToArray(), 24000);
 

@@ -63,5 +63,53 @@ public sealed class DecodingRulesTests
         Assert.Equal([.. Enumerable.Range(0, 7).Select(layer => Vocabulary.AudioRow(layer, Tokens.PadAudio)), 99], rules.NextInput(step, speakingRow: false));
     }
 
+    [Fact]
+    public void ReadAloudFeedsTheTextThenEndOfTextThenPadsWithoutSampling()
+    {
+        var rules = new DecodingRules(Vocabulary, speaks: true, maxSteps: 10, new TextForcing([11, 12], EndsText: true));
+        var forced = new List<int?>();
+        var kept = new List<int>();
+
+        for (int step = 0; step < 5; step++)
+        {
+            forced.Add(rules.ForcedText);
+            Assert.False(rules.SamplesText);
+            kept.Add(rules.Accept(Audio(1), rules.ForcedText!.Value)!.Value.Text);
+        }
+
+        Assert.Equal([11, 12, Tokens.EndOfText, Tokens.PadText, Tokens.PadText], forced);
+        Assert.Equal([11, 12, Tokens.EndOfText, Tokens.PadText, Tokens.PadText], kept);
+        Assert.True(rules.TextEnded);
+    }
+
+    [Fact]
+    public void EndOfAudioStopsAReadAloudAnswerAsItStopsAnyOther()
+    {
+        var rules = new DecodingRules(Vocabulary, speaks: true, maxSteps: 50, new TextForcing([11, 12, 13, 14], EndsText: true));
+        var ending = Audio(5);
+        ending[6] = Tokens.EndOfAudio;
+
+        Assert.NotNull(rules.Accept(Audio(2), rules.ForcedText!.Value));
+        Assert.NotNull(rules.Accept(Audio(2), rules.ForcedText!.Value));
+        Assert.Null(rules.Accept(ending, rules.ForcedText!.Value)); // mid-text: the voice has the last word
+
+        Assert.Equal(2, rules.Steps);
+    }
+
+    [Fact]
+    public void AForcedPrefixHandsTheTextBackToTheSamplerOnceFed()
+    {
+        var rules = new DecodingRules(Vocabulary, speaks: false, maxSteps: 10, new TextForcing([11, 12], EndsText: false));
+
+        Assert.Equal(11, rules.ForcedText);
+        rules.Accept(Audio(0), 11);
+        Assert.Equal(12, rules.ForcedText);
+        rules.Accept(Audio(0), 12);
+
+        Assert.Null(rules.ForcedText);
+        Assert.True(rules.SamplesText);
+        Assert.Null(rules.Accept(Audio(0), Tokens.EndOfText)); // and the model may end the text itself
+    }
+
     private static int[] Audio(int code) => [.. Enumerable.Repeat(code, 7)];
 }
