@@ -28,6 +28,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
     private readonly string _prefix;
     private readonly long _fileLength;
     private readonly Lock _archiveLock = new();
+    private int _disposed;
 
     private TorchCheckpoint(string path, ZipArchive archive, Dictionary<string, ZipArchiveEntry> entries, string prefix, long fileLength)
     {
@@ -112,7 +113,17 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
     }
 
     /// <inheritdoc />
-    public void Dispose() => _archive.Dispose();
+    public void Dispose()
+    {
+        // ZipArchive is not safe to dispose from two threads: one caller does it, under the lock reads take.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            lock (_archiveLock)
+            {
+                _archive.Dispose();
+            }
+        }
+    }
 
     private void Load(byte[] pickle)
     {
@@ -300,6 +311,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
     {
         lock (_archiveLock)
         {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             ReadEntry(entry, byteOffset, destination, tensorName);
         }
     }

@@ -20,6 +20,7 @@ public sealed unsafe class GgufFile : IDisposable
     private const int MaxDims = 4;
     private const int MaxNameBytes = 64;
     private const string AlignmentKey = "general.alignment";
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -27,7 +28,7 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly long _length;
     private readonly Dictionary<string, object> _metadata = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GgufTensorInfo> _tensors = new(StringComparer.Ordinal);
-    private bool _disposed;
+    private int _disposed;
 
     private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, long length)
     {
@@ -177,12 +178,12 @@ public sealed unsafe class GgufFile : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_disposed)
+        // One caller releases the map; a second, concurrent or later, returns at once.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
 
-        _disposed = true;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
@@ -191,7 +192,7 @@ public sealed unsafe class GgufFile : IDisposable
     // Tensor infos are public records: one made up, or taken from another file, must never address memory outside this map.
     private void RequireOwn(GgufTensorInfo tensor)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (!_tensors.TryGetValue(tensor.Name, out var own) || own != tensor)
         {
             throw new ArgumentException($"'{tensor.Name}' is not a tensor of {Path}.", nameof(tensor));
@@ -368,7 +369,15 @@ public sealed unsafe class GgufFile : IDisposable
                 throw new ModelFileException(file.Path, $"a string of {length} bytes at offset {Position} runs past the end of the file: truncated or corrupt.");
             }
 
-            return Encoding.UTF8.GetString(Take((int)length));
+            long at = Position;
+            try
+            {
+                return StrictUtf8.GetString(Take((int)length));
+            }
+            catch (DecoderFallbackException)
+            {
+                throw new ModelFileException(file.Path, $"the string at offset {at} is not valid UTF-8: corrupt.");
+            }
         }
 
         public object Value(GgufValueType type, string key) => type switch
