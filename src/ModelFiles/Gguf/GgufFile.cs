@@ -20,6 +20,7 @@ public sealed unsafe class GgufFile : IDisposable
     private const int MaxDims = 4;
     private const int MaxNameBytes = 64;
     private const string AlignmentKey = "general.alignment";
+    private const uint MaxAlignment = 1 << 20;
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly MemoryMappedFile _map;
@@ -286,12 +287,16 @@ public sealed unsafe class GgufFile : IDisposable
         // fits this layout, so its data cannot be misread: the next offset, or the end of the file, gives it away.
         long dataStart = AlignUp(reader.Position, alignment);
         long expectedOffset = 0;
+        GgufTensorInfo? previous = null;
         foreach (var (name, dims, type, offset) in infos)
         {
             long byteSize = ByteSizeOf(name, dims, type);
             if (offset != (ulong)expectedOffset)
             {
-                throw new ModelFileException(Path, $"data offset {offset} is not where the previous tensor's data ends ({expectedOffset}): a tensor's type or shape does not match its data, or the file is corrupt.", name);
+                // The tensor before (whose type and shape give the size that ends at expectedOffset) is the likelier culprit.
+                throw previous is null
+                    ? new ModelFileException(Path, $"the first tensor's data starts at offset {offset}, not 0: corrupt.", name)
+                    : new ModelFileException(Path, $"{previous.Type} [{string.Join(", ", previous.Dims)}] takes {previous.ByteSize} bytes, so its data ends at offset {expectedOffset}, but the next tensor, '{name}', starts at {offset}: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", previous.Name);
             }
 
             long start = dataStart + expectedOffset;
@@ -300,7 +305,15 @@ public sealed unsafe class GgufFile : IDisposable
                 throw new ModelFileException(Path, $"{type} data [{start}, {start + byteSize}) lies past the end of the file ({_length} bytes): truncated?", name);
             }
 
-            if (!_tensors.TryAdd(name, new GgufTensorInfo(name, dims, type, start, byteSize)))
+            // ggml pads with zeros: data in the padding means the tensor's type or shape claims less than it holds.
+            long paddingEnd = Math.Min(dataStart + AlignUp(expectedOffset + byteSize, alignment), _length);
+            if (new ReadOnlySpan<byte>(_base + start + byteSize, (int)(paddingEnd - start - byteSize)).ContainsAnyExcept((byte)0))
+            {
+                throw new ModelFileException(Path, $"{type} [{string.Join(", ", dims)}] takes {byteSize} bytes, but data follows it in the padding to the next tensor: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", name);
+            }
+
+            previous = new GgufTensorInfo(name, dims, type, start, byteSize);
+            if (!_tensors.TryAdd(name, previous))
             {
                 throw new ModelFileException(Path, "tensor appears twice.", name);
             }
@@ -311,8 +324,7 @@ public sealed unsafe class GgufFile : IDisposable
         // Bytes after the last tensor's padded end mean the table describes less data than the file holds.
         if (infos.Count > 0 && _length > dataStart + expectedOffset)
         {
-            var (last, _, lastType, _) = infos[^1];
-            throw new ModelFileException(Path, $"{_length - dataStart - expectedOffset} bytes follow the last tensor's data: a tensor's type or shape does not match its data ({lastType} for the last one), or the file is corrupt.", last);
+            throw new ModelFileException(Path, $"{previous!.Type} [{string.Join(", ", previous.Dims)}] takes {previous.ByteSize} bytes, but {_length - dataStart - expectedOffset} more follow it to the end of the file: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", previous.Name);
         }
     }
 
@@ -324,9 +336,9 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         // ggml reads this key as a u32 and aborts the process when it is another type.
-        return value is uint alignment && alignment != 0 && (alignment & (alignment - 1)) == 0
+        return value is uint alignment && alignment != 0 && (alignment & (alignment - 1)) == 0 && alignment <= MaxAlignment
             ? alignment
-            : throw new ModelFileException(Path, $"must be a power of two stored as u32; found {value} ({value.GetType().Name}).", AlignmentKey);
+            : throw new ModelFileException(Path, $"must be a power of two up to {MaxAlignment}, stored as u32; found {value} ({value.GetType().Name}).", AlignmentKey);
     }
 
     private long ByteSizeOf(string name, long[] dims, GgmlType type)
