@@ -9,7 +9,7 @@ namespace MiniOmni.SK.Tests;
 /// readers name exactly that; the fuzzers change many. Data is laid out by its real length, so a tensor whose type is
 /// changed without its data (a relabelled type) keeps its bytes.
 /// </summary>
-internal sealed class GgufEditor
+public sealed class GgufEditor
 {
     private const int Alignment = 32;
 
@@ -197,4 +197,4 @@ internal sealed class GgufEditor
 }
 
 /// <summary>One tensor of a <see cref="GgufEditor"/>: ggml dims (innermost first), type and raw data.</summary>
-internal sealed record EditableTensor(string Name, long[] Dims, GgmlType Type, byte[] Data);
+public sealed record EditableTensor(string Name, long[] Dims, GgmlType Type, byte[] Data);

@@ -171,7 +171,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
 
             if (entry.Key is not string name)
             {
-                throw new ModelFileException(Path, $"the state dict has a tensor under a key that is not a string ({entry.Key?.GetType().Name ?? "None"} {entry.Key}): corrupt.");
+                throw new ModelFileException(Path, $"the state dict has a tensor under a key that is not a string but {entry.Key?.GetType().Name ?? "None"}: corrupt.", System.Convert.ToString(entry.Key, System.Globalization.CultureInfo.InvariantCulture) ?? "None");
             }
 
             tensors[name] = new TorchTensor(this, name, record);

@@ -171,15 +171,15 @@ public static class Qwen2GgufChecks
         int width = UInt32(file, $"{Arch}.embedding_length", 1, ModelLimits.MaxWidth);
         int feedForward = UInt32(file, $"{Arch}.feed_forward_length", 1, ModelLimits.MaxFeedForward);
         int heads = UInt32(file, $"{Arch}.attention.head_count", 1, ModelLimits.MaxHeads);
+        if (width % heads != 0)
+        {
+            throw new ModelFileException(file.Path, $"{heads} heads do not divide the width {width}.", $"{Arch}.attention.head_count");
+        }
+
         int kvHeads = UInt32(file, $"{Arch}.attention.head_count_kv", 1, heads);
         if (heads % kvHeads != 0)
         {
             throw new ModelFileException(file.Path, $"{kvHeads} key/value heads do not divide {heads} heads.", $"{Arch}.attention.head_count_kv");
-        }
-
-        if (width % heads != 0)
-        {
-            throw new ModelFileException(file.Path, $"{heads} heads do not divide the width {width}.", $"{Arch}.attention.head_count");
         }
 
         // llama.cpp's qwen2 graph asserts that keys, values and rotary dimensions are all one head's width.
