@@ -113,7 +113,7 @@ public sealed record LitGptConfig(
         double rotary = reader.Double("rotary_percentage", 0.25, positive: false);
         if ((int)(rotary * headSize) != headSize)
         {
-            throw reader.Error("rotary_percentage", $"{rotary.ToString(CultureInfo.InvariantCulture)} rotates {(int)(rotary * headSize)} of {headSize} dimensions per head; llama.cpp's qwen2 rotates all of them (1).");
+            throw reader.Error("rotary_percentage", $"{rotary.ToString(CultureInfo.InvariantCulture)}{reader.Origin("rotary_percentage")} rotates {(int)(rotary * headSize)} of {headSize} dimensions per head; llama.cpp's qwen2 rotates all of them (1).");
         }
 
         if (asrAdapter is not ("llamamlp" or "mlp"))
@@ -227,10 +227,11 @@ public sealed record LitGptConfig(
             if (!EqualityComparer<T>.Default.Equals(value, supported))
             {
                 string shown = value is bool flag ? (flag ? "true" : "false") : Convert.ToString(value, CultureInfo.InvariantCulture) ?? "";
-                string origin = values.ContainsKey(key) ? "" : " (litgpt's default, the key being absent)";
-                throw Error(key, $"{shown}{origin} is not supported: {why}.");
+                throw Error(key, $"{shown}{Origin(key)} is not supported: {why}.");
             }
         }
+
+        public string Origin(string key) => values.ContainsKey(key) ? "" : " (litgpt's default, the key being absent)";
 
         // A scalar value, or null when the key is absent or null (litgpt's Optional fields); a mapping or list is an error.
         private string? Scalar(string key)

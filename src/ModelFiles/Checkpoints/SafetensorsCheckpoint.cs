@@ -88,33 +88,46 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
                 throw new ModelFileException(Path, $"the safetensors header is a JSON {document.RootElement.ValueKind}, not an object of tensors.");
             }
 
-            foreach (var entry in document.RootElement.EnumerateObject())
+            try
             {
-                if (entry.Name == "__metadata__")
-                {
-                    if (entry.Value.ValueKind != JsonValueKind.Object)
-                    {
-                        throw new ModelFileException(Path, $"expected an object of strings, found a JSON {entry.Value.ValueKind}.", "__metadata__");
-                    }
-
-                    foreach (var item in entry.Value.EnumerateObject())
-                    {
-                        metadata[item.Name] = item.Value.ToString();
-                    }
-
-                    continue;
-                }
-
-                var tensor = ReadTensorEntry(entry, dataStart, dataLength);
-                if (!tensors.TryAdd(entry.Name, tensor))
-                {
-                    throw new ModelFileException(Path, "the tensor appears twice in the header.", entry.Name);
-                }
+                ReadEntries(document.RootElement, dataStart, dataLength, tensors, metadata);
+            }
+            catch (InvalidOperationException e)
+            {
+                // System.Text.Json refuses a name or value holding a lone surrogate (an escape like \ud800).
+                throw new ModelFileException(Path, $"the safetensors header holds a string that is not well-formed Unicode: {e.Message}", innerException: e);
             }
         }
 
         Tensors = tensors;
         Metadata = metadata;
+    }
+
+    private void ReadEntries(JsonElement root, long dataStart, long dataLength, Dictionary<string, CheckpointTensor> tensors, Dictionary<string, object?> metadata)
+    {
+        foreach (var entry in root.EnumerateObject())
+        {
+            if (entry.Name == "__metadata__")
+            {
+                if (entry.Value.ValueKind != JsonValueKind.Object)
+                {
+                    throw new ModelFileException(Path, $"expected an object of strings, found a JSON {entry.Value.ValueKind}.", "__metadata__");
+                }
+
+                foreach (var item in entry.Value.EnumerateObject())
+                {
+                    metadata[item.Name] = item.Value.ToString();
+                }
+
+                continue;
+            }
+
+            var tensor = ReadTensorEntry(entry, dataStart, dataLength);
+            if (!tensors.TryAdd(entry.Name, tensor))
+            {
+                throw new ModelFileException(Path, "the tensor appears twice in the header.", entry.Name);
+            }
+        }
     }
 
     // One header entry: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, every field checked.
@@ -147,14 +160,14 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
 
         long[] shape = [.. shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out long size) && size >= 0
             ? size
-            : throw new ModelFileException(Path, $"shape [{shapeElement}] holds something other than non-negative integers.", name))];
+            : throw new ModelFileException(Path, $"shape {shapeElement.GetRawText()} holds something other than non-negative integers.", name))];
         var offsets = Field("data_offsets", JsonValueKind.Array);
         long[] range = [.. offsets.EnumerateArray().Select(o => o.ValueKind == JsonValueKind.Number && o.TryGetInt64(out long at) && at >= 0
             ? at
-            : throw new ModelFileException(Path, $"data_offsets {offsets} hold something other than non-negative integers.", name))];
+            : throw new ModelFileException(Path, $"data_offsets {offsets.GetRawText()} hold something other than non-negative integers.", name))];
         if (range.Length != 2)
         {
-            throw new ModelFileException(Path, $"data_offsets {offsets} must be [begin, end].", name);
+            throw new ModelFileException(Path, $"data_offsets {offsets.GetRawText()} must be [begin, end].", name);
         }
 
         long elementSize = dtype == SourceDType.F32 ? 4 : 2;

@@ -29,14 +29,14 @@ public sealed record SnacConfig(
         JsonElement Required(string key) => Optional(key) ?? throw new ModelFileException(path, "required key is missing; is this SNAC's config.json?", key);
         long Integer(JsonElement value, string key) => value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out long number)
             ? number
-            : throw new ModelFileException(path, $"expected an integer, found {value.ValueKind} {value}.", key);
+            : throw new ModelFileException(path, $"expected an integer, found {value.ValueKind} {value.GetRawText()}.", key);
         int Int(string key, long min, long max) => ModelLimits.InRange(Integer(Required(key), key), min, max, path, key);
         int[] Ints(string key, int maxCount, long min, long max)
         {
             var array = Required(key);
             if (array.ValueKind != JsonValueKind.Array || array.GetArrayLength() is 0 || array.GetArrayLength() > maxCount)
             {
-                throw new ModelFileException(path, $"expected a list of 1 to {maxCount} integers, found {array.ValueKind} {array}.", key);
+                throw new ModelFileException(path, $"expected a list of 1 to {maxCount} integers, found {array.ValueKind} {array.GetRawText()}.", key);
             }
 
             return [.. array.EnumerateArray().Select(v => ModelLimits.InRange(Integer(v, key), min, max, path, key))];
@@ -44,7 +44,7 @@ public sealed record SnacConfig(
 
         bool Bool(string key) => Optional(key) is not { } value ? false
             : value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean()
-            : throw new ModelFileException(path, $"expected true or false, found {value.ValueKind} {value}.", key);
+            : throw new ModelFileException(path, $"expected true or false, found {value.ValueKind} {value.GetRawText()}.", key);
 
         int encoderDim = Int("encoder_dim", 1, ModelLimits.MaxWidth);
         int[] encoderRates = Ints("encoder_rates", ModelLimits.MaxSnacBlocks, 1, ModelLimits.MaxSnacRate);

@@ -38,7 +38,7 @@ public sealed record WhisperDims(int NMels, int NAudioCtx, int NAudioState, int 
         long Value(string key) => root.TryGetProperty(key, out var value)
             ? value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out long number)
                 ? number
-                : throw new ModelFileException(path, $"expected an integer, found {value.ValueKind} {value}.", key)
+                : throw new ModelFileException(path, $"expected an integer, found {value.ValueKind} {value.GetRawText()}.", key)
             : throw new ModelFileException(path, "missing; is this a Whisper config.json?", key);
         return Checked(path, "", Value("num_mel_bins"), Value("max_source_positions"), Value("d_model"), Value("encoder_attention_heads"), Value("encoder_layers"),
             ["num_mel_bins", "max_source_positions", "d_model", "encoder_attention_heads", "encoder_layers"]);

@@ -168,7 +168,7 @@ public sealed class HfTokenizer
 
         foreach (var entry in vocab.EnumerateObject())
         {
-            Define(entry.Name, entry.Value, GgufTokenType.Normal, "model.vocab");
+            Define(Text(path, () => entry.Name, "model.vocab"), entry.Value, GgufTokenType.Normal, "model.vocab");
         }
 
         if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind != JsonValueKind.Null)
@@ -198,7 +198,7 @@ public sealed class HfTokenizer
                 }
 
                 bool special = token.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
-                Define(content.GetString(), id, special ? GgufTokenType.Control : GgufTokenType.Normal, key);
+                Define(Text(path, content.GetString, key), id, special ? GgufTokenType.Control : GgufTokenType.Normal, key);
             }
         }
 
@@ -241,19 +241,32 @@ public sealed class HfTokenizer
         string key = $"model.merges[{index}]";
         string[] parts = merge.ValueKind switch
         {
-            JsonValueKind.String => merge.GetString()!.Split(' '),
-            JsonValueKind.Array => [.. merge.EnumerateArray().Select(part => part.ValueKind == JsonValueKind.String ? part.GetString()! : throw new ModelFileException(path, $"a merge part is a JSON {part.ValueKind}, not a string.", key))],
+            JsonValueKind.String => Text(path, merge.GetString, key).Split(' '),
+            JsonValueKind.Array => [.. merge.EnumerateArray().Select(part => part.ValueKind == JsonValueKind.String ? Text(path, part.GetString, key) : throw new ModelFileException(path, $"a merge part is a JSON {part.ValueKind}, not a string.", key))],
             _ => throw new ModelFileException(path, $"a merge is a JSON {merge.ValueKind}, not a pair of tokens.", key),
         };
         if (parts.Length != 2 || parts.Any(part => part.Length == 0 || part.Contains(' ', StringComparison.Ordinal) || !IsWellFormed(part)))
         {
-            throw new ModelFileException(path, $"{merge} is not a pair of two tokens.", key);
+            throw new ModelFileException(path, $"{merge.GetRawText()} is not a pair of two tokens.", key);
         }
 
         return $"{parts[0]} {parts[1]}";
     }
 
     private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    // System.Text.Json refuses to hand out a string holding a lone surrogate (an escape like \ud800): name the entry instead.
+    private static string Text(string path, Func<string?> read, string key)
+    {
+        try
+        {
+            return read() ?? "";
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelFileException(path, $"a string that is not well-formed Unicode: {e.Message}", key, e);
+        }
+    }
 
     private static bool IsWellFormed(string text)
     {
