@@ -52,3 +52,38 @@ public sealed class SmallModel : IDisposable
 
     public void Dispose() => _directory.Dispose();
 }
+
+/// <summary>
+/// A copy of a model directory per fuzzing thread, in which one file at a time is replaced by a mutated version and put
+/// back afterwards: cases on different threads never see each other's files.
+/// </summary>
+public sealed class ScratchModels(ModelDirectory original, string parent)
+{
+    private readonly ThreadLocal<ModelDirectory> _copies = new(() =>
+    {
+        string target = System.IO.Path.Combine(parent, $"scratch-{Environment.CurrentManagedThreadId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(target);
+        foreach (string file in original.FilePaths)
+        {
+            File.Copy(file, System.IO.Path.Combine(target, System.IO.Path.GetFileName(file)));
+        }
+
+        return new ModelDirectory(target);
+    });
+
+    /// <summary>Runs <paramref name="use"/> on this thread's copy with <paramref name="fileName"/> holding <paramref name="bytes"/>.</summary>
+    public void With(string fileName, byte[] bytes, Action<ModelDirectory> use)
+    {
+        var copy = _copies.Value!;
+        string path = System.IO.Path.Combine(copy.Path, fileName);
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            use(copy);
+        }
+        finally
+        {
+            File.Copy(System.IO.Path.Combine(original.Path, fileName), path, overwrite: true);
+        }
+    }
+}

@@ -68,10 +68,11 @@ public sealed record WhisperDims(int NMels, int NAudioCtx, int NAudioState, int 
             throw new ModelFileException(path, $"not valid JSON: {e.Message}", innerException: e);
         }
 
-        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        var kind = document.RootElement.ValueKind;
+        if (kind != JsonValueKind.Object)
         {
             document.Dispose();
-            throw new ModelFileException(path, $"a JSON {document.RootElement.ValueKind}, not the object a {what} is.");
+            throw new ModelFileException(path, $"a JSON {kind}, not the object a {what} is.");
         }
 
         return document;
