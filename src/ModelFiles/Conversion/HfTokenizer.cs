@@ -131,7 +131,7 @@ public sealed class HfTokenizer
 
             if (idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out int id))
             {
-                throw new ModelFileException(path, $"token '{token}' has the id {idElement.ValueKind} {idElement}, not an integer.", key);
+                throw new ModelFileException(path, $"token '{token}' has the id {idElement.ValueKind} {idElement.GetRawText()}, not an integer.", key);
             }
 
             if ((uint)id >= (uint)rowCount)
