@@ -54,12 +54,12 @@ public sealed class SmallModel : IDisposable
 }
 
 /// <summary>
-/// A copy of a model directory per fuzzing thread, in which one file at a time is replaced by a mutated version and put
-/// back afterwards: cases on different threads never see each other's files.
+/// A copy of a model directory per fuzzing thread, in which one file at a time is replaced by a mutated version: cases
+/// on different threads never see each other's files. A replaced file is put back only when a case replaces another.
 /// </summary>
 public sealed class ScratchModels(ModelDirectory original, string parent)
 {
-    private readonly ThreadLocal<ModelDirectory> _copies = new(() =>
+    private readonly ThreadLocal<(ModelDirectory Copy, string? Dirty)> _copies = new(() =>
     {
         string target = System.IO.Path.Combine(parent, $"scratch-{Environment.CurrentManagedThreadId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(target);
@@ -68,22 +68,20 @@ public sealed class ScratchModels(ModelDirectory original, string parent)
             File.Copy(file, System.IO.Path.Combine(target, System.IO.Path.GetFileName(file)));
         }
 
-        return new ModelDirectory(target);
+        return (new ModelDirectory(target), null);
     });
 
     /// <summary>Runs <paramref name="use"/> on this thread's copy with <paramref name="fileName"/> holding <paramref name="bytes"/>.</summary>
     public void With(string fileName, byte[] bytes, Action<ModelDirectory> use)
     {
-        var copy = _copies.Value!;
-        string path = System.IO.Path.Combine(copy.Path, fileName);
-        File.WriteAllBytes(path, bytes);
-        try
+        var (copy, dirty) = _copies.Value;
+        if (dirty is not null && dirty != fileName)
         {
-            use(copy);
+            File.Copy(System.IO.Path.Combine(original.Path, dirty), System.IO.Path.Combine(copy.Path, dirty), overwrite: true);
         }
-        finally
-        {
-            File.Copy(System.IO.Path.Combine(original.Path, fileName), path, overwrite: true);
-        }
+
+        _copies.Value = (copy, fileName);
+        File.WriteAllBytes(System.IO.Path.Combine(copy.Path, fileName), bytes);
+        use(copy);
     }
 }

@@ -77,6 +77,7 @@ public sealed class ScratchSources(SmallSources original, string parent)
     ];
 
     private readonly string _root = Path.GetDirectoryName(original.Checkpoint)!;
+    private readonly ThreadLocal<string[]> _dirty = new(() => []);
 
     private readonly ThreadLocal<string> _copies = new(() =>
     {
@@ -94,33 +95,31 @@ public sealed class ScratchSources(SmallSources original, string parent)
     /// <summary>Converts with <paramref name="file"/> holding <paramref name="bytes"/>; what converts must pass the engine's checks.</summary>
     public void Convert(string file, byte[] bytes)
     {
-        string root = _copies.Value!;
+        string root = Prepare([file]);
         File.WriteAllBytes(Path.Combine(root, file), bytes);
-        try
-        {
-            Run(root, file.StartsWith("whisper-hf/", StringComparison.Ordinal));
-        }
-        finally
-        {
-            File.Copy(Path.Combine(_root, file), Path.Combine(root, file), overwrite: true);
-        }
+        Run(root, file.StartsWith("whisper-hf/", StringComparison.Ordinal));
     }
 
     /// <summary>Converts with the contents of two files exchanged (each then read as the other).</summary>
     public void Swap(string first, string second)
     {
-        string root = _copies.Value!;
+        string root = Prepare([first, second]);
         File.Copy(Path.Combine(_root, first), Path.Combine(root, second), overwrite: true);
         File.Copy(Path.Combine(_root, second), Path.Combine(root, first), overwrite: true);
-        try
+        Run(root, huggingFaceWhisper: first.StartsWith("whisper-hf/", StringComparison.Ordinal) || second.StartsWith("whisper-hf/", StringComparison.Ordinal));
+    }
+
+    // This thread's copy, with the files the last case changed put back unless this case overwrites them anyway.
+    private string Prepare(string[] changing)
+    {
+        string root = _copies.Value!;
+        foreach (string file in _dirty.Value!.Except(changing))
         {
-            Run(root, huggingFaceWhisper: first.StartsWith("whisper-hf/", StringComparison.Ordinal) || second.StartsWith("whisper-hf/", StringComparison.Ordinal));
+            File.Copy(Path.Combine(_root, file), Path.Combine(root, file), overwrite: true);
         }
-        finally
-        {
-            File.Copy(Path.Combine(_root, first), Path.Combine(root, first), overwrite: true);
-            File.Copy(Path.Combine(_root, second), Path.Combine(root, second), overwrite: true);
-        }
+
+        _dirty.Value = changing;
+        return root;
     }
 
     private static void Run(string root, bool huggingFaceWhisper)
