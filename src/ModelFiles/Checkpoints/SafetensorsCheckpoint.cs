@@ -10,6 +10,7 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
     private const int MaxDimensions = 8;
     private readonly FileStream _file;
     private readonly Lock _fileLock = new();
+    private int _disposed;
 
     private SafetensorsCheckpoint(string path, FileStream file)
     {
@@ -49,7 +50,17 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
     }
 
     /// <inheritdoc />
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        // One caller closes the file, under the lock reads take; a second, concurrent or later, returns at once.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            lock (_fileLock)
+            {
+                _file.Dispose();
+            }
+        }
+    }
 
     private void ReadHeader()
     {
@@ -198,6 +209,7 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
             var raw = new byte[checked(ElementCount * elementSize)];
             lock (owner._fileLock)
             {
+                ObjectDisposedException.ThrowIf(Volatile.Read(ref owner._disposed) != 0, owner);
                 try
                 {
                     owner._file.Position = fileOffset;

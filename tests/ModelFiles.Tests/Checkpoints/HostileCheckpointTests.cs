@@ -235,6 +235,18 @@ public sealed class HostileCheckpointTests : IDisposable
         Assert.Throws<ObjectDisposedException>(() => tensor.ReadFloat32());
     }
 
+    [Fact]
+    public void ConcurrentDisposeOfASafetensorsFileIsSafe()
+    {
+        string path = WriteSafetensors(Path.Combine(_directory.Path, "m.safetensors"), [("w", "F32", [2], Floats(1f, 2f))]);
+        var checkpoint = SafetensorsCheckpoint.Open(path);
+        var tensor = checkpoint.Get("w");
+
+        Parallel.For(0, 16, _ => checkpoint.Dispose());
+
+        Assert.Throws<ObjectDisposedException>(() => tensor.ReadFloat32());
+    }
+
     private static byte[] StateDict(params (string Name, int[] Shape)[] tensors)
     {
         var pickle = new PickleBuilder().Op((byte)'}');
