@@ -171,7 +171,7 @@ public static class AudioGgufChecks
         {
             var tensor = file.GetTensor(name);
             long[] dims = [.. torchShape.Reverse()];
-            if (!tensor.Dims.SequenceEqual(dims))
+            if (!GgufFile.SameShape(tensor.Dims, dims))
             {
                 throw new ModelFileException(file.Path, $"dims [{string.Join(", ", tensor.Dims)}]; the hyper-parameters make it [{string.Join(", ", dims)}].", name);
             }

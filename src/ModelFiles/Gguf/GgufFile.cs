@@ -128,6 +128,27 @@ public sealed unsafe class GgufFile : IDisposable
         var other => throw new ModelFileException(Path, $"expected an array of {typeof(T).Name}, found {other.GetType().Name}.", key),
     };
 
+    /// <summary>
+    /// Whether two ggml shapes (innermost first) are the same tensor shape: ggml drops trailing dimensions of 1 when it
+    /// writes a file (llama.cpp's quantizer writes a [32, 1] tensor as [32]), so those do not count.
+    /// </summary>
+    public static bool SameShape(IReadOnlyList<long> first, IReadOnlyList<long> second)
+    {
+        static int Rank(IReadOnlyList<long> dims)
+        {
+            int rank = dims.Count;
+            while (rank > 1 && dims[rank - 1] == 1)
+            {
+                rank--;
+            }
+
+            return rank;
+        }
+
+        int rank = Rank(first);
+        return rank == Rank(second) && Enumerable.Range(0, rank).All(d => first[d] == second[d]);
+    }
+
     /// <summary>The tensor <paramref name="name"/>; a missing tensor is an error naming it.</summary>
     public GgufTensorInfo GetTensor(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw new ModelFileException(Path, "tensor not found.", name);

@@ -250,7 +250,7 @@ public static class Qwen2GgufChecks
         foreach (var (name, dims) in expected)
         {
             var tensor = file.GetTensor(name);
-            if (!tensor.Dims.SequenceEqual(dims))
+            if (!GgufFile.SameShape(tensor.Dims, dims))
             {
                 throw new ModelFileException(file.Path, $"dims [{string.Join(", ", tensor.Dims)}]; the hyper-parameters make it [{string.Join(", ", dims)}].", name);
             }

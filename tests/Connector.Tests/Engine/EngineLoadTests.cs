@@ -26,6 +26,20 @@ public sealed class EngineLoadTests(SmallModel small) : IClassFixture<SmallModel
         Assert.Equal(3, Assert.IsType<AnswerCompleted>(last).Steps);
     }
 
+    [Theory]
+    [InlineData(ModelFileType.F16)]
+    [InlineData(ModelFileType.Q8_0)]
+    [InlineData(ModelFileType.Q4_K_M)]
+    public async Task EveryModelTypePassesTheChecksAndAnswers(ModelFileType type)
+    {
+        var model = ModelSetWriter.WriteSynthetic(Path.Combine(_directory.Path, type.ToName()), SmallModel.Preset, type, seed: 4);
+        using var engine = MiniOmniEngine.Load(model.Path, Options);
+
+        var last = await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "hi", MaxTokens = 12 }).LastAsync();
+
+        Assert.Equal(12, Assert.IsType<AnswerCompleted>(last).Steps);
+    }
+
     public static TheoryData<string, string, string> BadFiles => new()
     {
         { ModelDirectory.BackboneFileName, "block_count 0", "qwen2.block_count" },

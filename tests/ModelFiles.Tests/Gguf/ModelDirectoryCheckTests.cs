@@ -25,6 +25,20 @@ public sealed class ModelDirectoryCheckTests(SmallModel small) : IClassFixture<S
     }
 
     [Theory]
+    [InlineData(ModelFileType.F16)]
+    [InlineData(ModelFileType.Q8_0)]
+    [InlineData(ModelFileType.Q4_K_M)]
+    public void EveryModelTypeMiniOmniWritesPasses(ModelFileType type)
+    {
+        // The quantized backbones come from llama.cpp's quantizer, with its own keys and tensor types.
+        var model = ModelSetWriter.WriteSynthetic(Path.Combine(_directory.Path, type.ToName()), SmallModel.Preset, type, seed: 3);
+
+        var checkedModel = model.Check();
+
+        Assert.Equal(type, checkedModel.Audio.Description.FileType);
+    }
+
+    [Theory]
     [InlineData("qwen2.block_count", 0u)]
     [InlineData("qwen2.block_count", 100_000u)]
     [InlineData("qwen2.attention.head_count", 5u)] // does not divide the width of 32
