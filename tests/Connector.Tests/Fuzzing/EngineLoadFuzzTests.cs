@@ -40,6 +40,20 @@ public sealed class EngineLoadFuzzTests(SmallModel small, ITestOutputHelper outp
         Assert.True(refused > 0, $"none of {cases} mutations was refused: the generator no longer reaches the checks");
     }
 
+    [Fact]
+    public void MutatedQuantizedBackbonesLoadAndAnswerOrAreRefused()
+    {
+        // llama.cpp's quantizer's own file: k-quant and fallback types, a token table written without its trailing 1.
+        var model = ModelSetWriter.WriteSynthetic(Path.Combine(_directory.Path, "q4_k_m"), SmallModel.Preset, ModelFileType.Q4_K_M, seed: 5);
+        var scratch = new ScratchModels(model, _directory.Path);
+        var original = GgufEditor.Load(model.BackbonePath);
+
+        var (cases, refused) = FuzzRun.Check("q4_k_m backbone.gguf through MiniOmniEngine.Load", GgufMutations.Some,
+            mutation => scratch.With(ModelDirectory.BackboneFileName, GgufMutations.Apply(original, mutation), LoadAndAnswer), ciCases: 30, stream: 24u, output);
+
+        Assert.True(refused > 0, $"none of {cases} mutations was refused: the generator no longer reaches the checks");
+    }
+
     // A model that loads must answer: a text question in text, and a spoken one in speech, a few steps each.
     private static void LoadAndAnswer(ModelDirectory model)
     {
