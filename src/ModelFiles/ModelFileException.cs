@@ -1,6 +1,10 @@
 namespace MiniOmni.SK.ModelFiles;
 
-/// <summary>A model file is missing, corrupt, or not what MiniOmni.SK expects; the message names the file and the tensor or key.</summary>
+/// <summary>
+/// A model file is missing, corrupt, inconsistent, or not what MiniOmni.SK expects; the message names the file and the
+/// tensor, key, field or entry. This is the one exception every reader of model files (checkpoints, configs, tokenizers,
+/// GGUF files, the engine's load) throws for a bad file: nothing else escapes for one, and no native code sees it first.
+/// </summary>
 public sealed class ModelFileException : Exception
 {
     /// <summary>Creates the exception for <paramref name="filePath"/>, optionally naming the tensor or key at fault.</summary>

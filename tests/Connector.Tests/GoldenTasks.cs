@@ -19,6 +19,28 @@ internal static class GoldenTasks
     public static List<IReadOnlyList<int>> AudioLayers(string task) =>
         [.. Task(task).GetProperty("output").EnumerateArray().Take(DelayPattern.LayerCount).Select(ReadIds)];
 
+    /// <summary>Where the reference's top two logits are closer than this, float rounding may legitimately pick either.</summary>
+    public const float NearTie = 1e-4f;
+
+    /// <summary>
+    /// The first step at which any head the answer samples (the seven audio heads of a speaking row, and the text head
+    /// of the row that writes the text) had its top two reference logits within <see cref="NearTie"/>; up to there a
+    /// greedy answer must be the reference's tokens.
+    /// </summary>
+    public static int FirstNearTie(JsonElement steps, bool speaks, bool parallel)
+    {
+        for (int step = 0; step < steps.GetArrayLength(); step++)
+        {
+            var heads = Enumerable.Range(0, speaks ? 7 : 0).Select(h => steps[step][0][h]).Append(steps[step][parallel ? 1 : 0][7]);
+            if (heads.Any(head => head[1][0].GetSingle() - head[1][1].GetSingle() < NearTie))
+            {
+                return step;
+            }
+        }
+
+        return steps.GetArrayLength();
+    }
+
     /// <summary>A JSON array of ids.</summary>
     public static int[] ReadIds(JsonElement ids) => [.. ids.EnumerateArray().Select(id => id.GetInt32())];
 

@@ -25,9 +25,10 @@ internal static class RunCommand
         var parallel = new Option<bool>("--batch-parallel") { Description = "Think in text beside speaking (A1A2), as the release's batch mode." };
         var fast = new Option<bool>("--fast-encoder") { Description = "Encode only the frames the audio covers (faster, not the release's features)." };
         var dump = new Option<FileInfo?>("--dump-tokens") { Description = "Write the 8 generated streams (7 audio layers unshifted, then text) as JSON." };
+        var fullPrecision = new Option<bool>("--full-precision-cache") { Description = "Keep the KV cache in f32 (closest to the reference, twice the memory); the default is f16." };
         var command = new Command("run", "Ask a model one question; the answer's text streams to the console and its speech to a WAV.")
         {
-            model, task, input, text, outWav, maxTokens, temperature, topK, topP, seed, parallel, fast, dump,
+            model, task, input, text, outWav, maxTokens, temperature, topK, topP, seed, parallel, fast, dump, fullPrecision,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -42,7 +43,7 @@ internal static class RunCommand
                 Sampling = new SamplingOptions { Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed) },
             };
             var directory = await MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(parse.GetRequiredValue(model), cancellationToken: cancellationToken).ConfigureAwait(false);
-            using var engine = MiniOmniEngine.Load(directory.Path, loggers: CommandRunner.Logging);
+            using var engine = MiniOmniEngine.Load(directory.Path, new MiniOmniEngineOptions { FullPrecisionCache = parse.GetValue(fullPrecision) }, CommandRunner.Logging);
             var speech = new List<float>();
             AnswerCompleted? completed = null;
             await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))

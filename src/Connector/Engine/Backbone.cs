@@ -142,7 +142,8 @@ internal sealed class Backbone : IBackbone, IDisposable
                 throw new ModelFileException(path, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside; convert the model again (`miniomni convert`).");
             }
 
-            long width = file.GetInteger("qwen2.embedding_length", 0);
+            // llama.cpp asserts on some inconsistent files instead of failing the load: nothing reaches it unchecked.
+            long width = Qwen2GgufChecks.CheckBackbone(file).EmbeddingLength;
             if (width != heads.EmbeddingLength)
             {
                 throw new ModelFileException(path, $"the backbone is {width} wide; the output head expects {heads.EmbeddingLength}.");

@@ -33,8 +33,39 @@ public sealed record MiniOmniEngineOptions
     /// <summary>An f32 KV cache: closest to the reference, slower and twice the memory. The default is f16.</summary>
     public bool FullPrecisionCache { get; init; }
 
-    /// <summary>Answers decoded together, one llama.cpp decode per step for all of them; later requests wait their turn.</summary>
+    /// <summary>Answers decoded together, one llama.cpp decode per step for all of them; later requests wait their turn (1 to 128).</summary>
     public int MaxConcurrentAnswers { get; init; } = 4;
+
+    /// <summary>The most answers decoded together: each takes two of llama.cpp's 256 sequences.</summary>
+    public const int MaxConcurrentAnswersLimit = 128;
+
+    /// <summary>Checks every option's range; an engine validates its options before it loads anything.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, named in the message.</exception>
+    public void Validate()
+    {
+        if (ContextSize is 0 or > ModelFiles.ModelLimits.MaxContext)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ContextSize), ContextSize, $"The cache holds 1 to {ModelFiles.ModelLimits.MaxContext} positions.");
+        }
+
+        if (MaxConcurrentAnswers is <= 0 or > MaxConcurrentAnswersLimit)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxConcurrentAnswers), MaxConcurrentAnswers, $"Between 1 and {MaxConcurrentAnswersLimit} answers can be decoded together.");
+        }
+
+        if (Threads is <= 0 or > MaxThreads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"Threads are null (every core) or 1 to {MaxThreads}.");
+        }
+
+        if (CodecThreads is <= 0 or > MaxThreads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(CodecThreads), CodecThreads, $"Codec threads are null (as Threads) or 1 to {MaxThreads}.");
+        }
+    }
+
+    // ggml's GGML_MAX_N_THREADS.
+    private const int MaxThreads = 512;
 }
 
 /// <summary>One question to Mini-Omni.</summary>
@@ -199,45 +230,61 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly DecodeScheduler _scheduler;
     private readonly ILogger _logger;
     private readonly int _trainedContext;
-    private volatile bool _disposed;
+    private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
         _logger = loggers.CreateLogger<MiniOmniEngine>();
         var compute = new GgmlComputeOptions { Threads = options.Threads, UseGpu = options.UseGpu };
-        using (var audio = GgufFile.Open(model.AudioPath))
-        {
-            _parameters = AudioModelParameters.Read(audio);
-            _encoder = new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>());
-            _codec = new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>());
-        }
-
-        _vocabulary = MiniOmniVocabulary.From(_parameters);
-        _vocabularyFile = GgufFile.Open(model.VocabularyPath);
-        _tokenizer = TextTokenizer.Load(model.VocabularyPath);
-        var backboneOptions = new BackboneOptions
-        {
-            ContextSize = options.ContextSize,
-            MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
-            Threads = options.Threads,
-            GpuLayerCount = options.UseGpu ? 999 : 0,
-            CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
-        };
-        var heads = new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>());
+        // Each stage loaded is disposed again if a later one fails: a failed load leaves nothing native behind.
+        var loaded = new Stack<IDisposable>();
         try
         {
+            using (var audio = GgufFile.Open(model.AudioPath))
+            {
+                _parameters = AudioModelParameters.Read(audio);
+                _encoder = Push(loaded, new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>()));
+                _codec = Push(loaded, new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>()));
+            }
+
+            _vocabulary = MiniOmniVocabulary.From(_parameters);
+            _vocabularyFile = Push(loaded, GgufFile.Open(model.VocabularyPath));
+            _tokenizer = Push(loaded, TextTokenizer.Load(model.VocabularyPath));
+            var backboneOptions = new BackboneOptions
+            {
+                ContextSize = options.ContextSize,
+                MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
+                Threads = options.Threads,
+                GpuLayerCount = options.UseGpu ? 999 : 0,
+                CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
+            };
+            var heads = Push(loaded, new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>()));
             _backbone = Backbone.Load(model.BackbonePath, heads, backboneOptions, loggers.CreateLogger<Backbone>());
+            // The backbone owns the heads from here on.
+            loaded.Pop();
+            loaded.Push(_backbone);
+            _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
+            _prompts = new PromptBuilder(_vocabulary);
+            _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>()));
         }
         catch
         {
-            heads.Dispose();
+            while (loaded.TryPop(out var stage))
+            {
+                stage.Dispose();
+            }
+
             throw;
         }
 
-        _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
-        _prompts = new PromptBuilder(_vocabulary);
-        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>());
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
+    }
+
+    private static T Push<T>(Stack<IDisposable> loaded, T stage)
+        where T : IDisposable
+    {
+        loaded.Push(stage);
+        return stage;
     }
 
     /// <inheritdoc />
@@ -249,15 +296,25 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     /// <inheritdoc />
     public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
 
-    /// <summary>Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf, vocabulary.gguf and audio.gguf).</summary>
-    public static MiniOmniEngine Load(string modelDirectory, MiniOmniEngineOptions? options = null, ILoggerFactory? loggers = null) =>
-        new(new ModelDirectory(modelDirectory).EnsureComplete(), options ?? new MiniOmniEngineOptions(), loggers ?? NullLoggerFactory.Instance);
+    /// <summary>
+    /// Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf, vocabulary.gguf and audio.gguf). The
+    /// options are checked first, then every file (<see cref="ModelDirectory.Check"/>), before anything is loaded.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is out of range; nothing was loaded.</exception>
+    /// <exception cref="ModelFiles.ModelFileException">A file is missing, corrupt or inconsistent with the others; the message names the file and the key or tensor.</exception>
+    public static MiniOmniEngine Load(string modelDirectory, MiniOmniEngineOptions? options = null, ILoggerFactory? loggers = null)
+    {
+        options ??= new MiniOmniEngineOptions();
+        options.Validate();
+        var model = new ModelDirectory(modelDirectory).Check().Directory;
+        return new MiniOmniEngine(model, options, loggers ?? NullLoggerFactory.Instance);
+    }
 
     /// <inheritdoc />
     public async IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var prepared = Prepare(request);
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
@@ -297,12 +354,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_disposed)
+        // One caller disposes; a second, concurrent or later, returns at once.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
 
-        _disposed = true;
         _scheduler.Dispose();
         _backbone.Dispose();
         _tokenizer.Dispose();

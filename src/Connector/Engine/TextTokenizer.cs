@@ -1,6 +1,7 @@
 using LLama;
 using LLama.Common;
 using MiniOmni.SK.ModelFiles;
+using MiniOmni.SK.ModelFiles.Gguf;
 
 namespace MiniOmni.SK.Engine;
 
@@ -20,6 +21,12 @@ internal sealed class TextTokenizer : IDisposable
         if (!File.Exists(vocabularyPath))
         {
             throw new ModelFileException(vocabularyPath, "file not found.");
+        }
+
+        // llama.cpp asserts on some inconsistent vocabularies (two tokens of one text) instead of failing the load.
+        using (var file = GgufFile.Open(vocabularyPath))
+        {
+            Qwen2GgufChecks.CheckVocabulary(file);
         }
 
         try

@@ -60,7 +60,11 @@ internal sealed class SafeGgmlBackendHandle : SafeHandle
 /// <summary>Owns a <c>ggml_backend_buffer</c>; keeps the backend it lives on alive.</summary>
 internal sealed class SafeGgmlBufferHandle : SafeHandle
 {
+    private static long s_liveCount;
     private SafeGgmlBackendHandle? _backend;
+
+    /// <summary>Buffers allocated and not yet freed in this process: what a failed load must leave as it found it.</summary>
+    public static long LiveCount => Interlocked.Read(ref s_liveCount);
 
     private SafeGgmlBufferHandle()
         : base(IntPtr.Zero, ownsHandle: true)
@@ -85,6 +89,7 @@ internal sealed class SafeGgmlBufferHandle : SafeHandle
             throw new InvalidOperationException("ggml could not allocate the weights buffer (out of memory?).");
         }
 
+        Interlocked.Increment(ref s_liveCount);
         return buffer;
     }
 
@@ -93,6 +98,7 @@ internal sealed class SafeGgmlBufferHandle : SafeHandle
     {
         GgmlNative.ggml_backend_buffer_free(handle);
         _backend?.DangerousRelease();
+        Interlocked.Decrement(ref s_liveCount);
         return true;
     }
 }

@@ -34,7 +34,7 @@ internal sealed class GgmlWeights : IDisposable
     /// plus <paramref name="derived"/> tensors computed once on the host (e.g. reciprocals the graph would otherwise recompute),
     /// in place of the file tensors they replace.
     /// </summary>
-    public static unsafe GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend, IReadOnlyList<DerivedTensor>? derived = null)
+    public static GgmlWeights Load(GgufFile file, Func<string, bool> include, SafeGgmlBackendHandle backend, IReadOnlyList<DerivedTensor>? derived = null)
     {
         derived ??= [];
         var replaced = derived.Where(d => d.Replaces is not null).Select(d => d.Replaces!).ToHashSet(StringComparer.Ordinal);
@@ -82,31 +82,15 @@ internal sealed class GgmlWeights : IDisposable
             }
 
             var buffer = SafeGgmlBufferHandle.AllocateContextTensors(context, backend);
-            foreach (var extra in derived)
+            try
             {
-                using var encoded = new MemoryStream();
-                if (extra.Type == GgmlType.Q8_0)
-                {
-                    TensorEncoding.WriteQ8_0(encoded, extra.Values);
-                }
-                else
-                {
-                    TensorEncoding.WriteFloats(encoded, extra.Values, GgmlType.F32);
-                }
-
-                fixed (byte* pointer = encoded.GetBuffer())
-                {
-                    GgmlNative.ggml_backend_tensor_set(tensors[extra.Name].Handle, pointer, 0, (nuint)encoded.Length);
-                }
+                Upload(file, selected, derived, tensors);
             }
-
-            foreach (var info in selected)
+            catch
             {
-                var bytes = file.GetTensorBytes(info);
-                fixed (byte* pointer = bytes)
-                {
-                    GgmlNative.ggml_backend_tensor_set(tensors[info.Name].Handle, pointer, 0, (nuint)bytes.Length);
-                }
+                // The buffer holds every weight: freed at once, not left to a finalizer, when an upload fails.
+                buffer.Dispose();
+                throw;
             }
 
             return new GgmlWeights(file.Path, context, buffer, tensors) { ByteCount = selected.Sum(t => t.ByteSize) };
@@ -115,6 +99,37 @@ internal sealed class GgmlWeights : IDisposable
         {
             context.Dispose();
             throw;
+        }
+    }
+
+    // Derived tensors first, then the file's, each copied into its place in the backend buffer.
+    private static unsafe void Upload(GgufFile file, List<GgufTensorInfo> selected, IReadOnlyList<DerivedTensor> derived, Dictionary<string, GgmlTensor> tensors)
+    {
+        foreach (var extra in derived)
+        {
+            using var encoded = new MemoryStream();
+            if (extra.Type == GgmlType.Q8_0)
+            {
+                TensorEncoding.WriteQ8_0(encoded, extra.Values);
+            }
+            else
+            {
+                TensorEncoding.WriteFloats(encoded, extra.Values, GgmlType.F32);
+            }
+
+            fixed (byte* pointer = encoded.GetBuffer())
+            {
+                GgmlNative.ggml_backend_tensor_set(tensors[extra.Name].Handle, pointer, 0, (nuint)encoded.Length);
+            }
+        }
+
+        foreach (var info in selected)
+        {
+            var bytes = file.GetTensorBytes(info);
+            fixed (byte* pointer = bytes)
+            {
+                GgmlNative.ggml_backend_tensor_set(tensors[info.Name].Handle, pointer, 0, (nuint)bytes.Length);
+            }
         }
     }
 
@@ -128,6 +143,7 @@ internal sealed class GgmlWeights : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        // SafeHandles free once however often, and from whichever thread, they are disposed.
         _buffer.Dispose();
         _context.Dispose();
     }

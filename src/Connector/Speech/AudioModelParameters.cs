@@ -1,4 +1,3 @@
-using MiniOmni.SK.ModelFiles;
 using MiniOmni.SK.ModelFiles.Conversion;
 using MiniOmni.SK.ModelFiles.Gguf;
 
@@ -23,33 +22,17 @@ internal sealed record AudioModelParameters(
     /// <summary>Whisper's LayerNorm epsilon (PyTorch's default, which Whisper keeps).</summary>
     public const float WhisperNormEpsilon = 1e-5f;
 
-    /// <summary>Reads and checks the parameters of <paramref name="file"/>.</summary>
+    /// <summary>
+    /// Reads the parameters of <paramref name="file"/>, checked against each other and against the file's tensors
+    /// (<see cref="AudioGgufChecks"/>) before any of it reaches ggml.
+    /// </summary>
     public static AudioModelParameters Read(GgufFile file)
     {
-        string architecture = file.GetString(MiniOmniGgufKeys.Architecture);
-        if (architecture != MiniOmniGgufKeys.AudioArchitecture)
-        {
-            throw new ModelFileException(file.Path, $"architecture '{architecture}' is not MiniOmni.SK's audio file ('{MiniOmniGgufKeys.AudioArchitecture}').", MiniOmniGgufKeys.Architecture);
-        }
-
-        int Int(string key) => checked((int)file.GetInteger(key));
-        var whisper = new WhisperShape(Int(MiniOmniGgufKeys.WhisperMelBins), Int(MiniOmniGgufKeys.WhisperContext), Int(MiniOmniGgufKeys.WhisperWidth), Int(MiniOmniGgufKeys.WhisperHeads), Int(MiniOmniGgufKeys.WhisperLayers));
-        if (whisper.Width % whisper.HeadCount != 0)
-        {
-            throw new ModelFileException(file.Path, $"Whisper width {whisper.Width} does not split into {whisper.HeadCount} heads.", MiniOmniGgufKeys.WhisperHeads);
-        }
-
-        var snac = new SnacShape(
-            Int(MiniOmniGgufKeys.SnacSampleRate), Int(MiniOmniGgufKeys.SnacLatentDim), Int(MiniOmniGgufKeys.SnacDecoderDim),
-            file.GetArray<int>(MiniOmniGgufKeys.SnacDecoderRates), Int(MiniOmniGgufKeys.SnacCodebookSize), Int(MiniOmniGgufKeys.SnacCodebookDim),
-            file.GetArray<int>(MiniOmniGgufKeys.SnacStrides), file.GetBool(MiniOmniGgufKeys.SnacNoise, false), file.GetBool(MiniOmniGgufKeys.SnacDepthwise, false));
-        var tokens = new SpecialTokens(
-            Int(MiniOmniGgufKeys.TokenEndOfText), Int(MiniOmniGgufKeys.TokenPadText), Int(MiniOmniGgufKeys.TokenInputText), Int(MiniOmniGgufKeys.TokenAnswerText), Int(MiniOmniGgufKeys.TokenAsr),
-            Int(MiniOmniGgufKeys.TokenEndOfAudio), Int(MiniOmniGgufKeys.TokenPadAudio), Int(MiniOmniGgufKeys.TokenInputAudio), Int(MiniOmniGgufKeys.TokenAnswerAudio));
+        var (description, _, inputSampleRate) = AudioGgufChecks.Check(file);
         return new AudioModelParameters(
-            whisper, file.GetString(MiniOmniGgufKeys.AdapterType), Int(MiniOmniGgufKeys.EmbeddingLength), snac, tokens,
-            Int(MiniOmniGgufKeys.PaddedVocabularySize), Int(MiniOmniGgufKeys.TextVocabularySize), Int(MiniOmniGgufKeys.AudioVocabularySize),
-            Int(MiniOmniGgufKeys.AudioLayerCount), Int(MiniOmniGgufKeys.WhisperSampleRate));
+            description.Whisper, description.AdapterType, description.EmbeddingLength, description.Snac, description.Tokens,
+            description.PaddedVocabularySize, description.TextVocabularySize, description.AudioVocabularySize,
+            description.AudioLayerCount, inputSampleRate);
     }
 
     /// <summary>Samples of 24 kHz speech per SNAC frame: the product of the decoder's upsampling rates times codebook 0's stride.</summary>

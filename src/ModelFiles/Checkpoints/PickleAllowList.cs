@@ -6,7 +6,8 @@ namespace MiniOmni.SK.ModelFiles.Checkpoints;
 /// <summary>
 /// Walks a pickle's opcodes before anything is unpickled and refuses every global outside the state-dict allow-list,
 /// and every opcode that could build an object some other way (INST, OBJ, NEWOBJ, STACK_GLOBAL, the extension registry).
-/// A model file must never make the program construct arbitrary types, so this check runs first and alone.
+/// A model file must never make the program construct arbitrary types, so this check runs first and alone; it also
+/// bounds how many objects the pickle may build.
 /// </summary>
 internal static class PickleAllowList
 {
@@ -29,17 +30,31 @@ internal static class PickleAllowList
         "torch QInt8Storage", "torch QUInt8Storage", "torch QInt32Storage", "torch UntypedStorage",
     };
 
-    /// <summary>Throws <see cref="ModelFileException"/> naming the first global or opcode that is not allowed.</summary>
-    public static void Check(ReadOnlySpan<byte> pickle, string filePath, string entryName)
+    /// <summary>The most objects (containers, numbers, strings...) a state-dict pickle may build; real ones build a few per tensor.</summary>
+    public const int MaxObjects = 1_000_000;
+
+    /// <summary>
+    /// Checks <paramref name="pickle"/> and returns the program to unpickle: the same opcodes, with each allow-listed
+    /// GLOBAL replaced by a persistent id naming it (see <see cref="ScopedGlobalPrefix"/>). Razorvine keeps the
+    /// constructors of GLOBALs in one process-wide table; resolving ours through the persistent-id hook of one
+    /// unpickler instead keeps them out of that table, so no other user of Razorvine in the process is affected.
+    /// Throws <see cref="ModelFileException"/> naming the first global or opcode that is not allowed, or a pickle that
+    /// would build more than <see cref="MaxObjects"/> objects.
+    /// </summary>
+    public static byte[] CheckAndScope(ReadOnlySpan<byte> pickle, string filePath, string entryName)
     {
+        var program = new MemoryStream(pickle.Length + 256);
         int at = 0;
+        int objects = 0;
         while (at < pickle.Length)
         {
+            int start = at;
             byte opcode = pickle[at++];
             switch (opcode)
             {
                 case (byte)'.': // STOP
-                    return;
+                    program.Write(pickle[start..at]);
+                    return program.ToArray();
                 case (byte)'c': // GLOBAL: "module\nname\n"
                     string module = Line(pickle, ref at, filePath, entryName);
                     string name = Line(pickle, ref at, filePath, entryName);
@@ -54,17 +69,45 @@ internal static class PickleAllowList
                         throw new ModelFileException(filePath, $"the pickle in {entryName} refers to the global {module}.{name}, which a PyTorch state dict never needs; refusing to load it.", $"{module}.{name}");
                     }
 
+                    // BINUNICODE "prefix + module name", then BINPERSID: the unpickler's own hook resolves it.
+                    byte[] id = Encoding.UTF8.GetBytes(ScopedGlobalPrefix + global);
+                    program.WriteByte((byte)'X');
+                    byte[] length = new byte[4];
+                    BinaryPrimitives.WriteInt32LittleEndian(length, id.Length);
+                    program.Write(length);
+                    program.Write(id);
+                    program.WriteByte((byte)'Q');
+                    objects++;
                     break;
                 case (byte)'i' or (byte)'o' or 0x81 or 0x92 or 0x93 or 0x82 or 0x83 or 0x84:
                     throw new ModelFileException(filePath, $"the pickle in {entryName} uses opcode 0x{opcode:x2} at offset {at - 1}, which constructs objects outside the allow-list; refusing to load it.");
                 default:
                     Skip(opcode, pickle, ref at, filePath, entryName);
+                    program.Write(pickle[start..at]);
+                    if (BuildsAnObject(opcode))
+                    {
+                        objects++;
+                    }
+
                     break;
+            }
+
+            if (objects > MaxObjects)
+            {
+                throw new ModelFileException(filePath, $"the pickle in {entryName} builds more than {MaxObjects:N0} objects; a state dict needs a few per tensor. Refusing to load it.");
             }
         }
 
         throw new ModelFileException(filePath, $"the pickle in {entryName} ends without a STOP opcode: truncated or corrupt.");
     }
+
+    /// <summary>Marks a persistent id that stands for an allow-listed global (followed by "module name").</summary>
+    public const string ScopedGlobalPrefix = "miniomni.global:";
+
+    // Opcodes that leave a new object on the stack (PUT, GET, POP and the like only move references).
+    private static bool BuildsAnObject(byte opcode) => opcode is not ((byte)'(' or (byte)'0' or (byte)'1' or (byte)'2'
+        or (byte)'a' or (byte)'b' or (byte)'e' or (byte)'s' or (byte)'u' or (byte)'p' or (byte)'q' or (byte)'r'
+        or (byte)'g' or (byte)'h' or (byte)'j' or 0x80 or 0x94 or 0x95 or 0x90);
 
     private static void Skip(byte opcode, ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
     {
@@ -76,8 +119,16 @@ internal static class PickleAllowList
                 or (byte)'u' or (byte)'Q' or 0x85 or 0x86 or 0x87 or 0x88 or 0x89 or 0x8f or 0x90 or 0x91 or 0x94 or 0x97 or 0x98:
                 return;
             // A newline-terminated argument.
-            case (byte)'I' or (byte)'L' or (byte)'F' or (byte)'S' or (byte)'V' or (byte)'P' or (byte)'p' or (byte)'g':
+            case (byte)'S' or (byte)'V' or (byte)'P':
                 Line(pickle, ref at, filePath, entryName);
+                return;
+            // Numbers and memo indexes as text: a state dict's are short, and a huge decimal would take quadratic time to parse.
+            case (byte)'I' or (byte)'L' or (byte)'F' or (byte)'p' or (byte)'g':
+                if (Line(pickle, ref at, filePath, entryName).Length > MaxNumberLength)
+                {
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a number longer than {MaxNumberLength} characters before offset {at}: corrupt.");
+                }
+
                 return;
             // Fixed-size arguments.
             case (byte)'K' or (byte)'q' or (byte)'h' or 0x80: Advance(1, pickle, ref at, filePath, entryName); return;
@@ -85,11 +136,20 @@ internal static class PickleAllowList
             case (byte)'J' or (byte)'r' or (byte)'j': Advance(4, pickle, ref at, filePath, entryName); return;
             case (byte)'G' or 0x95: Advance(8, pickle, ref at, filePath, entryName); return;
             // Length-prefixed arguments.
-            case (byte)'U' or (byte)'C' or 0x8c or 0x8a:
+            case 0x8a or 0x8b: // LONG1, LONG4
+                int bytes = opcode == 0x8a ? Advance1(pickle, ref at, filePath, entryName) : Advance4(pickle, ref at, filePath, entryName);
+                if (bytes is < 0 or > MaxNumberLength)
+                {
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a {bytes}-byte integer at offset {at}: corrupt.");
+                }
+
+                Advance(bytes, pickle, ref at, filePath, entryName);
+                return;
+            case (byte)'U' or (byte)'C' or 0x8c:
                 Advance(1, pickle, ref at, filePath, entryName);
                 Advance(pickle[at - 1], pickle, ref at, filePath, entryName);
                 return;
-            case (byte)'T' or (byte)'X' or (byte)'B' or 0x8b:
+            case (byte)'T' or (byte)'X' or (byte)'B':
                 Advance(4, pickle, ref at, filePath, entryName);
                 Advance(BinaryPrimitives.ReadInt32LittleEndian(pickle[(at - 4)..]), pickle, ref at, filePath, entryName);
                 return;
@@ -103,9 +163,23 @@ internal static class PickleAllowList
         }
     }
 
+    private const int MaxNumberLength = 64;
+
+    private static int Advance1(ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
+    {
+        Advance(1, pickle, ref at, filePath, entryName);
+        return pickle[at - 1];
+    }
+
+    private static int Advance4(ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
+    {
+        Advance(4, pickle, ref at, filePath, entryName);
+        return BinaryPrimitives.ReadInt32LittleEndian(pickle[(at - 4)..]);
+    }
+
     private static void Advance(int count, ReadOnlySpan<byte> pickle, ref int at, string filePath, string entryName)
     {
-        if (count < 0 || at + count > pickle.Length)
+        if (count < 0 || count > pickle.Length - at)
         {
             throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside an opcode at offset {at}: truncated or corrupt.");
         }

@@ -7,8 +7,10 @@ namespace MiniOmni.SK.ModelFiles.Checkpoints;
 public sealed class SafetensorsCheckpoint : ITensorCheckpoint
 {
     private const long MaxHeaderBytes = 100L << 20;
+    private const int MaxDimensions = 8;
     private readonly FileStream _file;
     private readonly Lock _fileLock = new();
+    private int _disposed;
 
     private SafetensorsCheckpoint(string path, FileStream file)
     {
@@ -48,12 +50,22 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
     }
 
     /// <inheritdoc />
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        // One caller closes the file, under the lock reads take; a second, concurrent or later, returns at once.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            lock (_fileLock)
+            {
+                _file.Dispose();
+            }
+        }
+    }
 
     private void ReadHeader()
     {
         Span<byte> lengthBytes = stackalloc byte[8];
-        if (_file.Read(lengthBytes) != 8)
+        if (_file.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) != 8)
         {
             throw new ModelFileException(Path, "too short for a safetensors header.");
         }
@@ -67,51 +79,125 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
         var header = new byte[headerLength];
         _file.ReadExactly(header);
         long dataStart = 8 + headerLength;
+        long dataLength = _file.Length - dataStart;
         var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         var metadata = new Dictionary<string, object?>(StringComparer.Ordinal);
+        JsonDocument document;
         try
         {
-            using var document = JsonDocument.Parse(header);
-            foreach (var entry in document.RootElement.EnumerateObject())
-            {
-                if (entry.Name == "__metadata__")
-                {
-                    foreach (var item in entry.Value.EnumerateObject())
-                    {
-                        metadata[item.Name] = item.Value.ToString();
-                    }
-
-                    continue;
-                }
-
-                string dtypeName = entry.Value.GetProperty("dtype").GetString() ?? "";
-                SourceDType dtype = dtypeName switch
-                {
-                    "F32" => SourceDType.F32,
-                    "F16" => SourceDType.F16,
-                    "BF16" => SourceDType.BF16,
-                    _ => throw new ModelFileException(Path, $"unsupported dtype {dtypeName}; only F32, F16 and BF16 tensors can be read.", entry.Name),
-                };
-                long[] shape = [.. entry.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64())];
-                var offsets = entry.Value.GetProperty("data_offsets");
-                long begin = offsets[0].GetInt64();
-                long end = offsets[1].GetInt64();
-                long elements = shape.Aggregate(1L, (a, b) => a * b);
-                if (begin < 0 || end - begin != elements * (dtype == SourceDType.F32 ? 4 : 2) || dataStart + end > _file.Length)
-                {
-                    throw new ModelFileException(Path, $"byte range [{begin}, {end}) does not match shape [{string.Join(", ", shape)}] of {dtypeName} or lies past the end of the file: truncated or corrupt.", entry.Name);
-                }
-
-                tensors[entry.Name] = new SafetensorsTensor(this, entry.Name, shape, dtype, dataStart + begin);
-            }
+            document = JsonDocument.Parse(header);
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (JsonException e)
         {
-            throw new ModelFileException(Path, $"the safetensors header is not valid: {e.Message}", innerException: e);
+            throw new ModelFileException(Path, $"the safetensors header is not valid JSON: {e.Message}", innerException: e);
+        }
+
+        using (document)
+        {
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new ModelFileException(Path, $"the safetensors header is a JSON {document.RootElement.ValueKind}, not an object of tensors.");
+            }
+
+            try
+            {
+                ReadEntries(document.RootElement, dataStart, dataLength, tensors, metadata);
+            }
+            catch (InvalidOperationException e)
+            {
+                // System.Text.Json refuses a name or value holding a lone surrogate (an escape like \ud800).
+                throw new ModelFileException(Path, $"the safetensors header holds a string that is not well-formed Unicode: {e.Message}", innerException: e);
+            }
         }
 
         Tensors = tensors;
         Metadata = metadata;
+    }
+
+    private void ReadEntries(JsonElement root, long dataStart, long dataLength, Dictionary<string, CheckpointTensor> tensors, Dictionary<string, object?> metadata)
+    {
+        foreach (var entry in root.EnumerateObject())
+        {
+            if (entry.Name == "__metadata__")
+            {
+                if (entry.Value.ValueKind != JsonValueKind.Object)
+                {
+                    throw new ModelFileException(Path, $"expected an object of strings, found a JSON {entry.Value.ValueKind}.", "__metadata__");
+                }
+
+                foreach (var item in entry.Value.EnumerateObject())
+                {
+                    metadata[item.Name] = item.Value.ToString();
+                }
+
+                continue;
+            }
+
+            var tensor = ReadTensorEntry(entry, dataStart, dataLength);
+            if (!tensors.TryAdd(entry.Name, tensor))
+            {
+                throw new ModelFileException(Path, "the tensor appears twice in the header.", entry.Name);
+            }
+        }
+    }
+
+    // One header entry: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, every field checked.
+    private SafetensorsTensor ReadTensorEntry(JsonProperty entry, long dataStart, long dataLength)
+    {
+        string name = entry.Name;
+        if (entry.Value.ValueKind != JsonValueKind.Object)
+        {
+            throw new ModelFileException(Path, $"expected an object with dtype, shape and data_offsets, found a JSON {entry.Value.ValueKind}.", name);
+        }
+
+        JsonElement Field(string field, JsonValueKind kind) =>
+            entry.Value.TryGetProperty(field, out var value) && value.ValueKind == kind
+                ? value
+                : throw new ModelFileException(Path, $"'{field}' is missing or not a JSON {kind}.", name);
+
+        string dtypeName = Field("dtype", JsonValueKind.String).GetString() ?? "";
+        SourceDType dtype = dtypeName switch
+        {
+            "F32" => SourceDType.F32,
+            "F16" => SourceDType.F16,
+            "BF16" => SourceDType.BF16,
+            _ => throw new ModelFileException(Path, $"unsupported dtype {dtypeName}; only F32, F16 and BF16 tensors can be read.", name),
+        };
+        var shapeElement = Field("shape", JsonValueKind.Array);
+        if (shapeElement.GetArrayLength() > MaxDimensions)
+        {
+            throw new ModelFileException(Path, $"a shape of {shapeElement.GetArrayLength()} dimensions; at most {MaxDimensions} are read.", name);
+        }
+
+        long[] shape = [.. shapeElement.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out long size) && size >= 0
+            ? size
+            : throw new ModelFileException(Path, $"shape {shapeElement.GetRawText()} holds something other than non-negative integers.", name))];
+        var offsets = Field("data_offsets", JsonValueKind.Array);
+        long[] range = [.. offsets.EnumerateArray().Select(o => o.ValueKind == JsonValueKind.Number && o.TryGetInt64(out long at) && at >= 0
+            ? at
+            : throw new ModelFileException(Path, $"data_offsets {offsets.GetRawText()} hold something other than non-negative integers.", name))];
+        if (range.Length != 2)
+        {
+            throw new ModelFileException(Path, $"data_offsets {offsets.GetRawText()} must be [begin, end].", name);
+        }
+
+        long elementSize = dtype == SourceDType.F32 ? 4 : 2;
+        long bytes;
+        try
+        {
+            bytes = checked(shape.Aggregate(1L, (a, b) => checked(a * b)) * elementSize);
+        }
+        catch (OverflowException)
+        {
+            bytes = -1;
+        }
+
+        if (range[0] > range[1] || range[1] > dataLength || range[1] - range[0] != bytes)
+        {
+            throw new ModelFileException(Path, $"byte range [{range[0]}, {range[1]}) does not match shape [{string.Join(", ", shape)}] of {dtypeName} ({(bytes < 0 ? "too many" : bytes.ToString(System.Globalization.CultureInfo.InvariantCulture))} bytes) or lies past the end of the data ({dataLength} bytes): truncated or corrupt.", name);
+        }
+
+        return new SafetensorsTensor(this, name, shape, dtype, dataStart + range[0]);
     }
 
     private sealed class SafetensorsTensor(SafetensorsCheckpoint owner, string name, long[] shape, SourceDType dtype, long fileOffset)
@@ -123,8 +209,16 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
             var raw = new byte[checked(ElementCount * elementSize)];
             lock (owner._fileLock)
             {
-                owner._file.Position = fileOffset;
-                owner._file.ReadExactly(raw);
+                ObjectDisposedException.ThrowIf(Volatile.Read(ref owner._disposed) != 0, owner);
+                try
+                {
+                    owner._file.Position = fileOffset;
+                    owner._file.ReadExactly(raw);
+                }
+                catch (Exception e) when (e is IOException)
+                {
+                    throw new ModelFileException(owner.Path, $"cannot read the tensor's data: {e.Message}", Name, e);
+                }
             }
 
             var values = new float[ElementCount];

@@ -35,6 +35,11 @@ public sealed class SnacCheckpoint : IDisposable
             throw new ModelFileException(config, "SNAC models with local attention are not supported (the 24 kHz model has none).", "attn_window_size");
         }
 
+        if (!parsed.Depthwise)
+        {
+            throw new ModelFileException(config, "false is not supported: MiniOmni.SK's decoder is SNAC 24 kHz's, whose first convolution is depthwise.", "depthwise");
+        }
+
         return new SnacCheckpoint(parsed, TensorCheckpointExtensions.OpenAny(weights));
     }
 

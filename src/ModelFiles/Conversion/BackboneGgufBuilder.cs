@@ -19,17 +19,35 @@ public sealed record BackboneShape(
     /// <summary>Rows of litgpt's fused qkv weight: every query head plus one key and one value per group.</summary>
     public int FusedQkvRows => (HeadCount + 2 * KvGroupCount) * HeadSize;
 
-    /// <summary>Checks what llama.cpp would otherwise assert on at load.</summary>
+    /// <summary>Checks what llama.cpp would otherwise assert on at load, naming <paramref name="source"/>.</summary>
     public void Validate(string source)
     {
-        if (LayerCount <= 0 || HeadCount <= 0 || KvGroupCount <= 0 || HeadSize <= 0 || EmbeddingLength <= 0 || FeedForwardLength <= 0 || RowCount <= 0)
-        {
-            throw new ModelFileException(source, $"backbone shape has a non-positive size: {this}.");
-        }
-
+        ModelLimits.InRange(LayerCount, 1, ModelLimits.MaxLayers, source, "n_layer");
+        ModelLimits.InRange(HeadCount, 1, ModelLimits.MaxHeads, source, "n_head");
+        ModelLimits.InRange(KvGroupCount, 1, HeadCount, source, "n_query_groups");
+        ModelLimits.InRange(HeadSize, 1, ModelLimits.MaxWidth, source, "head_size");
+        ModelLimits.InRange(EmbeddingLength, 1, ModelLimits.MaxWidth, source, "n_embd");
+        ModelLimits.InRange(FeedForwardLength, 1, ModelLimits.MaxFeedForward, source, "intermediate_size");
+        ModelLimits.InRange(RowCount, 1, ModelLimits.MaxVocabulary, source, "padded_vocab_size");
+        ModelLimits.InRange(ContextLength, 1, ModelLimits.MaxContext, source, "block_size");
         if (HeadCount % KvGroupCount != 0)
         {
             throw new ModelFileException(source, $"{HeadCount} heads do not divide into {KvGroupCount} query groups.", "n_query_groups");
+        }
+
+        if ((long)HeadCount * HeadSize != EmbeddingLength || HeadSize % 2 != 0)
+        {
+            throw new ModelFileException(source, $"{HeadCount} heads of {HeadSize} are not the width {EmbeddingLength} in pairs of dimensions, as llama.cpp's qwen2 needs.", "head_size");
+        }
+
+        if (!(NormEpsilon > 0) || !float.IsFinite(NormEpsilon))
+        {
+            throw new ModelFileException(source, $"{NormEpsilon} must be a finite number greater than 0.", "norm_eps");
+        }
+
+        if (!(RopeBase > 0) || !float.IsFinite(RopeBase))
+        {
+            throw new ModelFileException(source, $"{RopeBase} must be a finite number greater than 0.", "rope_base");
         }
     }
 }
@@ -45,6 +63,12 @@ public static class BackboneGgufBuilder
 {
     /// <summary>Stand-in vocabulary rows of the backbone file: llama.cpp needs a head, and this one costs nothing.</summary>
     public const int HeadlessVocabularySize = 1;
+
+    /// <summary>litgpt's token embedding table.</summary>
+    public const string EmbeddingSourceName = "transformer.wte.weight";
+
+    /// <summary>litgpt's output head, absent or equal to <see cref="EmbeddingSourceName"/> when tied.</summary>
+    public const string HeadSourceName = "lm_head.weight";
 
     /// <summary>
     /// Finds a source tensor and checks it has <c>expectedShape</c> (PyTorch order) at once, returning a reader of its
@@ -99,8 +123,9 @@ public static class BackboneGgufBuilder
     /// <summary>
     /// Describes the vocabulary file in <paramref name="writer"/>: the architecture (llama.cpp reads it even vocabulary-only),
     /// the tokenizer, the token embedding table and the output head, both in <paramref name="tableType"/>.
+    /// With <paramref name="tiedHead"/> (litgpt's <c>tie_word_embeddings</c>) the head is the embedding table, read once and written twice.
     /// </summary>
-    public static void DescribeVocabulary(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType tableType, string sourcePath)
+    public static void DescribeVocabulary(GgufWriter writer, BackboneShape shape, HfTokenizer tokenizer, TensorSource source, GgmlType tableType, string sourcePath, bool tiedHead = false)
     {
         shape.Validate(sourcePath);
         if (tokenizer.Tokens.Count != shape.RowCount)
@@ -125,8 +150,17 @@ public static class BackboneGgufBuilder
 
         long rows = shape.RowCount;
         long e = shape.EmbeddingLength;
-        Matrix(writer, "token_embd.weight", [rows, e], "transformer.wte.weight", source, tableType);
-        Matrix(writer, "output.weight", [rows, e], "lm_head.weight", source, tableType);
+        if (tiedHead)
+        {
+            var table = new SharedRead(source(EmbeddingSourceName, [rows, e]), readers: 2);
+            AddMatrix(writer, "token_embd.weight", [rows, e], tableType, table.Read);
+            AddMatrix(writer, "output.weight", [rows, e], tableType, table.Read);
+        }
+        else
+        {
+            Matrix(writer, "token_embd.weight", [rows, e], EmbeddingSourceName, source, tableType);
+            Matrix(writer, "output.weight", [rows, e], HeadSourceName, source, tableType);
+        }
     }
 
     private static void AddArchitecture(GgufWriter writer, BackboneShape shape, GgmlType matrixType)
@@ -159,6 +193,24 @@ public static class BackboneGgufBuilder
     // Norms and biases stay f32 whatever the matrix type: llama.cpp adds them in f32 and they are tiny.
     private static void AddVector(GgufWriter writer, string name, long length, Func<float[]> read) =>
         writer.AddTensor(name, [length], GgmlType.F32, read);
+
+    /// <summary>One source tensor written as several file tensors: read once, kept until its last reader has it.</summary>
+    private sealed class SharedRead(Func<float[]> read, int readers)
+    {
+        private float[]? _values;
+        private int _readersLeft = readers;
+
+        public float[] Read()
+        {
+            var values = _values ??= read();
+            if (--_readersLeft == 0)
+            {
+                _values = null;
+            }
+
+            return values;
+        }
+    }
 
     /// <summary>
     /// Splits litgpt's fused qkv, grouped per KV group as [G, H/G + 2, hs, cols] (H/G query slices, one key,

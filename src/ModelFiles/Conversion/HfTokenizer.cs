@@ -67,12 +67,25 @@ public sealed class HfTokenizer
         return new HfTokenizer(tokens, types, [], byteTokens + 1);
     }
 
-    /// <summary>Reads <paramref name="path"/> and pads the token list to <paramref name="rowCount"/> entries.</summary>
+    /// <summary>The largest <c>tokenizer.json</c> read (Qwen2's is about 7 MB).</summary>
+    public const long MaxFileBytes = 256L << 20;
+
+    /// <summary>
+    /// Reads <paramref name="path"/> and pads the token list to <paramref name="rowCount"/> entries. Everything
+    /// llama.cpp's tokenizer would trip over later is checked here, naming the field: ids outside the rows, two tokens
+    /// of one text, merges that are not two tokens, entries of the wrong JSON type.
+    /// </summary>
     public static HfTokenizer Load(string path, int rowCount)
     {
         if (!File.Exists(path))
         {
             throw new ModelFileException(path, "file not found.");
+        }
+
+        long length = new FileInfo(path).Length;
+        if (length > MaxFileBytes)
+        {
+            throw new ModelFileException(path, $"{length} bytes is more than a tokenizer.json holds (at most {MaxFileBytes} are read).");
         }
 
         try
@@ -89,12 +102,12 @@ public sealed class HfTokenizer
 
     private static HfTokenizer Parse(string path, JsonElement root, int rowCount)
     {
-        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
         {
             throw new ModelFileException(path, "no tokenizer model; is this a Hugging Face tokenizer.json?", "model");
         }
 
-        string modelType = model.TryGetProperty("type", out var typeElement) ? typeElement.GetString() ?? "" : "";
+        string modelType = model.TryGetProperty("type", out var typeElement) && typeElement.ValueKind == JsonValueKind.String ? typeElement.GetString()! : "";
         if (modelType != "BPE")
         {
             throw new ModelFileException(path, $"tokenizer type '{modelType}' is not supported; Mini-Omni uses byte-level BPE.", "model.type");
@@ -102,12 +115,39 @@ public sealed class HfTokenizer
 
         var tokens = new string?[rowCount];
         var types = new GgufTokenType[rowCount];
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
         int defined = 0;
-        void Define(string token, int id, GgufTokenType type, string key)
+        void Define(string? token, JsonElement idElement, GgufTokenType type, string key)
         {
+            if (string.IsNullOrEmpty(token))
+            {
+                throw new ModelFileException(path, "a token with empty text.", key);
+            }
+
+            if (!IsWellFormed(token))
+            {
+                throw new ModelFileException(path, $"token '{token}' is not well-formed Unicode (a lone surrogate); it would not survive UTF-8.", key);
+            }
+
+            if (idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out int id))
+            {
+                throw new ModelFileException(path, $"token '{token}' has the id {idElement.ValueKind} {idElement.GetRawText()}, not an integer.", key);
+            }
+
             if ((uint)id >= (uint)rowCount)
             {
                 throw new ModelFileException(path, $"token '{token}' has id {id}, outside the model's {rowCount} rows.", key);
+            }
+
+            // One id per text: llama.cpp's tokenizer aborts on a vocabulary where two ids share a text.
+            if (ids.TryGetValue(token, out int other) && other != id)
+            {
+                throw new ModelFileException(path, $"token '{token}' has two ids, {other} and {id}.", key);
+            }
+
+            if (tokens[id] is { } previous && previous != token)
+            {
+                ids.Remove(previous);
             }
 
             if (tokens[id] is null)
@@ -115,22 +155,50 @@ public sealed class HfTokenizer
                 defined++;
             }
 
+            ids[token] = id;
             tokens[id] = token;
             types[id] = type;
         }
 
-        foreach (var entry in RequireProperty(path, model, "vocab", "model.vocab").EnumerateObject())
+        var vocab = RequireProperty(path, model, "vocab", "model.vocab");
+        if (vocab.ValueKind != JsonValueKind.Object)
         {
-            Define(entry.Name, entry.Value.GetInt32(), GgufTokenType.Normal, "model.vocab");
+            throw new ModelFileException(path, $"expected an object of token -> id, found a JSON {vocab.ValueKind}.", "model.vocab");
         }
 
-        if (root.TryGetProperty("added_tokens", out var added))
+        foreach (var entry in vocab.EnumerateObject())
         {
+            Define(Text(path, () => entry.Name, "model.vocab"), entry.Value, GgufTokenType.Normal, "model.vocab");
+        }
+
+        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind != JsonValueKind.Null)
+        {
+            if (added.ValueKind != JsonValueKind.Array)
+            {
+                throw new ModelFileException(path, $"expected a list of tokens, found a JSON {added.ValueKind}.", "added_tokens");
+            }
+
+            int index = 0;
             foreach (var token in added.EnumerateArray())
             {
-                bool special = token.TryGetProperty("special", out var s) && s.GetBoolean();
-                Define(token.GetProperty("content").GetString()!, token.GetProperty("id").GetInt32(),
-                    special ? GgufTokenType.Control : GgufTokenType.Normal, "added_tokens");
+                string key = $"added_tokens[{index++}]";
+                if (token.ValueKind != JsonValueKind.Object)
+                {
+                    throw new ModelFileException(path, $"expected an object with content and id, found a JSON {token.ValueKind}.", key);
+                }
+
+                if (!token.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                {
+                    throw new ModelFileException(path, "'content' is missing or not a string.", key);
+                }
+
+                if (!token.TryGetProperty("id", out var id))
+                {
+                    throw new ModelFileException(path, "'id' is missing.", key);
+                }
+
+                bool special = token.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
+                Define(Text(path, content.GetString, key), id, special ? GgufTokenType.Control : GgufTokenType.Normal, key);
             }
         }
 
@@ -138,17 +206,79 @@ public sealed class HfTokenizer
         {
             if (tokens[id] is null)
             {
-                tokens[id] = $"[PAD{id}]";
+                // A placeholder no tokenizer text can collide with: "[PADn]" unless the vocabulary already has that text.
+                string placeholder = $"[PAD{id}]";
+                while (ids.ContainsKey(placeholder))
+                {
+                    placeholder = "[" + placeholder + "]";
+                }
+
+                tokens[id] = placeholder;
                 types[id] = GgufTokenType.Unused;
             }
         }
 
-        var merges = RequireProperty(path, model, "merges", "model.merges").EnumerateArray()
-            .Select(merge => merge.ValueKind == JsonValueKind.Array
-                ? $"{merge[0].GetString()} {merge[1].GetString()}" // tokenizers >= 0.20 store pairs
-                : merge.GetString()!)
-            .ToArray();
+        var mergesElement = RequireProperty(path, model, "merges", "model.merges");
+        if (mergesElement.ValueKind != JsonValueKind.Array)
+        {
+            throw new ModelFileException(path, $"expected a list of merges, found a JSON {mergesElement.ValueKind}.", "model.merges");
+        }
+
+        var merges = new string[mergesElement.GetArrayLength()];
+        int at = 0;
+        foreach (var merge in mergesElement.EnumerateArray())
+        {
+            merges[at] = Merge(path, merge, at);
+            at++;
+        }
+
         return new HfTokenizer(tokens!, types, merges, defined);
+    }
+
+    // "left right" (tokenizers < 0.20) or ["left", "right"] (>= 0.20): two non-empty parts without spaces, as llama.cpp splits them.
+    private static string Merge(string path, JsonElement merge, int index)
+    {
+        string key = $"model.merges[{index}]";
+        string[] parts = merge.ValueKind switch
+        {
+            JsonValueKind.String => Text(path, merge.GetString, key).Split(' '),
+            JsonValueKind.Array => [.. merge.EnumerateArray().Select(part => part.ValueKind == JsonValueKind.String ? Text(path, part.GetString, key) : throw new ModelFileException(path, $"a merge part is a JSON {part.ValueKind}, not a string.", key))],
+            _ => throw new ModelFileException(path, $"a merge is a JSON {merge.ValueKind}, not a pair of tokens.", key),
+        };
+        if (parts.Length != 2 || parts.Any(part => part.Length == 0 || part.Contains(' ', StringComparison.Ordinal) || !IsWellFormed(part)))
+        {
+            throw new ModelFileException(path, $"{merge.GetRawText()} is not a pair of two tokens.", key);
+        }
+
+        return $"{parts[0]} {parts[1]}";
+    }
+
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    // System.Text.Json refuses to hand out a string holding a lone surrogate (an escape like \ud800): name the entry instead.
+    private static string Text(string path, Func<string?> read, string key)
+    {
+        try
+        {
+            return read() ?? "";
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelFileException(path, $"a string that is not well-formed Unicode: {e.Message}", key, e);
+        }
+    }
+
+    private static bool IsWellFormed(string text)
+    {
+        try
+        {
+            _ = StrictUtf8.GetByteCount(text);
+            return true;
+        }
+        catch (System.Text.EncoderFallbackException)
+        {
+            return false;
+        }
     }
 
     private static JsonElement RequireProperty(string path, JsonElement parent, string name, string key) =>

@@ -28,7 +28,7 @@ public static class ModelConverter
         var config = miniOmni.Config;
         string configPath = miniOmni.ConfigPath;
         var backbone = new BackboneShape(
-            config.Name ?? "mini-omni",
+            config.Name,
             config.NLayer,
             config.NHead,
             config.NQueryGroups,
@@ -39,7 +39,7 @@ public static class ModelConverter
             (float)config.RopeBase,
             config.PaddedVocabSize,
             config.BlockSize);
-        RequireSupported(configPath, config);
+        backbone.Validate(configPath);
 
         var whisperShape = new WhisperShape(whisper.Dims.NMels, whisper.Dims.NAudioCtx, whisper.Dims.NAudioState, whisper.Dims.NAudioHead, whisper.Dims.NAudioLayer);
         if (config.WhisperAdapterDim != whisperShape.Width)
@@ -48,12 +48,17 @@ public static class ModelConverter
         }
 
         var snacConfig = snac.Config;
+        if (config.AudioVocabSize - LitGptConfig.ReservedSpecialIds > snacConfig.CodebookSize)
+        {
+            throw new ModelFileException(configPath, $"{config.AudioVocabSize} audio ids leave {config.AudioVocabSize - LitGptConfig.ReservedSpecialIds} codes per layer, more than SNAC's codebook of {snacConfig.CodebookSize} can decode.", "audio_vocab_size");
+        }
+
         var snacShape = new SnacShape(snacConfig.SamplingRate, snacConfig.LatentDim, snacConfig.DecoderDim, snacConfig.DecoderRates,
             snacConfig.CodebookSize, snacConfig.CodebookDim, snacConfig.VqStrides, snacConfig.Noise, snacConfig.Depthwise);
         int paddedAudioVocabulary = config.AudioVocabSize;
         var audio = new AudioFileDescription(
             backbone.Name, type, config.PaddedVocabSize, config.TextVocabSize, paddedAudioVocabulary,
-            AudioLayerCount: 7, config.NEmbd, SpecialTokens.FromVocabularies(config.TextVocabSize, paddedAudioVocabulary),
+            LitGptConfig.AudioLayerCount, config.NEmbd, SpecialTokens.FromVocabularies(config.TextVocabSize, paddedAudioVocabulary),
             whisperShape, config.AsrAdapter, snacShape);
 
         // Every tensor is found and its shape checked here, before anything is written:
@@ -74,6 +79,15 @@ public static class ModelConverter
             audioTensors.Add(new(slot.GgufName(Gguf.MiniOmniGgufKeys.SnacTensorPrefix), slot.Shape, snac.Get(slot.SourceName, slot.Shape).ReadFloat32));
         }
 
+        // litgpt ties the head to the token embeddings (lm_head.weight = transformer.wte.weight) when the config says so;
+        // such a checkpoint holds both keys over one storage, or only the embeddings. Either way the head is read from
+        // the embeddings, once.
+        bool tied = config.TieWordEmbeddings || !miniOmni.Weights.Tensors.ContainsKey(BackboneGgufBuilder.HeadSourceName);
+        if (tied)
+        {
+            logger?.LogInformation("The output head is tied to the token embeddings ({Reason}).", config.TieWordEmbeddings ? "tie_word_embeddings: true" : "the checkpoint has no lm_head.weight");
+        }
+
         var tokenizer = HfTokenizer.Load(miniOmni.TokenizerPath, backbone.RowCount);
         var content = new ModelSetContent(
             backbone,
@@ -81,25 +95,8 @@ public static class ModelConverter
             (name, shape) => miniOmni.Weights.Get(name, shape).ReadFloat32,
             audio,
             audioTensors,
-            sources.CheckpointDirectory);
+            sources.CheckpointDirectory,
+            TiedHead: tied);
         return ModelSetWriter.Write(outputDirectory, content, type, progress, logger, cancellationToken);
-    }
-
-    private static void RequireSupported(string configPath, LitGptConfig config)
-    {
-        if (config.PostAdapter)
-        {
-            throw new ModelFileException(configPath, "post_adapter models are not supported (the release has none).", "post_adapter");
-        }
-
-        if (config.TieWordEmbeddings)
-        {
-            throw new ModelFileException(configPath, "tied embeddings are not supported (the release has a separate lm_head).", "tie_word_embeddings");
-        }
-
-        if (!config.AddQkvBias || config.Bias)
-        {
-            throw new ModelFileException(configPath, "Mini-Omni's Qwen2 has q/k/v biases and no other bias.", config.Bias ? "bias" : "add_qkv_bias");
-        }
     }
 }

@@ -1,4 +1,9 @@
+using MiniOmni.SK.ModelFiles.Gguf;
+
 namespace MiniOmni.SK.ModelFiles.Conversion;
+
+/// <summary>What a checked model directory holds: the backbone's hyper-parameters, the vocabulary's rows and the audio file's description.</summary>
+public sealed record CheckedModelDirectory(ModelDirectory Directory, Qwen2Hyperparameters Backbone, int VocabularyRows, CheckedAudioFile Audio);
 
 /// <summary>The files of a converted Mini-Omni model directory.</summary>
 public sealed record ModelDirectory(string Path)
@@ -44,5 +49,55 @@ public sealed record ModelDirectory(string Path)
         }
 
         return this;
+    }
+
+    /// <summary>
+    /// Checks all three files, each on its own (<see cref="Qwen2GgufChecks"/>, <see cref="AudioGgufChecks"/>) and against
+    /// each other (one width, one row count, one architecture), before any of them is handed to llama.cpp or ggml: a
+    /// bad or mismatched file is a <see cref="ModelFileException"/> naming it and the key or tensor, never a native abort.
+    /// </summary>
+    public CheckedModelDirectory Check()
+    {
+        EnsureComplete();
+        Qwen2Hyperparameters backbone;
+        using (var file = GgufFile.Open(BackbonePath))
+        {
+            if (!file.Metadata.ContainsKey(MiniOmniGgufKeys.HeadlessBackbone))
+            {
+                throw new ModelFileException(BackbonePath, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside; convert the model again (`miniomni convert`).");
+            }
+
+            backbone = Qwen2GgufChecks.CheckBackbone(file);
+        }
+
+        Qwen2Hyperparameters vocabulary;
+        int rows;
+        using (var file = GgufFile.Open(VocabularyPath))
+        {
+            (vocabulary, rows) = Qwen2GgufChecks.CheckVocabulary(file);
+        }
+
+        CheckedAudioFile audio;
+        using (var file = GgufFile.Open(AudioPath))
+        {
+            audio = AudioGgufChecks.Check(file);
+        }
+
+        if (vocabulary != backbone)
+        {
+            throw new ModelFileException(VocabularyPath, $"its hyper-parameters {vocabulary} are not the backbone's {backbone}: the files come from different models.", "qwen2");
+        }
+
+        if (audio.Description.EmbeddingLength != backbone.EmbeddingLength)
+        {
+            throw new ModelFileException(AudioPath, $"the adapter produces embeddings of {audio.Description.EmbeddingLength}; the backbone is {backbone.EmbeddingLength} wide: the files come from different models.", MiniOmniGgufKeys.EmbeddingLength);
+        }
+
+        if (audio.Description.PaddedVocabularySize != rows)
+        {
+            throw new ModelFileException(AudioPath, $"{audio.Description.PaddedVocabularySize} rows; the vocabulary file has {rows}: the files come from different models.", MiniOmniGgufKeys.PaddedVocabularySize);
+        }
+
+        return new CheckedModelDirectory(this, backbone, rows, audio);
     }
 }

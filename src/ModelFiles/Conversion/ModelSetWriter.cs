@@ -15,14 +15,18 @@ public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 /// <summary>Progress of writing a model set: the stage, the current item, and how far along it is.</summary>
 public readonly record struct ConversionProgress(string Stage, string? Item, long Done, long Total);
 
-/// <summary>What goes into a model set: the backbone, its tokenizer, and the audio file.</summary>
+/// <summary>
+/// What goes into a model set: the backbone, its tokenizer, and the audio file. With <c>TiedHead</c> the output head is
+/// the token embedding table (litgpt's <c>tie_word_embeddings</c>).
+/// </summary>
 public sealed record ModelSetContent(
     BackboneShape Backbone,
     HfTokenizer Tokenizer,
     BackboneGgufBuilder.TensorSource BackboneSource,
     AudioFileDescription Audio,
     IEnumerable<AudioTensor> AudioTensors,
-    string SourceDescription);
+    string SourceDescription,
+    bool TiedHead = false);
 
 /// <summary>
 /// Writes <see cref="ModelDirectory.AudioFileName"/>, <see cref="ModelDirectory.VocabularyFileName"/> and
@@ -54,7 +58,7 @@ public static class ModelSetWriter
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
             var vocabulary = new GgufWriter();
             // The embedding table and head are written by us, so a quantized model gets Q8_0 (llama.cpp's Q4_K_M would pick Q6_K for the head).
-            BackboneGgufBuilder.DescribeVocabulary(vocabulary, content.Backbone, content.Tokenizer, content.BackboneSource, type.OwnMatrixType(), content.SourceDescription);
+            BackboneGgufBuilder.DescribeVocabulary(vocabulary, content.Backbone, content.Tokenizer, content.BackboneSource, type.OwnMatrixType(), content.SourceDescription, content.TiedHead);
             var backbone = new GgufWriter();
             BackboneGgufBuilder.DescribeBackbone(backbone, content.Backbone, content.BackboneSource,
                 type == ModelFileType.F16 ? GgmlType.F16 : GgmlType.F32, content.SourceDescription);

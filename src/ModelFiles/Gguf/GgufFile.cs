@@ -18,6 +18,10 @@ public sealed unsafe class GgufFile : IDisposable
 {
     private const uint Magic = 0x46554747;
     private const int MaxDims = 4;
+    private const int MaxNameBytes = 64;
+    private const string AlignmentKey = "general.alignment";
+    private const uint MaxAlignment = 1 << 20;
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -25,7 +29,7 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly long _length;
     private readonly Dictionary<string, object> _metadata = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GgufTensorInfo> _tensors = new(StringComparer.Ordinal);
-    private bool _disposed;
+    private int _disposed;
 
     private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, long length)
     {
@@ -124,14 +128,35 @@ public sealed unsafe class GgufFile : IDisposable
         var other => throw new ModelFileException(Path, $"expected an array of {typeof(T).Name}, found {other.GetType().Name}.", key),
     };
 
+    /// <summary>
+    /// Whether two ggml shapes (innermost first) are the same tensor shape: ggml drops trailing dimensions of 1 when it
+    /// writes a file (llama.cpp's quantizer writes a [32, 1] tensor as [32]), so those do not count.
+    /// </summary>
+    public static bool SameShape(IReadOnlyList<long> first, IReadOnlyList<long> second)
+    {
+        static int Rank(IReadOnlyList<long> dims)
+        {
+            int rank = dims.Count;
+            while (rank > 1 && dims[rank - 1] == 1)
+            {
+                rank--;
+            }
+
+            return rank;
+        }
+
+        int rank = Rank(first);
+        return rank == Rank(second) && Enumerable.Range(0, rank).All(d => first[d] == second[d]);
+    }
+
     /// <summary>The tensor <paramref name="name"/>; a missing tensor is an error naming it.</summary>
     public GgufTensorInfo GetTensor(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw new ModelFileException(Path, "tensor not found.", name);
 
-    /// <summary>The raw bytes of a tensor, in place in the mapped file.</summary>
+    /// <summary>The raw bytes of a tensor of this file, in place in the mapped file.</summary>
     public ReadOnlySpan<byte> GetTensorBytes(GgufTensorInfo tensor)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        RequireOwn(tensor);
         if (tensor.ByteSize > int.MaxValue)
         {
             throw new ModelFileException(Path, $"{tensor.ByteSize} bytes is too large for one span; read it by rows.", tensor.Name);
@@ -140,10 +165,11 @@ public sealed unsafe class GgufFile : IDisposable
         return new ReadOnlySpan<byte>(_base + tensor.DataOffset, (int)tensor.ByteSize);
     }
 
-    /// <summary>Reads a whole tensor as float32 (F32, F16, BF16 or Q8_0).</summary>
+    /// <summary>Reads a whole tensor as float32 (F32, F16, BF16 or Q8_0); another type is an error naming the tensor.</summary>
     public float[] ReadFloat32(string name)
     {
         var tensor = GetTensor(name);
+        RequireDecodable(tensor);
         var values = new float[tensor.ElementCount];
         TensorEncoding.Decode(GetTensorBytes(tensor), tensor.Type, values);
         return values;
@@ -152,7 +178,8 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Decodes row <paramref name="row"/> of a 2-D tensor (a row is <c>Dims[0]</c> elements) into <paramref name="destination"/>.</summary>
     public void ReadRow(GgufTensorInfo tensor, long row, Span<float> destination)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        RequireOwn(tensor);
+        RequireDecodable(tensor);
         long rowElements = tensor.Dims[0];
         long rows = tensor.ElementCount / rowElements;
         if ((ulong)row >= (ulong)rows)
@@ -173,15 +200,33 @@ public sealed unsafe class GgufFile : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_disposed)
+        // One caller releases the map; a second, concurrent or later, returns at once.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
 
-        _disposed = true;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
+    }
+
+    // Tensor infos are public records: one made up, or taken from another file, must never address memory outside this map.
+    private void RequireOwn(GgufTensorInfo tensor)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!_tensors.TryGetValue(tensor.Name, out var own) || own != tensor)
+        {
+            throw new ArgumentException($"'{tensor.Name}' is not a tensor of {Path}.", nameof(tensor));
+        }
+    }
+
+    private void RequireDecodable(GgufTensorInfo tensor)
+    {
+        if (tensor.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0))
+        {
+            throw new ModelFileException(Path, $"{tensor.Type} data cannot be read here (F32, F16, BF16 or Q8_0); convert the model again with MiniOmni.SK.", tensor.Name);
+        }
     }
 
     private T Get<T>(string key)
@@ -210,27 +255,37 @@ public sealed unsafe class GgufFile : IDisposable
 
         ulong tensorCount = reader.U64();
         ulong metadataCount = reader.U64();
-        // Each entry takes at least 8 bytes; more than the file can hold means a corrupt header, not an allocation.
-        if (tensorCount > (ulong)_length / 8 || metadataCount > (ulong)_length / 8)
+        // A metadata entry takes at least 13 bytes and a tensor entry 32: more than the file can hold means a corrupt
+        // header, not an allocation.
+        if (tensorCount > (ulong)_length / 32 || metadataCount > (ulong)_length / 13)
         {
-            throw new ModelFileException(Path, $"header claims {tensorCount} tensors and {metadataCount} metadata entries: corrupt.");
+            throw new ModelFileException(Path, $"header claims {tensorCount} tensors and {metadataCount} metadata entries, more than {_length} bytes can hold: corrupt.");
         }
 
         for (ulong i = 0; i < metadataCount; i++)
         {
             string key = reader.String();
             var type = (GgufValueType)reader.U32();
-            _metadata[key] = reader.Value(type, key);
+            if (!_metadata.TryAdd(key, reader.Value(type, key)))
+            {
+                throw new ModelFileException(Path, "metadata key appears twice.", key);
+            }
         }
 
-        var infos = new List<(string Name, long[] Dims, GgmlType Type, long Offset)>();
+        long alignment = Alignment();
+        var infos = new List<(string Name, long[] Dims, GgmlType Type, ulong Offset)>();
         for (ulong i = 0; i < tensorCount; i++)
         {
             string name = reader.String();
+            if (name.Length == 0 || Encoding.UTF8.GetByteCount(name) >= MaxNameBytes)
+            {
+                throw new ModelFileException(Path, $"tensor {i} has a name of {Encoding.UTF8.GetByteCount(name)} bytes; ggml allows 1 to {MaxNameBytes - 1}.", name);
+            }
+
             uint dimCount = reader.U32();
             if (dimCount is 0 or > MaxDims)
             {
-                throw new ModelFileException(Path, $"{dimCount} dimensions.", name);
+                throw new ModelFileException(Path, $"{dimCount} dimensions; ggml tensors have 1 to {MaxDims}.", name);
             }
 
             var dims = new long[dimCount];
@@ -245,35 +300,91 @@ public sealed unsafe class GgufFile : IDisposable
                 dims[d] = (long)dim;
             }
 
-            infos.Add((name, dims, (GgmlType)reader.U32(), checked((long)reader.U64())));
+            infos.Add((name, dims, (GgmlType)reader.U32(), reader.U64()));
         }
 
-        long alignment = GetInteger("general.alignment", GgufWriter.Alignment);
-        long dataStart = (reader.Position + alignment - 1) / alignment * alignment;
+        // Tensor data follows the header at the next multiple of the alignment; each tensor starts where the previous one
+        // ended, padded to the alignment, as ggml writes and requires. A tensor whose type or shape was changed no longer
+        // fits this layout, so its data cannot be misread: the next offset, or the end of the file, gives it away.
+        long dataStart = AlignUp(reader.Position, alignment);
+        long expectedOffset = 0;
+        GgufTensorInfo? previous = null;
         foreach (var (name, dims, type, offset) in infos)
         {
-            long byteSize;
-            try
+            long byteSize = ByteSizeOf(name, dims, type);
+            if (offset != (ulong)expectedOffset)
             {
-                byteSize = GgmlTypeInfo.ByteSize(type, dims.Aggregate(1L, (a, b) => checked(a * b)));
-            }
-            catch (Exception e) when (e is NotSupportedException or ArgumentException or OverflowException)
-            {
-                throw new ModelFileException(Path, e.Message, name, e);
-            }
-
-            long start = dataStart + offset;
-            if (offset < 0 || start + byteSize > _length)
-            {
-                throw new ModelFileException(Path, $"data [{start}, {start + byteSize}) lies past the end of the file ({_length} bytes): truncated?", name);
+                // The tensor before (whose type and shape give the size that ends at expectedOffset) is the likelier culprit.
+                throw previous is null
+                    ? new ModelFileException(Path, $"the first tensor's data starts at offset {offset}, not 0: corrupt.", name)
+                    : new ModelFileException(Path, $"{previous.Type} [{string.Join(", ", previous.Dims)}] takes {previous.ByteSize} bytes, so its data ends at offset {expectedOffset}, but the next tensor, '{name}', starts at {offset}: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", previous.Name);
             }
 
-            if (!_tensors.TryAdd(name, new GgufTensorInfo(name, dims, type, start, byteSize)))
+            long start = dataStart + expectedOffset;
+            if (start > _length || byteSize > _length - start)
+            {
+                throw new ModelFileException(Path, $"{type} data [{start}, {start + byteSize}) lies past the end of the file ({_length} bytes): truncated?", name);
+            }
+
+            // ggml pads with zeros: data in the padding means the tensor's type or shape claims less than it holds.
+            long paddingEnd = Math.Min(dataStart + AlignUp(expectedOffset + byteSize, alignment), _length);
+            if (new ReadOnlySpan<byte>(_base + start + byteSize, (int)(paddingEnd - start - byteSize)).ContainsAnyExcept((byte)0))
+            {
+                throw new ModelFileException(Path, $"{type} [{string.Join(", ", dims)}] takes {byteSize} bytes, but data follows it in the padding to the next tensor: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", name);
+            }
+
+            previous = new GgufTensorInfo(name, dims, type, start, byteSize);
+            if (!_tensors.TryAdd(name, previous))
             {
                 throw new ModelFileException(Path, "tensor appears twice.", name);
             }
+
+            expectedOffset = AlignUp(expectedOffset + byteSize, alignment);
+        }
+
+        // Bytes after the last tensor's padded end mean the table describes less data than the file holds.
+        if (infos.Count > 0 && _length > dataStart + expectedOffset)
+        {
+            throw new ModelFileException(Path, $"{previous!.Type} [{string.Join(", ", previous.Dims)}] takes {previous.ByteSize} bytes, but {_length - dataStart - expectedOffset} more follow it to the end of the file: a type or shape does not match the data (a relabelled type?), or the file is corrupt.", previous.Name);
         }
     }
+
+    private long Alignment()
+    {
+        if (!_metadata.TryGetValue(AlignmentKey, out object? value))
+        {
+            return GgufWriter.Alignment;
+        }
+
+        // ggml reads this key as a u32 and aborts the process when it is another type.
+        return value is uint alignment && alignment != 0 && (alignment & (alignment - 1)) == 0 && alignment <= MaxAlignment
+            ? alignment
+            : throw new ModelFileException(Path, $"must be a power of two up to {MaxAlignment}, stored as u32; found {value} ({value.GetType().Name}).", AlignmentKey);
+    }
+
+    private long ByteSizeOf(string name, long[] dims, GgmlType type)
+    {
+        try
+        {
+            var (blockElements, _) = GgmlTypeInfo.Block(type);
+            if (dims[0] % blockElements != 0)
+            {
+                throw new ModelFileException(Path, $"rows of {dims[0]} elements do not fill whole {type} blocks of {blockElements}.", name);
+            }
+
+            return GgmlTypeInfo.ByteSize(type, dims.Aggregate(1L, (a, b) => checked(a * b)));
+        }
+        catch (NotSupportedException)
+        {
+            throw new ModelFileException(Path, $"tensor type {(uint)type} is not one MiniOmni.SK reads.", name);
+        }
+        catch (OverflowException)
+        {
+            throw new ModelFileException(Path, $"dimensions [{string.Join(", ", dims)}] hold more elements than a tensor can.", name);
+        }
+    }
+
+    private static long AlignUp(long value, long alignment) => (value + alignment - 1) / alignment * alignment;
 
     private ref struct Reader(GgufFile file)
     {
@@ -286,12 +397,20 @@ public sealed unsafe class GgufFile : IDisposable
         public string String()
         {
             ulong length = U64();
-            if (length > (ulong)(file._length - Position))
+            if (length > (ulong)(file._length - Position) || length > int.MaxValue)
             {
                 throw new ModelFileException(file.Path, $"a string of {length} bytes at offset {Position} runs past the end of the file: truncated or corrupt.");
             }
 
-            return Encoding.UTF8.GetString(Take((int)length));
+            long at = Position;
+            try
+            {
+                return StrictUtf8.GetString(Take((int)length));
+            }
+            catch (DecoderFallbackException)
+            {
+                throw new ModelFileException(file.Path, $"the string at offset {at} is not valid UTF-8: corrupt.");
+            }
         }
 
         public object Value(GgufValueType type, string key) => type switch
@@ -303,7 +422,7 @@ public sealed unsafe class GgufFile : IDisposable
             GgufValueType.UInt32 => U32(),
             GgufValueType.Int32 => BitConverter.ToInt32(Take(4)),
             GgufValueType.Float32 => BitConverter.ToSingle(Take(4)),
-            GgufValueType.Bool => Take(1)[0] != 0,
+            GgufValueType.Bool => Bool(key),
             GgufValueType.String => String(),
             GgufValueType.UInt64 => U64(),
             GgufValueType.Int64 => BitConverter.ToInt64(Take(8)),
@@ -312,25 +431,45 @@ public sealed unsafe class GgufFile : IDisposable
             _ => throw new ModelFileException(file.Path, $"unknown value type {(uint)type}.", key),
         };
 
+        private bool Bool(string key)
+        {
+            byte value = Take(1)[0];
+            return value <= 1 ? value == 1 : throw new ModelFileException(file.Path, $"a boolean stored as {value}; GGUF booleans are 0 or 1.", key);
+        }
+
         private object Array(string key)
         {
             var elementType = (GgufValueType)U32();
             ulong count = U64();
-            if (count > (ulong)(file._length - Position))
+            // Each element takes at least its fixed size (a string at least its 8-byte length): bound the count by what
+            // the rest of the file can hold before allocating anything.
+            int minimumElementBytes = elementType switch
             {
-                throw new ModelFileException(file.Path, $"an array of {count} elements cannot fit in the rest of the file.", key);
+                GgufValueType.UInt8 or GgufValueType.Int8 or GgufValueType.Bool => 1,
+                GgufValueType.UInt16 or GgufValueType.Int16 => 2,
+                GgufValueType.UInt32 or GgufValueType.Int32 or GgufValueType.Float32 => 4,
+                GgufValueType.UInt64 or GgufValueType.Int64 or GgufValueType.Float64 or GgufValueType.String => 8,
+                _ => throw new ModelFileException(file.Path, $"arrays of value type {(uint)elementType} are not supported.", key),
+            };
+            if (count > (ulong)(file._length - Position) / (ulong)minimumElementBytes)
+            {
+                throw new ModelFileException(file.Path, $"an array of {count} {elementType} elements cannot fit in the rest of the file: truncated or corrupt.", key);
             }
 
             return elementType switch
             {
                 GgufValueType.String => Fill(count, ref this, static (ref Reader r) => r.String()),
-                GgufValueType.Int32 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToInt32(r.Take(4))),
-                GgufValueType.UInt32 => Fill(count, ref this, static (ref Reader r) => r.U32()),
-                GgufValueType.Float32 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToSingle(r.Take(4))),
-                GgufValueType.Int64 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToInt64(r.Take(8))),
                 GgufValueType.UInt8 => Fill(count, ref this, static (ref Reader r) => r.Take(1)[0]),
+                GgufValueType.Int8 => Fill(count, ref this, static (ref Reader r) => (sbyte)r.Take(1)[0]),
                 GgufValueType.Bool => Fill(count, ref this, static (ref Reader r) => r.Take(1)[0] != 0),
-                _ => throw new ModelFileException(file.Path, $"arrays of {elementType} are not supported.", key),
+                GgufValueType.UInt16 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToUInt16(r.Take(2))),
+                GgufValueType.Int16 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToInt16(r.Take(2))),
+                GgufValueType.UInt32 => Fill(count, ref this, static (ref Reader r) => r.U32()),
+                GgufValueType.Int32 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToInt32(r.Take(4))),
+                GgufValueType.Float32 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToSingle(r.Take(4))),
+                GgufValueType.UInt64 => Fill(count, ref this, static (ref Reader r) => r.U64()),
+                GgufValueType.Int64 => Fill(count, ref this, static (ref Reader r) => BitConverter.ToInt64(r.Take(8))),
+                _ => Fill(count, ref this, static (ref Reader r) => BitConverter.ToDouble(r.Take(8))),
             };
         }
 

@@ -11,8 +11,6 @@ namespace MiniOmni.SK.Connector.Tests.Engine;
 /// <summary>Free-running greedy generation on the fixture: the reference's tokens, up to the first near-tie.</summary>
 public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITestOutputHelper output) : IClassFixture<ConvertedFixtureModel>
 {
-    // Where the reference's top two logits are closer than this, float rounding may legitimately pick either.
-    private const float NearTie = 1e-4f;
     private static readonly MiniOmniVocabulary Vocabulary = GoldenTasks.ReleaseVocabulary;
 
     [Theory]
@@ -39,7 +37,7 @@ public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITes
         using var scheduler = new DecodeScheduler(backbone, new EmbeddingMix(file), Vocabulary, maxActiveAnswers: 1, NullLogger.Instance);
         var steps = scheduler.Submit(new GenerationRequest(task, prompt, thinking, features, new SamplingOptions(), maxSteps), CancellationToken.None).ReadAllAsync().ToBlockingEnumerable().ToList();
 
-        int comparable = FirstNearTie(reference.GetProperty("steps"), speaks, parallel);
+        int comparable = GoldenTasks.FirstNearTie(reference.GetProperty("steps"), speaks, parallel);
         var expectedText = speaks ? GoldenTasks.ReadIds(reference.GetProperty("output")[7]) : GoldenTasks.ReadIds(reference.GetProperty("output"));
         output.WriteLine($"{name}: {steps.Count} steps, first near-tie at step {comparable}");
         Assert.Equal(expectedText[..comparable], steps.Take(comparable).Select(s => s.Text));
@@ -58,19 +56,5 @@ public sealed class FreeRunningParityTests(ConvertedFixtureModel converted, ITes
         }
 
         Assert.True(comparable >= 10, $"a near-tie at step {comparable} leaves too little to compare");
-    }
-
-    private static int FirstNearTie(JsonElement steps, bool speaks, bool parallel)
-    {
-        for (int step = 0; step < steps.GetArrayLength(); step++)
-        {
-            var heads = Enumerable.Range(0, speaks ? 7 : 0).Select(h => steps[step][0][h]).Append(steps[step][parallel ? 1 : 0][7]);
-            if (heads.Any(head => head[1][0].GetSingle() - head[1][1].GetSingle() < NearTie))
-            {
-                return step;
-            }
-        }
-
-        return steps.GetArrayLength();
     }
 }
