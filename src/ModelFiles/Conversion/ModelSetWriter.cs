@@ -49,7 +49,7 @@ public static class ModelSetWriter
         try
         {
             // Every file is described (every source tensor found and shape-checked) before any is written.
-            bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
+            bool quantize = type.IsQuantized();
             var audio = new GgufWriter();
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
             var vocabulary = new GgufWriter();
