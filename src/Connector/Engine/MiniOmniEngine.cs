@@ -16,10 +16,26 @@ namespace MiniOmni.SK.Engine;
 public sealed record MiniOmniEngineOptions
 {
     /// <summary>
-    /// KV cache positions shared by the active answers (a batch-parallel answer uses two sequences); each answer reserves
-    /// its prompt plus its budget. 8192 positions of the f16 cache take about 100 MB.
+    /// KV cache positions shared by the active answers (a batch-parallel answer uses two sequences). Each answer reserves
+    /// its prompt and then slices of what it goes on to use, not its whole budget; when the cache is full, an answer
+    /// waits for room, and if all do, the latest ends. 8192 positions of the f16 cache take about 100 MB.
     /// </summary>
     public uint ContextSize { get; init; } = 8192;
+
+    /// <summary>
+    /// The budget of an answer whose request sets none (<see cref="MiniOmniRequest.MaxTokens"/> 0), in steps (about 12 a
+    /// second of speech); the model's context bounds it too. The release's spoken answers run a few hundred steps.
+    /// </summary>
+    public int DefaultMaxTokens { get; init; } = 1024;
+
+    /// <summary>How the steps of several answers are grouped into llama.cpp decodes; by default as measured at load.</summary>
+    public StepDecodePolicy StepDecodePolicy { get; init; } = StepDecodePolicy.Measured;
+
+    /// <summary>How the text head is held: null follows the model type (see <see cref="ModelFileTypes.TextHeadType"/>).</summary>
+    internal GgmlType? TextHeadType { get; init; }
+
+    /// <summary>How long a new answer's prompt may hold up the others' next step (its prompt is decoded in slices).</summary>
+    internal TimeSpan MaxPrefillPause { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
@@ -62,7 +78,10 @@ public sealed record MiniOmniRequest
     /// <summary>How each head picks its token.</summary>
     public SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>The most steps of the answer (one text token and one audio frame each); 0 fills the model's context, as the release's budget does.</summary>
+    /// <summary>
+    /// The most steps of the answer (one text token and one audio frame each); 0 takes the engine's
+    /// <see cref="MiniOmniEngineOptions.DefaultMaxTokens"/>, within what the model's context allows. Negative values are refused.
+    /// </summary>
     public int MaxTokens { get; init; }
 
     /// <summary>How much of Whisper's window to encode.</summary>
@@ -138,15 +157,24 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly DecodeScheduler _scheduler;
     private readonly ILogger _logger;
     private readonly int _trainedContext;
+    private readonly int _defaultMaxTokens;
     private volatile bool _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
         _logger = loggers.CreateLogger<MiniOmniEngine>();
         var compute = new GgmlComputeOptions { Threads = options.Threads, UseGpu = options.UseGpu };
+        if (options.DefaultMaxTokens <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.DefaultMaxTokens, "DefaultMaxTokens must be positive.");
+        }
+
+        _defaultMaxTokens = options.DefaultMaxTokens;
+        GgmlType? textHeadType = options.TextHeadType;
         using (var audio = GgufFile.Open(model.AudioPath))
         {
             _parameters = AudioModelParameters.Read(audio);
+            textHeadType ??= ModelTypeOf(audio)?.TextHeadType();
             _encoder = new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>());
             _codec = new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>());
         }
@@ -161,8 +189,10 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             Threads = options.Threads,
             GpuLayerCount = options.UseGpu ? 999 : 0,
             CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
+            StepDecodePolicy = options.StepDecodePolicy,
         };
-        var heads = new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>());
+        var heads = new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>(), textHeadType);
+        TextHeadType = heads.TextHeadType;
         try
         {
             _backbone = Backbone.Load(model.BackbonePath, heads, backboneOptions, loggers.CreateLogger<Backbone>());
@@ -175,7 +205,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
         _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
         _prompts = new PromptBuilder(_vocabulary);
-        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>());
+        var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause };
+        _scheduler = new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, scheduling, loggers.CreateLogger<DecodeScheduler>());
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
 
@@ -184,6 +215,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
     /// <summary>The decode scheduler's counters, for benchmarks and diagnostics.</summary>
     internal DecodeStatistics DecodeStatistics => _scheduler.Statistics;
+
+    /// <summary>The decode scheduler, for benchmarks and diagnostics.</summary>
+    internal DecodeScheduler Scheduler => _scheduler;
+
+    /// <summary>How the text head is held.</summary>
+    internal GgmlType TextHeadType { get; }
 
     /// <inheritdoc />
     public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
@@ -232,6 +269,10 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             _ = work.ContinueWith(_ => answerCancellation.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
+
+    // The model type the audio file states (written by the conversion), or null for a file without it.
+    private static ModelFileType? ModelTypeOf(GgufFile audio) =>
+        audio.Metadata.TryGetValue(MiniOmniGgufKeys.FileType, out var type) && type is string name && ModelFileTypes.Names.Contains(name) ? ModelFileTypes.Parse(name) : null;
 
     /// <inheritdoc />
     public void Dispose()
@@ -293,18 +334,36 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             prompt = _prompts.ForText(request.Task, _tokenizer.Tokenize(request.Text), preamble);
         }
 
-        // No budget given: as long as the model's context allows and the cache could hold, as the release's budget does.
+        // No budget given: the engine's default, within the model's context and (for the worst case) the cache; the
+        // cache is then reserved as the answer goes, not all at once.
         int sequences = thinking is null ? 1 : 2;
-        int maxSteps = request.MaxTokens > 0 ? request.MaxTokens
-            : Math.Min(_trainedContext - prompt.Length, ((int)_backbone.Options.ContextSize - prompt.Length) / sequences);
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps);
-        if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
+        long contextLeft = _trainedContext - (long)prompt.Length;
+        long cacheLeft = (_scheduler.UsableCells - prompt.Length) / sequences;
+        long maxSteps;
+        var limit = SchedulerStopReason.Budget;
+        if (request.MaxTokens < 0)
         {
-            throw new ContextOverflowException(
-                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({generation.SequenceCount} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
-                $"and the cache holds {_backbone.Options.ContextSize}; lower MaxTokens or raise ContextSize.", prompt.Length, maxSteps);
+            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, $"MaxTokens must be 0 (the engine's default budget of {_defaultMaxTokens} steps) or positive; got {request.MaxTokens}.");
+        }
+        else if (request.MaxTokens > 0)
+        {
+            maxSteps = request.MaxTokens;
+        }
+        else
+        {
+            maxSteps = Math.Min(_defaultMaxTokens, Math.Min(contextLeft, cacheLeft));
+            limit = maxSteps < _defaultMaxTokens ? SchedulerStopReason.Context : SchedulerStopReason.Budget;
         }
 
+        // In long arithmetic: a budget near int.MaxValue must not wrap around the checks.
+        if (maxSteps <= 0 || maxSteps > contextLeft || prompt.Length + sequences * maxSteps > _scheduler.UsableCells)
+        {
+            throw new ContextOverflowException(
+                $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: the model's context is {_trainedContext} positions " +
+                $"and the cache holds {_scheduler.UsableCells}; lower MaxTokens (at most {Math.Max(0, Math.Min(contextLeft, cacheLeft))} here) or raise ContextSize.", prompt.Length, (int)Math.Min(maxSteps, int.MaxValue));
+        }
+
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { StepLimitReason = limit };
         return new PreparedRequest(request, generation, audio, clock);
     }
 
@@ -377,6 +436,6 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
 
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams));
-        _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s.", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds);
+        _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Reason}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, steps.StopReason);
     }
 }
