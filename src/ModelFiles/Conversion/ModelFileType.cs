@@ -18,13 +18,18 @@ public enum ModelFileType
     Q4_0,
     /// <summary>Backbone matrices in llama.cpp's non-linear 4-bit blocks (IQ4_NL), also repacked at load on x86 and Arm; everything else as for <see cref="Q8_0"/>.</summary>
     IQ4_NL,
+    /// <summary>
+    /// Backbone feed-forward matrices (nine tenths of its weights) in Q4_0, attention matrices in Q8_0, written by
+    /// MiniOmni.SK itself; everything else as for <see cref="Q8_0"/>.
+    /// </summary>
+    Q4_0_Mixed,
 }
 
 /// <summary>Parsing and naming of <see cref="ModelFileType"/> as the command line spells it.</summary>
 public static class ModelFileTypes
 {
-    /// <summary>The lower-case names, in the enum's order: f32, f16, q8_0, q4_k_m, q4_0, iq4_nl.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["f32", "f16", "q8_0", "q4_k_m", "q4_0", "iq4_nl"];
+    /// <summary>The lower-case names, in the enum's order: f32, f16, q8_0, q4_k_m, q4_0, iq4_nl, q4_0_mixed.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["f32", "f16", "q8_0", "q4_k_m", "q4_0", "iq4_nl", "q4_0_mixed"];
 
     /// <summary>Parses a lower-case name; anything else is an <see cref="ArgumentException"/> listing the choices.</summary>
     public static ModelFileType Parse(string name) => name.ToLowerInvariant() switch
@@ -35,6 +40,7 @@ public static class ModelFileTypes
         "q4_k_m" => ModelFileType.Q4_K_M,
         "q4_0" => ModelFileType.Q4_0,
         "iq4_nl" => ModelFileType.IQ4_NL,
+        "q4_0_mixed" => ModelFileType.Q4_0_Mixed,
         _ => throw new ArgumentException($"Unknown model type '{name}'; choose one of {string.Join(", ", Names)}.", nameof(name)),
     };
 
@@ -58,7 +64,7 @@ public static class ModelFileTypes
     /// 4-bit types, whose point is speed on a CPU (the text head is the largest matrix a step multiplies); null keeps
     /// the file's type. The audio heads always stay as the file stores them.
     /// </summary>
-    public static Gguf.GgmlType? TextHeadType(this ModelFileType type) => type is ModelFileType.Q4_0 or ModelFileType.IQ4_NL ? Gguf.GgmlType.Q4_0 : null;
+    public static Gguf.GgmlType? TextHeadType(this ModelFileType type) => type is ModelFileType.Q4_0 or ModelFileType.IQ4_NL or ModelFileType.Q4_0_Mixed ? Gguf.GgmlType.Q4_0 : null;
 
     /// <summary>Whether llama.cpp's quantizer writes the backbone of <paramref name="type"/> (every type but f32 and f16).</summary>
     public static bool IsQuantized(this ModelFileType type) => type is not (ModelFileType.F32 or ModelFileType.F16);

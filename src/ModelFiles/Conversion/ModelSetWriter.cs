@@ -77,7 +77,15 @@ public static class ModelSetWriter
                 clock.Restart();
                 progress?.Report(new ConversionProgress("quantize", type.ToName(), 0, 1));
                 cancellationToken.ThrowIfCancellationRequested();
-                LlamaQuantization.Quantize(unquantized, staged.BackbonePath, type, Environment.ProcessorCount);
+                if (type == ModelFileType.Q4_0_Mixed)
+                {
+                    MixedQuantization.Quantize(unquantized, staged.BackbonePath, cancellationToken);
+                }
+                else
+                {
+                    LlamaQuantization.Quantize(unquantized, staged.BackbonePath, type, Environment.ProcessorCount);
+                }
+
                 File.Delete(unquantized);
                 progress?.Report(new ConversionProgress("quantize", type.ToName(), 1, 1));
                 logger.LogInformation("Quantized the backbone to {Type} in {Seconds:F1} s.", type.ToName(), clock.Elapsed.TotalSeconds);
