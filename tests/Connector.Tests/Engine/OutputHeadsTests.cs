@@ -69,6 +69,40 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
     }
 
     [Fact]
+    public void ATextHeadRequantizedToQ4KeepsTheAudioHeadsExactAndTheTextHeadCloseToItsWeights()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var exact = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 2);
+        using var q4 = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 2, textHeadType: GgmlType.Q4_0);
+        var random = new Random(8);
+        float[] hidden = [.. Enumerable.Range(0, 2 * exact.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[] sets = [OutputHeadSet.TextAndAudio, OutputHeadSet.Text];
+
+        var expected = exact.Compute(hidden, sets).Select(l => (Text: l[vocabulary.TextHead].ToArray(), Audio: sets[0] == OutputHeadSet.TextAndAudio ? l : default)).ToArray();
+        float[] expectedAudio = [.. exact.Compute(hidden.AsSpan(0, exact.EmbeddingLength), [OutputHeadSet.Audio])[0][vocabulary.AudioHead(0)]];
+        var logits = q4.Compute(hidden, sets);
+
+        Assert.Equal(GgmlType.Q4_0, q4.TextHeadType);
+        Assert.Equal(expectedAudio, logits[0][vocabulary.AudioHead(0)].ToArray());
+        for (int position = 0; position < sets.Length; position++)
+        {
+            var text = logits[position][vocabulary.TextHead];
+            double error = 0, spread = 0;
+            float mean = expected[position].Text.Average();
+            for (int i = 0; i < text.Length; i++)
+            {
+                error += Math.Pow(text[i] - expected[position].Text[i], 2);
+                spread += Math.Pow(expected[position].Text[i] - mean, 2);
+            }
+
+            // 4-bit blocks of 32 weights (and the hidden state in 8 bits, as ggml multiplies Q4_0): 8.6% of the logits' spread on the fixture.
+            double relative = Math.Sqrt(error / spread);
+            Assert.InRange(relative, 0.02, 0.11);
+        }
+    }
+
+    [Fact]
     public void AHeadOfTheWrongSizeIsRefusedWithTheFileNamed()
     {
         using var file = GgufFile.Open(converted.Model.VocabularyPath);
