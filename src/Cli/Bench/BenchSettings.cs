@@ -32,7 +32,19 @@ internal sealed record BenchSettings
 internal static class BenchTools
 {
     /// <summary>The console the human-readable tables go to: standard error, so standard output stays JSON.</summary>
-    public static IAnsiConsole Console { get; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(System.Console.Error) });
+    public static IAnsiConsole Console { get; } = CreateConsole();
+
+    private static IAnsiConsole CreateConsole()
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(System.Console.Error) });
+        if (System.Console.IsErrorRedirected)
+        {
+            // Written to a file: wide enough for the tables' rows to stay on one line.
+            console.Profile.Width = 200;
+        }
+
+        return console;
+    }
 
     /// <summary>The median of <paramref name="repeats"/> timed runs of <paramref name="work"/>, after one warm-up, in milliseconds.</summary>
     public static double Median(int repeats, Action work)

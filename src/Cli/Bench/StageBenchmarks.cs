@@ -135,7 +135,10 @@ internal static class StageBenchmarks
         // What the engine measures at load: the cost of 1..8-row decodes and of a prompt position, and the plans they give.
         Status("backbone, decode costs", () =>
         {
-            backbone.Calibrate();
+            while (backbone.MeasureNextCost())
+            {
+            }
+
             return 0;
         });
         var costs = backbone.Costs;

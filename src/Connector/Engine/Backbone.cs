@@ -104,14 +104,17 @@ internal interface IBackbone
     /// <summary>The embedding width.</summary>
     int EmbeddingLength { get; }
 
-    /// <summary>What decodes cost on this machine, once <see cref="Calibrate"/> has run (nominal before).</summary>
+    /// <summary>What decodes cost on this machine, once <see cref="MeasureNextCost"/> has measured them all (nominal before).</summary>
     DecodeCosts Costs { get; }
 
     /// <summary>Time spent in the output heads so far (a part of <see cref="Decode"/>).</summary>
     TimeSpan HeadsTime { get; }
 
-    /// <summary>Measures <see cref="Costs"/>; runs decodes of its own, so only while no sequence is in use, on the thread that decodes.</summary>
-    void Calibrate();
+    /// <summary>
+    /// Measures the next size of decode for <see cref="Costs"/> (a few decodes of the scratch sequence, tenths of a second
+    /// at most), on the thread that decodes, while the cache is otherwise empty. Returns whether sizes remain.
+    /// </summary>
+    bool MeasureNextCost();
 
     /// <summary>
     /// Decodes <paramref name="batch"/> (in one llama.cpp decode or, for a batch of steps, in the decodes <see cref="Costs"/>
@@ -153,6 +156,8 @@ internal sealed class Backbone : IBackbone, IDisposable
     private int _rowsWithLogits;
     private float[] _hidden = [];
     private float[] _padding = [];
+    private float[] _calibration = [];
+    private readonly List<double> _measuredSteps = [];
     private long _headsTicks;
 
     private Backbone(LLamaWeights weights, LLamaContext context, OutputHeads heads, BackboneOptions options)
@@ -248,62 +253,63 @@ internal sealed class Backbone : IBackbone, IDisposable
     public BackboneBatch CreateBatch() => new(EmbeddingLength);
 
     /// <summary>
-    /// Measures what one decode of 1 to <see cref="BackboneOptions.MaxSequences"/> single-position rows costs, and a
-    /// prompt position, so that <see cref="Decode"/> splits steps as this model type runs fastest here. Uses sequences
-    /// from 0 up and removes what it decoded: call it before any sequence is in use.
+    /// Measures the cost of the next decode size: 1 to <see cref="BackboneOptions.MaxSequences"/> rows, then a prompt,
+    /// each a few decodes of the scratch sequence alone (the rows' matrix products cost what rows of as many sequences
+    /// cost). Once every size is measured, <see cref="Decode"/> splits steps as this model type runs fastest here.
+    /// Call it while no answer holds the cache: the prompt measurement takes more cells than the scratch margin.
     /// </summary>
-    public void Calibrate()
+    /// <returns>Whether sizes remain to be measured.</returns>
+    public bool MeasureNextCost()
     {
-        if (Options.StepDecodePolicy != StepDecodePolicy.Measured)
-        {
-            return;
-        }
-
         int maxRows = (int)Math.Min(Options.MaxSequences, Options.BatchSize);
-        int promptPositions = (int)Math.Min(CalibrationPromptPositions, Options.BatchSize);
-        var random = new Random(1);
-        var embedding = new float[EmbeddingLength];
-        for (int i = 0; i < embedding.Length; i++)
+        if (Options.StepDecodePolicy != StepDecodePolicy.Measured || _measuredSteps.Count > maxRows)
         {
-            embedding[i] = (float)(random.NextDouble() - 0.5) * 0.02f;
+            return false;
         }
 
-        double Time(int rows, bool prompt)
+        if (_calibration.Length != EmbeddingLength)
         {
-            var times = new double[CalibrationRepeats + 1];
-            for (int repeat = 0; repeat < times.Length; repeat++)
+            var random = new Random(1);
+            _calibration = [.. Enumerable.Range(0, EmbeddingLength).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
+        }
+
+        // Steps of 1..maxRows rows, then a prompt of CalibrationPromptPositions.
+        bool prompt = _measuredSteps.Count == maxRows;
+        int rows = prompt ? (int)Math.Min(CalibrationPromptPositions, Options.BatchSize) : _measuredSteps.Count + 1;
+        var times = new double[CalibrationRepeats + 1];
+        for (int repeat = 0; repeat < times.Length; repeat++)
+        {
+            _native.Clear();
+            for (int row = 0; row < rows; row++)
             {
-                _native.Clear();
-                for (int row = 0; row < rows; row++)
-                {
-                    _native.Add(embedding, (LLamaPos)(prompt ? row : 0), (LLamaSeqId)(prompt ? 0 : row), logits: true);
-                }
-
-                long started = System.Diagnostics.Stopwatch.GetTimestamp();
-                try
-                {
-                    DecodeNative();
-                }
-                finally
-                {
-                    for (int sequence = 0; sequence < (prompt ? 1 : rows); sequence++)
-                    {
-                        RemoveSequence((LLamaSeqId)sequence);
-                    }
-                }
-
-                times[repeat] = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                _native.Add(_calibration, (LLamaPos)row, _scratch, logits: true);
             }
 
-            // The first is a warm-up; the median of the rest.
-            var measured = times[1..];
-            Array.Sort(measured);
-            return Math.Max(1e-3, measured[measured.Length / 2]);
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            try
+            {
+                DecodeNative();
+            }
+            finally
+            {
+                RemoveSequence(_scratch);
+            }
+
+            times[repeat] = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         }
 
-        var steps = Enumerable.Range(1, maxRows).Select(rows => Time(rows, prompt: false)).ToArray();
-        double prompt = Time(promptPositions, prompt: true) / promptPositions;
-        Costs = new DecodeCosts(steps, prompt, StepDecodePolicy.Measured);
+        // The first is a warm-up; the median of the rest.
+        var measured = times[1..];
+        Array.Sort(measured);
+        double milliseconds = Math.Max(1e-3, measured[measured.Length / 2]);
+        _measuredSteps.Add(prompt ? milliseconds / rows : milliseconds);
+        if (!prompt)
+        {
+            return true;
+        }
+
+        Costs = new DecodeCosts(_measuredSteps[..maxRows], _measuredSteps[maxRows], StepDecodePolicy.Measured);
+        return false;
     }
 
     /// <summary>Decodes <paramref name="batch"/> and computes the heads its positions ask for (see <see cref="IBackbone.Decode"/>).</summary>

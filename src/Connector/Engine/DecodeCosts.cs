@@ -23,7 +23,7 @@ internal readonly record struct StepDecode(int Rows, int Padding);
 /// What one backbone decode costs by the number of rows in it, and how a step's rows are best split into decodes.
 /// llama.cpp's CPU kernels do not scale smoothly with rows: on x86, a two-row Q8_0 decode can cost more than two one-row
 /// decodes, while repacked Q4_0 multiplies four rows at a time (three rows cost more than four). The table is measured
-/// at load (<see cref="Backbone.Calibrate"/>); the plan is the cheapest split, each part optionally padded to a size
+/// at load (<see cref="Backbone.MeasureNextCost"/>); the plan is the cheapest split, each part optionally padded to a size
 /// that is cheaper still.
 /// </summary>
 internal sealed class DecodeCosts

@@ -101,6 +101,7 @@ internal sealed class DecodeScheduler : IDisposable
     private readonly Thread _thread;
     private readonly long _usableCells;
     private volatile bool _stopping;
+    private bool _measuringCosts = true;
     private volatile Exception? _fault;
     private long _reservedCells;
     private long _admitted;
@@ -152,8 +153,11 @@ internal sealed class DecodeScheduler : IDisposable
         Ticks(ref _decodeTicks), Ticks(ref _stepTicks), Ticks(ref _stepDecodeTicks), Ticks(ref _stepHeadsTicks), Ticks(ref _stepMixTicks), Ticks(ref _stepSampleTicks),
         Ticks(ref _workTicks), Volatile.Read(ref _workItems), Volatile.Read(ref _pauses), Volatile.Read(ref _contextEnds));
 
-    /// <summary>What the backbone's decodes cost, as measured when the scheduler started (nominal until then).</summary>
+    /// <summary>What the backbone's decodes cost, as measured while the scheduler was idle (nominal until then).</summary>
     public DecodeCosts Costs => _backbone.Costs;
+
+    /// <summary>Whether the decode costs are measured (each size is measured while the scheduler has nothing else to do).</summary>
+    public bool CostsMeasured => !Volatile.Read(ref _measuringCosts);
 
     /// <summary>The longest time between two steps of one answer since the last call, and resets it.</summary>
     public TimeSpan TakeLongestStepGap() => TimeSpan.FromTicks(Interlocked.Exchange(ref _longestGapTicks, 0));
@@ -233,9 +237,6 @@ internal sealed class DecodeScheduler : IDisposable
         var decoded = new List<ActiveAnswer>();
         try
         {
-            // Measured here, on the thread that decodes (see the remarks), before any answer holds a sequence.
-            _backbone.Calibrate();
-            _logger.LogDebug("Decode costs: {Costs}.", _backbone.Costs);
             while (WaitForWork())
             {
                 Step(batch, decoded);
@@ -529,9 +530,20 @@ internal sealed class DecodeScheduler : IDisposable
         }
     }
 
-    // Blocks only while there is nothing to decode or run; false once disposed.
+    // Blocks only while there is nothing to decode or run; false once disposed. While idle, the decode costs are
+    // measured one size at a time (here, on the thread that decodes: see the remarks), so that no request waits for
+    // more than one measurement; until they all are, steps go in one decode.
     private bool WaitForWork()
     {
+        while (!_stopping && _active.Count == 0 && _waiting.Count == 0 && !_inbox.Reader.TryPeek(out _) && _measuringCosts)
+        {
+            _measuringCosts = _backbone.MeasureNextCost();
+            if (!_measuringCosts)
+            {
+                _logger.LogDebug("Decode costs: {Costs}.", _backbone.Costs);
+            }
+        }
+
         if (_stopping)
         {
             return false;

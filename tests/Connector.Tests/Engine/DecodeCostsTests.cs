@@ -63,6 +63,34 @@ public sealed class DecodeCostsTests(ConvertedFixtureModel converted) : IClassFi
         Assert.Throws<ArgumentException>(() => new DecodeCosts([1, double.NaN], 1));
     }
 
+    [Fact]
+    public void TheBackboneMeasuresItsCostsOneSizeAtATimeAndLeavesNothingInTheCache()
+    {
+        using var vocabularyFile = GgufFile.Open(converted.Model.VocabularyPath);
+        using var backbone = GoldenTasks.LoadBackbone(converted.Model, vocabularyFile, maxSequences: 3);
+        Assert.Equal(StepDecodePolicy.Together, backbone.Costs.Policy); // nominal until measured
+
+        int measurements = 1;
+        while (backbone.MeasureNextCost())
+        {
+            measurements++;
+        }
+
+        // One measurement per step size (1 to 3 rows), then the prompt.
+        Assert.Equal(4, measurements);
+        Assert.Equal(StepDecodePolicy.Measured, backbone.Costs.Policy);
+        Assert.Equal(3, backbone.Costs.MaxRows);
+        Assert.False(backbone.MeasureNextCost());
+        // Every sequence, the scratch one included, starts again at position 0: nothing was left behind.
+        var batch = backbone.CreateBatch();
+        for (int sequence = 0; sequence <= 3; sequence++)
+        {
+            batch.Add(new float[backbone.EmbeddingLength], (LLamaPos)0, (LLamaSeqId)sequence, OutputHeadSet.Text);
+        }
+
+        backbone.DecodeHiddenStates(batch);
+    }
+
     [Theory]
     [InlineData(StepDecodePolicy.Apart, 0)]
     [InlineData(StepDecodePolicy.Measured, 5)]

@@ -429,7 +429,7 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
     public void ABackboneThatCannotBeMeasuredFaultsTheSchedulerBeforeAnyAnswer()
     {
         var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
-        backbone.Mock.Setup(b => b.Calibrate()).Throws(new InvalidOperationException("scripted calibration failure"));
+        backbone.Mock.Setup(b => b.MeasureNextCost()).Throws(new InvalidOperationException("scripted calibration failure"));
         using var scheduler = Create(backbone);
 
         var refused = Assert.Throws<InvalidOperationException>(() =>
@@ -485,7 +485,7 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
             Mock.Setup(b => b.Logits(It.IsAny<int>())).Returns<int>(index => _failing.Contains(index) ? throw new InvalidOperationException("scripted logits failure") : _logits[index]);
             Mock.Setup(b => b.CopySequence(It.IsAny<LLamaSeqId>(), It.IsAny<LLamaSeqId>(), It.IsAny<int>(), It.IsAny<int>()));
             Mock.Setup(b => b.RemoveSequence(It.IsAny<LLamaSeqId>()));
-            Mock.Setup(b => b.Calibrate());
+            Mock.Setup(b => b.MeasureNextCost()).Returns(false);
             Mock.SetupGet(b => b.Costs).Returns(DecodeCosts.Nominal(8));
             Mock.SetupGet(b => b.HeadsTime).Returns(TimeSpan.Zero);
         }
