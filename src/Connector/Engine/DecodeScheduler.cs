@@ -213,7 +213,8 @@ internal sealed class DecodeScheduler : IDisposable
     private InvalidOperationException Faulted(Exception fault) =>
         new($"The engine's decode loop failed and serves no more requests ({fault.GetType().Name}: {fault.Message}); dispose the engine and load the model again.", fault);
 
-    private void ThrowIfFaulted()
+    /// <summary>Throws the error that faulted the scheduler, if one did: it then serves no more answers.</summary>
+    public void ThrowIfFaulted()
     {
         if (_fault is { } fault)
         {

@@ -234,6 +234,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(_disposed, this);
+        _scheduler.ThrowIfFaulted();
         var prepared = Prepare(request);
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
