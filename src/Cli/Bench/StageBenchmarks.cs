@@ -144,7 +144,12 @@ internal static class StageBenchmarks
         var costs = backbone.Costs;
         figures["decode_costs_ms_by_rows"] = Enumerable.Range(1, costs.MaxRows).ToDictionary(rows => rows.ToString(), rows => Math.Round(costs.StepMilliseconds(rows), 1));
         figures["decode_cost_prompt_position_ms"] = Math.Round(costs.PromptPositionMilliseconds, 2);
-        figures["decode_plans"] = Enumerable.Range(1, costs.MaxRows).ToDictionary(rows => rows.ToString(), rows => string.Join(" + ", costs.Plan(rows).Select(d => d.Padding > 0 ? $"{d.Rows}(+{d.Padding} pad)" : $"{d.Rows}")));
+        figures["decode_plans"] = Plans(costs);
+        foreach (var (head, headCosts) in new[] { ("text", backbone.Heads.TextCosts), ("audio", backbone.Heads.AudioCosts) })
+        {
+            figures[$"heads_{head}_product_costs_ms_by_positions"] = Enumerable.Range(1, headCosts.MaxRows).ToDictionary(rows => rows.ToString(), rows => Math.Round(headCosts.StepMilliseconds(rows), 2));
+            figures[$"heads_{head}_product_plans"] = Plans(headCosts);
+        }
 
         int prompt = 3 + Audio.WhisperLogMel.FeatureFrameCount((int)(QuestionSeconds * 16000)) + 1;
         var batch = backbone.CreateBatch();
@@ -207,9 +212,20 @@ internal static class StageBenchmarks
         if (file.GetTensor("output.weight").Type is GgmlType.Q8_0 or GgmlType.F16 or GgmlType.F32)
         {
             using var alternative = Status($"loading the heads with a {other} text head", () => new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = settings.Threads }, MaxRows, textHeadType: other));
+            Status("heads, measuring their products", () =>
+            {
+                while (alternative.MeasureNextCost())
+                {
+                }
+
+                return 0;
+            });
             HeadFigures(alternative, hidden, repeats, $"{other.ToString().ToLowerInvariant()}_text_head_", figures);
         }
     }
+
+    private static Dictionary<string, string> Plans(DecodeCosts costs) =>
+        Enumerable.Range(1, costs.MaxRows).ToDictionary(rows => rows.ToString(), rows => string.Join(" + ", costs.Plan(rows).Select(d => d.Padding > 0 ? $"{d.Rows}(+{d.Padding} pad)" : $"{d.Rows}")));
 
     private static void HeadFigures(OutputHeads heads, float[] hidden, int repeats, string prefix, Dictionary<string, object> figures)
     {

@@ -104,7 +104,7 @@ internal interface IBackbone
     /// <summary>The embedding width.</summary>
     int EmbeddingLength { get; }
 
-    /// <summary>What decodes cost on this machine, once <see cref="MeasureNextCost"/> has measured them all (nominal before).</summary>
+    /// <summary>What decodes cost on this machine, once <see cref="MeasureNextCost"/> has measured them (nominal before).</summary>
     DecodeCosts Costs { get; }
 
     /// <summary>Time spent in the output heads so far (a part of <see cref="Decode"/>).</summary>
@@ -179,6 +179,9 @@ internal sealed class Backbone : IBackbone, IDisposable
 
     /// <inheritdoc />
     public DecodeCosts Costs { get; set; }
+
+    /// <summary>The output heads the backbone computes after each decode.</summary>
+    public OutputHeads Heads => _heads;
 
     /// <inheritdoc />
     public TimeSpan HeadsTime => TimeSpan.FromTicks(Volatile.Read(ref _headsTicks));
@@ -255,16 +258,23 @@ internal sealed class Backbone : IBackbone, IDisposable
     /// <summary>
     /// Measures the cost of the next decode size: 1 to <see cref="BackboneOptions.MaxSequences"/> rows, then a prompt,
     /// each a few decodes of the scratch sequence alone (the rows' matrix products cost what rows of as many sequences
-    /// cost). Once every size is measured, <see cref="Decode"/> splits steps as this model type runs fastest here.
+    /// cost); then the heads' products (<see cref="OutputHeads.MeasureNextCost"/>). Once every size is measured,
+    /// <see cref="Decode"/> splits steps, and the heads their products, as this model type runs fastest here.
     /// Call it while no answer holds the cache: the prompt measurement takes more cells than the scratch margin.
     /// </summary>
     /// <returns>Whether sizes remain to be measured.</returns>
     public bool MeasureNextCost()
     {
         int maxRows = (int)Math.Min(Options.MaxSequences, Options.BatchSize);
-        if (Options.StepDecodePolicy != StepDecodePolicy.Measured || _measuredSteps.Count > maxRows)
+        if (Options.StepDecodePolicy != StepDecodePolicy.Measured)
         {
             return false;
+        }
+
+        // The decodes first, then the heads' products.
+        if (_measuredSteps.Count > maxRows)
+        {
+            return _heads.MeasureNextCost();
         }
 
         if (_calibration.Length != EmbeddingLength)
@@ -309,7 +319,7 @@ internal sealed class Backbone : IBackbone, IDisposable
         }
 
         Costs = new DecodeCosts(_measuredSteps[..maxRows], _measuredSteps[maxRows], StepDecodePolicy.Measured);
-        return false;
+        return true;
     }
 
     /// <summary>Decodes <paramref name="batch"/> and computes the heads its positions ask for (see <see cref="IBackbone.Decode"/>).</summary>

@@ -16,7 +16,7 @@ public enum StepDecodePolicy
     Apart,
 }
 
-/// <summary>One llama.cpp decode of a step: <paramref name="Rows"/> answer rows plus <paramref name="Padding"/> throwaway rows.</summary>
+/// <summary>One llama.cpp decode (or product of a head) of a step: <paramref name="Rows"/> answer rows plus <paramref name="Padding"/> throwaway rows.</summary>
 internal readonly record struct StepDecode(int Rows, int Padding);
 
 /// <summary>
@@ -34,13 +34,15 @@ internal sealed class DecodeCosts
     private const double PaddingPenalty = 0.02;
 
     private readonly double[] _milliseconds;
+    private readonly bool _padding;
     private readonly StepDecode[][] _plans;
 
     /// <summary>Creates the table from <paramref name="stepMilliseconds"/>[n - 1], the cost of one decode of n single-position rows.</summary>
     /// <param name="stepMilliseconds">Costs of decodes of 1, 2, ... rows.</param>
     /// <param name="promptPositionMilliseconds">The cost of one position of a long prompt decoded at once.</param>
     /// <param name="policy">Whether to plan from the costs, or always together or apart.</param>
-    public DecodeCosts(IReadOnlyList<double> stepMilliseconds, double promptPositionMilliseconds, StepDecodePolicy policy = StepDecodePolicy.Measured)
+    /// <param name="padding">Whether a part may be padded with throwaway rows (for decodes; a product of the heads gains nothing from them).</param>
+    public DecodeCosts(IReadOnlyList<double> stepMilliseconds, double promptPositionMilliseconds, StepDecodePolicy policy = StepDecodePolicy.Measured, bool padding = true)
     {
         if (stepMilliseconds.Count == 0 || stepMilliseconds.Any(ms => !(ms > 0) || double.IsInfinity(ms)) || !(promptPositionMilliseconds > 0))
         {
@@ -48,6 +50,7 @@ internal sealed class DecodeCosts
         }
 
         _milliseconds = [.. stepMilliseconds];
+        _padding = padding;
         PromptPositionMilliseconds = promptPositionMilliseconds;
         Policy = policy;
         _plans = new StepDecode[_milliseconds.Length + 1][];
@@ -115,7 +118,7 @@ internal sealed class DecodeCosts
             best[n] = double.PositiveInfinity;
             for (int g = 1; g <= n; g++)
             {
-                for (int size = g; size <= _milliseconds.Length; size++)
+                for (int size = g; size <= (_padding ? _milliseconds.Length : g); size++)
                 {
                     double cost = best[n - g] + _milliseconds[size - 1] + (n - g > 0 ? ExtraDecodePenalty * unit : 0) + PaddingPenalty * unit * (size - g);
                     if (cost < best[n])

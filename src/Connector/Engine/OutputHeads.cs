@@ -98,6 +98,9 @@ internal sealed class OutputHeads : IDisposable
     private readonly GgmlTensor _audio;
     private readonly int _textRows;
     private readonly Dictionary<string, float[]> _outputBuffers = [];
+    private readonly int _maxPositions;
+    private readonly List<double> _measured = [];
+    private float[] _measuringStates = [];
 
     /// <summary>Uploads <c>output.weight</c> of <paramref name="vocabularyFile"/> and reserves compute memory for <paramref name="maxPositions"/> positions.</summary>
     /// <param name="vocabularyFile">The vocabulary GGUF holding <c>output.weight</c>.</param>
@@ -119,6 +122,8 @@ internal sealed class OutputHeads : IDisposable
 
         EmbeddingLength = (int)head.Dims[0];
         RowCount = vocabulary.RowCount;
+        _maxPositions = maxPositions;
+        TextCosts = AudioCosts = DecodeCosts.Nominal(maxPositions);
         _textRows = vocabulary.TextVocabularySize;
         TextHeadType = textHeadType ?? head.Type;
         var fileType = ElementType(head.Type, vocabularyFile.Path);
@@ -138,7 +143,7 @@ internal sealed class OutputHeads : IDisposable
             GgmlNative.ggml_set_name(_audio.Handle, "output.audio");
             _buffer = SafeGgmlBufferHandle.AllocateContextTensors(_context, _stage.PrimaryBackend);
             Upload(vocabularyFile, head);
-            _stage.Reserve(graph => Build(graph, maxPositions, maxPositions));
+            _stage.Reserve(graph => Build(graph, [maxPositions], [maxPositions]));
         }
         catch
         {
@@ -157,6 +162,70 @@ internal sealed class OutputHeads : IDisposable
 
     /// <summary>How the text head is held (the audio heads stay as the file stores them).</summary>
     public GgmlType TextHeadType { get; }
+
+    /// <summary>
+    /// What one product of the text head costs by the number of positions in it, and so how positions are split into
+    /// products: ggml multiplies a quantized matrix by one column with its dot products, and by a few columns with a
+    /// small-matrix kernel that can cost more than as many one-column products. Nominal (one product) until measured.
+    /// </summary>
+    public DecodeCosts TextCosts { get; set; }
+
+    /// <summary>As <see cref="TextCosts"/>, for the audio heads.</summary>
+    public DecodeCosts AudioCosts { get; set; }
+
+    /// <summary>
+    /// Measures the next size of product for <see cref="TextCosts"/> and <see cref="AudioCosts"/>: 1 to the most positions,
+    /// text then audio, a few graphs each. Returns whether sizes remain.
+    /// </summary>
+    public bool MeasureNextCost()
+    {
+        if (_measured.Count >= 2 * _maxPositions)
+        {
+            return false;
+        }
+
+        if (_measuringStates.Length == 0)
+        {
+            var random = new Random(2);
+            _measuringStates = [.. Enumerable.Range(0, _maxPositions * EmbeddingLength).Select(_ => (float)(random.NextDouble() - 0.5))];
+        }
+
+        bool text = _measured.Count < _maxPositions;
+        int positions = _measured.Count % _maxPositions + 1;
+        OutputHeadSet[] sets = [.. Enumerable.Repeat(text ? OutputHeadSet.Text : OutputHeadSet.Audio, positions)];
+        // One product of all positions, however the costs would split them.
+        var saved = (TextCosts, AudioCosts);
+        TextCosts = AudioCosts = DecodeCosts.Nominal(_maxPositions);
+        var times = new double[4];
+        try
+        {
+            for (int repeat = 0; repeat < times.Length; repeat++)
+            {
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
+                Compute(_measuringStates.AsSpan(0, positions * EmbeddingLength), sets);
+                times[repeat] = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            }
+        }
+        finally
+        {
+            (TextCosts, AudioCosts) = saved;
+        }
+
+        // The first is a warm-up; the median of the rest.
+        var measured = times[1..];
+        Array.Sort(measured);
+        _measured.Add(Math.Max(1e-3, measured[measured.Length / 2]));
+        if (_measured.Count == _maxPositions)
+        {
+            TextCosts = new DecodeCosts(_measured, 1, StepDecodePolicy.Measured, padding: false);
+        }
+        else if (_measured.Count == 2 * _maxPositions)
+        {
+            AudioCosts = new DecodeCosts(_measured[_maxPositions..], 1, StepDecodePolicy.Measured, padding: false);
+        }
+
+        return _measured.Count < 2 * _maxPositions;
+    }
 
     /// <summary>The head rows <paramref name="heads"/> covers, as [first, end).</summary>
     public (int First, int End) RowsOf(OutputHeadSet heads) => heads switch
@@ -185,29 +254,25 @@ internal sealed class OutputHeads : IDisposable
 
         int[] textPositions = [.. Enumerable.Range(0, heads.Count).Where(p => heads[p].HasFlag(OutputHeadSet.Text))];
         int[] audioPositions = [.. Enumerable.Range(0, heads.Count).Where(p => heads[p].HasFlag(OutputHeadSet.Audio))];
+        // Each head's positions in the products its costs plan, each product an input and an output of the one graph.
+        int[] textProducts = [.. TextCosts.Plan(textPositions.Length).Select(d => d.Rows)];
+        int[] audioProducts = [.. AudioCosts.Plan(audioPositions.Length).Select(d => d.Rows)];
         var inputs = new Dictionary<string, Array>();
-        if (textPositions.Length > 0)
-        {
-            inputs[TextInput] = Gather(hidden, textPositions);
-        }
-
-        if (audioPositions.Length > 0)
-        {
-            inputs[AudioInput] = Gather(hidden, audioPositions);
-        }
+        AddInputs(inputs, TextInput, hidden, textPositions, textProducts);
+        AddInputs(inputs, AudioInput, hidden, audioPositions, audioProducts);
 
         // Every step computes up to 181120 logits a position: reuse the arrays rather than allocate large objects each time.
-        var outputs = _stage.Run(graph => Build(graph, textPositions.Length, audioPositions.Length), inputs, OutputBuffer);
+        var outputs = _stage.Run(graph => Build(graph, textProducts, audioProducts), inputs, OutputBuffer);
         int audioRows = RowCount - _textRows;
-        var textLogits = textPositions.Length > 0 ? outputs[TextOutput].AsMemory() : default;
-        var audioLogits = audioPositions.Length > 0 ? outputs[AudioOutput].AsMemory() : default;
+        var text = Slices(outputs, TextOutput, textProducts, _textRows);
+        var audio = Slices(outputs, AudioOutput, audioProducts, audioRows);
         var result = new RowLogits[heads.Count];
         int textIndex = 0, audioIndex = 0;
         for (int position = 0; position < heads.Count; position++)
         {
-            var text = heads[position].HasFlag(OutputHeadSet.Text) ? textLogits.Slice(textIndex++ * _textRows, _textRows) : ReadOnlyMemory<float>.Empty;
-            var audio = heads[position].HasFlag(OutputHeadSet.Audio) ? audioLogits.Slice(audioIndex++ * audioRows, audioRows) : ReadOnlyMemory<float>.Empty;
-            result[position] = text.IsEmpty ? new RowLogits(_textRows, audio) : new RowLogits(0, text, _textRows, audio);
+            var textLogits = heads[position].HasFlag(OutputHeadSet.Text) ? text[textIndex++] : ReadOnlyMemory<float>.Empty;
+            var audioLogits = heads[position].HasFlag(OutputHeadSet.Audio) ? audio[audioIndex++] : ReadOnlyMemory<float>.Empty;
+            result[position] = textLogits.IsEmpty ? new RowLogits(_textRows, audioLogits) : new RowLogits(0, textLogits, _textRows, audioLogits);
         }
 
         return result;
@@ -221,27 +286,49 @@ internal sealed class OutputHeads : IDisposable
         _context?.Dispose();
     }
 
-    private float[] Gather(ReadOnlySpan<float> hidden, int[] positions)
+    // The hidden states of `positions`, one input per product of `products` positions each.
+    private void AddInputs(Dictionary<string, Array> inputs, string name, ReadOnlySpan<float> hidden, int[] positions, int[] products)
     {
-        var states = new float[positions.Length * EmbeddingLength];
-        for (int i = 0; i < positions.Length; i++)
+        int first = 0;
+        for (int product = 0; product < products.Length; product++)
         {
-            hidden.Slice(positions[i] * EmbeddingLength, EmbeddingLength).CopyTo(states.AsSpan(i * EmbeddingLength));
-        }
+            var states = new float[products[product] * EmbeddingLength];
+            for (int i = 0; i < products[product]; i++)
+            {
+                hidden.Slice(positions[first + i] * EmbeddingLength, EmbeddingLength).CopyTo(states.AsSpan(i * EmbeddingLength));
+            }
 
-        return states;
+            inputs[$"{name}_{product}"] = states;
+            first += products[product];
+        }
     }
 
-    private void Build(GgmlGraphBuilder graph, int textPositions, int audioPositions)
+    // Each position's logits, in order, from the outputs of the products.
+    private static List<ReadOnlyMemory<float>> Slices(Dictionary<string, float[]> outputs, string name, int[] products, int rows)
     {
-        if (textPositions > 0)
+        var slices = new List<ReadOnlyMemory<float>>();
+        for (int product = 0; product < products.Length; product++)
         {
-            graph.Output(TextOutput, graph.MulMat(_text, graph.Input(TextInput, GgmlElementType.F32, EmbeddingLength, textPositions)));
+            var logits = outputs[$"{name}_{product}"].AsMemory();
+            for (int i = 0; i < products[product]; i++)
+            {
+                slices.Add(logits.Slice(i * rows, rows));
+            }
         }
 
-        if (audioPositions > 0)
+        return slices;
+    }
+
+    private void Build(GgmlGraphBuilder graph, int[] textProducts, int[] audioProducts)
+    {
+        for (int product = 0; product < textProducts.Length; product++)
         {
-            graph.Output(AudioOutput, graph.MulMat(_audio, graph.Input(AudioInput, GgmlElementType.F32, EmbeddingLength, audioPositions)));
+            graph.Output($"{TextOutput}_{product}", graph.MulMat(_text, graph.Input($"{TextInput}_{product}", GgmlElementType.F32, EmbeddingLength, textProducts[product])));
+        }
+
+        for (int product = 0; product < audioProducts.Length; product++)
+        {
+            graph.Output($"{AudioOutput}_{product}", graph.MulMat(_audio, graph.Input($"{AudioInput}_{product}", GgmlElementType.F32, EmbeddingLength, audioProducts[product])));
         }
     }
 

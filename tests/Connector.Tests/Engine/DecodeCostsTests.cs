@@ -76,9 +76,11 @@ public sealed class DecodeCostsTests(ConvertedFixtureModel converted) : IClassFi
             measurements++;
         }
 
-        // One measurement per step size (1 to 3 rows), then the prompt.
-        Assert.Equal(4, measurements);
+        // One measurement per step size (1 to 3 rows), then the prompt, then each head's products of 1 to 3 positions.
+        Assert.Equal(4 + 2 * 3, measurements);
         Assert.Equal(StepDecodePolicy.Measured, backbone.Costs.Policy);
+        Assert.Equal(StepDecodePolicy.Measured, backbone.Heads.TextCosts.Policy);
+        Assert.Equal(3, backbone.Heads.AudioCosts.MaxRows);
         Assert.Equal(3, backbone.Costs.MaxRows);
         Assert.False(backbone.MeasureNextCost());
         // Every sequence, the scratch one included, starts again at position 0: nothing was left behind.

@@ -103,6 +103,34 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
     }
 
     [Fact]
+    public void PositionsSplitIntoSeveralProductsGetTheLogitsOfOne()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 4);
+        var random = new Random(11);
+        float[] hidden = [.. Enumerable.Range(0, 4 * heads.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[] sets = [OutputHeadSet.TextAndAudio, OutputHeadSet.Text, OutputHeadSet.Audio, OutputHeadSet.TextAndAudio];
+        float[][] Logits() => [.. heads.Compute(hidden, sets).Select((l, p) => (float[])[
+            .. sets[p].HasFlag(OutputHeadSet.Text) ? l[vocabulary.TextHead].ToArray() : [],
+            .. sets[p].HasFlag(OutputHeadSet.Audio) ? l[vocabulary.AudioHead(0).Start..vocabulary.AudioHead(vocabulary.AudioLayerCount - 1).End].ToArray() : []])];
+
+        var together = Logits();
+        heads.TextCosts = DecodeCosts.Nominal(4, StepDecodePolicy.Apart);
+        // Audio: costs on which two products of 2 and 1 positions beat one of 3.
+        heads.AudioCosts = new DecodeCosts([1, 1.5, 3, 4], 1, padding: false);
+        Assert.Equal([2, 1], heads.AudioCosts.Plan(3).Select(d => d.Rows));
+        var apart = Logits();
+
+        for (int position = 0; position < sets.Length; position++)
+        {
+            Assert.Equal(together[position].Length, apart[position].Length);
+            float worst = together[position].Zip(apart[position], (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(worst <= 1e-5f, $"position {position}: {worst:E2}");
+        }
+    }
+
+    [Fact]
     public void AHeadOfTheWrongSizeIsRefusedWithTheFileNamed()
     {
         using var file = GgufFile.Open(converted.Model.VocabularyPath);
