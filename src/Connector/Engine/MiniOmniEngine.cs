@@ -158,6 +158,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly ILogger _logger;
     private readonly int _trainedContext;
     private readonly int _defaultMaxTokens;
+    private readonly SemaphoreSlim _encoding = new(1, 1);
     private volatile bool _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
@@ -379,8 +380,18 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         if (prepared.Audio is { } audio)
         {
             int featureCount = generation.Prompt.AudioFeatureCount;
-            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
-            generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            // One question at a time: each encoding thread brings its own OpenMP team, and several at once on a small
+            // CPU wait on each other's barriers (four 1.2 s questions arriving together took 3 s to first speech).
+            await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
+                generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            }
+            finally
+            {
+                _encoding.Release();
+            }
         }
 
         cancellationToken.ThrowIfCancellationRequested();
