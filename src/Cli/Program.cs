@@ -12,4 +12,5 @@ root.Add(ModelFileCommands.Synthesize());
 root.Add(ModelFileCommands.Inspect());
 root.Add(RunCommand.Create());
 root.Add(BenchCommand.Create());
+root.Add(AccuracyCommand.Create());
 return await CommandRunner.InvokeAsync(root, args);

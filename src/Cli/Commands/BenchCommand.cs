@@ -1,36 +1,78 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using LLama.Native;
-using MiniOmni.SK.Engine;
+using System.Text.Json.Nodes;
+using MiniOmni.SK.Cli.Bench;
 using MiniOmni.SK.ModelFiles.Conversion;
-using MiniOmni.SK.ModelFiles.Gguf;
 using MiniOmni.SK.Native;
-using MiniOmni.SK.Speech;
 using Spectre.Console;
 
 namespace MiniOmni.SK.Cli.Commands;
 
-/// <summary><c>miniomni bench</c>: times each stage on a model directory and prints the figures as JSON.</summary>
+/// <summary>
+/// <c>miniomni bench</c>: times each stage and whole answers on a model directory and prints the figures as JSON (and
+/// a table of issue 17's goals on standard error). Several <c>--model</c>s are benchmarked one after another, each in
+/// a process of its own, and compared side by side.
+/// </summary>
 internal static class BenchCommand
 {
-    private const double QuestionSeconds = 2.0;
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    // A figure that could not be measured (no speech, too few points) is NaN.
+    private static readonly JsonSerializerOptions Figures = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni`).", Required = true };
-        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; the median is reported.", DefaultValueFactory = _ => 5 };
+        var models = new Option<DirectoryInfo[]>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni`); give several to compare model types.", Required = true, AllowMultipleArgumentsPerToken = true };
+        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; the median is reported.", DefaultValueFactory = _ => 3 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for every stage (default: all cores)." };
         var codecThreads = new Option<int?>("--codec-threads") { Description = "CPU threads of the speech decoder in whole answers (default: as --threads)." };
         var answersOnly = new Option<bool>("--answers-only") { Description = "Only time whole answers through the engine." };
-        var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each whole answer (64 is about 5 s of speech).", DefaultValueFactory = _ => 64 };
+        var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each whole answer (256 is about 21 s of speech).", DefaultValueFactory = _ => 256 };
+        var concurrency = new Option<string>("--concurrency") { Description = "Numbers of answers at once for the concurrency curve, comma-separated (empty: none).", DefaultValueFactory = _ => "1,2,4,8" };
+        var soak = new Option<int>("--soak") { Description = "Instead of the figures: N answers in process (every task, 4 at a time, every fifth cancelled), with memory every 100 answers and its slope." };
+        var peak = new Option<int>("--peak-answers") { Description = "Internal: load the engine, answer N questions at once, print the peak working set.", Hidden = true };
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
-        var command = new Command("bench", "Time the encoder, the codec and the backbone on a model directory; prints JSON.") { model, repeats, threads, codecThreads, answersOnly, answerSteps, output };
+        var command = new Command("bench", "Time the stages and whole answers on model directories; prints JSON (and the goals on standard error).")
+        {
+            models, repeats, threads, codecThreads, answersOnly, answerSteps, concurrency, soak, peak, output,
+        };
         command.SetAction(parse =>
         {
-            var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
-            var figures = Run(directory, Math.Max(1, parse.GetValue(repeats)), parse.GetValue(threads), parse.GetValue(codecThreads), parse.GetValue(answersOnly), Math.Max(8, parse.GetValue(answerSteps)));
-            string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true });
+            var settings = new BenchSettings
+            {
+                Repeats = Math.Max(1, parse.GetValue(repeats)),
+                Threads = parse.GetValue(threads),
+                CodecThreads = parse.GetValue(codecThreads),
+                AnswersOnly = parse.GetValue(answersOnly),
+                AnswerSteps = Math.Max(8, parse.GetValue(answerSteps)),
+                Concurrency = ParseConcurrency(parse.GetValue(concurrency) ?? ""),
+            };
+            var directories = parse.GetRequiredValue(models).Select(d => new ModelDirectory(d.FullName).EnsureComplete()).ToList();
+            JsonNode result;
+            if (parse.GetValue(peak) is > 0 and var answers)
+            {
+                result = JsonSerializer.SerializeToNode(AnswerBenchmarks.Peak(directories[0], settings, answers), Figures)!;
+            }
+            else if (parse.GetValue(soak) is > 0 and var soakAnswers)
+            {
+                result = JsonSerializer.SerializeToNode(SoakBenchmark.Run(directories[0], settings, soakAnswers), Figures)!;
+                BenchReport.WriteSoak(result);
+            }
+            else if (directories.Count > 1)
+            {
+                // Each model type in a process of its own, so that neither's memory or OpenMP threads weigh on the other.
+                var runs = directories.Select(directory => (directory.Path, Figures: Child(parse.Tokens.Select(t => t.Value), directory))).ToList();
+                result = new JsonObject(runs.Select(run => KeyValuePair.Create(run.Path, (JsonNode?)run.Figures)));
+                BenchReport.WriteComparison(runs);
+            }
+            else
+            {
+                result = JsonSerializer.SerializeToNode(Run(directories[0], settings), Figures)!;
+                BenchReport.WriteGoals(result);
+            }
+
+            string json = result.ToJsonString(Indented);
             Console.WriteLine(json);
             if (parse.GetValue(output) is { } file)
             {
@@ -40,268 +82,110 @@ internal static class BenchCommand
         return command;
     }
 
-    private static Dictionary<string, object> Run(ModelDirectory directory, int repeats, int? threads, int? codecThreads, bool answersOnly, int answerSteps)
+    private static IReadOnlyList<int> ParseConcurrency(string text) =>
+        [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(part =>
+            int.TryParse(part, out int n) && n is > 0 and <= 64 ? n : throw new ArgumentException($"--concurrency takes numbers of answers from 1 to 64, comma-separated; got '{part}'."))];
+
+    private static Dictionary<string, object> Run(ModelDirectory directory, BenchSettings settings)
     {
         var figures = new Dictionary<string, object>
         {
             ["model"] = directory.Path,
             ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
             ["devices"] = GgmlDevices.DeviceNames(),
-            ["repeats"] = repeats,
+            ["repeats"] = settings.Repeats,
         };
-        var options = new GgmlComputeOptions { Threads = threads };
-        if (!answersOnly)
+        if (!settings.AnswersOnly)
         {
             // On a thread that ends afterwards, as the engine runs its encoder: this thread's OpenMP team would
             // otherwise outlive the stage figures and slow the engine's (see DedicatedThread).
             DedicatedThread.RunAsync("bench stages", () =>
             {
-                using (var file = GgufFile.Open(directory.AudioPath))
-                {
-                    var parameters = AudioModelParameters.Read(file);
-                    BenchEncoder(file, parameters, options, repeats, figures);
-                    BenchCodec(file, parameters, options, repeats, figures);
-                }
-
-                BenchBackbone(directory, repeats, threads, figures);
+                StageBenchmarks.Run(directory, settings, figures);
                 return 0;
             }).GetAwaiter().GetResult();
         }
 
-        figures["answer_steps"] = answerSteps;
-        BenchAnswers(directory, new Engine.MiniOmniEngineOptions { Threads = threads, CodecThreads = codecThreads }, answerSteps, figures);
-        figures["peak_working_set_mib"] = Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), 1);
+        AnswerBenchmarks.Run(directory, settings, figures);
+        // A process that only loads the engine and answers: one answer, and eight at once.
+        foreach (int answers in new[] { 1, 8 })
+        {
+            var args = new List<string> { "bench", "--model", directory.Path, "--peak-answers", answers.ToString(), "--answer-steps", settings.AnswerSteps.ToString() };
+            if (settings.Threads is { } threads)
+            {
+                args.AddRange(["--threads", threads.ToString()]);
+            }
+
+            figures[$"process_peak_working_set_{answers}_answers_mib"] = BenchTools.Status($"peak memory, {answers} answer(s) in a fresh process", () =>
+                Child(args)["peak_working_set_mib"]!.GetValue<double>());
+        }
+
+        figures["peak_working_set_mib"] = Math.Round(BenchTools.PeakResidentMiB(), 1);
         return figures;
     }
 
-    private static void BenchEncoder(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
+    // This command again, for one model, in a child process; its JSON.
+    private static JsonNode Child(IEnumerable<string> tokens, ModelDirectory directory)
     {
-        using var encoder = Status("loading the encoder", () => new WhisperEncoder(file, parameters, options));
-        var random = new Random(1);
-        var samples = new float[(int)(QuestionSeconds * parameters.InputSampleRate)];
-        for (int i = 0; i < samples.Length; i++)
+        var args = new List<string> { "bench" };
+        var list = tokens.ToList();
+        for (int i = 0; i < list.Count; i++)
         {
-            samples[i] = (float)(0.1 * Math.Sin(i * 0.05) + 0.01 * (random.NextDouble() - 0.5));
-        }
-
-        int frames = Audio.WhisperLogMel.FeatureFrameCount(samples.Length);
-        figures["mel_ms"] = Median(repeats, () => Audio.WhisperLogMel.Compute(samples));
-        float[] mel = Audio.WhisperLogMel.Compute(samples);
-        figures["encoder_exact_ms"] = Status("encoder, exact", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Exact)));
-        figures["encoder_fast_ms"] = Status("encoder, fast", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Fast)));
-        figures["question_seconds"] = QuestionSeconds;
-    }
-
-    private static void BenchCodec(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
-    {
-        const int AnswerFrames = 64;
-        using var decoder = Status("loading the codec", () => new SnacDecoder(file, parameters, options, AnswerFrames));
-        var random = new Random(2);
-        int[][] frames = [.. Enumerable.Range(0, AnswerFrames).Select(_ => Enumerable.Range(0, 7).Select(_ => random.Next(parameters.Snac.CodebookSize)).ToArray())];
-        double speechSeconds = AnswerFrames * parameters.SamplesPerFrame / (double)parameters.Snac.SampleRate;
-        // The fused CPU kernels run System.Numerics.Tensors code that .NET recompiles optimized only after some calls
-        // and a pause: a long-running host pays that once, so let it happen before the first figure.
-        Status("codec, warm-up", () =>
-        {
-            for (int i = 0; i < 10; i++)
+            if (list[i] is "--model" or "--json")
             {
-                decoder.Decode(SnacCodes.FromFrames(frames[..4]));
-            }
-
-            Thread.Sleep(500);
-            return 0;
-        });
-        double Streamed(StreamingOptions streaming) => Median(repeats, () =>
-        {
-            var stream = new StreamingSnacDecoder(decoder, parameters.SamplesPerFrame, streaming);
-            foreach (var frame in frames)
-            {
-                stream.Append(frame);
-            }
-
-            stream.Flush();
-        });
-
-        figures["snac_chunk_4_frames_ms"] = Status("codec, isolated 4-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..4]))));
-        figures["snac_chunk_16_frames_ms"] = Status("codec, 16-frame chunk", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames[..16]))));
-        foreach (var (name, streaming) in new[] { ("isolated_4", StreamingOptions.Isolated), ("context_4", new StreamingOptions()), ("engine_growing", StreamingOptions.Speech) })
-        {
-            figures[$"snac_streaming_{name}_seconds_per_second_of_speech"] = Status($"codec, streaming {name}", () => Math.Round(Streamed(streaming) / 1000 / speechSeconds, 3));
-        }
-
-        double whole = Status($"codec, {AnswerFrames} frames at once", () => Median(repeats, () => decoder.Decode(SnacCodes.FromFrames(frames))));
-        figures["snac_whole_answer_seconds_per_second_of_speech"] = Math.Round(whole / 1000 / speechSeconds, 3);
-    }
-
-    private static void BenchBackbone(ModelDirectory directory, int repeats, int? threads, Dictionary<string, object> figures)
-    {
-        using var file = GgufFile.Open(directory.VocabularyPath);
-        MiniOmniVocabulary vocabulary;
-        using (var audio = GgufFile.Open(directory.AudioPath))
-        {
-            vocabulary = MiniOmniVocabulary.From(AudioModelParameters.Read(audio));
-        }
-
-        var backboneOptions = new BackboneOptions { ContextSize = 2048, MaxSequences = 4, Threads = threads };
-        var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = threads }, (int)backboneOptions.MaxSequences);
-        using var backbone = Status("loading the backbone", () => Backbone.Load(directory.BackbonePath, heads, backboneOptions));
-        int width = backbone.EmbeddingLength;
-        var random = new Random(3);
-        float[] Embedding() => [.. Enumerable.Range(0, width).Select(_ => (float)(random.NextDouble() - 0.5) * 0.02f)];
-        int prompt = 3 + Audio.WhisperLogMel.FeatureFrameCount((int)(QuestionSeconds * 16000)) + 1;
-
-        int position = 0;
-        var batch = backbone.CreateBatch();
-        figures["prefill_positions"] = prompt;
-        figures["prefill_ms"] = Status("backbone, prefill", () => Median(repeats, () =>
-        {
-            backbone.RemoveSequence((LLamaSeqId)0);
-            batch.Clear();
-            for (int p = 0; p < prompt; p++)
-            {
-                batch.Add(Embedding(), (LLamaPos)p, (LLamaSeqId)0, p == prompt - 1 ? OutputHeadSet.TextAndAudio : OutputHeadSet.None);
-            }
-
-            backbone.Decode(batch);
-        }));
-        position = prompt;
-        foreach (int sequences in new[] { 1, 2 })
-        {
-            // The second sequence continues from a copy of the first, as a batch-parallel answer does.
-            backbone.RemoveSequence((LLamaSeqId)1);
-            backbone.CopySequence((LLamaSeqId)0, (LLamaSeqId)1, 0, position);
-            var step = Enumerable.Range(0, sequences).Select(_ => Embedding()).ToArray();
-            void Step(Action<BackboneBatch> decode, OutputHeadSet heads)
-            {
-                batch.Clear();
-                for (int s = 0; s < sequences; s++)
+                // Skip the option and its values (every value up to the next option).
+                while (i + 1 < list.Count && !list[i + 1].StartsWith("--", StringComparison.Ordinal))
                 {
-                    batch.Add(step[s], (LLamaPos)position, (LLamaSeqId)s, heads);
+                    i++;
                 }
 
-                decode(batch);
-                position++;
+                continue;
             }
 
-            // llama.cpp alone (its head is one row), then with every head row for every sequence: what llama.cpp computes with the head inside.
-            figures[$"bare_llama_decode_{sequences}_sequence_ms"] = Status($"backbone, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.DecodeHiddenStates, OutputHeadSet.TextAndAudio)));
-            figures[$"decode_with_whole_head_{sequences}_sequence_ms"] = Status($"backbone and whole head, step of {sequences}", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.TextAndAudio)));
-            if (sequences == 1)
+            if (list[i] != "bench")
             {
-                // The steps the engine decodes: a speaking row before and after its text ends, a text answer.
-                figures["decode_step_speaking_ms"] = figures["decode_with_whole_head_1_sequence_ms"];
-                figures["decode_step_speaking_after_text_ms"] = Status("backbone, speaking step after the text", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.Audio)));
-                figures["decode_step_text_answer_ms"] = Status("backbone, text answer step", () => Median(repeats * 4, () => Step(backbone.Decode, OutputHeadSet.Text)));
-            }
-            else
-            {
-                // Batch-parallel: audio heads for the speaking row, the text head for the thinking row. After EOT the
-                // thinking row is no longer decoded, so the step is the speaking one after the text.
-                figures["decode_step_batch_parallel_ms"] = Status("backbone, batch-parallel step", () => Median(repeats * 4, () =>
-                {
-                    batch.Clear();
-                    batch.Add(step[0], (LLamaPos)position, (LLamaSeqId)0, OutputHeadSet.Audio);
-                    batch.Add(step[1], (LLamaPos)position, (LLamaSeqId)1, OutputHeadSet.Text);
-                    backbone.Decode(batch);
-                    position++;
-                }));
+                args.Add(list[i]);
             }
         }
 
-        // The head alone, for the sets of rows steps ask for: speaking (text and audio), speaking after the text ended
-        // (audio), text answers (text), a batch-parallel pair (audio + text), and the whole head on two rows for comparison.
-        var hidden = Enumerable.Range(0, 2).SelectMany(_ => Embedding()).ToArray();
-        foreach (var (name, sets) in new (string, OutputHeadSet[])[]
-        {
-            ("text_and_audio", [OutputHeadSet.TextAndAudio]),
-            ("audio", [OutputHeadSet.Audio]),
-            ("text", [OutputHeadSet.Text]),
-            ("batch_parallel_audio_plus_text", [OutputHeadSet.Audio, OutputHeadSet.Text]),
-            ("whole_head_2_rows", [OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio]),
-        })
-        {
-            figures[$"heads_{name}_ms"] = Status($"heads, {name}", () => Median(repeats * 4, () => heads.Compute(hidden.AsSpan(0, sets.Length * width), sets)));
-        }
+        args.AddRange(["--model", directory.Path]);
+        BenchTools.Console.MarkupLineInterpolated($"[grey]bench: {directory.Path} in a process of its own[/]");
+        return Child(args);
     }
 
-    // Whole answers through the engine: a 1.2 s question, fast encoder, answerSteps steps (64: about 5 s of speech). The engine's
-    // step (embedding mix, decode, sampling, rules) comes from its scheduler's counters, beside the bare decode above.
-    private static void BenchAnswers(ModelDirectory directory, Engine.MiniOmniEngineOptions options, int answerSteps, Dictionary<string, object> figures)
+    private static JsonNode Child(IReadOnlyList<string> arguments)
     {
-        using var engine = Status("loading the engine", () => Engine.MiniOmniEngine.Load(directory.Path, options));
-        var random = new Random(4);
-        float[] question = [.. Enumerable.Range(0, 19200).Select(i => (float)(0.1 * Math.Sin(i * 0.03) + 0.01 * (random.NextDouble() - 0.5)))];
-        foreach (bool parallel in new[] { false, true })
+        string json = Path.Combine(Path.GetTempPath(), $"miniomni-bench-{Guid.NewGuid():N}.json");
+        List<string> args = [.. arguments, "--json", json];
+        // The same tool: its own executable, or the host with its assembly when run as `dotnet miniomni.dll`.
+        string executable = Environment.ProcessPath ?? throw new InvalidOperationException("The benchmark cannot find its own executable to run a child process.");
+        var start = new ProcessStartInfo(executable) { RedirectStandardOutput = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(executable).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
         {
-            var request = new Engine.MiniOmniRequest { Audio = question, MaxTokens = answerSteps, BatchParallel = parallel, EncoderMode = EncoderMode.Fast };
-            string name = parallel ? "batch_parallel" : "single";
-            Engine.AnswerCompleted? completed = null;
-            var before = engine.DecodeStatistics;
-            Status($"answer, {name}", () =>
+            start.ArgumentList.Add(typeof(BenchCommand).Assembly.Location);
+        }
+
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        try
+        {
+            using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {executable}.");
+            // Its standard output repeats the JSON; the figures are read from the file it writes.
+            process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            if (process.ExitCode != 0 || !File.Exists(json))
             {
-                foreach (var round in Enumerable.Range(0, 2)) // the first round warms up
-                {
-                    before = engine.DecodeStatistics;
-                    completed = engine.GenerateAsync(request).ToBlockingEnumerable().OfType<Engine.AnswerCompleted>().Single();
-                }
+                throw new InvalidOperationException($"The benchmark's child process ({string.Join(' ', arguments)}) failed with exit code {process.ExitCode}.");
+            }
 
-                return 0;
-            });
-            var steps = engine.DecodeStatistics.Since(before);
-            double seconds = completed!.Elapsed.TotalSeconds;
-            figures[$"answer_{name}_step_ms"] = Math.Round(steps.StepTime.TotalMilliseconds / Math.Max(1, steps.StepDecodes), 1);
-            figures[$"answer_{name}_first_speech_s"] = Math.Round(completed.TimeToFirstSpeech?.TotalSeconds ?? double.NaN, 3);
-            figures[$"answer_{name}_seconds"] = Math.Round(seconds, 2);
-            figures[$"answer_{name}_speech_seconds"] = Math.Round(completed.SpeechSeconds, 2);
-            figures[$"answer_{name}_real_time_factor"] = Math.Round(seconds / Math.Max(completed.SpeechSeconds, 1e-9), 3);
+            return JsonNode.Parse(File.ReadAllText(json)) ?? throw new InvalidOperationException("The benchmark's child process wrote no figures.");
         }
-
-        // Continuous batching: several answers at once share each decode.
-        const int Concurrent = 4;
-        var together = new Engine.MiniOmniRequest { Audio = question, MaxTokens = answerSteps, EncoderMode = EncoderMode.Fast };
-        var start = engine.DecodeStatistics;
-        var clock = Stopwatch.StartNew();
-        // Read asynchronously, as a server would: blocked readers would hold thread-pool threads the answers' codec work needs.
-        var answers = Status($"{Concurrent} answers at once", () => Task.WhenAll(Enumerable.Range(0, Concurrent).Select(_ => Completion(engine.GenerateAsync(together)))).GetAwaiter().GetResult());
-        double elapsed = clock.Elapsed.TotalSeconds;
-        var shared = engine.DecodeStatistics.Since(start);
-        figures[$"concurrent_{Concurrent}_answers_seconds"] = Math.Round(elapsed, 2);
-        figures[$"concurrent_{Concurrent}_answers_speech_seconds_per_second"] = Math.Round(answers.Sum(a => a.SpeechSeconds) / elapsed, 2);
-        figures[$"concurrent_{Concurrent}_answers_first_speech_s_max"] = Math.Round(answers.Max(a => a.TimeToFirstSpeech?.TotalSeconds ?? double.NaN), 3);
-        figures[$"concurrent_{Concurrent}_answers_decodes"] = shared.Decodes;
-        figures[$"concurrent_{Concurrent}_answers_step_ms"] = Math.Round(shared.StepTime.TotalMilliseconds / Math.Max(1, shared.StepDecodes), 1);
-    }
-
-    private static async Task<Engine.AnswerCompleted> Completion(IAsyncEnumerable<Engine.MiniOmniEvent> events)
-    {
-        Engine.AnswerCompleted? completed = null;
-        await foreach (var item in events.ConfigureAwait(false))
+        finally
         {
-            completed = item as Engine.AnswerCompleted ?? completed;
+            File.Delete(json);
         }
-
-        return completed ?? throw new InvalidOperationException("The answer ended without its completion event.");
-    }
-
-    private static double Median(int repeats, Action work)
-    {
-        work(); // warm-up: first-call allocation and JIT are not what a long-running host pays
-        var times = new List<double>();
-        for (int i = 0; i < repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            work();
-            times.Add(clock.Elapsed.TotalMilliseconds);
-        }
-
-        times.Sort();
-        return Math.Round(times[times.Count / 2], 1);
-    }
-
-    private static T Status<T>(string what, Func<T> work)
-    {
-        T result = default!;
-        AnsiConsole.Status().Start($"bench: {what}", _ => result = work());
-        return result;
     }
 }

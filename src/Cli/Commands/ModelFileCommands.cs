@@ -68,7 +68,7 @@ internal static class ModelFileCommands
 
     internal static Option<string> TypeOption()
     {
-        var option = new Option<string>("--type") { Description = "Weight type: f32, f16, q8_0 or q4_k_m.", DefaultValueFactory = _ => "q8_0" };
+        var option = new Option<string>("--type") { Description = $"Weight type: {string.Join(", ", ModelFileTypes.Names)}.", DefaultValueFactory = _ => "q8_0" };
         option.AcceptOnlyFromAmong([.. ModelFileTypes.Names]);
         return option;
     }

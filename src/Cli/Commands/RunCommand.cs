@@ -17,7 +17,14 @@ internal static class RunCommand
         var input = new Option<FileInfo?>("--input") { Description = "The question as a WAV or MP3 file (speech-in tasks)." };
         var text = new Option<string?>("--text") { Description = "The question as text (text-in tasks), or the text to read aloud." };
         var outWav = new Option<FileInfo?>("--out-wav") { Description = "Write the spoken answer to this 24 kHz WAV." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Most steps of the answer (0: the release's budget).", DefaultValueFactory = _ => 0 };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most steps of the answer, about 12 a second of speech (0: the engine's default budget).", DefaultValueFactory = _ => 0 };
+        maxTokens.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() < 0)
+            {
+                result.AddError("--max-tokens must be 0 (the engine's default budget) or a positive number of steps.");
+            }
+        });
         var temperature = new Option<float>("--temperature") { Description = "0 (default) is greedy, as released.", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Keep the K most likely tokens per head (0: no limit).", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass per head.", DefaultValueFactory = _ => 1f };

@@ -25,7 +25,10 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
     /// KV cache cells the answer may fill. The thinking row shares the speaking row's prompt cells, so a batch-parallel
     /// answer needs the prompt once and the answer's positions twice.
     /// </summary>
-    public int CacheCells => Prompt.Length + SequenceCount * MaxSteps;
+    public long CacheCells => Prompt.Length + (long)SequenceCount * MaxSteps;
+
+    /// <summary>Why the answer ends when it reaches <see cref="MaxSteps"/>: its budget, or the model's context.</summary>
+    public AnswerStopReason StepLimitReason { get; init; } = AnswerStopReason.Budget;
 }
 
 /// <summary>
@@ -91,6 +94,17 @@ internal sealed class AnswerSequence
 
     /// <summary>Whether the answer is still decoding its prompt.</summary>
     public bool InPrompt => _phase == Phase.SharedPrompt;
+
+    /// <summary>Why the answer ended, once <see cref="OnDecoded"/> has returned false.</summary>
+    public AnswerStopReason StopReason { get; private set; } = AnswerStopReason.EndOfAnswer;
+
+    /// <summary>The rows <see cref="AddRows"/> would add next, given room for <paramref name="capacity"/> (each a new cache cell).</summary>
+    public int RowsWanted(int capacity) => _phase switch
+    {
+        Phase.SharedPrompt => Math.Min(_sharedLength - _decodedPrompt, capacity),
+        Phase.RowPrompts => Sequences.Length,
+        _ => _rules.TextEnded ? 1 : Sequences.Length,
+    };
 
     /// <summary>Adds this answer's rows for the next decode: its next prompt positions (at most <paramref name="capacity"/>), or one row per sequence.</summary>
     /// <returns>The rows added.</returns>
@@ -181,6 +195,7 @@ internal sealed class AnswerSequence
         int text = _rules.ForcedText ?? (_rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]));
         if (_rules.Accept(audio, text) is not { } step)
         {
+            StopReason = AnswerStopReason.EndOfAnswer;
             Complete();
             return false;
         }
@@ -188,6 +203,7 @@ internal sealed class AnswerSequence
         _steps.Writer.TryWrite(step);
         if (_rules.Steps >= _rules.MaxSteps)
         {
+            StopReason = _request.StepLimitReason;
             Complete();
             return false;
         }
@@ -198,8 +214,12 @@ internal sealed class AnswerSequence
         return true;
     }
 
-    /// <summary>Ends the answer's steps normally.</summary>
-    public void Complete() => _steps.Writer.TryComplete();
+    /// <summary>Ends the answer's steps normally; <paramref name="reason"/>, when given, says why (the scheduler ended it).</summary>
+    public void Complete(AnswerStopReason? reason = null)
+    {
+        StopReason = reason ?? StopReason;
+        _steps.Writer.TryComplete();
+    }
 
     /// <summary>Ends the answer's steps with <paramref name="error"/>.</summary>
     public void Fail(Exception error) => _steps.Writer.TryComplete(error);

@@ -1,44 +1,113 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
 
 namespace MiniOmni.SK.Engine;
 
+/// <summary>The kept steps of a submitted answer, in order, and once they are complete, why they ended.</summary>
+internal sealed class AnswerSteps(AnswerSequence answer) : ChannelReader<StepTokens>
+{
+    private readonly ChannelReader<StepTokens> _steps = answer.Steps;
+
+    /// <summary>Why the answer ended; meaningful once the reader has completed without an error.</summary>
+    public AnswerStopReason StopReason => answer.StopReason;
+
+    /// <inheritdoc />
+    public override Task Completion => _steps.Completion;
+
+    /// <inheritdoc />
+    public override bool TryRead(out StepTokens item) => _steps.TryRead(out item);
+
+    /// <inheritdoc />
+    public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) => _steps.WaitToReadAsync(cancellationToken);
+}
+
+/// <summary>How a <see cref="DecodeScheduler"/> shares the backbone and its cache.</summary>
+internal sealed record DecodeSchedulerOptions
+{
+    /// <summary>The most answers decoded together; later ones wait.</summary>
+    public int MaxActiveAnswers { get; init; } = 4;
+
+    /// <summary>
+    /// Cache cells an answer reserves at a time, per sequence, beyond its prompt: answers reserve what they use in
+    /// slices of this many steps rather than their whole budget, so that budgets do not keep others waiting.
+    /// </summary>
+    public int ReserveSliceSteps { get; init; } = 64;
+
+    /// <summary>
+    /// While other answers are speaking, the longest a new answer's prompt may hold up their next step: the prompt is
+    /// decoded in slices of as many positions as the measured decode costs allow in this time.
+    /// </summary>
+    public TimeSpan MaxPrefillPause { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The fewest prompt positions decoded at once, however slow the machine.</summary>
+    public int MinPrefillSlice { get; init; } = 8;
+}
+
 /// <summary>
-/// Continuous batching over one backbone: every active answer's rows go into one llama.cpp decode per step, new answers
-/// join between steps (their prompts fill the batch beside the others' steps), and answers that end or are cancelled
-/// leave and free their cache at once. Answers beyond <see cref="MaxActiveAnswers"/>, or that would overfill the cache,
-/// wait in arrival order.
+/// Continuous batching over one backbone: every active answer's rows go into each step (one llama.cpp decode, or the
+/// decodes the backbone's measured costs say are faster), new answers join between steps (their prompts in slices
+/// that hold the others up no longer than <see cref="DecodeSchedulerOptions.MaxPrefillPause"/>), and answers that end
+/// or are cancelled leave and free their cache at once. Answers beyond <see cref="MaxActiveAnswers"/>, or for which
+/// the cache has no room, wait in arrival order.
 /// </summary>
 /// <remarks>
+/// <para>
 /// One thread owns the backbone, so llama.cpp is never entered concurrently; callers only exchange answers and steps
 /// with it through channels. The same thread runs the answers' other frequent compute (<see cref="RunBetweenStepsAsync"/>,
 /// the speech decoder) between decodes: on the CPU backend every stage runs on OpenMP, which keeps a team of worker
 /// threads per calling thread, and once a process has more of them than cores libgomp stops spinning at barriers, so
 /// every op of every graph, the backbone's included, waits on a futex wake-up. One calling thread keeps one team, and
 /// stages taking turns on the cores is also what a small CPU does best.
+/// </para>
+/// <para>
+/// The cache: each answer reserves its prompt and a slice of steps, and more slices as it goes. When an answer's next
+/// slice does not fit, it pauses (no new answer is admitted meanwhile) until another answer frees cells; if every
+/// active answer is paused, the most recently admitted ends, with <see cref="AnswerStopReason.Context"/>.
+/// </para>
+/// <para>
+/// Failures: an error of one answer (its rows, its logits) fails that answer alone; a failed decode fails the answers
+/// whose rows it held and frees their sequences. Anything else that goes wrong on the thread leaves the scheduler
+/// faulted: every answer fails with the error, and later requests are refused with it.
+/// </para>
 /// </remarks>
 internal sealed class DecodeScheduler : IDisposable
 {
     private readonly IBackbone _backbone;
     private readonly EmbeddingMix _mix;
     private readonly MiniOmniVocabulary _vocabulary;
+    private readonly DecodeSchedulerOptions _options;
     private readonly ILogger _logger;
     // New answers and work to run between steps, in the order they were posted.
     private readonly Channel<object> _inbox = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<AnswerSequence> _waiting = new();
     private readonly Queue<BetweenStepsWork> _work = new();
-    private readonly List<AnswerSequence> _active = [];
+    private readonly List<ActiveAnswer> _active = [];
     private readonly Stack<LLamaSeqId> _freeSequences;
     private readonly Thread _thread;
+    private readonly long _usableCells;
     private volatile bool _stopping;
-    private int _reservedCells;
-    private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks, _stepDecodeTicks;
+    private bool _measuringCosts = true;
+    private volatile Exception? _fault;
+    private long _reservedCells;
+    private long _admitted;
+    private long _decodes, _stepDecodes, _rows, _decodeTicks, _stepTicks, _stepDecodeTicks, _stepHeadsTicks, _stepMixTicks, _stepSampleTicks, _workTicks, _workItems;
+    private long _longestGapTicks;
+    private long _pauses, _contextEnds;
 
     public DecodeScheduler(IBackbone backbone, EmbeddingMix mix, MiniOmniVocabulary vocabulary, int maxActiveAnswers, ILogger logger)
+        : this(backbone, mix, vocabulary, new DecodeSchedulerOptions { MaxActiveAnswers = maxActiveAnswers }, logger)
+    {
+    }
+
+    public DecodeScheduler(IBackbone backbone, EmbeddingMix mix, MiniOmniVocabulary vocabulary, DecodeSchedulerOptions options, ILogger logger)
     {
         int sequences = (int)backbone.Options.MaxSequences;
+        int maxActiveAnswers = options.MaxActiveAnswers;
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxActiveAnswers);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.ReserveSliceSteps);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MinPrefillSlice);
         if (sequences < 2 || backbone.Options.BatchSize < 2 * maxActiveAnswers + 1)
         {
             throw new ArgumentException(
@@ -49,8 +118,11 @@ internal sealed class DecodeScheduler : IDisposable
         _backbone = backbone;
         _mix = mix;
         _vocabulary = vocabulary;
+        _options = options;
         _logger = logger;
         MaxActiveAnswers = maxActiveAnswers;
+        // The backbone may pad a step with up to one row per sequence of scratch, for the length of a decode.
+        _usableCells = backbone.Options.ContextSize - backbone.Options.MaxSequences;
         _freeSequences = new Stack<LLamaSeqId>(Enumerable.Range(0, sequences).Reverse().Select(id => (LLamaSeqId)id));
         _thread = new Thread(Run) { IsBackground = true, Name = "MiniOmni decode scheduler" };
         _thread.Start();
@@ -59,24 +131,40 @@ internal sealed class DecodeScheduler : IDisposable
     /// <summary>The most answers decoded together; later ones wait.</summary>
     public int MaxActiveAnswers { get; }
 
+    /// <summary>Cache positions answers may reserve (the cache, less the scratch rows that pad decodes).</summary>
+    public long UsableCells => _usableCells;
+
     /// <summary>What the scheduler has done so far, for benchmarks and diagnostics.</summary>
-    public DecodeStatistics Statistics => new(Volatile.Read(ref _decodes), Volatile.Read(ref _stepDecodes), Volatile.Read(ref _rows),
-        TimeSpan.FromTicks(Volatile.Read(ref _decodeTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepTicks)), TimeSpan.FromTicks(Volatile.Read(ref _stepDecodeTicks)));
+    public DecodeStatistics Statistics => new(
+        Volatile.Read(ref _decodes), Volatile.Read(ref _stepDecodes), Volatile.Read(ref _rows),
+        Ticks(ref _decodeTicks), Ticks(ref _stepTicks), Ticks(ref _stepDecodeTicks), Ticks(ref _stepHeadsTicks), Ticks(ref _stepMixTicks), Ticks(ref _stepSampleTicks),
+        Ticks(ref _workTicks), Volatile.Read(ref _workItems), Volatile.Read(ref _pauses), Volatile.Read(ref _contextEnds));
+
+    /// <summary>What the backbone's decodes cost, as measured while the scheduler was idle (nominal until then).</summary>
+    public DecodeCosts Costs => _backbone.Costs;
+
+    /// <summary>Whether the decode costs are measured (each size is measured while the scheduler has nothing else to do).</summary>
+    public bool CostsMeasured => !Volatile.Read(ref _measuringCosts);
+
+    /// <summary>The longest time between two steps of one answer since the last call, and resets it.</summary>
+    public TimeSpan TakeLongestStepGap() => TimeSpan.FromTicks(Interlocked.Exchange(ref _longestGapTicks, 0));
 
     /// <summary>Queues an answer; its steps arrive on the returned reader as they are kept.</summary>
     /// <exception cref="ArgumentException">The answer could never fit the cache.</exception>
-    public ChannelReader<StepTokens> Submit(GenerationRequest request, CancellationToken cancellationToken)
+    /// <exception cref="InvalidOperationException">The scheduler failed earlier and serves no more answers.</exception>
+    public AnswerSteps Submit(GenerationRequest request, CancellationToken cancellationToken)
     {
-        if (request.CacheCells > _backbone.Options.ContextSize)
+        ThrowIfFaulted();
+        if (request.CacheCells > _usableCells)
         {
             throw new ArgumentException(
-                $"The answer needs {request.CacheCells} cache positions (prompt {request.Prompt.Length}, {request.MaxSteps} steps, {request.SequenceCount} sequence(s)); the cache holds {_backbone.Options.ContextSize}.",
+                $"The answer needs {request.CacheCells} cache positions (prompt {request.Prompt.Length}, {request.MaxSteps} steps, {request.SequenceCount} sequence(s)); the cache holds {_usableCells}.",
                 nameof(request));
         }
 
         var answer = new AnswerSequence(request, _mix, _vocabulary, cancellationToken);
         Post(answer);
-        return answer.Steps;
+        return new AnswerSteps(answer);
     }
 
     /// <summary>
@@ -96,17 +184,37 @@ internal sealed class DecodeScheduler : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        if (_inbox.Writer.TryComplete())
+        _inbox.Writer.TryComplete();
+        if (_thread.IsAlive && Environment.CurrentManagedThreadId != _thread.ManagedThreadId)
         {
             _thread.Join();
-            FailQueued();
+        }
+
+        FailQueued(Stopped());
+    }
+
+    private static TimeSpan Ticks(ref long ticks) => TimeSpan.FromTicks(Volatile.Read(ref ticks));
+
+    private static ObjectDisposedException Stopped() => new(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
+
+    private InvalidOperationException Faulted(Exception fault) =>
+        new($"The engine's decode loop failed and serves no more requests ({fault.GetType().Name}: {fault.Message}); dispose the engine and load the model again.", fault);
+
+    /// <summary>Throws the error that faulted the scheduler, if one did: it then serves no more answers.</summary>
+    public void ThrowIfFaulted()
+    {
+        if (_fault is { } fault)
+        {
+            throw Faulted(fault);
         }
     }
 
     private void Post(object item)
     {
+        ThrowIfFaulted();
         if (!_inbox.Writer.TryWrite(item))
         {
+            ThrowIfFaulted();
             throw new ObjectDisposedException(nameof(DecodeScheduler));
         }
     }
@@ -114,98 +222,266 @@ internal sealed class DecodeScheduler : IDisposable
     private void Run()
     {
         var batch = new BackboneBatch(_backbone.EmbeddingLength);
-        var decoded = new List<AnswerSequence>();
-        while (WaitForWork())
+        var decoded = new List<ActiveAnswer>();
+        try
         {
-            ReadInbox();
-            while (_work.TryDequeue(out var work))
+            while (WaitForWork())
             {
-                work.Run();
+                Step(batch, decoded);
             }
+        }
+        catch (Exception e)
+        {
+            Fault(e);
+            return;
+        }
 
-            DropCancelled();
-            Admit();
-            if (_active.Count == 0)
-            {
-                continue;
-            }
-
-            // Steps first: each active answer's step costs one row per sequence, and prompts take the room left.
-            long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            batch.Clear();
-            decoded.Clear();
-            int room = (int)_backbone.Options.BatchSize;
-            foreach (var answer in _active.Where(a => !a.InPrompt).Concat(_active.Where(a => a.InPrompt)))
-            {
-                if (room > 0)
-                {
-                    room -= answer.AddRows(batch, room);
-                    decoded.Add(answer);
-                }
-            }
-
-            long decodeStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        var stopped = Stopped();
+        foreach (var slot in _active.ToList())
+        {
             try
             {
-                _backbone.Decode(batch);
+                Release(slot, stopped);
             }
             catch (Exception e)
             {
-                _logger.LogError(e, "A decode of {Rows} positions for {Answers} answer(s) failed.", batch.EmbeddingsCount, decoded.Count);
-                foreach (var answer in decoded)
-                {
-                    Release(answer, e);
-                }
+                _logger.LogError(e, "Freeing an answer while stopping failed.");
+            }
+        }
 
+        FailQueued(stopped);
+    }
+
+    // One turn of the loop: the work posted between steps, then one step of every active answer that can go on.
+    private void Step(BackboneBatch batch, List<ActiveAnswer> decoded)
+    {
+        ReadInbox();
+        RunQueuedWork();
+        DropCancelled();
+        Admit();
+        if (_active.Count == 0)
+        {
+            return;
+        }
+
+        long started = Stopwatch.GetTimestamp();
+        BuildBatch(batch, decoded);
+        if (decoded.Count == 0)
+        {
+            EndYoungestIfAllPaused();
+            return;
+        }
+
+        long heads = _backbone.HeadsTime.Ticks;
+        long decodeStarted = Stopwatch.GetTimestamp();
+        try
+        {
+            _backbone.Decode(batch);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "A decode of {Rows} positions for {Answers} answer(s) failed.", batch.EmbeddingsCount, decoded.Count);
+            // Part of the batch may have reached the cache: the answers involved end and their sequences are freed whole.
+            foreach (var slot in decoded)
+            {
+                Release(slot, e);
+            }
+
+            return;
+        }
+
+        long decodedAt = Stopwatch.GetTimestamp();
+        bool stepsOnly = decoded.All(slot => !slot.WasInPrompt);
+        foreach (var slot in decoded)
+        {
+            slot.Used += slot.Pending;
+            bool goesOn;
+            try
+            {
+                goesOn = slot.Answer.OnDecoded(_backbone);
+            }
+            catch (Exception e)
+            {
+                Release(slot, e);
                 continue;
             }
 
-            long decodedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-            foreach (var answer in decoded)
+            if (!slot.WasInPrompt && !slot.Answer.InPrompt)
             {
-                bool goesOn;
-                try
-                {
-                    goesOn = answer.OnDecoded(_backbone);
-                }
-                catch (Exception e)
-                {
-                    Release(answer, e);
-                    continue;
-                }
-
-                if (!goesOn)
-                {
-                    Release(answer, error: null);
-                }
+                RecordStep(slot, decodedAt);
             }
 
-            Record(batch, decoded, started, decodeStarted, decodedAt);
+            if (!goesOn)
+            {
+                Release(slot, error: null);
+            }
         }
 
-        var stopped = new ObjectDisposedException(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
-        foreach (var answer in _active.ToList())
-        {
-            Release(answer, stopped);
-        }
-
-        FailQueued();
+        Record(batch, stepsOnly, started, decodeStarted, decodedAt, _backbone.HeadsTime.Ticks - heads);
     }
 
-    // Once stopped: what arrived or was posted but never ran. Called again after the thread ended, for anything posted
-    // between its last look at the inbox and the inbox closing.
-    private void FailQueued()
+    // Steps first, each answer's rows within its cache reservation; prompts take the room left, in slices while others speak.
+    private void BuildBatch(BackboneBatch batch, List<ActiveAnswer> decoded)
     {
-        var stopped = new ObjectDisposedException(nameof(DecodeScheduler), "The engine was disposed before the answer ended.");
+        batch.Clear();
+        decoded.Clear();
+        int room = (int)_backbone.Options.BatchSize;
+        bool speaking = _active.Any(slot => !slot.Answer.InPrompt);
+        int promptRoom = speaking ? PrefillSlice() : room;
+        foreach (var slot in _active.Where(s => !s.Answer.InPrompt).Concat(_active.Where(s => s.Answer.InPrompt)).ToList())
+        {
+            bool inPrompt = slot.Answer.InPrompt;
+            int capacity = Math.Min(room, inPrompt ? promptRoom : room);
+            if (capacity <= 0)
+            {
+                continue;
+            }
+
+            int wanted = slot.Answer.RowsWanted(capacity);
+            if (!Reserve(slot, wanted))
+            {
+                slot.Paused = true;
+                Interlocked.Increment(ref _pauses);
+                continue;
+            }
+
+            slot.Paused = false;
+            int before = batch.EmbeddingsCount;
+            int added;
+            try
+            {
+                added = slot.Answer.AddRows(batch, capacity);
+            }
+            catch (Exception e)
+            {
+                batch.Truncate(before);
+                Release(slot, e);
+                continue;
+            }
+
+            slot.Pending = added;
+            slot.WasInPrompt = inPrompt;
+            room -= added;
+            if (inPrompt)
+            {
+                promptRoom -= added;
+            }
+
+            decoded.Add(slot);
+        }
+    }
+
+    // Prompt positions that fit the pause allowed to others, by the measured cost of a prompt position.
+    private int PrefillSlice()
+    {
+        double positions = _options.MaxPrefillPause.TotalMilliseconds / _backbone.Costs.PromptPositionMilliseconds;
+        return (int)Math.Clamp(positions, _options.MinPrefillSlice, _backbone.Options.BatchSize);
+    }
+
+    private long FreeCells => _usableCells - _reservedCells;
+
+    // Makes sure the answer's reservation covers its next rows, growing it by a slice when it does not; false when the cache has no room.
+    private bool Reserve(ActiveAnswer slot, int rows)
+    {
+        long needed = slot.Used + rows - slot.Reserved;
+        if (needed <= 0)
+        {
+            return true;
+        }
+
+        var request = slot.Answer.Request;
+        long slice = Math.Min(Math.Max(needed, (long)_options.ReserveSliceSteps * request.SequenceCount), request.CacheCells - slot.Reserved);
+        long grow = FreeCells >= slice ? slice : needed;
+        if (grow < needed || FreeCells < grow)
+        {
+            return false;
+        }
+
+        slot.Reserved += grow;
+        _reservedCells += grow;
+        return true;
+    }
+
+    // Every active answer waits for cells the others hold: the one admitted last ends, so the others can go on.
+    private void EndYoungestIfAllPaused()
+    {
+        if (_active.Count > 0 && _active.All(slot => slot.Paused))
+        {
+            var youngest = _active.MaxBy(slot => slot.Order)!;
+            _logger.LogWarning("The cache ({Cells} positions) is full: an answer ends after {Steps} steps to let {Others} other(s) go on.", _usableCells, youngest.Used, _active.Count - 1);
+            Interlocked.Increment(ref _contextEnds);
+            Release(youngest, error: null, AnswerStopReason.Context);
+        }
+    }
+
+    private void RecordStep(ActiveAnswer slot, long now)
+    {
+        if (slot.LastStep != 0)
+        {
+            long gap = Stopwatch.GetElapsedTime(slot.LastStep, now).Ticks;
+            long longest;
+            while (gap > (longest = Volatile.Read(ref _longestGapTicks)) && Interlocked.CompareExchange(ref _longestGapTicks, gap, longest) != longest)
+            {
+            }
+        }
+
+        slot.LastStep = now;
+    }
+
+    private void RunQueuedWork()
+    {
+        if (_work.Count == 0)
+        {
+            return;
+        }
+
+        long started = Stopwatch.GetTimestamp();
+        int count = 0;
+        while (_work.TryDequeue(out var work))
+        {
+            work.Run();
+            count++;
+        }
+
+        Interlocked.Add(ref _workTicks, Stopwatch.GetElapsedTime(started).Ticks);
+        Interlocked.Add(ref _workItems, count);
+    }
+
+    // Anything unexpected on the thread: nothing more can be trusted to run, so every answer and request gets the error.
+    private void Fault(Exception error)
+    {
+        _logger.LogCritical(error, "The decode loop failed; the engine refuses further requests.");
+        _fault = error;
+        _inbox.Writer.TryComplete();
+        var failure = Faulted(error);
+        foreach (var slot in _active.ToList())
+        {
+            try
+            {
+                Release(slot, failure);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Freeing an answer of the failed decode loop failed.");
+            }
+        }
+
+        FailQueued(failure);
+    }
+
+    // What arrived or was posted but never ran. Called again after the thread ended, for anything posted between its
+    // last look at the inbox and the inbox closing.
+    private void FailQueued(Exception error)
+    {
         ReadInbox();
         while (_waiting.TryDequeue(out var waiting))
         {
-            waiting.Fail(stopped);
+            waiting.Fail(error);
         }
 
         while (_work.TryDequeue(out var work))
         {
-            work.Fail(stopped);
+            work.Fail(error);
         }
     }
 
@@ -224,24 +500,38 @@ internal sealed class DecodeScheduler : IDisposable
         }
     }
 
-    private void Record(BackboneBatch batch, List<AnswerSequence> decoded, long started, long decodeStarted, long decodedAt)
+    private void Record(BackboneBatch batch, bool stepsOnly, long started, long decodeStarted, long decodedAt, long headsTicks)
     {
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = Stopwatch.GetTimestamp();
         Interlocked.Increment(ref _decodes);
         Interlocked.Add(ref _rows, batch.EmbeddingsCount);
-        Interlocked.Add(ref _decodeTicks, System.Diagnostics.Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
+        Interlocked.Add(ref _decodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
         // Steps alone (no prompt in the batch) are what an answer's pace is made of.
-        if (batch.EmbeddingsCount <= 2 * decoded.Count)
+        if (stepsOnly)
         {
             Interlocked.Increment(ref _stepDecodes);
-            Interlocked.Add(ref _stepTicks, System.Diagnostics.Stopwatch.GetElapsedTime(started, now).Ticks);
-            Interlocked.Add(ref _stepDecodeTicks, System.Diagnostics.Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
+            Interlocked.Add(ref _stepTicks, Stopwatch.GetElapsedTime(started, now).Ticks);
+            Interlocked.Add(ref _stepDecodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks - headsTicks);
+            Interlocked.Add(ref _stepHeadsTicks, headsTicks);
+            Interlocked.Add(ref _stepMixTicks, Stopwatch.GetElapsedTime(started, decodeStarted).Ticks);
+            Interlocked.Add(ref _stepSampleTicks, Stopwatch.GetElapsedTime(decodedAt, now).Ticks);
         }
     }
 
-    // Blocks only while there is nothing to decode or run; false once disposed.
+    // Blocks only while there is nothing to decode or run; false once disposed. While idle, the decode costs are
+    // measured one size at a time (here, on the thread that decodes: see the remarks), so that no request waits for
+    // more than one measurement; until they all are, steps go in one decode.
     private bool WaitForWork()
     {
+        while (!_stopping && _active.Count == 0 && _waiting.Count == 0 && !_inbox.Reader.TryPeek(out _) && _measuringCosts)
+        {
+            _measuringCosts = _backbone.MeasureNextCost();
+            if (!_measuringCosts)
+            {
+                _logger.LogDebug("Decode costs: {Costs}.", _backbone.Costs);
+            }
+        }
+
         if (_stopping)
         {
             return false;
@@ -257,9 +547,9 @@ internal sealed class DecodeScheduler : IDisposable
 
     private void DropCancelled()
     {
-        foreach (var answer in _active.Where(a => a.Cancellation.IsCancellationRequested).ToList())
+        foreach (var slot in _active.Where(s => s.Answer.Cancellation.IsCancellationRequested).ToList())
         {
-            Release(answer, new OperationCanceledException(answer.Cancellation));
+            Release(slot, new OperationCanceledException(slot.Answer.Cancellation));
         }
 
         int waiting = _waiting.Count;
@@ -277,51 +567,94 @@ internal sealed class DecodeScheduler : IDisposable
         }
     }
 
-    // In arrival order: a large answer at the head is not overtaken, so it cannot starve.
+    // In arrival order: a large answer at the head is not overtaken, so it cannot starve. Nothing is admitted while an
+    // active answer waits for cache cells: they go to it first.
     private void Admit()
     {
         while (_waiting.TryPeek(out var next)
             && _active.Count < MaxActiveAnswers
             && _freeSequences.Count >= next.Request.SequenceCount
-            && _reservedCells + next.Request.CacheCells <= _backbone.Options.ContextSize)
+            && !_active.Any(slot => slot.Paused))
         {
+            var request = next.Request;
+            long first = Math.Min(request.Prompt.Length + (long)_options.ReserveSliceSteps * request.SequenceCount, request.CacheCells);
+            if (first > FreeCells)
+            {
+                break;
+            }
+
             _waiting.Dequeue();
-            next.Sequences = [.. Enumerable.Range(0, next.Request.SequenceCount).Select(_ => _freeSequences.Pop())];
-            _reservedCells += next.Request.CacheCells;
-            _active.Add(next);
+            next.Sequences = [.. Enumerable.Range(0, request.SequenceCount).Select(_ => _freeSequences.Pop())];
+            _reservedCells += first;
+            _active.Add(new ActiveAnswer(next, _admitted++) { Reserved = first });
         }
     }
 
-    private void Release(AnswerSequence answer, Exception? error)
+    private void Release(ActiveAnswer slot, Exception? error, AnswerStopReason? reason = null)
     {
-        if (!_active.Remove(answer))
+        if (!_active.Remove(slot))
         {
             return;
         }
 
-        foreach (var sequence in answer.Sequences)
+        Exception? freeing = null;
+        foreach (var sequence in slot.Answer.Sequences)
         {
             try
             {
                 _backbone.RemoveSequence(sequence);
+                _freeSequences.Push(sequence);
             }
             catch (Exception e)
             {
+                // The sequence's cells may still hold this answer: it is never handed out again.
                 _logger.LogError(e, "Freeing the cache of sequence {Sequence} failed.", sequence.Value);
+                freeing ??= e;
             }
-
-            _freeSequences.Push(sequence);
         }
 
-        _reservedCells -= answer.Request.CacheCells;
+        _reservedCells -= slot.Reserved;
         if (error is null)
         {
-            answer.Complete();
+            slot.Answer.Complete(reason);
         }
         else
         {
-            answer.Fail(error);
+            slot.Answer.Fail(error);
         }
+
+        if (freeing is not null)
+        {
+            // The cache can no longer be trusted to be what the scheduler thinks it is.
+            throw new InvalidOperationException($"The KV cache could not be freed ({freeing.Message}).", freeing);
+        }
+    }
+
+    /// <summary>An admitted answer and its share of the cache.</summary>
+    private sealed class ActiveAnswer(AnswerSequence answer, long order)
+    {
+        public AnswerSequence Answer { get; } = answer;
+
+        /// <summary>Admission order: the deadlock breaker ends the youngest.</summary>
+        public long Order { get; } = order;
+
+        /// <summary>Cache cells reserved for the answer.</summary>
+        public long Reserved { get; set; }
+
+        /// <summary>Cache cells its decoded positions fill.</summary>
+        public long Used { get; set; }
+
+        /// <summary>Rows it has in the batch being decoded.</summary>
+        public int Pending { get; set; }
+
+        /// <summary>Whether its rows in the batch being decoded are prompt positions.</summary>
+        public bool WasInPrompt { get; set; }
+
+        /// <summary>Whether it could not reserve cells for its last step.</summary>
+        public bool Paused { get; set; }
+
+        /// <summary>When its last step was decoded (a timestamp), or 0.</summary>
+        public long LastStep { get; set; }
     }
 }
 
@@ -362,15 +695,26 @@ internal sealed class BetweenStepsWork<T>(Func<T> work, CancellationToken cancel
 }
 
 /// <summary>Counters of a <see cref="DecodeScheduler"/>.</summary>
-/// <param name="Decodes">Backbone decodes run.</param>
-/// <param name="StepDecodes">Decodes that held only steps (no prompt positions).</param>
+/// <param name="Decodes">Steps of the loop that decoded (each one or more llama.cpp decodes).</param>
+/// <param name="StepDecodes">Those that held only steps (no prompt positions).</param>
 /// <param name="Rows">Positions decoded.</param>
-/// <param name="DecodeTime">Time spent in the backbone's decode.</param>
-/// <param name="StepTime">Time of the step-only decodes, with the embedding mix, sampling and rules around them.</param>
-/// <param name="StepDecodeTime">The backbone's share of <paramref name="StepTime"/>.</param>
-internal readonly record struct DecodeStatistics(long Decodes, long StepDecodes, long Rows, TimeSpan DecodeTime, TimeSpan StepTime, TimeSpan StepDecodeTime)
+/// <param name="DecodeTime">Time spent in the backbone (llama.cpp and the heads).</param>
+/// <param name="StepTime">Time of the step-only turns: the embedding mix, the decodes, the heads, sampling and rules (not the work between steps).</param>
+/// <param name="StepDecodeTime">llama.cpp's share of <paramref name="StepTime"/>.</param>
+/// <param name="StepHeadsTime">The output heads' share of <paramref name="StepTime"/>.</param>
+/// <param name="StepMixTime">The share of <paramref name="StepTime"/> spent building the batch (the embedding mix).</param>
+/// <param name="StepSampleTime">The share of <paramref name="StepTime"/> spent sampling and applying the rules.</param>
+/// <param name="WorkTime">Time of the work run between steps (the speech decoder's chunks).</param>
+/// <param name="WorkItems">Pieces of work run between steps.</param>
+/// <param name="Pauses">Times an answer waited a step for cache cells.</param>
+/// <param name="ContextEnds">Answers ended because the cache was full.</param>
+internal readonly record struct DecodeStatistics(
+    long Decodes, long StepDecodes, long Rows, TimeSpan DecodeTime, TimeSpan StepTime, TimeSpan StepDecodeTime, TimeSpan StepHeadsTime, TimeSpan StepMixTime,
+    TimeSpan StepSampleTime, TimeSpan WorkTime, long WorkItems, long Pauses, long ContextEnds)
 {
     /// <summary>The counters accumulated since <paramref name="earlier"/>.</summary>
-    public DecodeStatistics Since(DecodeStatistics earlier) =>
-        new(Decodes - earlier.Decodes, StepDecodes - earlier.StepDecodes, Rows - earlier.Rows, DecodeTime - earlier.DecodeTime, StepTime - earlier.StepTime, StepDecodeTime - earlier.StepDecodeTime);
+    public DecodeStatistics Since(DecodeStatistics earlier) => new(
+        Decodes - earlier.Decodes, StepDecodes - earlier.StepDecodes, Rows - earlier.Rows, DecodeTime - earlier.DecodeTime, StepTime - earlier.StepTime,
+        StepDecodeTime - earlier.StepDecodeTime, StepHeadsTime - earlier.StepHeadsTime, StepMixTime - earlier.StepMixTime, StepSampleTime - earlier.StepSampleTime,
+        WorkTime - earlier.WorkTime, WorkItems - earlier.WorkItems, Pauses - earlier.Pauses, ContextEnds - earlier.ContextEnds);
 }

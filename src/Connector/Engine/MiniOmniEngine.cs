@@ -16,10 +16,26 @@ namespace MiniOmni.SK.Engine;
 public sealed record MiniOmniEngineOptions
 {
     /// <summary>
-    /// KV cache positions shared by the active answers (a batch-parallel answer uses two sequences); each answer reserves
-    /// its prompt plus its budget. 8192 positions of the f16 cache take about 100 MB.
+    /// KV cache positions shared by the active answers (a batch-parallel answer uses two sequences). Each answer reserves
+    /// its prompt and then slices of what it goes on to use, not its whole budget; when the cache is full, an answer
+    /// waits for room, and if all do, the latest ends. 8192 positions of the f16 cache take about 100 MB.
     /// </summary>
     public uint ContextSize { get; init; } = 8192;
+
+    /// <summary>
+    /// The budget of an answer whose request sets none (<see cref="MiniOmniRequest.MaxTokens"/> 0), in steps (about 12 a
+    /// second of speech); the model's context bounds it too. The release's spoken answers run a few hundred steps.
+    /// </summary>
+    public int DefaultMaxTokens { get; init; } = 1024;
+
+    /// <summary>How the steps of several answers are grouped into llama.cpp decodes; by default as measured at load.</summary>
+    public StepDecodePolicy StepDecodePolicy { get; init; } = StepDecodePolicy.Measured;
+
+    /// <summary>How the text head is held: null follows the model type (see <see cref="ModelFileTypes.TextHeadType"/>).</summary>
+    internal GgmlType? TextHeadType { get; init; }
+
+    /// <summary>How long a new answer's prompt may hold up the others' next step (its prompt is decoded in slices).</summary>
+    internal TimeSpan MaxPrefillPause { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
@@ -46,6 +62,11 @@ public sealed record MiniOmniEngineOptions
         if (ContextSize is 0 or > ModelFiles.ModelLimits.MaxContext)
         {
             throw new ArgumentOutOfRangeException(nameof(ContextSize), ContextSize, $"The cache holds 1 to {ModelFiles.ModelLimits.MaxContext} positions.");
+        }
+
+        if (DefaultMaxTokens <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DefaultMaxTokens), DefaultMaxTokens, "The default budget must be at least one step.");
         }
 
         if (MaxConcurrentAnswers is <= 0 or > MaxConcurrentAnswersLimit)
@@ -107,8 +128,9 @@ public sealed record MiniOmniRequest
     public SamplingOptions Sampling { get; init; } = new();
 
     /// <summary>
-    /// The most steps of the answer (one text token and one audio frame each); 0 fills the model's context, as the release's
-    /// budget does. A <see cref="MiniOmniTask.ReadAloud"/> request has a budget of its own, proportional to its text
+    /// The most steps of the answer (one text token and one audio frame each); 0 takes the engine's
+    /// <see cref="MiniOmniEngineOptions.DefaultMaxTokens"/>, within what the model's context allows. Negative values are refused.
+    /// A <see cref="MiniOmniTask.ReadAloud"/> request has a budget of its own, proportional to its text
     /// (<see cref="MiniOmniEngine.ReadAloudSteps"/>); a smaller MaxTokens lowers it.
     /// </summary>
     public int MaxTokens { get; init; }
@@ -230,12 +252,16 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly DecodeScheduler _scheduler;
     private readonly ILogger _logger;
     private readonly int _trainedContext;
+    private readonly int _defaultMaxTokens;
+    private readonly SemaphoreSlim _encoding = new(1, 1);
     private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
         _logger = loggers.CreateLogger<MiniOmniEngine>();
         var compute = new GgmlComputeOptions { Threads = options.Threads, UseGpu = options.UseGpu };
+        _defaultMaxTokens = options.DefaultMaxTokens;
+        GgmlType? textHeadType = options.TextHeadType;
         // Each stage loaded is disposed again if a later one fails: a failed load leaves nothing native behind.
         var loaded = new Stack<IDisposable>();
         try
@@ -243,6 +269,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             using (var audio = GgufFile.Open(model.AudioPath))
             {
                 _parameters = AudioModelParameters.Read(audio);
+                textHeadType ??= ModelTypeOf(audio)?.TextHeadType();
                 _encoder = Push(loaded, new WhisperEncoder(audio, _parameters, compute, loggers.CreateLogger<WhisperEncoder>()));
                 _codec = Push(loaded, new SnacDecoder(audio, _parameters, compute with { Threads = options.CodecThreads ?? options.Threads }, StreamingOptions.Speech.WindowFrames, loggers.CreateLogger<SnacDecoder>()));
             }
@@ -257,15 +284,18 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
                 Threads = options.Threads,
                 GpuLayerCount = options.UseGpu ? 999 : 0,
                 CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
+                StepDecodePolicy = options.StepDecodePolicy,
             };
-            var heads = Push(loaded, new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>()));
+            var heads = Push(loaded, new OutputHeads(_vocabularyFile, _vocabulary, compute, (int)backboneOptions.MaxSequences, loggers.CreateLogger<OutputHeads>(), textHeadType));
+            TextHeadType = heads.TextHeadType;
             _backbone = Backbone.Load(model.BackbonePath, heads, backboneOptions, loggers.CreateLogger<Backbone>());
             // The backbone owns the heads from here on.
             loaded.Pop();
             loaded.Push(_backbone);
             _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
             _prompts = new PromptBuilder(_vocabulary);
-            _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, options.MaxConcurrentAnswers, loggers.CreateLogger<DecodeScheduler>()));
+            var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause };
+            _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, scheduling, loggers.CreateLogger<DecodeScheduler>()));
         }
         catch
         {
@@ -293,8 +323,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     /// <summary>The decode scheduler's counters, for benchmarks and diagnostics.</summary>
     internal DecodeStatistics DecodeStatistics => _scheduler.Statistics;
 
+    /// <summary>The decode scheduler, for benchmarks and diagnostics.</summary>
+    internal DecodeScheduler Scheduler => _scheduler;
+
+    /// <summary>How the text head is held.</summary>
+    internal GgmlType TextHeadType { get; }
+
     /// <inheritdoc />
-    public int MaxPositions => Math.Min(_trainedContext, (int)_backbone.Options.ContextSize);
+    public int MaxPositions => (int)Math.Min(_trainedContext, _scheduler.UsableCells);
 
     /// <summary>
     /// Loads the model directory <paramref name="modelDirectory"/> (backbone.gguf, vocabulary.gguf and audio.gguf). The
@@ -315,6 +351,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _scheduler.ThrowIfFaulted();
         var prepared = Prepare(request);
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
@@ -351,6 +388,10 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
     }
 
+    // The model type the audio file states (written by the conversion), or null for a file without it.
+    private static ModelFileType? ModelTypeOf(GgufFile audio) =>
+        audio.Metadata.TryGetValue(MiniOmniGgufKeys.FileType, out var type) && type is string name && ModelFileTypes.Names.Contains(name) ? ModelFileTypes.Parse(name) : null;
+
     /// <inheritdoc />
     public void Dispose()
     {
@@ -368,7 +409,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _codec.Dispose();
     }
 
-    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock, AnswerStopReason BudgetStop);
+    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock);
 
     /// <summary>Read-aloud steps per text token: 11.72 frames a second of speech over ~2 tokens a second of slow speech (see README).</summary>
     public const int ReadAloudStepsPerToken = 6;
@@ -446,24 +487,45 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             }
         }
 
-        // No budget given: as long as the model's context allows and the cache could hold, as the release's budget does.
+        // No budget given: the engine's default, within the model's context and (for the worst case) the cache; the
+        // cache is then reserved as the answer goes, not all at once.
         int sequences = thinking is null ? 1 : 2;
-        int maxSteps = readAloud ? (request.MaxTokens > 0 ? Math.Min(request.MaxTokens, readAloudBudget) : readAloudBudget)
-            : request.MaxTokens > 0 ? request.MaxTokens
-            : Math.Min(_trainedContext - prompt.Length, ((int)_backbone.Options.ContextSize - prompt.Length) / sequences);
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, maxSteps) { ForcedText = forcing };
-        if (maxSteps <= 0 || prompt.Length + maxSteps > _trainedContext || generation.CacheCells > _backbone.Options.ContextSize)
+        long contextLeft = _trainedContext - (long)prompt.Length;
+        long cacheLeft = (_scheduler.UsableCells - prompt.Length) / sequences;
+        long maxSteps;
+        var limit = AnswerStopReason.Budget;
+        if (request.MaxTokens < 0)
         {
-            string limits = $"the model's context is {_trainedContext} positions and the cache holds {_backbone.Options.ContextSize}";
-            throw new ContextOverflowException(
-                maxSteps <= 0 ? $"A prompt of {prompt.Length} positions ({sequences} sequence(s)) leaves no room for an answer: {limits}; shorten the prompt or raise ContextSize."
-                : readAloud ? $"A text of {forcing!.Tokens.Count} tokens to read aloud takes a prompt of {prompt.Length} positions and a budget of {maxSteps} steps, which do not fit: {limits}; split the text (the text-to-speech client splits long text at sentence ends)."
-                : $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: {limits}; lower MaxTokens or raise ContextSize.",
-                prompt.Length, Math.Max(0, maxSteps));
+            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, $"MaxTokens must be 0 (the engine's default budget of {_defaultMaxTokens} steps) or positive; got {request.MaxTokens}.");
+        }
+        else if (readAloud)
+        {
+            maxSteps = request.MaxTokens > 0 ? Math.Min(request.MaxTokens, readAloudBudget) : readAloudBudget;
+        }
+        else if (request.MaxTokens > 0)
+        {
+            maxSteps = request.MaxTokens;
+        }
+        else
+        {
+            maxSteps = Math.Min(_defaultMaxTokens, Math.Min(contextLeft, cacheLeft));
+            limit = maxSteps < _defaultMaxTokens ? AnswerStopReason.Context : AnswerStopReason.Budget;
         }
 
-        var budgetStop = readAloud || request.MaxTokens > 0 ? AnswerStopReason.Budget : AnswerStopReason.Context;
-        return new PreparedRequest(request, generation, audio, clock, budgetStop);
+        // In long arithmetic: a budget near int.MaxValue must not wrap around the checks.
+        if (maxSteps <= 0 || maxSteps > contextLeft || prompt.Length + sequences * maxSteps > _scheduler.UsableCells)
+        {
+            string limits = $"the model's context is {_trainedContext} positions and the cache holds {_scheduler.UsableCells}";
+            long room = Math.Max(0, Math.Min(contextLeft, cacheLeft));
+            throw new ContextOverflowException(
+                room == 0 ? $"A prompt of {prompt.Length} positions ({sequences} sequence(s)) leaves no room for an answer: {limits}; shorten the prompt or raise ContextSize."
+                : readAloud ? $"A text of {forcing!.Tokens.Count} tokens to read aloud takes a prompt of {prompt.Length} positions and a budget of {maxSteps} steps, which do not fit: {limits}; split the text (the text-to-speech client splits long text at sentence ends)."
+                : $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: {limits}; lower MaxTokens (at most {room} here) or raise ContextSize.",
+                prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
+        }
+
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit };
+        return new PreparedRequest(request, generation, audio, clock);
     }
 
     // A plain preamble is text through and through; a segmented one may hold the template's own markers, each one special token.
@@ -518,8 +580,18 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         if (prepared.Audio is { } audio)
         {
             int featureCount = generation.Prompt.AudioFeatureCount;
-            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
-            generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            // One question at a time: each encoding thread brings its own OpenMP team, and several at once on a small
+            // CPU wait on each other's barriers (four 1.2 s questions arriving together took 3 s to first speech).
+            await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
+                generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            }
+            finally
+            {
+                _encoding.Release();
+            }
         }
 
         cancellationToken.ThrowIfCancellationRequested();
@@ -575,8 +647,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             Speak(await _scheduler.RunBetweenStepsAsync(speech.Flush, cancellationToken).ConfigureAwait(false));
         }
 
-        // The rules keep no step past the budget and never keep the step that ends an answer, so a full budget means a cut.
-        var stop = streams[^1].Count >= generation.MaxSteps ? prepared.BudgetStop : AnswerStopReason.EndOfAnswer;
+        var stop = steps.StopReason;
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams) { StopReason = stop });
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
     }

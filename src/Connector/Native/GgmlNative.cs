@@ -7,7 +7,9 @@ internal enum GgmlElementType
 {
     F32 = 0,
     F16 = 1,
+    Q4_0 = 2,
     Q8_0 = 8,
+    IQ4_NL = 20,
     I32 = 26,
 }
 
@@ -75,6 +77,8 @@ internal static partial class GgmlNative
     [LibraryImport(Base)] public static partial nuint ggml_nbytes(IntPtr tensor);
     [LibraryImport(Base)] public static partial long ggml_nelements(IntPtr tensor);
     [LibraryImport(Base)] public static partial IntPtr ggml_get_data(IntPtr tensor);
+    [LibraryImport(Base)] public static partial nuint ggml_row_size(GgmlElementType type, long ne);
+    [LibraryImport(Base)] public static unsafe partial nuint ggml_quantize_chunk(GgmlElementType type, float* src, void* dst, long start, long nrows, long n_per_row, float* imatrix);
 
     // Graphs
     [LibraryImport(Base)] public static partial IntPtr ggml_new_graph_custom(IntPtr ctx, nuint size, [MarshalAs(UnmanagedType.U1)] bool grads);

@@ -54,16 +54,16 @@ internal readonly struct GgmlTensor
     /// <summary>Operand <paramref name="index"/> of the op that computes this tensor (custom ops read theirs so).</summary>
     public GgmlTensor Source(int index) => new(SourceHandle(index));
 
+    /// <summary>Whether the type stores blocks of quantized values (Q8_0, Q4_0, IQ4_NL), usable as mul_mat weights only.</summary>
+    public bool IsQuantized => Type is GgmlElementType.Q8_0 or GgmlElementType.Q4_0 or GgmlElementType.IQ4_NL;
+
     /// <summary>Bytes per element (F32 and I32: 4, F16: 2); block types are never viewed element-wise.</summary>
-    public int ElementSize => Type switch
-    {
-        GgmlElementType.F16 => 2,
-        GgmlElementType.Q8_0 => throw new InvalidOperationException("Q8_0 tensors have no per-element size; use them as mul_mat weights only."),
-        _ => 4,
-    };
+    public int ElementSize => IsQuantized
+        ? throw new InvalidOperationException($"{Type} tensors have no per-element size; use them as mul_mat weights only.")
+        : Type == GgmlElementType.F16 ? 2 : 4;
 
     /// <summary>Whether the elements lie densely in row-major order (what reshapes and most unary ops need).</summary>
-    public bool IsContiguous => Type == GgmlElementType.Q8_0 || Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
+    public bool IsContiguous => IsQuantized || Nb(0) == ElementSize && Nb(1) == Nb(0) * Ne0 && Nb(2) == Nb(1) * Ne1 && Nb(3) == Nb(2) * Ne2;
 
     private IntPtr SourceHandle(int index) => (uint)index < GgmlNative.MaxSources
         ? Marshal.ReadIntPtr(Handle, GgmlNative.TensorSourcesOffset + IntPtr.Size * index)

@@ -88,13 +88,46 @@ internal sealed class SnacDecoder : IDisposable
     /// </summary>
     public float[] Decode(SnacCodes codes, int? noiseSeed = null)
     {
+        var inputs = new Dictionary<string, Array>();
+        int frames = AddInputs(inputs, codes, noiseSeed, suffix: "");
+        bool noise = noiseSeed is not null && _parameters.Snac.Noise;
+        return _stage.Run(graph => Build(graph, frames, noise), inputs)[Output];
+    }
+
+    /// <summary>
+    /// Decodes several windows (of any lengths up to <see cref="MaxFrames"/>) in one graph, without noise: each result
+    /// equals <see cref="Decode"/> of its window. One graph spares the per-graph work (building, allocating, waking the
+    /// threads) of all but one window; the convolutions themselves cost the same.
+    /// </summary>
+    public float[][] DecodeBatch(IReadOnlyList<SnacCodes> windows)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
+        if (windows.Count == 0)
+        {
+            return [];
+        }
+
+        var inputs = new Dictionary<string, Array>();
+        int[] frames = [.. windows.Select((codes, index) => AddInputs(inputs, codes, noiseSeed: null, suffix: $"_{index}"))];
+        var outputs = _stage.Run(graph =>
+        {
+            for (int index = 0; index < frames.Length; index++)
+            {
+                Build(graph, frames[index], noise: false, suffix: $"_{index}");
+            }
+        }, inputs);
+        return [.. Enumerable.Range(0, frames.Length).Select(index => outputs[Output + $"_{index}"])];
+    }
+
+    // Checks one window's codes and adds them (and its noise) as the inputs of the graph part named by suffix; returns its frames.
+    private int AddInputs(Dictionary<string, Array> inputs, SnacCodes codes, int? noiseSeed, string suffix)
+    {
         int frames = codes.FrameCount;
         if (frames <= 0 || frames > MaxFrames)
         {
             throw new ArgumentOutOfRangeException(nameof(codes), $"Between 1 and {MaxFrames} frames can be decoded at once; got {frames}.");
         }
 
-        var inputs = new Dictionary<string, Array>();
         for (int book = 0; book < 3; book++)
         {
             int[] values = codes.Codebooks[book];
@@ -110,7 +143,7 @@ internal sealed class SnacDecoder : IDisposable
                 throw new ArgumentException($"Codebook {book} code {bad} is {values[bad]}, outside 0..{_parameters.Snac.CodebookSize - 1} (a special token in the audio stream?).", nameof(codes));
             }
 
-            inputs[$"codes{book}"] = values;
+            inputs[$"codes{book}{suffix}"] = values;
         }
 
         bool noise = noiseSeed is not null && _parameters.Snac.Noise;
@@ -121,11 +154,11 @@ internal sealed class SnacDecoder : IDisposable
             length *= _parameters.Snac.DecoderRates[block];
             if (random is not null)
             {
-                inputs[$"noise{block}"] = GaussianNoise(random, (int)length);
+                inputs[$"noise{block}{suffix}"] = GaussianNoise(random, (int)length);
             }
         }
 
-        return _stage.Run(graph => Build(graph, frames, noise), inputs)[Output];
+        return frames;
     }
 
     /// <inheritdoc />
@@ -213,7 +246,7 @@ internal sealed class SnacDecoder : IDisposable
     private static bool IsTransposedConvolution(string name, ModelFiles.Conversion.SnacShape snac) =>
         Enumerable.Range(0, snac.DecoderRates.Count).Any(b => name == TransposedConvolutionName(b, snac));
 
-    private void Build(GgmlGraphBuilder graph, int frames, bool noise)
+    private void Build(GgmlGraphBuilder graph, int frames, bool noise, string suffix = "")
     {
         var snac = _parameters.Snac;
         long latentLength = LatentLength(frames);
@@ -224,7 +257,7 @@ internal sealed class SnacDecoder : IDisposable
         {
             string quantizer = $"{Prefix}quantizer.quantizers.{book}.";
             long codes = latentLength / snac.Strides[book];
-            var vectors = graph.GetRows(_weights[quantizer + "codebook.weight"], graph.Input($"codes{book}", GgmlElementType.I32, codes));
+            var vectors = graph.GetRows(_weights[quantizer + "codebook.weight"], graph.Input($"codes{book}{suffix}", GgmlElementType.I32, codes));
             var projected = graph.Add(graph.MulMat(Matrix(graph, quantizer + "out_proj.weight"), vectors), _weights[quantizer + "out_proj.bias"]);
             var repeated = graph.Reshape(graph.Repeat(graph.Reshape(projected, snac.LatentDim, 1, codes), snac.LatentDim, snac.Strides[book], codes), snac.LatentDim, latentLength);
             latent = latent is null ? repeated : graph.Add(latent.Value, repeated);
@@ -250,7 +283,7 @@ internal sealed class SnacDecoder : IDisposable
                 {
                     // x + randn(T) * linear(x): one noise value per time step, shared by all channels.
                     var scaled = graph.MulMat(Matrix(graph, $"{Prefix}{prefix}{part}.linear.weight"), cur);
-                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}", GgmlElementType.F32, 1, length)));
+                    cur = graph.Add(cur, graph.Mul(scaled, graph.Input($"noise{block}{suffix}", GgmlElementType.F32, 1, length)));
                 }
 
                 part++;
@@ -264,7 +297,7 @@ internal sealed class SnacDecoder : IDisposable
 
         var final = Snake(graph, cur, $"decoder.model.{layer++}");
         var speech = graph.ConvolutionToOneChannel(final, _weights[$"{Prefix}decoder.model.{layer}.weight{TapsSuffix}"], _weights[$"{Prefix}decoder.model.{layer}.bias"]);
-        graph.Output(Output, graph.Tanh(speech));
+        graph.Output(Output + suffix, graph.Tanh(speech));
     }
 
     // x + conv1x1(snake(depthwise_conv_k7_dilated(snake(x)))), each bias added by the op after it.

@@ -15,6 +15,8 @@ internal static class LlamaQuantization
         {
             ModelFileType.Q8_0 => LLamaFtype.MOSTLY_Q8_0,
             ModelFileType.Q4_K_M => LLamaFtype.MOSTLY_Q4_K_M,
+            ModelFileType.Q4_0 => LLamaFtype.MOSTLY_Q4_0,
+            ModelFileType.IQ4_NL => LLamaFtype.MOSTLY_IQ4_NL,
             _ => throw new ArgumentException($"{type} is written directly, not quantized.", nameof(type)),
         };
 

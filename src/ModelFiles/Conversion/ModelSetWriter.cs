@@ -53,7 +53,7 @@ public static class ModelSetWriter
         try
         {
             // Every file is described (every source tensor found and shape-checked) before any is written.
-            bool quantize = type is ModelFileType.Q8_0 or ModelFileType.Q4_K_M;
+            bool quantize = type.IsQuantized();
             var audio = new GgufWriter();
             AudioGgufBuilder.Describe(audio, content.Audio, content.AudioTensors);
             var vocabulary = new GgufWriter();
@@ -81,7 +81,15 @@ public static class ModelSetWriter
                 clock.Restart();
                 progress?.Report(new ConversionProgress("quantize", type.ToName(), 0, 1));
                 cancellationToken.ThrowIfCancellationRequested();
-                LlamaQuantization.Quantize(unquantized, staged.BackbonePath, type, Environment.ProcessorCount);
+                if (type == ModelFileType.Q4_0_Mixed)
+                {
+                    MixedQuantization.Quantize(unquantized, staged.BackbonePath, cancellationToken);
+                }
+                else
+                {
+                    LlamaQuantization.Quantize(unquantized, staged.BackbonePath, type, Environment.ProcessorCount);
+                }
+
                 File.Delete(unquantized);
                 progress?.Report(new ConversionProgress("quantize", type.ToName(), 1, 1));
                 logger.LogInformation("Quantized the backbone to {Type} in {Seconds:F1} s.", type.ToName(), clock.Elapsed.TotalSeconds);

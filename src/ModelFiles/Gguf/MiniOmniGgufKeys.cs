@@ -19,7 +19,7 @@ public static class MiniOmniGgufKeys
     public const string Name = "general.name";
     /// <summary><c>general.architecture</c>.</summary>
     public const string Architecture = "general.architecture";
-    /// <summary>The conversion type (f32, f16, q8_0, q4_k_m).</summary>
+    /// <summary>The conversion type (one of <see cref="Conversion.ModelFileTypes.Names"/>).</summary>
     public const string FileType = "miniomni.file_type";
 
     /// <summary>Rows of the backbone's embedding and output head (181120).</summary>

@@ -130,13 +130,15 @@ public sealed class ClientConformanceTests(EngineFixture fixture) : IClassFixtur
     public async Task AnAnswerCutByTheContextReportsLength()
     {
         using var client = fixture.Engine.AsIChatClient();
-        // A history that leaves the answer a few positions of the engine's 1024: the fixture's answer never ends by itself.
-        var history = Enumerable.Range(0, 70).Select(i => new ChatMessage(i % 2 == 0 ? ChatRole.User : ChatRole.Assistant, "tea tea tea tea tea tea"));
+        // A history that leaves the answer fewer positions than the engine's default budget (160 steps in the fixture
+        // engine): the fixture's answer never ends by itself, so the context, not the budget, cuts it.
+        var history = Enumerable.Range(0, 84).Select(i => new ChatMessage(i % 2 == 0 ? ChatRole.User : ChatRole.Assistant, "tea tea tea tea tea tea"));
 
         var response = await client.GetResponseAsync([.. history, new ChatMessage(ChatRole.User, "And?")]);
 
         Assert.Equal(ChatFinishReason.Length, response.FinishReason);
-        Assert.Equal(1024, response.Usage?.TotalTokenCount);
+        Assert.True(response.Usage?.OutputTokenCount < 160, $"The answer took {response.Usage?.OutputTokenCount} steps: its budget, not the context, ended it.");
+        Assert.Equal(fixture.Engine.MaxPositions, response.Usage?.TotalTokenCount);
     }
 
     [Fact]

@@ -289,15 +289,170 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         await Assert.ThrowsAsync<ObjectDisposedException>(() => ReadAll(steps));
     }
 
+    [Fact]
+    public async Task EightAnswersWithoutBudgetsRunTogetherReservingTheCacheAsTheyGo()
+    {
+        // Each answer may take up to 400 steps (its whole budget would fill half the cache), and ends at step 30.
+        var backbone = new ScriptedBackbone((_, step) => (step == 30 ? [.. Speech(5)[..6], Tokens.EndOfAudio] : Speech(5), 100 + step));
+        var request = TextIn(MiniOmniTask.T1A2, maxSteps: 400);
+        using var scheduler = Create(backbone, maxActiveAnswers: 8, contextSize: (uint)(2 * request.CacheCells + 8), sequences: 8);
+
+        var answers = Enumerable.Range(0, 8).Select(_ => scheduler.Submit(request, CancellationToken.None)).ToList();
+        var steps = await Task.WhenAll(answers.Select(ReadAll));
+
+        Assert.All(steps, s => Assert.Equal(30, s.Count));
+        Assert.All(answers, a => Assert.Equal(AnswerStopReason.EndOfAnswer, a.StopReason));
+        Assert.Contains(backbone.Decodes, rows => rows.Select(r => r.Sequence).Distinct().Count() == 8);
+        Assert.True(backbone.Decodes.Count <= 40, $"{backbone.Decodes.Count} decodes for eight answers of 30 steps");
+    }
+
+    [Fact]
+    public async Task WhenTheCacheIsFullAnswersWaitAndIfAllMustTheLatestEndsWithTheContextAsItsReason()
+    {
+        // Three endless answers of up to 120 steps in a cache that holds about two of them.
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        var request = TextIn(MiniOmniTask.T1A2, maxSteps: 120);
+        using var scheduler = Create(backbone, contextSize: (uint)(2 * request.CacheCells + 40), sequences: 8,
+            options: new DecodeSchedulerOptions { MaxActiveAnswers = 3, ReserveSliceSteps = 16 });
+
+        var answers = Enumerable.Range(0, 3).Select(_ => scheduler.Submit(request, CancellationToken.None)).ToList();
+        var steps = await Task.WhenAll(answers.Select(ReadAll));
+
+        // The first two reach their budget; the third, admitted alongside them, gives way once every answer waits for room.
+        Assert.Equal([120, 120], steps[..2].Select(s => s.Count));
+        Assert.Equal([AnswerStopReason.Budget, AnswerStopReason.Budget, AnswerStopReason.Context], answers.Select(a => a.StopReason));
+        Assert.InRange(steps[2].Count, 1, 119);
+        Assert.Contains(backbone.Decodes, rows => rows.Select(r => r.Sequence).Distinct().Count() == 3);
+        Assert.Equal(1, scheduler.Statistics.ContextEnds);
+        Assert.True(scheduler.Statistics.Pauses > 0);
+    }
+
+    [Fact]
+    public async Task AnAnswerEndingAtTheModelsContextSaysSo()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+
+        var steps = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 5) with { StepLimitReason = AnswerStopReason.Context }, CancellationToken.None);
+        var budgeted = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 5), CancellationToken.None);
+
+        Assert.Equal(5, (await ReadAll(steps)).Count);
+        Assert.Equal(5, (await ReadAll(budgeted)).Count);
+        Assert.Equal(AnswerStopReason.Context, steps.StopReason);
+        Assert.Equal(AnswerStopReason.Budget, budgeted.StopReason);
+    }
+
+    [Fact]
+    public async Task ALongPromptIsDecodedInSlicesWhileAnotherAnswerSpeaks()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + (step % 1000)));
+        // Nominal costs: 1 ms a prompt position, so 30 ms allows 30 positions a step.
+        using var scheduler = Create(backbone, options: new DecodeSchedulerOptions { MaxPrefillPause = TimeSpan.FromMilliseconds(30) });
+        var speaking = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 60), CancellationToken.None);
+        await speaking.ReadAsync();
+
+        var longPrompt = new GenerationRequest(MiniOmniTask.T1T2, new PromptBuilder(Vocabulary).ForText(MiniOmniTask.T1T2, [.. Enumerable.Range(11, 200)]), null, [], new SamplingOptions(), 5);
+        var joining = scheduler.Submit(longPrompt, CancellationToken.None);
+        Assert.Equal(5, (await ReadAll(joining)).Count);
+        await ReadAll(speaking);
+
+        var withPrompt = backbone.Batches.Where(rows => rows.Count(r => r.Sequence == 1) > 1).ToList();
+        Assert.True(withPrompt.Count >= 7, $"the prompt of {longPrompt.Prompt.Length} positions went in {withPrompt.Count} decodes");
+        Assert.All(withPrompt, rows => Assert.InRange(rows.Count(r => r.Sequence == 1), 1, 30));
+        Assert.All(withPrompt, rows => Assert.Contains(rows, r => r.Sequence == 0)); // the speaking answer's step in each
+    }
+
+    [Fact]
+    public async Task APromptDecodesWholeWhenNoOtherAnswerIsSpeaking()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, options: new DecodeSchedulerOptions { MaxPrefillPause = TimeSpan.FromMilliseconds(30) });
+        var request = new GenerationRequest(MiniOmniTask.T1T2, new PromptBuilder(Vocabulary).ForText(MiniOmniTask.T1T2, [.. Enumerable.Range(11, 200)]), null, [], new SamplingOptions(), 3);
+
+        Assert.Equal(3, (await ReadAll(scheduler.Submit(request, CancellationToken.None))).Count);
+
+        Assert.Equal(request.Prompt.Length, backbone.Batches[0].Length);
+    }
+
+    [Fact]
+    public async Task AnAnswerWhoseRowsCannotBeBuiltFailsAloneAndTheOthersGoOn()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone);
+        // Audio features that are not whole rows of the embedding width: the embedding mix refuses them.
+        var broken = TextIn(MiniOmniTask.T1A2, maxSteps: 10) with { AudioFeatures = new float[TokenTable.Width + 1] };
+
+        var healthy = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 20), CancellationToken.None);
+        var failing = scheduler.Submit(broken, CancellationToken.None);
+
+        await Assert.ThrowsAsync<ArgumentException>(() => ReadAll(failing));
+        Assert.Equal(20, (await ReadAll(healthy)).Count);
+        Assert.Equal(4, (await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 4), CancellationToken.None))).Count);
+    }
+
+    [Fact]
+    public async Task AnAnswerWhoseLogitsFailFailsAloneAndTheOthersGoOn()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step)) { FailLogitsOfSequence = 1 };
+        using var scheduler = Create(backbone);
+
+        var healthy = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 20), CancellationToken.None);
+        var failing = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 20), CancellationToken.None);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => ReadAll(failing));
+        Assert.Contains("scripted logits failure", error.Message);
+        Assert.Equal(20, (await ReadAll(healthy)).Count);
+        backbone.Mock.Verify(b => b.RemoveSequence((LLamaSeqId)1), Times.Once);
+    }
+
+    [Fact]
+    public async Task ACacheThatCannotBeFreedFaultsTheSchedulerWhichThenRefusesRequestsClearly()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), step == 3 ? Tokens.EndOfText : 100 + step));
+        backbone.Mock.Setup(b => b.RemoveSequence((LLamaSeqId)0)).Throws(new InvalidOperationException("scripted cache failure"));
+        using var scheduler = Create(backbone);
+
+        var ending = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 50), CancellationToken.None); // sequence 0
+        var other = scheduler.Submit(TextIn(MiniOmniTask.T1A2, maxSteps: 1000), CancellationToken.None);
+
+        // The answer itself ended before its cache was to be freed; the one still running fails with the fault.
+        Assert.Equal(3, (await ReadAll(ending)).Count);
+        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => ReadAll(other));
+        Assert.Contains("load the model again", failure.Message);
+        var refused = Assert.Throws<InvalidOperationException>(() => scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 5), CancellationToken.None));
+        Assert.Contains("scripted cache failure", refused.Message);
+        Assert.Contains("serves no more requests", refused.Message);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => scheduler.RunBetweenStepsAsync(() => 1, CancellationToken.None));
+    }
+
+    [Fact]
+    public void ABackboneThatCannotBeMeasuredFaultsTheSchedulerBeforeAnyAnswer()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        backbone.Mock.Setup(b => b.MeasureNextCost()).Throws(new InvalidOperationException("scripted calibration failure"));
+        using var scheduler = Create(backbone);
+
+        var refused = Assert.Throws<InvalidOperationException>(() =>
+        {
+            for (var clock = System.Diagnostics.Stopwatch.StartNew(); clock.Elapsed < TimeSpan.FromSeconds(10); Thread.Sleep(5))
+            {
+                scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 5), CancellationToken.None);
+            }
+        });
+
+        Assert.Contains("scripted calibration failure", refused.Message);
+        Assert.Empty(backbone.Decodes);
+    }
+
     private static int[] Speech(int code) => [.. Enumerable.Repeat(code, 7)];
 
     private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps) =>
         new(task, new PromptBuilder(Vocabulary).ForText(task, [11, 12, 13]), null, [], new SamplingOptions(), maxSteps);
 
-    private DecodeScheduler Create(ScriptedBackbone backbone, int maxActiveAnswers = 4, uint contextSize = 4096)
+    private DecodeScheduler Create(ScriptedBackbone backbone, int maxActiveAnswers = 4, uint contextSize = 4096, uint sequences = 8, DecodeSchedulerOptions? options = null)
     {
-        backbone.Mock.SetupGet(b => b.Options).Returns(new BackboneOptions { ContextSize = contextSize, MaxSequences = 8, BatchSize = 512 });
-        return new DecodeScheduler(backbone.Mock.Object, _table.Mix, Vocabulary, maxActiveAnswers, NullLogger.Instance);
+        backbone.Mock.SetupGet(b => b.Options).Returns(new BackboneOptions { ContextSize = contextSize, MaxSequences = sequences, BatchSize = 512 });
+        return new DecodeScheduler(backbone.Mock.Object, _table.Mix, Vocabulary, options ?? new DecodeSchedulerOptions { MaxActiveAnswers = maxActiveAnswers }, NullLogger.Instance);
     }
 
     private static async Task<List<StepTokens>> ReadAll(ChannelReader<StepTokens> steps)
@@ -320,20 +475,30 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         private readonly Func<int, int, (int[] Audio, int Text)> _script;
         private readonly ConcurrentDictionary<int, int> _stepOfSequence = new();
         private RowLogits[] _logits = [];
+        private readonly HashSet<int> _failing = [];
 
         public ScriptedBackbone(Func<int, int, (int[] Audio, int Text)> script)
         {
             _script = script;
             Mock.SetupGet(b => b.EmbeddingLength).Returns(TokenTable.Width);
             Mock.Setup(b => b.Decode(It.IsAny<BackboneBatch>())).Callback<BackboneBatch>(OnDecode);
-            Mock.Setup(b => b.Logits(It.IsAny<int>())).Returns<int>(index => _logits[index]);
+            Mock.Setup(b => b.Logits(It.IsAny<int>())).Returns<int>(index => _failing.Contains(index) ? throw new InvalidOperationException("scripted logits failure") : _logits[index]);
             Mock.Setup(b => b.CopySequence(It.IsAny<LLamaSeqId>(), It.IsAny<LLamaSeqId>(), It.IsAny<int>(), It.IsAny<int>()));
             Mock.Setup(b => b.RemoveSequence(It.IsAny<LLamaSeqId>()));
+            Mock.Setup(b => b.MeasureNextCost()).Returns(false);
+            Mock.SetupGet(b => b.Costs).Returns(DecodeCosts.Nominal(8));
+            Mock.SetupGet(b => b.HeadsTime).Returns(TimeSpan.Zero);
         }
 
         public Mock<IBackbone> Mock { get; } = new(MockBehavior.Strict);
 
         public List<(int Sequence, int Index, OutputHeadSet Heads)[]> Decodes { get; } = [];
+
+        /// <summary>Every position of every decode (what <see cref="Decodes"/> leaves out: the prompt positions that want no logits).</summary>
+        public List<BackboneRow[]> Batches { get; } = [];
+
+        /// <summary>A sequence whose logits throw when read.</summary>
+        public int? FailLogitsOfSequence { get; init; }
 
         public ManualResetEventSlim? Gate { get; init; }
 
@@ -354,7 +519,10 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
 
             var logitRows = batch.Rows.Select((row, index) => (row, index)).Where(r => r.row.WantsLogits).Select(r => (r.row.Sequence, Index: r.index, r.row.Heads)).ToArray();
             Decodes.Add(logitRows);
+            Batches.Add([.. batch.Rows]);
             _logits = new RowLogits[batch.EmbeddingsCount];
+            _failing.Clear();
+            _failing.UnionWith(logitRows.Where(r => r.Sequence == FailLogitsOfSequence).Select(r => r.Index));
             foreach (var (sequence, index, heads) in logitRows)
             {
                 int step = _stepOfSequence.AddOrUpdate(sequence, 0, (_, s) => s + 1);

@@ -165,6 +165,46 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, Sampling = new SamplingOptions { TopP = 2 } }));
     }
 
+    [Fact]
+    public async Task BudgetsThatAreNegativeOrWouldOverflowTheFitCheckAreRefused()
+    {
+        long decodes = fixture.Engine.DecodeStatistics.Decodes;
+
+        var negative = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi", MaxTokens = -1 }));
+        var huge = await Assert.ThrowsAsync<ContextOverflowException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi", MaxTokens = int.MaxValue }));
+        var batchHuge = await Assert.ThrowsAsync<ContextOverflowException>(() => Collect(new MiniOmniRequest { Audio = fixture.Question, BatchParallel = true, MaxTokens = int.MaxValue / 2 + 1 }));
+
+        Assert.Contains("MaxTokens must be 0", negative.Message);
+        Assert.Contains("does not fit", huge.Message);
+        Assert.Equal(int.MaxValue, huge.Steps);
+        Assert.Contains("does not fit", batchHuge.Message);
+        Assert.Equal(decodes, fixture.Engine.DecodeStatistics.Decodes);
+    }
+
+    [Fact]
+    public async Task AnswersWithoutABudgetTakeTheEnginesDefaultAndRunTogether()
+    {
+        // Eight text answers without budgets: each takes the default (30 steps), and all eight run at once.
+        using var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, MaxConcurrentAnswers = 8, DefaultMaxTokens = 30 });
+        var before = engine.DecodeStatistics;
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        {
+            AnswerCompleted? completed = null;
+            await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = $"Question number {i}?" }))
+            {
+                completed = item as AnswerCompleted ?? completed;
+            }
+
+            return completed!;
+        })));
+
+        var used = engine.DecodeStatistics.Since(before);
+        Assert.All(answers, a => Assert.InRange(a.Steps, 1, 30));
+        // Run one after another they would take a decode per step each; together, about one decode per step for all.
+        Assert.True(used.Decodes < answers.Sum(a => a.Steps) / 2, $"{used.Decodes} decodes for {answers.Sum(a => a.Steps)} steps");
+    }
+
     private async Task<List<MiniOmniEvent>> Collect(MiniOmniRequest request)
     {
         var events = new List<MiniOmniEvent>();
@@ -184,7 +224,8 @@ public sealed class EngineFixture : IDisposable
 
     public EngineFixture()
     {
-        Engine = MiniOmniEngine.Load(_model.Model.Path, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, FullPrecisionCache = true });
+        // The default budget keeps the answers without one (which random weights never end) short, and all of them together within the cache.
+        Engine = MiniOmniEngine.Load(_model.Model.Path, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, FullPrecisionCache = true, DefaultMaxTokens = 160 });
         Question = AudioDecoder.DecodeFile(Fixture.Question);
     }
 

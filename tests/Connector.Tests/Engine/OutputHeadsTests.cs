@@ -26,14 +26,20 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
         Assert.Equal(sets.Length, logits.Length);
         for (int position = 0; position < sets.Length; position++)
         {
-            var (first, end) = heads.RowsOf(sets[position]);
-            Assert.Equal(first, logits[position].FirstRow);
-            Assert.Equal(end - first, logits[position].Values.Length);
             var state = hidden.AsSpan(position * width, width);
-            for (int row = first; row < end; row += 997)
+            // Each head the position asked for, row by row (sampled), against the product on the host.
+            Range[] computed = [.. (sets[position].HasFlag(OutputHeadSet.Text) ? new[] { vocabulary.TextHead } : []),
+                .. (sets[position].HasFlag(OutputHeadSet.Audio) ? Enumerable.Range(0, vocabulary.AudioLayerCount).Select(vocabulary.AudioHead) : [])];
+            foreach (var head in computed)
             {
-                float expected = System.Numerics.Tensors.TensorPrimitives.Dot(weight.AsSpan(row * width, width), state);
-                Assert.Equal(expected, logits[position].Values.Span[row - first], 1e-4f);
+                var values = logits[position][head];
+                int first = head.Start.Value;
+                Assert.Equal(head.End.Value - first, values.Length);
+                for (int row = first; row < head.End.Value; row += 997)
+                {
+                    float expected = System.Numerics.Tensors.TensorPrimitives.Dot(weight.AsSpan(row * width, width), state);
+                    Assert.Equal(expected, values[row - first], 1e-4f);
+                }
             }
         }
 
@@ -50,12 +56,76 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
         var random = new Random(6);
         float[] hidden = [.. Enumerable.Range(0, 3 * heads.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
 
-        float[][] grouped = [.. heads.Compute(hidden, [OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio]).Select(l => l.Values.ToArray())];
+        var vocabulary = Vocabulary();
+        float[] Whole(RowLogits logits) => [.. logits[vocabulary.TextHead], .. Enumerable.Range(0, vocabulary.AudioLayerCount).SelectMany(layer => logits[vocabulary.AudioHead(layer)].ToArray())];
+        float[][] grouped = [.. heads.Compute(hidden, [OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio, OutputHeadSet.TextAndAudio]).Select(Whole)];
         for (int position = 0; position < 3; position++)
         {
-            var alone = heads.Compute(hidden.AsSpan(position * heads.EmbeddingLength, heads.EmbeddingLength), [OutputHeadSet.TextAndAudio])[0].Values.ToArray();
+            var alone = Whole(heads.Compute(hidden.AsSpan(position * heads.EmbeddingLength, heads.EmbeddingLength), [OutputHeadSet.TextAndAudio])[0]);
             // A product of several columns may sum in another order (ggml picks its kernel by shape).
             float worst = grouped[position].Zip(alone, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(worst <= 1e-5f, $"position {position}: {worst:E2}");
+        }
+    }
+
+    [Fact]
+    public void ATextHeadRequantizedToQ4KeepsTheAudioHeadsExactAndTheTextHeadCloseToItsWeights()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var exact = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 2);
+        using var q4 = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 2, textHeadType: GgmlType.Q4_0);
+        var random = new Random(8);
+        float[] hidden = [.. Enumerable.Range(0, 2 * exact.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[] sets = [OutputHeadSet.TextAndAudio, OutputHeadSet.Text];
+
+        var expected = exact.Compute(hidden, sets).Select(l => (Text: l[vocabulary.TextHead].ToArray(), Audio: sets[0] == OutputHeadSet.TextAndAudio ? l : default)).ToArray();
+        float[] expectedAudio = [.. exact.Compute(hidden.AsSpan(0, exact.EmbeddingLength), [OutputHeadSet.Audio])[0][vocabulary.AudioHead(0)]];
+        var logits = q4.Compute(hidden, sets);
+
+        Assert.Equal(GgmlType.Q4_0, q4.TextHeadType);
+        Assert.Equal(expectedAudio, logits[0][vocabulary.AudioHead(0)].ToArray());
+        for (int position = 0; position < sets.Length; position++)
+        {
+            var text = logits[position][vocabulary.TextHead];
+            double error = 0, spread = 0;
+            float mean = expected[position].Text.Average();
+            for (int i = 0; i < text.Length; i++)
+            {
+                error += Math.Pow(text[i] - expected[position].Text[i], 2);
+                spread += Math.Pow(expected[position].Text[i] - mean, 2);
+            }
+
+            // 4-bit blocks of 32 weights (and the hidden state in 8 bits, as ggml multiplies Q4_0): 8.6% of the logits' spread on the fixture.
+            double relative = Math.Sqrt(error / spread);
+            Assert.InRange(relative, 0.02, 0.11);
+        }
+    }
+
+    [Fact]
+    public void PositionsSplitIntoSeveralProductsGetTheLogitsOfOne()
+    {
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 4);
+        var random = new Random(11);
+        float[] hidden = [.. Enumerable.Range(0, 4 * heads.EmbeddingLength).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[] sets = [OutputHeadSet.TextAndAudio, OutputHeadSet.Text, OutputHeadSet.Audio, OutputHeadSet.TextAndAudio];
+        float[][] Logits() => [.. heads.Compute(hidden, sets).Select((l, p) => (float[])[
+            .. sets[p].HasFlag(OutputHeadSet.Text) ? l[vocabulary.TextHead].ToArray() : [],
+            .. sets[p].HasFlag(OutputHeadSet.Audio) ? l[vocabulary.AudioHead(0).Start..vocabulary.AudioHead(vocabulary.AudioLayerCount - 1).End].ToArray() : []])];
+
+        var together = Logits();
+        heads.TextCosts = DecodeCosts.Nominal(4, StepDecodePolicy.Apart);
+        // Audio: costs on which two products of 2 and 1 positions beat one of 3.
+        heads.AudioCosts = new DecodeCosts([1, 1.5, 3, 4], 1, padding: false);
+        Assert.Equal([2, 1], heads.AudioCosts.Plan(3).Select(d => d.Rows));
+        var apart = Logits();
+
+        for (int position = 0; position < sets.Length; position++)
+        {
+            Assert.Equal(together[position].Length, apart[position].Length);
+            float worst = together[position].Zip(apart[position], (a, b) => Math.Abs(a - b)).Max();
             Assert.True(worst <= 1e-5f, $"position {position}: {worst:E2}");
         }
     }

@@ -176,6 +176,13 @@ public sealed class TextForcingTests(ConvertedFixtureModel converted, ITestOutpu
 
         public int EmbeddingLength => inner.EmbeddingLength;
 
+        public DecodeCosts Costs => inner.Costs;
+
+        public TimeSpan HeadsTime => inner.HeadsTime;
+
+        // No calibration decodes: the recording holds the answer's own decodes alone.
+        public bool MeasureNextCost() => false;
+
         public void Decode(BackboneBatch batch)
         {
             inner.Decode(batch);

@@ -43,6 +43,26 @@ public sealed class SnacDecoderTests(ConvertedFixtureModel converted, ITestOutpu
     }
 
     [Fact]
+    public void WindowsDecodedInOneGraphEqualEachDecodedAloneAndTheReference()
+    {
+        // Three answers' windows of different lengths, as several answers' chunks fall due in one step.
+        var answers = new[] { "A1A2", "T1A2_0", "A1A2_BATCH" }.Select(task => DelayPattern.Frames(GoldenTasks.AudioLayers(task))).ToList();
+        using var decoder = GoldenTasks.CreateSnacDecoder(converted.Model, maxFrames: answers.Max(c => c.FrameCount));
+
+        var together = decoder.DecodeBatch(answers);
+
+        Assert.Equal(3, together.Length);
+        for (int i = 0; i < answers.Count; i++)
+        {
+            Assert.Equal(decoder.Decode(answers[i]), together[i]);
+        }
+
+        float[] expected = Fixture.ReadFloats("T1A2_0.wav.f32");
+        Assert.True(expected.Zip(together[1], (a, b) => Math.Abs((double)a - b)).Max() <= 1e-4);
+        Assert.Empty(decoder.DecodeBatch([]));
+    }
+
+    [Fact]
     public void TheReferenceFourFrameScheduleReproducesItsStreamWithinOneLsb()
     {
         var codes = DelayPattern.Frames(GoldenTasks.AudioLayers("A1A2_BATCH"));

@@ -30,6 +30,9 @@ public sealed class SyntheticModelTests
     [InlineData(ModelFileType.F16, GgmlType.F16, GgmlType.F16)]
     [InlineData(ModelFileType.Q8_0, GgmlType.Q8_0, GgmlType.Q8_0)]
     [InlineData(ModelFileType.Q4_K_M, GgmlType.Q4_K, GgmlType.Q8_0)]
+    [InlineData(ModelFileType.Q4_0, GgmlType.Q4_0, GgmlType.Q8_0)]
+    [InlineData(ModelFileType.IQ4_NL, GgmlType.IQ4_NL, GgmlType.Q8_0)]
+    [InlineData(ModelFileType.Q4_0_Mixed, GgmlType.Q4_0, GgmlType.Q8_0)]
     public void EachTypeWritesItsMatricesAndKeepsTokenEmbeddingsReadable(ModelFileType type, GgmlType expectedLayerType, GgmlType expectedTableType)
     {
         using var directory = Fixture.CreateTemporaryDirectory();
@@ -62,6 +65,57 @@ public sealed class SyntheticModelTests
         }
 
         Assert.Empty(Directory.GetFileSystemEntries(directory.Path, ".partial-*"));
+    }
+
+    [Fact]
+    public void TheMixedLayoutHoldsAttentionInQ8AndFeedForwardInQ4AsLlamaCppWouldRoundIt()
+    {
+        using var directory = Fixture.CreateTemporaryDirectory();
+        var mixed = ModelSetWriter.WriteSynthetic(Path.Combine(directory.Path, "mixed"), ModelPresets.Tiny, ModelFileType.Q4_0_Mixed, seed: 4);
+        var q4 = ModelSetWriter.WriteSynthetic(Path.Combine(directory.Path, "q4"), ModelPresets.Tiny, ModelFileType.Q4_0, seed: 4);
+
+        using var backbone = GgufFile.Open(mixed.BackbonePath);
+        using var reference = GgufFile.Open(q4.BackbonePath);
+        foreach (var tensor in backbone.Tensors.Values.Where(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) && t.Dims.Count == 2))
+        {
+            Assert.Equal(tensor.Name.Contains(".ffn_") ? GgmlType.Q4_0 : GgmlType.Q8_0, tensor.Type);
+        }
+
+        // The feed-forward blocks are byte for byte what llama.cpp's own quantizer writes for Q4_0.
+        foreach (string name in new[] { "blk.0.ffn_gate.weight", "blk.1.ffn_down.weight" })
+        {
+            Assert.True(backbone.GetTensorBytes(backbone.GetTensor(name)).SequenceEqual(reference.GetTensorBytes(reference.GetTensor(name))), name);
+        }
+
+        Assert.Equal("q4_0_mixed", ModelFileType.Q4_0_Mixed.ToName());
+        Assert.Equal(ModelFileType.Q4_0_Mixed, ModelFileTypes.Parse("q4_0_mixed"));
+    }
+
+    [Fact]
+    public void Q4BlocksDecodeWithinHalfAStepOfTheirValuesAndOneStepAtTheClippedEnd()
+    {
+        var random = new Random(5);
+        float[] values = [.. Enumerable.Range(0, 64 * 32).Select(_ => (float)(random.NextDouble() * 2 - 1) * (random.Next(3) + 1))];
+        using var stream = new MemoryStream();
+
+        MixedQuantization.WriteQ4_0(stream, values);
+        var decoded = new float[values.Length];
+        MixedQuantization.DecodeQ4_0(stream.ToArray(), decoded);
+
+        Assert.Equal(64 * 18, stream.Length);
+        for (int block = 0; block < 64; block++)
+        {
+            var part = values.AsSpan(block * 32, 32);
+            // The value of largest magnitude maps to -8, so values of the other sign reach only +7 steps and clip beyond 7.5.
+            float max = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(part);
+            float step = MathF.Abs(max) / 8;
+            for (int i = 0; i < 32; i++)
+            {
+                bool clipped = MathF.Sign(part[i]) != MathF.Sign(max) && MathF.Abs(part[i]) > 7.5f * step;
+                float bound = (clipped ? step : step / 2) * 1.002f;
+                Assert.True(MathF.Abs(decoded[block * 32 + i] - part[i]) <= bound, $"block {block} value {i}: {part[i]} -> {decoded[block * 32 + i]}");
+            }
+        }
     }
 
     [Fact]

@@ -28,6 +28,9 @@ public sealed class ModelDirectoryCheckTests(SmallModel small) : IClassFixture<S
     [InlineData(ModelFileType.F16)]
     [InlineData(ModelFileType.Q8_0)]
     [InlineData(ModelFileType.Q4_K_M)]
+    [InlineData(ModelFileType.Q4_0)]
+    [InlineData(ModelFileType.IQ4_NL)]
+    [InlineData(ModelFileType.Q4_0_Mixed)]
     public void EveryModelTypeMiniOmniWritesPasses(ModelFileType type)
     {
         // The quantized backbones come from llama.cpp's quantizer, with its own keys and tensor types.
