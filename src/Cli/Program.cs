@@ -13,4 +13,5 @@ root.Add(ModelFileCommands.Inspect());
 root.Add(RunCommand.Create());
 root.Add(BenchCommand.Create());
 root.Add(AccuracyCommand.Create());
+root.Add(ServeCommand.Create());
 return await CommandRunner.InvokeAsync(root, args);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using LLama.Native;
 using Microsoft.Extensions.Logging;
+using MiniOmni.SK.Native;
 
 namespace MiniOmni.SK.Engine;
 
@@ -43,6 +44,9 @@ internal sealed record DecodeSchedulerOptions
 
     /// <summary>The fewest prompt positions decoded at once, however slow the machine.</summary>
     public int MinPrefillSlice { get; init; } = 8;
+
+    /// <summary>The nice value of the scheduler's thread and its OpenMP workers (0: normal priority; see <see cref="ComputeThreadPriority"/>).</summary>
+    public int ComputeNiceness { get; init; }
 }
 
 /// <summary>
@@ -221,6 +225,8 @@ internal sealed class DecodeScheduler : IDisposable
 
     private void Run()
     {
+        // Before the first decode, so the OpenMP workers this thread starts inherit the priority.
+        ComputeThreadPriority.Lower(_options.ComputeNiceness);
         var batch = new BackboneBatch(_backbone.EmbeddingLength);
         var decoded = new List<ActiveAnswer>();
         try

@@ -37,6 +37,14 @@ public sealed record MiniOmniEngineOptions
     /// <summary>How long a new answer's prompt may hold up the others' next step (its prompt is decoded in slices).</summary>
     internal TimeSpan MaxPrefillPause { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Linux only: the nice value (1 to 19) of the engine's compute threads (the decode loop, the encoder and the OpenMP
+    /// workers they start), so that the application's own threads (a server's I/O, health checks, other sessions' audio)
+    /// get the cores first whenever they have work, while the engine gets every cycle they leave; 0 (the default) leaves
+    /// them at normal priority. The application's thread pool keeps its own priority.
+    /// </summary>
+    public int ComputeNiceness { get; init; }
+
     /// <summary>CPU threads for every stage; null uses every core.</summary>
     public int? Threads { get; init; }
 
@@ -77,6 +85,11 @@ public sealed record MiniOmniEngineOptions
         if (Threads is <= 0 or > MaxThreads)
         {
             throw new ArgumentOutOfRangeException(nameof(Threads), Threads, $"Threads are null (every core) or 1 to {MaxThreads}.");
+        }
+
+        if (ComputeNiceness is < 0 or > ComputeThreadPriority.MaxNiceness)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ComputeNiceness), ComputeNiceness, $"The compute threads' nice value is 0 (normal priority) to {ComputeThreadPriority.MaxNiceness}.");
         }
 
         if (CodecThreads is <= 0 or > MaxThreads)
@@ -254,6 +267,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly int _trainedContext;
     private readonly int _defaultMaxTokens;
     private readonly SemaphoreSlim _encoding = new(1, 1);
+    private readonly int _computeNiceness;
     private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
@@ -261,6 +275,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _logger = loggers.CreateLogger<MiniOmniEngine>();
         var compute = new GgmlComputeOptions { Threads = options.Threads, UseGpu = options.UseGpu };
         _defaultMaxTokens = options.DefaultMaxTokens;
+        _computeNiceness = options.ComputeNiceness;
         GgmlType? textHeadType = options.TextHeadType;
         // Each stage loaded is disposed again if a later one fails: a failed load leaves nothing native behind.
         var loaded = new Stack<IDisposable>();
@@ -294,7 +309,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             loaded.Push(_backbone);
             _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
             _prompts = new PromptBuilder(_vocabulary);
-            var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause };
+            var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause, ComputeNiceness = options.ComputeNiceness };
             _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, scheduling, loggers.CreateLogger<DecodeScheduler>()));
         }
         catch
@@ -585,7 +600,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode)).ConfigureAwait(false);
+                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode), _computeNiceness).ConfigureAwait(false);
                 generation = generation with { AudioFeatures = encoded.AdapterOutput };
             }
             finally

@@ -8,14 +8,15 @@ namespace MiniOmni.SK.Native;
 /// </summary>
 internal static class DedicatedThread
 {
-    /// <summary>Runs <paramref name="work"/> on a new background thread named <paramref name="name"/>.</summary>
+    /// <summary>Runs <paramref name="work"/> on a new background thread named <paramref name="name"/>, at nice value <paramref name="niceness"/> (0: normal).</summary>
     /// <returns>The work's result or exception; continuations do not run on the dedicated thread.</returns>
-    public static Task<T> RunAsync<T>(string name, Func<T> work)
+    public static Task<T> RunAsync<T>(string name, Func<T> work, int niceness = 0)
     {
         ArgumentNullException.ThrowIfNull(work);
         var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
+            ComputeThreadPriority.Lower(niceness);
             try
             {
                 result.SetResult(work());

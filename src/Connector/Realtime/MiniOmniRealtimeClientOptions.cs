@@ -1,4 +1,5 @@
 using MiniOmni.SK.Engine;
+using MiniOmni.SK.Speech;
 
 namespace MiniOmni.SK;
 
@@ -7,6 +8,9 @@ public sealed record MiniOmniRealtimeClientOptions
 {
     /// <summary>How each answer's tokens are picked; the default is greedy, as the release.</summary>
     public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>How spoken turns are encoded: <see cref="EncoderMode.Exact"/> (Whisper's whole 30 s window, as the release) or the faster <see cref="EncoderMode.Fast"/>.</summary>
+    public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
 
     /// <summary>Answer speech with the release's batch-parallel mode (a text-only row beside the speaking one).</summary>
     public bool BatchParallel { get; init; }
@@ -29,6 +33,18 @@ public sealed record MiniOmniRealtimeClientOptions
     /// <summary>The clock that times playback, to tell what of an interrupted answer the user heard.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// The most messages a session keeps for its client to read. While the queue is full the session's answer waits for the
+    /// client (backpressure), so memory stays bounded however slowly it reads.
+    /// </summary>
+    public int OutboundCapacity { get; init; } = 128;
+
+    /// <summary>
+    /// How long a full queue may go unread before the session ends: its answers stop, and its reader gets the messages
+    /// already queued, then a <see cref="TimeoutException"/> that says why.
+    /// </summary>
+    public TimeSpan OutboundStallTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Checks the values, naming the one that is out of range.</summary>
     internal MiniOmniRealtimeClientOptions Validate()
     {
@@ -43,6 +59,16 @@ public sealed record MiniOmniRealtimeClientOptions
         if (HistoryCharacterBudget < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(HistoryCharacterBudget), HistoryCharacterBudget, "The history budget cannot be negative; 0 leaves earlier turns out.");
+        }
+
+        if (OutboundCapacity < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(OutboundCapacity), OutboundCapacity, "A session needs room for at least 16 messages (one answer's start and end take a handful).");
+        }
+
+        if (OutboundStallTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(OutboundStallTimeout), OutboundStallTimeout, "The stall timeout must be longer than 0.");
         }
 
         return this;

@@ -19,6 +19,9 @@ public static class MiniOmniRealtimeServerMessageTypes
     /// <summary>The input audio became a user item (an <see cref="InputSpeechRealtimeServerMessage"/>), by a commit message or the detector.</summary>
     public static RealtimeServerMessageType InputAudioCommitted { get; } = new("InputAudioBufferCommitted");
 
+    /// <summary>The input audio not yet committed was dropped, as an <see cref="InputAudioBufferClearRealtimeClientMessage"/> asked (an <see cref="InputSpeechRealtimeServerMessage"/>).</summary>
+    public static RealtimeServerMessageType InputAudioCleared { get; } = new("InputAudioBufferCleared");
+
     /// <summary>An interrupted answer was cut to what the user heard (an <see cref="AnswerTruncatedRealtimeServerMessage"/>).</summary>
     public static RealtimeServerMessageType AnswerTruncated { get; } = new("ConversationItemTruncated");
 }

@@ -492,6 +492,109 @@ public sealed class MiniOmniRealtimeSessionTests
         Assert.IsType<MiniOmniRealtimeClient>(_engine.Object.AsIRealtimeClient());
     }
 
+    [Fact]
+    public async Task ClearingTheBufferDropsTheAudioNotYetCommitted()
+    {
+        var probe = await Open(ManualTurns);
+
+        await probe.AppendPcm(Tone(8000, 0.3f));
+        await probe.Send(new InputAudioBufferClearRealtimeClientMessage());
+        await probe.WaitFor(MiniOmniRealtimeServerMessageTypes.InputAudioCleared);
+        await probe.Send(new InputAudioBufferCommitRealtimeClientMessage());
+        var error = await probe.WaitFor<ErrorRealtimeServerMessage>(RealtimeServerMessageType.Error);
+
+        Assert.Equal("input_audio_buffer_commit_empty", error.Error?.ErrorCode);
+        Assert.Empty(_engine.Answers);
+    }
+
+    [Fact]
+    public async Task CancellingAResponseStopsItsAnswerAndEndsItCancelled()
+    {
+        var probe = await Open(ManualTurns);
+        _engine.ThenAnswer((_, token) => ScriptedEngine.Play(token, [new TextDelta("Never")], hold: new TaskCompletionSource().Task));
+
+        await probe.AppendPcm(Tone(8000, 0.3f));
+        await probe.Send(new CreateResponseRealtimeClientMessage());
+        await probe.WaitFor(RealtimeServerMessageType.OutputAudioTranscriptionDelta);
+        await probe.Send(new CancelResponseRealtimeClientMessage());
+        var done = await probe.WaitForResponseDone();
+
+        Assert.Equal(RealtimeResponseStatus.Cancelled, done.Status);
+        Assert.True(_engine.Answers[0].Token.IsCancellationRequested);
+
+        // Nothing left to cancel is not an error, and the session goes on.
+        await probe.Send(new CancelResponseRealtimeClientMessage());
+        await AskManually(probe, Tone(8000, 0.3f));
+        Assert.DoesNotContain("Error", probe.Types);
+    }
+
+    [Fact]
+    public async Task AClientThatStopsReadingEndsItsSessionWithAnErrorAndStopsItsAnswer()
+    {
+        // An answer far longer than the queue: 400 speech chunks against room for 16 messages.
+        var answerStarted = new TaskCompletionSource();
+        _engine.ThenAnswer((_, token) => Endless(token, answerStarted));
+        var client = new MiniOmniRealtimeClient(_engine.Object, new MiniOmniRealtimeClientOptions { OutboundCapacity = 16, OutboundStallTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var session = await client.CreateSessionAsync(ManualTurns);
+
+        // Nobody reads: the answer fills the queue, waits for the reader, and the session gives up on it.
+        await session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(MiniOmniMediaTypes.EncodeSpeechChunk(Tone(8000, 0.3f)), "audio/pcm;rate=16000")));
+        await session.SendAsync(new InputAudioBufferCommitRealtimeClientMessage());
+        await session.SendAsync(new CreateResponseRealtimeClientMessage());
+        await answerStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var token = _engine.Answers[0].Token;
+        await Task.Delay(Timeout.Infinite, token).ContinueWith(_ => { }).WaitAsync(TimeSpan.FromSeconds(30));
+
+        // The reader then gets what was queued (no more than the queue holds), then the error.
+        var read = new List<RealtimeServerMessage>();
+        var error = await Assert.ThrowsAsync<TimeoutException>(async () =>
+        {
+            await foreach (var message in session.GetStreamingResponseAsync())
+            {
+                read.Add(message);
+            }
+        });
+        Assert.InRange(read.Count, 1, 16);
+        Assert.Contains("read none of the session's messages", error.Message);
+        Assert.True(token.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task ASlowReaderHoldsTheAnswerBackAndGetsAllOfIt()
+    {
+        _engine.ThenAnswer((_, token) => ScriptedEngine.Play(token, [.. Enumerable.Range(0, 100).Select(i => ScriptedEngine.Speech(240, 0.1f)), ScriptedEngine.Completed(10, 100)]));
+        var client = new MiniOmniRealtimeClient(_engine.Object, new MiniOmniRealtimeClientOptions { OutboundCapacity = 16 });
+        await using var session = await client.CreateSessionAsync(ManualTurns);
+
+        await session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(MiniOmniMediaTypes.EncodeSpeechChunk(Tone(8000, 0.3f)), "audio/pcm;rate=16000")));
+        await session.SendAsync(new CreateResponseRealtimeClientMessage());
+        int deltas = 0;
+        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await foreach (var message in session.GetStreamingResponseAsync(guard.Token))
+        {
+            await Task.Delay(2, guard.Token);
+            deltas += message.Type == RealtimeServerMessageType.OutputAudioDelta ? 1 : 0;
+            if (message.Type == RealtimeServerMessageType.ResponseDone)
+            {
+                Assert.Equal(RealtimeResponseStatus.Completed, ((ResponseCreatedRealtimeServerMessage)message).Status);
+                break;
+            }
+        }
+
+        Assert.Equal(100, deltas);
+    }
+
+    private static async IAsyncEnumerable<MiniOmniEvent> Endless([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken token, TaskCompletionSource started)
+    {
+        started.TrySetResult();
+        for (int i = 0; i < 400; i++)
+        {
+            await Task.Yield();
+            token.ThrowIfCancellationRequested();
+            yield return ScriptedEngine.Speech(240, 0.1f);
+        }
+    }
+
     private static RealtimeSessionOptions Manual(
         string? instructions = null, RealtimeAudioFormat? input = null, IReadOnlyList<string>? modalities = null, int? maxOutputTokens = null, RealtimeSessionKind? kind = null) => new()
     {

@@ -1,0 +1,289 @@
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+
+namespace MiniOmni.SK.Server.Realtime;
+
+/// <summary>A client event the server refuses; it becomes an <c>error</c> event naming the event and the field, and the session goes on.</summary>
+internal sealed class RealtimeProtocolException(string message, string code = "invalid_event", string? param = null) : Exception(message)
+{
+    public string Code { get; } = code;
+
+    public string? Param { get; } = param;
+}
+
+/// <summary>
+/// OpenAI's Realtime client events (GA shape, as the official SDKs send them) read into Microsoft.Extensions.AI realtime
+/// messages. The OpenAI session is updated field by field, so this keeps the session's options and merges each update into them.
+/// </summary>
+internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int maxAnswerTokens)
+{
+    /// <summary>The session's options as the client has set them so far.</summary>
+    public RealtimeSessionOptions Options { get; private set; } = initial;
+
+    /// <summary>The message for one client event, or null for an event that needs no message.</summary>
+    /// <exception cref="RealtimeProtocolException">The event is malformed or asks for what Mini-Omni cannot do.</exception>
+    public RealtimeClientMessage Read(JsonElement root)
+    {
+        string type = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+            ? t.GetString()!
+            : throw new RealtimeProtocolException("The event has no \"type\"; every client event is a JSON object with a type.", "invalid_event", "type");
+        string? eventId = root.TryGetProperty("event_id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
+        RealtimeClientMessage message = type switch
+        {
+            "session.update" => new SessionUpdateRealtimeClientMessage(MergeSession(Property(root, "session", type))),
+            "input_audio_buffer.append" => new InputAudioBufferAppendRealtimeClientMessage(new DataContent(Base64(root, "audio", type), "audio/pcm")),
+            "input_audio_buffer.commit" => new InputAudioBufferCommitRealtimeClientMessage(),
+            "input_audio_buffer.clear" => new InputAudioBufferClearRealtimeClientMessage(),
+            "conversation.item.create" => new CreateConversationItemRealtimeClientMessage(Item(Property(root, "item", type), "item")),
+            "response.create" => Response(root.TryGetProperty("response", out var r) && r.ValueKind == JsonValueKind.Object ? r : default),
+            "response.cancel" => new CancelResponseRealtimeClientMessage { ResponseId = root.TryGetProperty("response_id", out var rid) && rid.ValueKind == JsonValueKind.String ? rid.GetString() : null },
+            "conversation.item.truncate" or "conversation.item.delete" or "conversation.item.retrieve" or "output_audio_buffer.clear" =>
+                throw new RealtimeProtocolException($"'{type}' is not supported by Mini-Omni's server: it keeps what was heard of an interrupted answer by itself (barge-in) and does not edit the conversation.", "unsupported_event", "type"),
+            _ => throw new RealtimeProtocolException($"'{type}' is not a client event this server knows; it takes session.update, input_audio_buffer.append/commit/clear, conversation.item.create and response.create/cancel.", "unsupported_event", "type"),
+        };
+        message.MessageId = eventId;
+        return message;
+    }
+
+    /// <summary>Records that the session took <paramref name="options"/> (its update succeeded).</summary>
+    public void Accept(RealtimeSessionOptions options) => Options = options;
+
+    private RealtimeSessionOptions MergeSession(JsonElement session)
+    {
+        var current = Options;
+        var kind = current.SessionKind;
+        if (session.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String)
+        {
+            kind = type.GetString() switch
+            {
+                "realtime" => RealtimeSessionKind.Conversation,
+                "transcription" => RealtimeSessionKind.Transcription,
+                var other => throw new RealtimeProtocolException($"session.type '{other}' is not 'realtime' or 'transcription'.", "invalid_value", "session.type"),
+            };
+        }
+
+        if (session.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+        {
+            throw new RealtimeProtocolException("session.tools names tools, but Mini-Omni cannot call tools over realtime sessions; leave tools empty.", "unsupported_value", "session.tools");
+        }
+
+        var input = session.TryGetProperty("audio", out var audio) && audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.Object ? i : default;
+        var output = audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.Object ? o : default;
+        var inputFormat = input.ValueKind == JsonValueKind.Object && input.TryGetProperty("format", out var f) ? Format(f, "session.audio.input.format") : current.InputAudioFormat;
+        var outputFormat = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("format", out var of) ? Format(of, "session.audio.output.format") : current.OutputAudioFormat;
+        var detection = current.VoiceActivityDetection;
+        if (input.ValueKind == JsonValueKind.Object && input.TryGetProperty("turn_detection", out var turn))
+        {
+            detection = TurnDetection(turn);
+        }
+
+        return new RealtimeSessionOptions
+        {
+            SessionKind = kind,
+            Model = session.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.String ? model.GetString() : current.Model,
+            Instructions = session.TryGetProperty("instructions", out var instructions) ? (instructions.ValueKind == JsonValueKind.String ? instructions.GetString() : null) : current.Instructions,
+            OutputModalities = session.TryGetProperty("output_modalities", out var modalities) ? Strings(modalities, "session.output_modalities") : current.OutputModalities,
+            MaxOutputTokens = session.TryGetProperty("max_output_tokens", out var max) ? MaxTokens(max, "session.max_output_tokens") : current.MaxOutputTokens,
+            InputAudioFormat = inputFormat,
+            OutputAudioFormat = outputFormat,
+            Voice = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("voice", out var voice) && voice.ValueKind == JsonValueKind.String ? voice.GetString() : current.Voice,
+            VoiceActivityDetection = detection,
+            TranscriptionOptions = current.TranscriptionOptions,
+        };
+    }
+
+    private CreateResponseRealtimeClientMessage Response(JsonElement response)
+    {
+        var message = new CreateResponseRealtimeClientMessage();
+        if (response.ValueKind != JsonValueKind.Object)
+        {
+            return message;
+        }
+
+        if (response.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+        {
+            throw new RealtimeProtocolException("response.tools names tools, but Mini-Omni cannot call tools over realtime sessions.", "unsupported_value", "response.tools");
+        }
+
+        if (response.TryGetProperty("output_modalities", out var modalities))
+        {
+            message.OutputModalities = Strings(modalities, "response.output_modalities");
+        }
+
+        if (response.TryGetProperty("instructions", out var instructions) && instructions.ValueKind == JsonValueKind.String)
+        {
+            message.Instructions = instructions.GetString();
+        }
+
+        if (response.TryGetProperty("max_output_tokens", out var max))
+        {
+            message.MaxOutputTokens = MaxTokens(max, "response.max_output_tokens");
+        }
+
+        if (response.TryGetProperty("conversation", out var conversation) && conversation.ValueKind == JsonValueKind.String && conversation.GetString() == "none")
+        {
+            message.ExcludeFromConversation = true;
+        }
+
+        if (response.TryGetProperty("input", out var items) && items.ValueKind == JsonValueKind.Array)
+        {
+            int index = 0;
+            message.Items = [.. items.EnumerateArray().Select(item => Item(item, $"response.input[{index++}]"))];
+        }
+
+        if (response.TryGetProperty("audio", out var audio) && audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("output", out var output)
+            && output.ValueKind == JsonValueKind.Object && output.TryGetProperty("format", out var format))
+        {
+            message.OutputAudioOptions = Format(format, "response.audio.output.format");
+        }
+
+        return message;
+    }
+
+    private RealtimeConversationItem Item(JsonElement item, string where)
+    {
+        if (item.ValueKind != JsonValueKind.Object)
+        {
+            throw new RealtimeProtocolException($"{where} is not an object.", "invalid_value", where);
+        }
+
+        string? type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : "message";
+        if (type != "message")
+        {
+            throw new RealtimeProtocolException($"{where}.type is '{type}'; Mini-Omni's conversations hold messages (no function calls or their outputs).", "unsupported_value", $"{where}.type");
+        }
+
+        var role = (item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null) switch
+        {
+            "user" => ChatRole.User,
+            "assistant" => ChatRole.Assistant,
+            "system" => ChatRole.System,
+            var other => throw new RealtimeProtocolException($"{where}.role is '{other}'; use user, assistant or system.", "invalid_value", $"{where}.role"),
+        };
+        var contents = new List<AIContent>();
+        if (item.TryGetProperty("content", out var parts) && parts.ValueKind == JsonValueKind.Array)
+        {
+            int index = 0;
+            foreach (var part in parts.EnumerateArray())
+            {
+                string at = $"{where}.content[{index++}]";
+                string? partType = part.ValueKind == JsonValueKind.Object && part.TryGetProperty("type", out var pt) && pt.ValueKind == JsonValueKind.String ? pt.GetString() : null;
+                switch (partType)
+                {
+                    case "input_text" or "text" or "output_text":
+                        contents.Add(new TextContent(part.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String ? text.GetString() : string.Empty));
+                        break;
+                    case "input_audio":
+                        contents.Add(new DataContent(Base64(part, "audio", at), "audio/pcm"));
+                        if (part.TryGetProperty("transcript", out var transcript) && transcript.ValueKind == JsonValueKind.String && transcript.GetString() is { Length: > 0 } said)
+                        {
+                            contents.Add(new TextContent(said));
+                        }
+
+                        break;
+                    case "output_audio":
+                        if (part.TryGetProperty("transcript", out var heard) && heard.ValueKind == JsonValueKind.String)
+                        {
+                            contents.Add(new TextContent(heard.GetString()));
+                        }
+
+                        break;
+                    default:
+                        throw new RealtimeProtocolException($"{at} is {(partType is null ? "a part without a type" : $"a '{partType}' part")}; Mini-Omni reads text and hears audio.", "unsupported_value", at);
+                }
+            }
+        }
+
+        return new RealtimeConversationItem(contents, item.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null, role);
+    }
+
+    private static RealtimeAudioFormat? Format(JsonElement format, string where)
+    {
+        if (format.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        // The GA shape {"type":"audio/pcm","rate":24000}, or the beta's "pcm16".
+        string? type = format.ValueKind == JsonValueKind.String ? format.GetString()
+            : format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        int rate = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("rate", out var r) && r.TryGetInt32(out int given) ? given : 24000;
+        return type switch
+        {
+            "audio/pcm" or "pcm16" => new RealtimeAudioFormat("audio/pcm", rate),
+            _ => throw new RealtimeProtocolException($"{where} is '{type}'; Mini-Omni hears and speaks 16-bit PCM ('audio/pcm'), not G.711.", "unsupported_audio_format", where),
+        };
+    }
+
+    private static VoiceActivityDetectionOptions TurnDetection(JsonElement turn)
+    {
+        if (turn.ValueKind == JsonValueKind.Null)
+        {
+            return new VoiceActivityDetectionOptions { Enabled = false };
+        }
+
+        string? type = turn.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : "server_vad";
+        if (type is not ("server_vad" or "semantic_vad"))
+        {
+            throw new RealtimeProtocolException($"session.audio.input.turn_detection.type is '{type}'; use server_vad (or null to commit turns yourself).", "invalid_value", "session.audio.input.turn_detection.type");
+        }
+
+        // OpenAI's threshold (0 to 1, default 0.5) is a speech probability; here it moves the energy threshold 20 dB either way of -40 dBFS.
+        double threshold = turn.TryGetProperty("threshold", out var th) && th.TryGetDouble(out double value) ? value : 0.5;
+        if (threshold is < 0 or > 1)
+        {
+            throw new RealtimeProtocolException($"turn_detection.threshold is {threshold}; it must be 0 to 1.", "invalid_value", "session.audio.input.turn_detection.threshold");
+        }
+
+        return new MiniOmniVoiceActivityDetectionOptions
+        {
+            Enabled = true,
+            ThresholdDb = -40 + (threshold - 0.5) * 40,
+            PrefixPadding = TimeSpan.FromMilliseconds(Int(turn, "prefix_padding_ms", 300)),
+            SilenceDuration = TimeSpan.FromMilliseconds(Int(turn, "silence_duration_ms", 500)),
+            CreateResponse = Bool(turn, "create_response", true),
+            AllowInterruption = Bool(turn, "interrupt_response", true),
+        };
+    }
+
+    private int? MaxTokens(JsonElement max, string where) => max.ValueKind switch
+    {
+        JsonValueKind.String when max.GetString() == "inf" => maxAnswerTokens,
+        JsonValueKind.Number when max.TryGetInt32(out int value) && value >= 1 => Math.Min(value, maxAnswerTokens),
+        JsonValueKind.Null => maxAnswerTokens,
+        _ => throw new RealtimeProtocolException($"{where} must be a whole number of at least 1, or \"inf\".", "invalid_value", where),
+    };
+
+    private static List<string> Strings(JsonElement array, string where) =>
+        array.ValueKind == JsonValueKind.Array && array.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String)
+            ? [.. array.EnumerateArray().Select(e => e.GetString()!)]
+            : throw new RealtimeProtocolException($"{where} must be an array of strings.", "invalid_value", where);
+
+    private static JsonElement Property(JsonElement root, string name, string type) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Object
+            ? value
+            : throw new RealtimeProtocolException($"'{type}' has no \"{name}\" object.", "missing_required_parameter", name);
+
+    private static byte[] Base64(JsonElement element, string name, string where)
+    {
+        if (!element.TryGetProperty(name, out var value) || value.ValueKind != JsonValueKind.String)
+        {
+            throw new RealtimeProtocolException($"'{where}' has no \"{name}\" (base64 audio).", "missing_required_parameter", name);
+        }
+
+        try
+        {
+            return value.GetBytesFromBase64();
+        }
+        catch (FormatException)
+        {
+            throw new RealtimeProtocolException($"\"{name}\" of '{where}' is not valid base64.", "invalid_audio", name);
+        }
+    }
+
+    private static int Int(JsonElement element, string name, int fallback) =>
+        element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out int parsed) ? parsed : fallback;
+
+    private static bool Bool(JsonElement element, string name, bool fallback) =>
+        element.TryGetProperty(name, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean() : fallback;
+}

@@ -1,0 +1,493 @@
+using System.Buffers;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using MiniOmni.SK.Server.Hosting;
+
+namespace MiniOmni.SK.Server.Realtime;
+
+/// <summary>
+/// Microsoft.Extensions.AI realtime server messages written as OpenAI's Realtime server events (GA shape, as the official
+/// SDKs read them): one message may make several events (an answer's item is announced, then its content part). Keeps
+/// what it needs per response (its modality, its item, its measurement). One per connection; not thread-safe.
+/// </summary>
+internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSampleRate)
+{
+    private readonly Dictionary<string, ResponseState> _responses = [];
+    private int _nextEvent;
+
+    /// <summary>Ends the measurements of responses that never finished (the connection closed).</summary>
+    public void Abandon()
+    {
+        foreach (var state in _responses.Values)
+        {
+            state.Measurement.End("cancelled");
+            state.Measurement.Dispose();
+        }
+
+        _responses.Clear();
+    }
+
+    /// <summary>The session.created or session.updated event for <paramref name="options"/>.</summary>
+    public byte[] Session(string type, string sessionId, RealtimeSessionOptions options) => Write(type, w =>
+    {
+        w.WriteStartObject("session");
+        w.WriteString("object", "realtime.session");
+        w.WriteString("id", sessionId);
+        w.WriteString("type", options.SessionKind == RealtimeSessionKind.Transcription ? "transcription" : "realtime");
+        w.WriteString("model", options.Model ?? "mini-omni");
+        w.WriteStartArray("output_modalities");
+        foreach (string modality in options.OutputModalities ?? ["audio"])
+        {
+            w.WriteStringValue(modality);
+        }
+
+        w.WriteEndArray();
+        w.WriteString("instructions", options.Instructions ?? string.Empty);
+        if (options.MaxOutputTokens is { } max)
+        {
+            w.WriteNumber("max_output_tokens", max);
+        }
+        else
+        {
+            w.WriteString("max_output_tokens", "inf");
+        }
+
+        w.WriteStartObject("audio");
+        w.WriteStartObject("input");
+        WriteFormat(w, options.InputAudioFormat ?? new RealtimeAudioFormat("audio/pcm", 24000));
+        if (options.VoiceActivityDetection is { Enabled: true } detection)
+        {
+            var ours = detection as MiniOmniVoiceActivityDetectionOptions ?? new MiniOmniVoiceActivityDetectionOptions();
+            w.WriteStartObject("turn_detection");
+            w.WriteString("type", "server_vad");
+            w.WriteNumber("threshold", Math.Clamp((ours.ThresholdDb + 40) / 40 + 0.5, 0, 1));
+            w.WriteNumber("prefix_padding_ms", (int)ours.PrefixPadding.TotalMilliseconds);
+            w.WriteNumber("silence_duration_ms", (int)ours.SilenceDuration.TotalMilliseconds);
+            w.WriteBoolean("create_response", ours.CreateResponse);
+            w.WriteBoolean("interrupt_response", detection.AllowInterruption);
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("turn_detection");
+        }
+
+        w.WriteEndObject();
+        w.WriteStartObject("output");
+        WriteFormat(w, options.OutputAudioFormat ?? new RealtimeAudioFormat("audio/pcm", 24000));
+        w.WriteString("voice", options.Voice ?? "mini-omni");
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
+
+    /// <summary>An error event.</summary>
+    public byte[] Error(string message, string code, string? param = null, string? eventId = null, string type = "invalid_request_error") => Write("error", w =>
+    {
+        w.WriteStartObject("error");
+        w.WriteString("type", type);
+        w.WriteString("code", code);
+        w.WriteString("message", message);
+        WriteOptional(w, "param", param);
+        WriteOptional(w, "event_id", eventId);
+        w.WriteEndObject();
+    });
+
+    /// <summary>The events for <paramref name="message"/>.</summary>
+    public IEnumerable<byte[]> From(RealtimeServerMessage message)
+    {
+        var type = message.Type;
+        switch (message)
+        {
+            case InputSpeechRealtimeServerMessage speech when type == MiniOmniRealtimeServerMessageTypes.InputSpeechStarted:
+                yield return Write("input_audio_buffer.speech_started", w =>
+                {
+                    w.WriteNumber("audio_start_ms", (long)speech.AudioPosition.TotalMilliseconds);
+                    WriteOptional(w, "item_id", speech.ItemId);
+                });
+                break;
+            case InputSpeechRealtimeServerMessage speech when type == MiniOmniRealtimeServerMessageTypes.InputSpeechStopped:
+                yield return Write("input_audio_buffer.speech_stopped", w =>
+                {
+                    w.WriteNumber("audio_end_ms", (long)speech.AudioPosition.TotalMilliseconds);
+                    WriteOptional(w, "item_id", speech.ItemId);
+                });
+                break;
+            case InputSpeechRealtimeServerMessage speech when type == MiniOmniRealtimeServerMessageTypes.InputAudioCommitted:
+                yield return Write("input_audio_buffer.committed", w =>
+                {
+                    w.WriteNull("previous_item_id");
+                    WriteOptional(w, "item_id", speech.ItemId);
+                });
+                break;
+            case InputSpeechRealtimeServerMessage when type == MiniOmniRealtimeServerMessageTypes.InputAudioCleared:
+                yield return Write("input_audio_buffer.cleared", _ => { });
+                break;
+            case ResponseOutputItemRealtimeServerMessage added when type == RealtimeServerMessageType.ConversationItemAdded:
+                yield return Write("conversation.item.added", w => WriteItem(w, "item", added.Item, "completed", speaks: null));
+                yield return Write("conversation.item.done", w => WriteItem(w, "item", added.Item, "completed", speaks: null));
+                break;
+            case ResponseCreatedRealtimeServerMessage created when type == RealtimeServerMessageType.ResponseCreated:
+                var state = new ResponseState(created.ResponseId ?? "resp", created.OutputModalities?.Contains("audio") != false, metrics.StartAnswer("realtime"))
+                {
+                    OutputRate = created.OutputAudioOptions?.SampleRate ?? outputSampleRate,
+                };
+                _responses[state.Id] = state;
+                yield return Write("response.created", w => WriteResponse(w, state, "in_progress", created));
+                break;
+            case ResponseOutputItemRealtimeServerMessage item when type == RealtimeServerMessageType.ResponseOutputItemAdded:
+                var adding = StateOf(item.ResponseId);
+                adding.ItemId = item.Item?.Id;
+                yield return Write("response.output_item.added", w =>
+                {
+                    w.WriteString("response_id", adding.Id);
+                    w.WriteNumber("output_index", item.OutputIndex ?? 0);
+                    WriteItem(w, "item", item.Item, "in_progress", adding.Speaks);
+                });
+                yield return Write("response.content_part.added", w =>
+                {
+                    WriteIds(w, adding);
+                    WritePart(w, adding.Speaks, string.Empty);
+                });
+                break;
+            case OutputTextAudioRealtimeServerMessage output:
+                foreach (byte[] e in Output(output))
+                {
+                    yield return e;
+                }
+
+                break;
+            case ResponseOutputItemRealtimeServerMessage item when type == RealtimeServerMessageType.ResponseOutputItemDone:
+                var done = StateOf(item.ResponseId);
+                done.Said = string.Concat(item.Item?.Contents?.OfType<TextContent>().Select(c => c.Text) ?? []);
+                yield return Write("response.content_part.done", w =>
+                {
+                    WriteIds(w, done);
+                    WritePart(w, done.Speaks, done.Said);
+                });
+                yield return Write("response.output_item.done", w =>
+                {
+                    w.WriteString("response_id", done.Id);
+                    w.WriteNumber("output_index", item.OutputIndex ?? 0);
+                    WriteItem(w, "item", item.Item, "completed", done.Speaks);
+                });
+                break;
+            case ResponseCreatedRealtimeServerMessage finished when type == RealtimeServerMessageType.ResponseDone:
+                var last = StateOf(finished.ResponseId);
+                _responses.Remove(last.Id);
+                last.Measurement.Usage(finished.Usage);
+                last.Measurement.End(finished.Status ?? "completed");
+                last.Measurement.Dispose();
+                yield return Write("response.done", w => WriteResponse(w, last, finished.Status ?? "completed", finished));
+                break;
+            case InputAudioTranscriptionRealtimeServerMessage transcription:
+                foreach (byte[] e in Transcription(transcription))
+                {
+                    yield return e;
+                }
+
+                break;
+            case AnswerTruncatedRealtimeServerMessage truncated:
+                yield return Write("conversation.item.truncated", w =>
+                {
+                    WriteOptional(w, "item_id", truncated.ItemId);
+                    w.WriteNumber("content_index", 0);
+                    w.WriteNumber("audio_end_ms", (long)truncated.AudioEnd.TotalMilliseconds);
+                });
+                break;
+            case ErrorRealtimeServerMessage error:
+                yield return Error(error.Error?.Message ?? "The session failed.", error.Error?.ErrorCode ?? "error", eventId: error.OriginatingMessageId,
+                    type: error.Error?.ErrorCode is "response_failed" or "transcription_failed" ? "server_error" : "invalid_request_error");
+                break;
+        }
+    }
+
+    private IEnumerable<byte[]> Output(OutputTextAudioRealtimeServerMessage output)
+    {
+        var state = StateOf(output.ResponseId);
+        var type = output.Type;
+        if (type == RealtimeServerMessageType.OutputAudioDelta)
+        {
+            // The payload is base64 already: its decoded length is what was spoken.
+            int bytes = (output.Audio?.Length ?? 0) / 4 * 3;
+            state.Measurement.Audio(bytes / 2, state.OutputRate);
+            yield return Write("response.output_audio.delta", w =>
+            {
+                WriteIds(w, state);
+                w.WriteString("delta", output.Audio);
+            });
+        }
+        else if (type == RealtimeServerMessageType.OutputAudioTranscriptionDelta)
+        {
+            yield return Write("response.output_audio_transcript.delta", w =>
+            {
+                WriteIds(w, state);
+                w.WriteString("delta", output.Text);
+            });
+        }
+        else if (type == RealtimeServerMessageType.OutputTextDelta)
+        {
+            yield return Write("response.output_text.delta", w =>
+            {
+                WriteIds(w, state);
+                w.WriteString("delta", output.Text);
+            });
+        }
+        else if (type == RealtimeServerMessageType.OutputAudioDone)
+        {
+            yield return Write("response.output_audio.done", w => WriteIds(w, state));
+        }
+        else if (type == RealtimeServerMessageType.OutputAudioTranscriptionDone)
+        {
+            yield return Write("response.output_audio_transcript.done", w =>
+            {
+                WriteIds(w, state);
+                w.WriteString("transcript", output.Text);
+            });
+        }
+        else if (type == RealtimeServerMessageType.OutputTextDone)
+        {
+            yield return Write("response.output_text.done", w =>
+            {
+                WriteIds(w, state);
+                w.WriteString("text", output.Text);
+            });
+        }
+    }
+
+    private IEnumerable<byte[]> Transcription(InputAudioTranscriptionRealtimeServerMessage transcription)
+    {
+        var type = transcription.Type;
+        if (type == RealtimeServerMessageType.InputAudioTranscriptionDelta)
+        {
+            yield return Write("conversation.item.input_audio_transcription.delta", w =>
+            {
+                WriteOptional(w, "item_id", transcription.ItemId);
+                w.WriteNumber("content_index", transcription.ContentIndex ?? 0);
+                w.WriteString("delta", transcription.Transcription);
+            });
+        }
+        else if (type == RealtimeServerMessageType.InputAudioTranscriptionCompleted)
+        {
+            yield return Write("conversation.item.input_audio_transcription.completed", w =>
+            {
+                WriteOptional(w, "item_id", transcription.ItemId);
+                w.WriteNumber("content_index", transcription.ContentIndex ?? 0);
+                w.WriteString("transcript", transcription.Transcription);
+                if (transcription.Usage is { } usage)
+                {
+                    w.WriteStartObject("usage");
+                    w.WriteString("type", "tokens");
+                    w.WriteNumber("input_tokens", usage.InputTokenCount ?? 0);
+                    w.WriteNumber("output_tokens", usage.OutputTokenCount ?? 0);
+                    w.WriteNumber("total_tokens", usage.TotalTokenCount ?? 0);
+                    w.WriteEndObject();
+                }
+            });
+        }
+        else if (type == RealtimeServerMessageType.InputAudioTranscriptionFailed)
+        {
+            yield return Write("conversation.item.input_audio_transcription.failed", w =>
+            {
+                WriteOptional(w, "item_id", transcription.ItemId);
+                w.WriteNumber("content_index", transcription.ContentIndex ?? 0);
+                w.WriteStartObject("error");
+                w.WriteString("type", "server_error");
+                w.WriteString("code", transcription.Error?.ErrorCode ?? "transcription_failed");
+                w.WriteString("message", transcription.Error?.Message ?? "Transcribing the turn failed.");
+                w.WriteEndObject();
+            });
+        }
+    }
+
+    private ResponseState StateOf(string? responseId)
+    {
+        string id = responseId ?? "resp";
+        if (!_responses.TryGetValue(id, out var state))
+        {
+            // A message of a response announced before (never the case with Mini-Omni's sessions): measured from here.
+            state = _responses[id] = new ResponseState(id, true, metrics.StartAnswer("realtime"));
+        }
+
+        return state;
+    }
+
+    private void WriteResponse(Utf8JsonWriter w, ResponseState state, string status, ResponseCreatedRealtimeServerMessage message)
+    {
+        w.WriteStartObject("response");
+        w.WriteString("object", "realtime.response");
+        w.WriteString("id", state.Id);
+        w.WriteString("status", status);
+        switch (status)
+        {
+            case "cancelled":
+                w.WriteStartObject("status_details");
+                w.WriteString("type", "cancelled");
+                w.WriteString("reason", "turn_detected");
+                w.WriteEndObject();
+                break;
+            case "incomplete":
+                w.WriteStartObject("status_details");
+                w.WriteString("type", "incomplete");
+                w.WriteString("reason", "max_output_tokens");
+                w.WriteEndObject();
+                break;
+            case "failed":
+                w.WriteStartObject("status_details");
+                w.WriteString("type", "failed");
+                w.WriteStartObject("error");
+                w.WriteString("type", "server_error");
+                w.WriteString("code", message.Error?.ErrorCode ?? "response_failed");
+                w.WriteString("message", message.Error?.Message ?? "The answer failed.");
+                w.WriteEndObject();
+                w.WriteEndObject();
+                break;
+            default:
+                w.WriteNull("status_details");
+                break;
+        }
+
+        w.WriteStartArray("output_modalities");
+        w.WriteStringValue(state.Speaks ? "audio" : "text");
+        w.WriteEndArray();
+        w.WriteStartArray("output");
+        if (status != "in_progress" && state.ItemId is not null)
+        {
+            w.WriteStartObject();
+            WriteItemBody(w, state.ItemId, ChatRole.Assistant, status == "completed" ? "completed" : "incomplete", state.Speaks, state.Said ?? string.Empty, null);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        if (message.Usage is { } usage)
+        {
+            w.WriteStartObject("usage");
+            w.WriteNumber("total_tokens", usage.TotalTokenCount ?? 0);
+            w.WriteNumber("input_tokens", usage.InputTokenCount ?? 0);
+            w.WriteNumber("output_tokens", usage.OutputTokenCount ?? 0);
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("usage");
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteIds(Utf8JsonWriter w, ResponseState state)
+    {
+        w.WriteString("response_id", state.Id);
+        WriteOptional(w, "item_id", state.ItemId);
+        w.WriteNumber("output_index", 0);
+        w.WriteNumber("content_index", 0);
+    }
+
+    private static void WritePart(Utf8JsonWriter w, bool speaks, string said)
+    {
+        w.WriteStartObject("part");
+        w.WriteString("type", speaks ? "audio" : "text");
+        w.WriteString(speaks ? "transcript" : "text", said);
+        w.WriteEndObject();
+    }
+
+    private static void WriteItem(Utf8JsonWriter w, string name, RealtimeConversationItem? item, string status, bool? speaks)
+    {
+        w.WriteStartObject(name);
+        string text = string.Concat(item?.Contents?.OfType<TextContent>().Select(c => c.Text) ?? []);
+        WriteItemBody(w, item?.Id, item?.Role ?? ChatRole.User, status, speaks, text, item?.Contents);
+        w.WriteEndObject();
+    }
+
+    private static void WriteItemBody(Utf8JsonWriter w, string? id, ChatRole role, string status, bool? speaks, string text, IList<AIContent>? contents)
+    {
+        WriteOptional(w, "id", id);
+        w.WriteString("object", "realtime.item");
+        w.WriteString("type", "message");
+        w.WriteString("status", status);
+        w.WriteString("role", role.Value);
+        w.WriteStartArray("content");
+        if (role == ChatRole.Assistant)
+        {
+            if (status != "in_progress")
+            {
+                w.WriteStartObject();
+                w.WriteString("type", speaks != false ? "output_audio" : "output_text");
+                w.WriteString(speaks != false ? "transcript" : "text", text);
+                w.WriteEndObject();
+            }
+        }
+        else
+        {
+            // A user's audio is not echoed back: the part says it was audio, and its transcript follows in its own events.
+            foreach (var content in contents ?? [])
+            {
+                w.WriteStartObject();
+                if (content is DataContent)
+                {
+                    w.WriteString("type", "input_audio");
+                    w.WriteNull("transcript");
+                }
+                else if (content is TextContent part)
+                {
+                    w.WriteString("type", "input_text");
+                    w.WriteString("text", part.Text);
+                }
+
+                w.WriteEndObject();
+            }
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteFormat(Utf8JsonWriter w, RealtimeAudioFormat format)
+    {
+        w.WriteStartObject("format");
+        w.WriteString("type", "audio/pcm");
+        w.WriteNumber("rate", format.SampleRate > 0 ? format.SampleRate : 24000);
+        w.WriteEndObject();
+    }
+
+    private static void WriteOptional(Utf8JsonWriter w, string name, string? value)
+    {
+        if (value is null)
+        {
+            w.WriteNull(name);
+        }
+        else
+        {
+            w.WriteString(name, value);
+        }
+    }
+
+    private byte[] Write(string type, Action<Utf8JsonWriter> body)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("type", type);
+            w.WriteString("event_id", $"event_{Interlocked.Increment(ref _nextEvent)}");
+            body(w);
+            w.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private sealed class ResponseState(string id, bool speaks, ServerMetrics.AnswerMeasurement measurement)
+    {
+        public string Id { get; } = id;
+
+        public bool Speaks { get; } = speaks;
+
+        public ServerMetrics.AnswerMeasurement Measurement { get; } = measurement;
+
+        public int OutputRate { get; init; } = 24000;
+
+        public string? ItemId { get; set; }
+
+        public string? Said { get; set; }
+    }
+}

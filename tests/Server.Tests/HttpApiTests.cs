@@ -1,0 +1,245 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.Server.Hosting;
+using MiniOmni.SK.Server.Tests.Infrastructure;
+
+namespace MiniOmni.SK.Server.Tests;
+
+/// <summary>The HTTP API in process: statuses, OpenAI's error shape, limits, health and metrics.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class HttpApiTests(FixtureEngine fixture)
+{
+    [Fact]
+    public async Task ChatAnswersATextQuestionInOpenAIsShape()
+    {
+        using var factory = new ServerFactory(fixture.Engine);
+        using var client = factory.CreateClient();
+
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "x", messages = new[] { new { role = "user", content = "What is your name?" } }, max_tokens = 8 });
+
+        response.EnsureSuccessStatusCode();
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var root = body.RootElement;
+        Assert.Equal("chat.completion", root.GetProperty("object").GetString());
+        var choice = root.GetProperty("choices")[0];
+        Assert.Equal("assistant", choice.GetProperty("message").GetProperty("role").GetString());
+        Assert.Equal(JsonValueKind.String, choice.GetProperty("message").GetProperty("content").ValueKind);
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(8, root.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task BadAudioIs400NamingThePartAndTheProblem()
+    {
+        using var factory = new ServerFactory(fixture.Engine);
+        using var client = factory.CreateClient();
+
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(Encoding.ASCII.GetBytes("RIFF-not-really-a-wave-file"), "wav"));
+
+        var error = await Error(response, HttpStatusCode.BadRequest);
+        Assert.Equal("invalid_audio", error.GetProperty("code").GetString());
+        Assert.Contains("messages[0].content[0].input_audio", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task AudioOverTheLimitIs413()
+    {
+        using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Limits:MaxAudioSeconds"] = "1" });
+        using var client = factory.CreateClient();
+
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(Wav(new float[16000 * 2]), "wav"));
+
+        var error = await Error(response, HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal("audio_too_long", error.GetProperty("code").GetString());
+        Assert.Contains("MaxAudioSeconds", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task ABodyOverTheLimitIs413()
+    {
+        // Kestrel enforces the limit (the in-process test server has none): this one runs on a loopback port.
+        using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Limits:MaxRequestBodyBytes"] = "4096" });
+        using var client = new HttpClient { BaseAddress = factory.StartKestrel() };
+        await factory.WaitReadyAsync();
+
+        var response = await client.PostAsJsonAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = new string('a', 10000) } } });
+
+        var error = await Error(response, HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal("request_too_large", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task TooManyMessagesAndAnImagePartAreRefusedByField()
+    {
+        using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Limits:MaxMessages"] = "2" });
+        using var client = factory.CreateClient();
+
+        var many = await client.PostAsJsonAsync("/v1/chat/completions", new { messages = Enumerable.Repeat(new { role = "user", content = "hi" }, 3) });
+        var image = await client.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            messages = new[] { new { role = "user", content = new object[] { new { type = "image_url", image_url = new { url = "http://x" } } } } },
+        });
+
+        Assert.Equal("messages", (await Error(many, HttpStatusCode.RequestEntityTooLarge)).GetProperty("param").GetString());
+        Assert.Equal("messages[0].content[0]", (await Error(image, HttpStatusCode.BadRequest)).GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task AFullQueueIs429WithRetryAfter()
+    {
+        var release = new TaskCompletionSource();
+        var engine = new ScriptedEngine((_, token) => ScriptedEngine.Play([new TextDelta("held"), ScriptedEngine.Completed(1, 1)], token, release.Task));
+        using var factory = new ServerFactory(engine, new() { ["MiniOmni:MaxConcurrentAnswers"] = "1", ["MiniOmni:Limits:MaxQueuedAnswers"] = "0", ["MiniOmni:Limits:RetryAfterSeconds"] = "7" });
+        using var client = factory.CreateClient();
+        await factory.WaitReadyAsync();
+
+        var first = client.PostAsJsonAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "one" } } });
+        await WaitUntil(() => engine.Requests.Count == 1);
+        var second = await client.PostAsJsonAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "two" } } });
+        release.SetResult();
+
+        var error = await Error(second, HttpStatusCode.TooManyRequests);
+        Assert.Equal("queue_full", error.GetProperty("code").GetString());
+        Assert.Equal("7", second.Headers.RetryAfter?.Delta?.TotalSeconds.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await first).StatusCode);
+    }
+
+    [Fact]
+    public async Task WhileTheModelLoadsTheApiIs503AndNotReadyButAlive()
+    {
+        var loader = new GatedLoader(fixture.Engine);
+        using var factory = new ServerFactory(null, loader: loader);
+        using var client = factory.CreateClient();
+
+        var models = await client.GetAsync("/v1/models");
+        var ready = await client.GetAsync("/readyz");
+        var live = await client.GetAsync("/healthz");
+
+        Assert.Equal("model_not_ready", (await Error(models, HttpStatusCode.ServiceUnavailable)).GetProperty("code").GetString());
+        Assert.NotNull(models.Headers.RetryAfter);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+
+        loader.Release.SetResult();
+        await factory.WaitReadyAsync();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/readyz")).StatusCode);
+        using var list = JsonDocument.Parse(await client.GetStringAsync("/v1/models"));
+        Assert.Equal(fixture.Engine.ModelId, list.RootElement.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task WithAnApiKeyTheApiNeedsItButHealthDoesNot()
+    {
+        const string key = "0123456789abcdef0123456789abcdef";
+        using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:ApiKey"] = key });
+        using var client = factory.CreateClient();
+        await factory.WaitReadyAsync();
+
+        var missing = await client.GetAsync("/v1/models");
+        using var wrong = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", key[..^1] + "0") } };
+        using var right = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", key) } };
+
+        Assert.Equal("invalid_api_key", (await Error(missing, HttpStatusCode.Unauthorized)).GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(wrong)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.SendAsync(right)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("http://0.0.0.0:5000")]
+    [InlineData("http://*:5000")]
+    [InlineData("http://192.168.1.10:5000")]
+    public async Task ListeningBeyondLoopbackWithoutAKeyFailsAtStartNamingTheUrl(string url)
+    {
+        // The server as `dotnet run --project src/Server` builds it (the test host would hide its start-up error).
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
+        {
+            await using var app = MiniOmniServer.Build(["--model", fixture.ModelPath, "--urls", url]);
+            await app.StartAsync();
+        });
+
+        Assert.Contains(url, error.Message);
+        Assert.Contains("MiniOmni:ApiKey", error.Message);
+    }
+
+    [Fact]
+    public async Task MetricsCountAnswersAndTheirTokens()
+    {
+        using var factory = new ServerFactory(fixture.Engine);
+        using var client = factory.CreateClient();
+        await factory.WaitReadyAsync();
+
+        (await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(fixture.QuestionWav, "wav", modalities: ["text", "audio"]))).EnsureSuccessStatusCode();
+        string metrics = await client.GetStringAsync("/metrics");
+
+        Assert.Contains("miniomni_answers_total{", metrics);
+        Assert.Contains("miniomni_tokens_total{", metrics);
+        Assert.Contains("miniomni_answer_time_to_first_audio_seconds_bucket{", metrics);
+        Assert.Contains("miniomni_answer_real_time_factor_bucket{", metrics);
+        Assert.Contains("miniomni_answers_queued", metrics);
+    }
+
+    [Fact]
+    public async Task SpeechStreamsAWavAndTranscriptionsAnswerInTextFormats()
+    {
+        using var factory = new ServerFactory(fixture.Engine);
+        using var client = factory.CreateClient();
+
+        var speech = await client.PostAsJsonAsync("/v1/audio/speech", new { model = "m", input = "Hello there.", voice = "alloy", response_format = "wav" });
+        speech.EnsureSuccessStatusCode();
+        byte[] wav = await speech.Content.ReadAsByteArrayAsync();
+        Assert.Equal("audio/wav", speech.Content.Headers.ContentType?.MediaType);
+        Assert.True(wav.Length > 44 && (wav.Length - 44) % 2 == 0);
+
+        foreach (string format in new[] { "text", "vtt" })
+        {
+            using var form = new MultipartFormDataContent
+            {
+                { new ByteArrayContent(fixture.QuestionWav) { Headers = { ContentType = new MediaTypeHeaderValue("audio/wav") } }, "file", "question.wav" },
+                { new StringContent("whisper-1"), "model" },
+                { new StringContent(format), "response_format" },
+            };
+            var response = await client.PostAsync("/v1/audio/transcriptions", form);
+            Assert.True(response.IsSuccessStatusCode, $"{format}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+    }
+
+    private static object AudioQuestion(byte[] audio, string format, string[]? modalities = null) => new
+    {
+        model = "mini-omni",
+        modalities = modalities ?? ["text"],
+        max_tokens = 12,
+        messages = new[] { new { role = "user", content = new object[] { new { type = "input_audio", input_audio = new { data = Convert.ToBase64String(audio), format } } } } },
+    };
+
+    private static byte[] Wav(float[] samples)
+    {
+        using var stream = new MemoryStream();
+        Pcm16Wave.Write(stream, samples, 16000);
+        return stream.ToArray();
+    }
+
+    private static async Task<JsonElement> Error(HttpResponseMessage response, HttpStatusCode status)
+    {
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {body}");
+        return JsonDocument.Parse(body).RootElement.GetProperty("error").Clone();
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        for (int i = 0; i < 600 && !condition(); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(condition(), "the condition did not hold within 30 s");
+    }
+}

@@ -1,0 +1,65 @@
+using Microsoft.Playwright;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Server.Tests.Infrastructure;
+
+namespace MiniOmni.SK.Server.Tests;
+
+/// <summary>
+/// The voice page in a real browser: Debian's chromium, driven by Playwright (never downloading a browser of its own),
+/// its microphone fed the fixture question from a WAV file. The page must hear it, send it as PCM16 over the realtime
+/// WebSocket, and show and play the answer.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class VoicePageBrowserTests(FixtureEngine fixture)
+{
+    /// <summary>Where the test leaves its screenshot of the page.</summary>
+    public static string ScreenshotPath { get; } = Path.Combine(AppContext.BaseDirectory, "artifacts", "voice-page.png");
+
+    private const string Chromium = "/usr/bin/chromium";
+
+    [Fact]
+    public async Task ThePageHearsTheFixtureQuestionAndShowsAndPlaysTheAnswer()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: install Debian's chromium (apt-get install -y chromium); .ci/run does.");
+        using var spoken = Fixture.CreateTemporaryDirectory();
+        string microphone = Path.Combine(spoken.Path, "question.wav");
+        // Half a second of silence, the question, then two seconds of silence: the page's turn detection ends the turn.
+        Pcm16Wave.WriteFile(microphone, [.. new float[8000], .. fixture.Question, .. new float[32000]], 16000);
+
+        await using var factory = new ServerFactory(fixture.Engine);
+        var address = factory.StartKestrel();
+        await factory.WaitReadyAsync();
+
+        Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            Timeout = 60_000,
+            Args =
+            [
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", $"--use-file-for-fake-audio-capture={microphone}%noloop",
+            ],
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 900, Height = 700 } });
+        var errors = new List<string>();
+        page.PageError += (_, error) => errors.Add(error);
+
+        await page.GotoAsync(address.ToString());
+        await page.ClickAsync("#start");
+
+        // Locator assertions wait (up to the timeout) for what the page shows.
+        var wait = new LocatorAssertionsToHaveAttributeOptions { Timeout = 120_000 };
+        await Assertions.Expect(page.Locator("#audio-seconds")).ToHaveAttributeAsync("data-has-audio", "true", wait);
+        await Assertions.Expect(page.Locator(".turn.assistant .text").First).Not.ToBeEmptyAsync(new LocatorAssertionsToBeEmptyOptions { Timeout = 120_000 });
+        await Assertions.Expect(page.Locator(".turn.user").First).ToBeVisibleAsync(new LocatorAssertionsToBeVisibleOptions { Timeout = 30_000 });
+        await Assertions.Expect(page.Locator("#ttfa")).Not.ToHaveTextAsync("–", new LocatorAssertionsToHaveTextOptions { Timeout = 30_000 });
+
+        Directory.CreateDirectory(Path.GetDirectoryName(ScreenshotPath)!);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = ScreenshotPath, FullPage = true });
+        Assert.Empty(errors);
+    }
+}
