@@ -19,6 +19,7 @@ internal sealed class GgmlStage : IDisposable
     private readonly string _name;
     private readonly bool _fusedCpuKernels;
     private readonly ILogger _logger;
+    private string? _plannedLayout;
 
     /// <summary>Creates the stage; <paramref name="maxNodes"/> bounds the size of its graphs.</summary>
     public GgmlStage(string name, GgmlComputeOptions options, int maxNodes = 8192, ILogger? logger = null)
@@ -49,6 +50,8 @@ internal sealed class GgmlStage : IDisposable
                 throw new InvalidOperationException($"ggml could not reserve compute memory for the {_name} stage (out of memory?).");
             }
 
+            _plannedLayout = Layout(builder);
+
             long bytes = _backends.Sum(b => (long)GgmlNative.ggml_backend_sched_get_buffer_size(_scheduler.DangerousGetHandle(), b.DangerousGetHandle()));
             _logger.LogDebug("{Stage}: reserved {MiB:F1} MiB of compute buffers.", _name, bytes / (1024.0 * 1024.0));
         }
@@ -75,6 +78,25 @@ internal sealed class GgmlStage : IDisposable
             }
 
             IntPtr scheduler = _scheduler.DangerousGetHandle();
+            // ggml's allocator reuses its last plan for any graph with as many nodes and leaves whose nodes still fit it,
+            // and places leaves by their index alone: a graph of another layout with the same counts (the heads' products
+            // of text and audio positions, text [1, 1] and audio [1] after text [1] and audio [1, 1]) would have an input
+            // placed where the last graph had a weight, out of every buffer (a segmentation fault). So a graph whose
+            // layout differs from the last one's is planned afresh; the reserved buffers are kept when they suffice.
+            string layout = Layout(builder);
+            if (layout != _plannedLayout)
+            {
+                using var planContext = CreateContext();
+                var plan = NewBuilder(planContext);
+                build(plan);
+                if (!GgmlNative.ggml_backend_sched_reserve(scheduler, plan.Graph))
+                {
+                    throw new InvalidOperationException($"ggml could not reserve compute memory for the {_name} graph (out of memory?).");
+                }
+
+                _plannedLayout = layout;
+            }
+
             GgmlNative.ggml_backend_sched_reset(scheduler);
             if (!GgmlNative.ggml_backend_sched_alloc_graph(scheduler, builder.Graph))
             {
@@ -117,6 +139,11 @@ internal sealed class GgmlStage : IDisposable
             }
         }
     }
+
+    // What decides a graph's layout here: every build is a function of its inputs' names and shapes and its outputs'.
+    private static string Layout(GgmlGraphBuilder builder) =>
+        string.Join(';', builder.Inputs.Select(input => $"{input.Key}{input.Value}")) + "|" + string.Join(';', builder.Outputs.Select(output => $"{output.Key}{output.Value}"))
+        + "|" + GgmlNative.ggml_graph_n_nodes(builder.Graph).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private SafeGgmlContextHandle CreateContext() =>
         SafeGgmlContextHandle.Create(GgmlNative.ggml_tensor_overhead() * (nuint)_maxNodes + GgmlNative.ggml_graph_overhead_custom((nuint)_maxNodes, false), noAlloc: true);

@@ -131,6 +131,44 @@ public sealed class OutputHeadsTests(ConvertedFixtureModel converted) : IClassFi
     }
 
     [Fact]
+    public void GraphsOfAnotherLayoutWithAsManyNodesAndLeavesAreEachComputedRight()
+    {
+        // Four answers at once once crashed the process: text [1, 1] with audio [1], then text [1] with audio [1, 1], are
+        // graphs of three products and five leaves each, and ggml's allocator placed the second by the first's plan.
+        using var file = GgufFile.Open(converted.Model.VocabularyPath);
+        var vocabulary = Vocabulary();
+        using var heads = new OutputHeads(file, vocabulary, new GgmlComputeOptions { Threads = 2 }, maxPositions: 4);
+        heads.TextCosts = DecodeCosts.Nominal(4, StepDecodePolicy.Apart);
+        heads.AudioCosts = DecodeCosts.Nominal(4, StepDecodePolicy.Apart);
+        float[] weight = file.ReadFloat32("output.weight");
+        int width = heads.EmbeddingLength;
+        var random = new Random(12);
+        float[] hidden = [.. Enumerable.Range(0, 3 * width).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        OutputHeadSet[][] layouts =
+        [
+            [OutputHeadSet.Text, OutputHeadSet.Text, OutputHeadSet.Audio],
+            [OutputHeadSet.Text, OutputHeadSet.Audio, OutputHeadSet.Audio],
+            [OutputHeadSet.Audio, OutputHeadSet.Text, OutputHeadSet.Audio],
+            [OutputHeadSet.Text, OutputHeadSet.Text, OutputHeadSet.Audio],
+        ];
+
+        foreach (var sets in layouts)
+        {
+            var logits = heads.Compute(hidden, sets);
+            for (int position = 0; position < sets.Length; position++)
+            {
+                var head = sets[position] == OutputHeadSet.Text ? vocabulary.TextHead : vocabulary.AudioHead(vocabulary.AudioLayerCount - 1);
+                var values = logits[position][head];
+                for (int row = head.Start.Value; row < head.End.Value; row += 211)
+                {
+                    float expected = System.Numerics.Tensors.TensorPrimitives.Dot(weight.AsSpan(row * width, width), hidden.AsSpan(position * width, width));
+                    Assert.Equal(expected, values[row - head.Start.Value], 1e-4f);
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void AHeadOfTheWrongSizeIsRefusedWithTheFileNamed()
     {
         using var file = GgufFile.Open(converted.Model.VocabularyPath);
