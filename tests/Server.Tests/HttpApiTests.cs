@@ -211,6 +211,33 @@ public sealed class HttpApiTests(FixtureEngine fixture)
         }
     }
 
+    [Fact]
+    public async Task UnderTheDefaultLimitRequestsWithoutABudgetFitTheModelsContext()
+    {
+        // MaxAnswerTokens' default (2048) is the model's whole context: given to an unbudgeted request as its budget, no
+        // prompt could fit beside it. It caps the engine's default budget instead.
+        var limits = new ServerLimits();
+        // The fixture's engine with a short default budget, so that its random weights' answers (which never end) stay short.
+        using var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 2048, Threads = 2, DefaultMaxTokens = 24 });
+        Assert.True(limits.MaxAnswerTokens >= engine.MaxPositions, "the default limit is at least the fixture's context, as for the release");
+        using var factory = new ServerFactory(engine, new() { ["MiniOmni:Limits:MaxAnswerTokens"] = limits.MaxAnswerTokens.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        using var client = factory.CreateClient();
+
+        using var form = new MultipartFormDataContent
+        {
+            { new ByteArrayContent(fixture.QuestionWav) { Headers = { ContentType = new MediaTypeHeaderValue("audio/wav") } }, "file", "question.wav" },
+            { new StringContent("whisper-1"), "model" },
+        };
+        var transcription = await client.PostAsync("/v1/audio/transcriptions", form);
+        Assert.True(transcription.IsSuccessStatusCode, $"{(int)transcription.StatusCode} {await transcription.Content.ReadAsStringAsync()}");
+
+        var chat = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "mini-omni", messages = new[] { new { role = "user", content = "What is your name?" } } });
+        Assert.True(chat.IsSuccessStatusCode, $"{(int)chat.StatusCode} {await chat.Content.ReadAsStringAsync()}");
+        using var body = JsonDocument.Parse(await chat.Content.ReadAsStringAsync());
+        int steps = body.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.Equal(24, steps);
+    }
+
     private static object AudioQuestion(byte[] audio, string format, string[]? modalities = null) => new
     {
         model = "mini-omni",

@@ -148,6 +148,14 @@ public sealed record MiniOmniRequest
     /// </summary>
     public int MaxTokens { get; init; }
 
+    /// <summary>
+    /// A host's bound on the answer's steps, whatever <see cref="MaxTokens"/> says: it lowers the default budget, the
+    /// read-aloud budget and an explicit one alike, and an answer it cuts ends for its budget. 0 (the default) sets none.
+    /// A server holds every request to its limit this way without turning an unbudgeted request into one that cannot fit
+    /// the model's context. Negative values are refused.
+    /// </summary>
+    public int MaxTokensCap { get; init; }
+
     /// <summary>How much of Whisper's window to encode.</summary>
     public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
 }
@@ -525,6 +533,17 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         {
             maxSteps = Math.Min(_defaultMaxTokens, Math.Min(contextLeft, cacheLeft));
             limit = maxSteps < _defaultMaxTokens ? AnswerStopReason.Context : AnswerStopReason.Budget;
+        }
+
+        if (request.MaxTokensCap < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokensCap, $"MaxTokensCap must be 0 (none) or positive; got {request.MaxTokensCap}.");
+        }
+
+        if (request.MaxTokensCap > 0 && maxSteps > request.MaxTokensCap)
+        {
+            maxSteps = request.MaxTokensCap;
+            limit = AnswerStopReason.Budget;
         }
 
         // In long arithmetic: a budget near int.MaxValue must not wrap around the checks.

@@ -67,7 +67,8 @@ internal static class ChatRequestMapper
         var options = new ChatOptions
         {
             ModelId = modelId,
-            MaxOutputTokens = Math.Min(asked ?? limits.MaxAnswerTokens, limits.MaxAnswerTokens),
+            // Unasked, the engine's default budget (within the model's context); the server's limit caps either way.
+            MaxOutputTokens = asked is { } tokens ? Math.Min(tokens, limits.MaxAnswerTokens) : null,
             Temperature = request.Temperature,
             TopP = request.TopP,
             Seed = request.Seed,

@@ -59,8 +59,9 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
     }
 
     /// <summary>
-    /// Holds every answer the clients ask of the engine to <see cref="ServerLimits.MaxAnswerTokens"/> steps: the clients
-    /// that take no budget (transcription, speech) would otherwise let an answer fill the model's context.
+    /// Holds every answer the clients ask of the engine to <see cref="ServerLimits.MaxAnswerTokens"/> steps, as a cap: a
+    /// request without a budget keeps the engine's default (which fits the model's context) under the limit, rather
+    /// than being given the limit itself, which a 2048-position model could not fit beside any prompt.
     /// </summary>
     private sealed class BudgetedEngine(IMiniOmniEngine inner, int maxTokens) : IMiniOmniEngine
     {
@@ -69,7 +70,7 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
         public int MaxPositions => inner.MaxPositions;
 
         public IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) =>
-            inner.GenerateAsync(request.MaxTokens is > 0 && request.MaxTokens <= maxTokens ? request : request with { MaxTokens = maxTokens }, cancellationToken);
+            inner.GenerateAsync(request with { MaxTokensCap = request.MaxTokensCap > 0 ? Math.Min(request.MaxTokensCap, maxTokens) : maxTokens }, cancellationToken);
     }
 
     private sealed record Clients(IMiniOmniEngine Engine, IChatClient Chat, ISpeechToTextClient SpeechToText, ITextToSpeechClient TextToSpeech, IRealtimeClient Realtime);

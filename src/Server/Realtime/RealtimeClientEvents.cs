@@ -248,9 +248,10 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
 
     private int? MaxTokens(JsonElement max, string where) => max.ValueKind switch
     {
-        JsonValueKind.String when max.GetString() == "inf" => maxAnswerTokens,
+        // "inf" and null: the engine's default budget, within the model's context (the server caps it at its limit).
+        JsonValueKind.String when max.GetString() == "inf" => null,
         JsonValueKind.Number when max.TryGetInt32(out int value) && value >= 1 => Math.Min(value, maxAnswerTokens),
-        JsonValueKind.Null => maxAnswerTokens,
+        JsonValueKind.Null => null,
         _ => throw new RealtimeProtocolException($"{where} must be a whole number of at least 1, or \"inf\".", "invalid_value", where),
     };
 

@@ -62,7 +62,8 @@ internal static class RealtimeEndpoint
                 InputAudioFormat = new RealtimeAudioFormat("audio/pcm", 24000),
                 OutputAudioFormat = new RealtimeAudioFormat("audio/pcm", 24000),
                 OutputModalities = ["audio"],
-                MaxOutputTokens = limits.MaxAnswerTokens,
+                // Unset: the engine's default budget, within the model's context; the server's limit caps every answer.
+                MaxOutputTokens = null,
                 VoiceActivityDetection = new MiniOmniVoiceActivityDetectionOptions(),
             };
             // Check the model before the upgrade, so that a server still loading answers 503 in plain HTTP.

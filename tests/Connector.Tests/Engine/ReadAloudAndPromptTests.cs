@@ -63,6 +63,32 @@ public sealed class ReadAloudAndPromptTests(EngineFixture fixture, ITestOutputHe
     }
 
     [Fact]
+    public async Task ACapBoundsTheDefaultTheReadAloudAndAnExplicitBudgetButNeverRaisesOne()
+    {
+        var question = new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "What is your name?" };
+        Step(question with { MaxTokensCap = 40 }, 40, AnswerStopReason.Budget);
+        Step(question with { MaxTokens = 500, MaxTokensCap = 40 }, 40, AnswerStopReason.Budget);
+        Step(question with { MaxTokens = 30, MaxTokensCap = 40 }, 30, AnswerStopReason.Budget);
+        // A cap above what the context allows leaves the default as it is: no request becomes one that cannot fit.
+        int uncapped = fixture.Engine.Prepare(question).Generation.MaxSteps;
+        Step(question with { MaxTokensCap = 100_000 }, uncapped, fixture.Engine.Prepare(question).Generation.StepLimitReason);
+        Step(new MiniOmniRequest { Task = MiniOmniTask.ReadAloud, Text = "Hello there, how are you?", MaxTokensCap = 5 }, 5, AnswerStopReason.Budget);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => fixture.Engine.Prepare(question with { MaxTokensCap = -1 }));
+        Assert.Contains("MaxTokensCap", error.Message);
+
+        var capped = Assert.IsType<AnswerCompleted>((await Collect(question with { MaxTokensCap = 12 }))[^1]);
+        Assert.Equal(12, capped.Steps);
+        Assert.Equal(AnswerStopReason.Budget, capped.StopReason);
+
+        void Step(MiniOmniRequest request, int steps, AnswerStopReason reason)
+        {
+            var generation = fixture.Engine.Prepare(request).Generation;
+            Assert.Equal(steps, generation.MaxSteps);
+            Assert.Equal(reason, generation.StepLimitReason);
+        }
+    }
+
+    [Fact]
     public async Task AnAnswerThatFillsTheContextSaysSo()
     {
         // A long preamble leaves a text answer (the fixture's runs past 152 steps without EOT) a few steps of context.
