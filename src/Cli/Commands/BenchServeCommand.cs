@@ -46,7 +46,7 @@ internal static class BenchServeCommand
         {
             var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
             int[] counts = parse.GetValue(sessions) is { Length: > 0 } given ? given : [1, 4, 8];
-            var figures = await RunAsync(directory, counts, Math.Max(8, parse.GetValue(answerSteps)), parse.GetValue(threads), Math.Max(1, parse.GetValue(roundsOption)), Math.Clamp(parse.GetValue(nicenessOption), 0, 19), cancellationToken).ConfigureAwait(false);
+            var figures = await RunAsync(directory, counts, Math.Max(8, parse.GetValue(answerSteps)), parse.GetValue(threads), Math.Max(1, parse.GetValue(roundsOption)), parse.GetValue(nicenessOption), cancellationToken).ConfigureAwait(false);
             string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
             Console.WriteLine(json);
             if (parse.GetValue(output) is { } file)

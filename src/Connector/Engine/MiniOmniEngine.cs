@@ -517,6 +517,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         long cacheLeft = (_scheduler.UsableCells - prompt.Length) / sequences;
         long maxSteps;
         var limit = AnswerStopReason.Budget;
+        if (request.MaxTokensCap < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokensCap, $"MaxTokensCap must be 0 (none) or positive; got {request.MaxTokensCap}.");
+        }
+
         if (request.MaxTokens < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, $"MaxTokens must be 0 (the engine's default budget of {_defaultMaxTokens} steps) or positive; got {request.MaxTokens}.");
@@ -533,11 +538,6 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         {
             maxSteps = Math.Min(_defaultMaxTokens, Math.Min(contextLeft, cacheLeft));
             limit = maxSteps < _defaultMaxTokens ? AnswerStopReason.Context : AnswerStopReason.Budget;
-        }
-
-        if (request.MaxTokensCap < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokensCap, $"MaxTokensCap must be 0 (none) or positive; got {request.MaxTokensCap}.");
         }
 
         if (request.MaxTokensCap > 0 && maxSteps > request.MaxTokensCap)
