@@ -176,4 +176,11 @@ internal sealed class RealtimeResponse
 /// <param name="Instructions">The system instructions ahead of the turns.</param>
 /// <param name="MaxTokens">The most steps; 0 lets the engine fill the context.</param>
 /// <param name="OutputSampleRate">The rate of the PCM16 audio deltas.</param>
-internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate);
+internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate)
+{
+    /// <summary>The tools offered to the model (none by default).</summary>
+    public RealtimeToolOffer Tools { get; init; } = RealtimeToolOffer.None;
+
+    /// <summary>Whether the answer goes on after function results: its preamble ends with the calls and results after the question.</summary>
+    public bool AfterToolResults { get; init; }
+}
