@@ -262,6 +262,10 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         {
             status = RealtimeResponseStatus.Cancelled;
         }
+        catch (OperationCanceledException) when (called)
+        {
+            // The engine's answer, stopped after the model's call, said so as it ended: the response is complete.
+        }
         catch (Exception e)
         {
             status = RealtimeResponseStatus.Failed;
