@@ -37,7 +37,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             request?.ToolMode ?? settings.Options.ToolMode,
             request?.Tools is not null || ownToolMode ? "the response" : "the session");
         bool speaks = RealtimeSessionSettings.SpeaksFor(request?.OutputModalities, "the response's OutputModalities") ?? settings.Speaks;
-        int outputRate = RealtimeSessionSettings.OutputRateOf(request?.OutputAudioOptions, "the response's OutputAudioOptions") ?? settings.OutputSampleRate;
+        var output = RealtimeSessionSettings.OutputFormatOf(request?.OutputAudioOptions, "the response's OutputAudioOptions") ?? (settings.OutputSampleRate, settings.OutputEncoding);
         if (request?.MaxOutputTokens is <= 0)
         {
             throw new RealtimeRequestException(RealtimeErrorCodes.InvalidSessionOptions, $"The response's MaxOutputTokens is {request.MaxOutputTokens}; it must be at least 1, or unset.");
@@ -70,9 +70,9 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
 
         // A turn that calls a tool speaks nothing, as in the chat client: a required call is answered in text.
         speaks &= tools.RequiredOpening is null;
-        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, outputRate) { Tools = tools, AfterToolResults = afterToolResults };
+        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, output.Rate, output.Encoding) { Tools = tools, AfterToolResults = afterToolResults };
         transcriber.Forget(question);
-        var answer = new ConversationEntry(session.NewId("item"), ChatRole.Assistant);
+        var answer = new ConversationEntry(session.NewId("item"), ChatRole.Assistant) { Status = RealtimeItemStatus.InProgress };
         if (keep)
         {
             conversation.Add(answer);
@@ -85,7 +85,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         {
             ResponseId = response.Id,
             OutputModalities = [speaks ? "audio" : "text"],
-            OutputAudioOptions = speaks ? new RealtimeAudioFormat("audio/pcm", outputRate) : null,
+            OutputAudioOptions = speaks ? new RealtimeAudioFormat(MediaTypeOf(output.Encoding), output.Rate) : null,
             MaxOutputTokens = maxTokens > 0 ? maxTokens : null,
             AdditionalProperties = request?.AdditionalProperties,
         }).ConfigureAwait(false);
@@ -93,7 +93,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn after it, to keep it quick.
         transcriber.QueueDeferred();
         session.Work.Enqueue(previous => response.Completion = AnswerAsync(response, previous));
-        if (question.Audio is not null && question.Text is null && session.ClientOptions.TranscribeUserSpeech && conversation == session.Conversation && !afterToolResults)
+        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation && !afterToolResults)
         {
             transcriber.Queue(question);
         }
@@ -105,7 +105,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         var cancelled = _responses.Where(r => !r.Finished && (responseId is null || r.Id == responseId)).ToArray();
         foreach (var response in cancelled)
         {
-            response.Cancel();
+            response.Cancel(MiniOmniRealtimeStatusReasons.ClientCancelled);
         }
 
         foreach (var response in cancelled)
@@ -128,7 +128,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         _responses.Clear();
         foreach (var response in interrupted)
         {
-            response.Cancel();
+            response.Cancel(MiniOmniRealtimeStatusReasons.TurnDetected);
         }
 
         foreach (var response in interrupted)
@@ -141,10 +141,39 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             var heard = response.Heard(now);
             string kept = response.HeardText(heard);
             response.Conversation.SetText(response.Answer, kept);
+            response.Answer.AudioEnd = heard;
+            if (heard < response.AudioDuration)
+            {
+                response.Answer.Status = RealtimeItemStatus.Incomplete;
+            }
+
             session.Logger.LogDebug("Realtime session {Session}: {Response} interrupted after {Heard} of {Total} heard.", session.IdPrefix, response.Id, heard, response.AudioDuration);
             await session.EmitAsync(new AnswerTruncatedRealtimeServerMessage { ResponseId = response.Id, ItemId = response.Answer.Id, AudioEnd = heard, Text = kept }).ConfigureAwait(false);
         }
     }
+
+    /// <summary>Stops the answer generating <paramref name="answer"/>, if one is, for the client (a truncate or a delete of its item), and waits for its end.</summary>
+    public async Task StopAnswerOfAsync(ConversationEntry answer)
+    {
+        var generating = _responses.Where(r => r.Answer == answer && !r.Finished).ToArray();
+        foreach (var response in generating)
+        {
+            response.Cancel(MiniOmniRealtimeStatusReasons.ClientCancelled);
+        }
+
+        foreach (var response in generating)
+        {
+            await response.Completion.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The media type of audio deltas stored as <paramref name="encoding"/>.</summary>
+    public static string MediaTypeOf(RealtimeSampleEncoding encoding) => encoding switch
+    {
+        RealtimeSampleEncoding.MuLaw => RealtimeG711.MuLawMediaType,
+        RealtimeSampleEncoding.ALaw => RealtimeG711.ALawMediaType,
+        _ => "audio/pcm",
+    };
 
     private async Task AnswerAsync(RealtimeResponse response, Task previous)
     {
@@ -223,12 +252,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
 
                         break;
                     case AnswerCompleted completed:
-                        usage = new UsageDetails
-                        {
-                            InputTokenCount = completed.PromptTokens,
-                            OutputTokenCount = completed.Steps,
-                            TotalTokenCount = completed.PromptTokens + completed.Steps,
-                        };
+                        usage = RealtimeUsage.From(completed, plan.Speaks);
                         if (plan.MaxTokens > 0 && completed.Steps >= plan.MaxTokens)
                         {
                             status = RealtimeResponseStatus.Incomplete;
@@ -275,7 +299,19 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             await session.EmitAsync(new ErrorRealtimeServerMessage { Error = error }).ConfigureAwait(false);
         }
 
-        await FinishMessageAsync().ConfigureAwait(false);
+        string? reason = status == RealtimeResponseStatus.Cancelled ? response.CancelReason ?? MiniOmniRealtimeStatusReasons.ClientCancelled
+            : status == RealtimeResponseStatus.Incomplete ? MiniOmniRealtimeStatusReasons.MaxOutputTokens
+            : null;
+        if (response.Started)
+        {
+            await FinishMessageAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            // Never begun: the answer said nothing (or only called a function), and its message item is not kept.
+            response.Conversation.Remove(response.Answer);
+        }
+
         await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseDone)
         {
             ResponseId = response.Id,
@@ -283,6 +319,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             Usage = usage,
             Error = error,
             OutputModalities = [plan.Speaks ? "audio" : "text"],
+            AdditionalProperties = reason is null ? null : new AdditionalPropertiesDictionary { [MiniOmniRealtimeStatusReasons.Key] = reason },
         }).ConfigureAwait(false);
         session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
         response.Finish();
@@ -300,7 +337,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             {
                 ResponseId = response.Id,
                 OutputIndex = 0,
-                Item = new RealtimeConversationItem([], response.Answer.Id, ChatRole.Assistant),
+                Item = AnswerItem(response, []),
+            }).ConfigureAwait(false);
+            await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemAdded)
+            {
+                ResponseId = response.Id,
+                Item = AnswerItem(response, []),
             }).ConfigureAwait(false);
         }
 
@@ -323,7 +365,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             if (samples.Length > 0)
             {
                 response.AddAudio(samples.Length, session.ClientOptions.TimeProvider.GetUtcNow());
-                await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(MiniOmniMediaTypes.EncodeSpeechChunk(samples)))).ConfigureAwait(false);
+                await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(RealtimeG711.Encode(samples, plan.OutputEncoding)))).ConfigureAwait(false);
             }
         }
 
@@ -373,6 +415,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             }
         }
 
+        // Ends the message item (once): when the answer ends, or when the model calls a function after some text.
         async Task FinishMessageAsync()
         {
             if (!response.Started || messageDone)
@@ -383,6 +426,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             messageDone = true;
             string said = response.Text;
             response.Conversation.SetText(response.Answer, said);
+            response.Answer.Status = status == RealtimeResponseStatus.Completed ? RealtimeItemStatus.Completed : RealtimeItemStatus.Incomplete;
             if (plan.Speaks)
             {
                 await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDone)).ConfigureAwait(false);
@@ -397,7 +441,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             {
                 ResponseId = response.Id,
                 OutputIndex = 0,
-                Item = new RealtimeConversationItem([new TextContent(said)], response.Answer.Id, ChatRole.Assistant),
+                Item = AnswerItem(response, [new TextContent(said)]),
+            }).ConfigureAwait(false);
+            await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemDone)
+            {
+                ResponseId = response.Id,
+                Item = AnswerItem(response, [new TextContent(said)]),
             }).ConfigureAwait(false);
         }
     }
@@ -429,4 +478,11 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             Item = new RealtimeConversationItem([call], entry.Id, ChatRole.Assistant),
         }).ConfigureAwait(false);
     }
+
+    // The answer's item as OpenAI's events show it: its status and place in the conversation ride in its raw representation.
+    private static RealtimeConversationItem AnswerItem(RealtimeResponse response, IList<AIContent> contents) =>
+        new(contents, response.Answer.Id, ChatRole.Assistant)
+        {
+            RawRepresentation = new MiniOmniRealtimeItemDetails(response.Answer.Status, response.Conversation.PreviousId(response.Answer), response.Plan.Speaks),
+        };
 }
