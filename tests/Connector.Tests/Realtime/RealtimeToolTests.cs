@@ -50,7 +50,7 @@ public sealed class RealtimeToolTests
         Assert.True(_engine.Answers[0].Token.IsCancellationRequested);
 
         // The result continues the same question, with the call and its result after the history; the answer is spoken.
-        var resultAdded = probe.Seen.OfType<ResponseOutputItemRealtimeServerMessage>().Last(m => m.Type == RealtimeServerMessageType.ConversationItemAdded);
+        var resultAdded = probe.Seen.OfType<ResponseOutputItemRealtimeServerMessage>().Single(m => m.Type == RealtimeServerMessageType.ConversationItemAdded && m.Item!.Contents.Any(c => c is FunctionResultContent));
         Assert.Equal(call.CallId, Assert.IsType<FunctionResultContent>(Assert.Single(resultAdded.Item!.Contents)).CallId);
         var goingOn = _engine.Answers[1].Request;
         Assert.Equal(MiniOmniTask.T1A2, goingOn.Task);
@@ -128,9 +128,9 @@ public sealed class RealtimeToolTests
 
         Assert.Equal(
             [
-                "ConversationItemAdded", "ResponseCreated", "ResponseOutputItemAdded", "OutputAudioTranscriptionDelta", "OutputAudioDelta",
-                "OutputAudioTranscriptionDelta", "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone",
-                "ResponseOutputItemAdded", "ResponseOutputItemDone", "ResponseDone",
+                "ConversationItemAdded", "ResponseCreated", "ResponseOutputItemAdded", "ConversationItemAdded", "OutputAudioTranscriptionDelta",
+                "OutputAudioDelta", "OutputAudioTranscriptionDelta", "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone",
+                "ConversationItemDone", "ResponseOutputItemAdded", "ResponseOutputItemDone", "ResponseDone",
             ],
             probe.Types);
         var items = probe.Seen.OfType<ResponseOutputItemRealtimeServerMessage>().Where(m => m.Type == RealtimeServerMessageType.ResponseOutputItemDone).ToList();
