@@ -96,9 +96,10 @@ public sealed class RealtimeToolCallTests
     }
 
     [Fact]
-    public async Task TheSessionShowsItsToolsAndABadToolEventIsAnErrorNamingTheField()
+    public async Task TheSessionShowsItsToolsABadToolEventIsAnErrorNamingTheFieldAndABadCallIsTheServers()
     {
-        var engine = new ScriptedEngine((_, token) => ScriptedEngine.Play([ScriptedEngine.Completed(1, 1)], token));
+        // A call with no name: the model got it wrong, which is the server's error, not the client's.
+        var engine = new ScriptedEngine((_, token) => ScriptedEngine.Play([new TextDelta("<tool_call>{\"arguments\": {}}</tool_call>"), ScriptedEngine.Completed(1, 1)], token));
         await using var factory = new ServerFactory(engine);
         var address = factory.StartKestrel();
         await factory.WaitReadyAsync();
@@ -114,6 +115,14 @@ public sealed class RealtimeToolCallTests
         var badChoice = await Receive(socket);
         await Send(socket, """{"type":"conversation.item.create","item":{"type":"function_call_output","output":"1"}}""");
         var noCallId = await Receive(socket);
+        await Send(socket, """{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"Do f."}]}}""");
+        await Send(socket, """{"type":"response.create"}""");
+        JsonElement invalidCall;
+        do
+        {
+            invalidCall = await Receive(socket);
+        }
+        while (invalidCall.GetProperty("type").GetString() is not ("error" or "response.done"));
 
         Assert.Equal("session.updated", updated.GetProperty("type").GetString());
         var session = updated.GetProperty("session");
@@ -128,6 +137,9 @@ public sealed class RealtimeToolCallTests
         Assert.Contains("'g'", unknown.GetProperty("error").GetProperty("message").GetString());
         Assert.Equal("session.tool_choice", badChoice.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal("item.call_id", noCallId.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("error", invalidCall.GetProperty("type").GetString());
+        Assert.Equal("invalid_tool_call", invalidCall.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal("server_error", invalidCall.GetProperty("error").GetProperty("type").GetString());
     }
 
     private static Task Send(ClientWebSocket socket, string json) =>

@@ -231,7 +231,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 break;
             case ErrorRealtimeServerMessage error:
                 yield return Error(error.Error?.Message ?? "The session failed.", error.Error?.ErrorCode ?? "error", eventId: error.OriginatingMessageId,
-                    type: error.Error?.ErrorCode is "response_failed" or "transcription_failed" ? "server_error" : "invalid_request_error");
+                    type: error.Error?.ErrorCode is "response_failed" or "transcription_failed" or "invalid_tool_call" ? "server_error" : "invalid_request_error");
                 break;
         }
     }
