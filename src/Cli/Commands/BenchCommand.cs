@@ -38,6 +38,7 @@ internal static class BenchCommand
             models, repeats, threads, codecThreads, answersOnly, answerSteps, concurrency, soak, peak, output,
         };
         command.Add(BenchServeCommand.Create());
+        command.Add(BenchConversationCommand.Create());
         command.SetAction(parse =>
         {
             var settings = new BenchSettings
