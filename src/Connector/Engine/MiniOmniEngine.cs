@@ -247,7 +247,22 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
 /// <param name="StepDecodes">Backbone decodes of steps alone.</param>
 /// <param name="AnswerSteps">Steps delivered to answers, each sampled from the heads.</param>
 /// <param name="CodecRuns">Chunks of speech the codec decoded.</param>
-internal readonly record struct EngineStageCounts(long ExactEncodes, long FastEncodes, long PromptDecodes, long StepDecodes, long AnswerSteps, long CodecRuns);
+internal readonly record struct EngineStageCounts(long ExactEncodes, long FastEncodes, long PromptDecodes, long StepDecodes, long AnswerSteps, long CodecRuns)
+{
+    /// <summary>Requests that took an encoding started ahead of them (<see cref="IEncodeAhead"/>) instead of encoding.</summary>
+    public long EncodesTakenAhead { get; init; }
+}
+
+/// <summary>An engine that can encode a question before it is asked (a realtime session's turn, while its speaker pauses).</summary>
+internal interface IEncodeAhead
+{
+    /// <summary>
+    /// Starts encoding <paramref name="audio"/> (16 kHz mono) in <paramref name="mode"/>; a request whose audio is the same,
+    /// in the same mode, then takes the result instead of encoding again. The few most recent are kept; one not asked for
+    /// is dropped in time.
+    /// </summary>
+    void EncodeAhead(float[] audio, EncoderMode mode);
+}
 
 /// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
 public interface IMiniOmniEngine
@@ -269,7 +284,7 @@ public interface IMiniOmniEngine
 /// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
 /// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 {
     private readonly Backbone _backbone;
     private readonly GgufFile _vocabularyFile;
@@ -289,6 +304,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private long _fastEncodes;
     private long _answerSteps;
     private long _codecRuns;
+    private long _encodesTakenAhead;
+    private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
@@ -486,9 +503,54 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             var decodes = _scheduler.Statistics;
             return new EngineStageCounts(
                 Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
-                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns));
+                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
         }
     }
+
+    /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>
+    internal const int MaxEncodingsAhead = 4;
+
+    /// <inheritdoc />
+    void IEncodeAhead.EncodeAhead(float[] audio, EncoderMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(audio);
+        if (audio.Length == 0 || audio.Length > WhisperLogMel.WindowSampleCount || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        // A failed encoding ahead is not an error of its own: the request then encodes again, and reports it.
+        var encoding = EncodeAsync(audio, WhisperLogMel.FeatureFrameCount(audio.Length), mode, CancellationToken.None);
+        _ = encoding.ContinueWith(t => _logger.LogDebug(t.Exception, "An encoding ahead failed."), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        lock (_ahead)
+        {
+            _ahead.Add(new EncodingAhead(audio, mode, encoding));
+            if (_ahead.Count > MaxEncodingsAhead)
+            {
+                _ahead.RemoveAt(0);
+            }
+        }
+    }
+
+    // The encoding started ahead for exactly this audio in this mode (taken: used once), or null.
+    private Task<EncodedAudio>? TakeAhead(float[] audio, EncoderMode mode)
+    {
+        lock (_ahead)
+        {
+            int index = _ahead.FindIndex(a => a.Mode == mode && !a.Encoding.IsFaulted && a.Audio.AsSpan().SequenceEqual(audio));
+            if (index < 0)
+            {
+                return null;
+            }
+
+            var found = _ahead[index];
+            _ahead.RemoveAt(index);
+            Interlocked.Increment(ref _encodesTakenAhead);
+            return found.Encoding;
+        }
+    }
+
+    private sealed record EncodingAhead(float[] Audio, EncoderMode Mode, Task<EncodedAudio> Encoding);
 
     // One second of faint deterministic noise: a question every stage accepts, whatever the weights.
     private static float[] WarmUpQuestion()
@@ -728,7 +790,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         if (prepared.Audio is { } audio)
         {
             int featureCount = generation.Prompt.AudioFeatureCount;
-            var encoded = await EncodeAsync(audio, featureCount, request.EncoderMode, cancellationToken).ConfigureAwait(false);
+            var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, cancellationToken)).WaitAsync(cancellationToken).ConfigureAwait(false);
             generation = generation with { AudioFeatures = encoded.AdapterOutput };
         }
 

@@ -13,7 +13,7 @@ namespace MiniOmni.SK;
 /// worker thread, and every request awaits that one load. What <c>AddMiniOmni(modelPath)</c> registers, so resolving a
 /// service never waits on a download. A failed load is retried by the next request; disposing cancels a load under way.
 /// </summary>
-public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
+public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 {
     private readonly MiniOmniOptions _options;
     private readonly ILoggerFactory _loggers;
@@ -74,6 +74,16 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
         await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
         {
             yield return item;
+        }
+    }
+
+    /// <inheritdoc />
+    void IEncodeAhead.EncodeAhead(float[] audio, Speech.EncoderMode mode)
+    {
+        // Before the load there is nothing to get ahead with; the request encodes as usual.
+        if (IsLoaded)
+        {
+            ((IEncodeAhead)_loading!.Result).EncodeAhead(audio, mode);
         }
     }
 
