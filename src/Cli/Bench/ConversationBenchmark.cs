@@ -52,6 +52,9 @@ internal sealed record ConversationSettings
     /// <summary>Whether the engine warms up before it says it is ready (false measures what a cold engine's first turn pays).</summary>
     public bool WarmUp { get; init; } = true;
 
+    /// <summary>The paths measured (of <see cref="ConversationBenchmark.Paths"/>).</summary>
+    public IReadOnlyList<string> Paths { get; init; } = ConversationBenchmark.Paths;
+
     /// <summary>Whether the realtime paths transcribe each spoken turn (the server's default), which today runs before the next answer.</summary>
     public bool Transcribe { get; init; }
 }
@@ -89,7 +92,7 @@ internal static class ConversationBenchmark
         {
             string name = mode.ToString().ToLowerInvariant();
             var turns = new Dictionary<string, double[]>();
-            foreach (string path in Paths)
+            foreach (string path in settings.Paths)
             {
                 var (result, load) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.Turns, 0, cancellationToken), cancellationToken).ConfigureAwait(false);
                 turns[path] = result;
@@ -98,21 +101,21 @@ internal static class ConversationBenchmark
             }
 
             // The goals: no cold start (turn 1 / turn 2), no growth (turn 3 / turn 2), the socket as fast as in process.
-            foreach (string path in Paths)
+            foreach (string path in settings.Paths)
             {
                 double[] t = turns[path];
                 figures[$"{name}_{path}_turn1_over_turn2"] = t.Length > 1 ? Math.Round(t[0] / t[1], 3) : double.NaN;
                 figures[$"{name}_{path}_turn3_over_turn2"] = t.Length > 2 ? Math.Round(t[2] / t[1], 3) : double.NaN;
             }
 
-            double Warm(string path) => turns[path].Skip(1).DefaultIfEmpty(double.NaN).Average();
+            double Warm(string path) => turns.TryGetValue(path, out var t) ? t.Skip(1).DefaultIfEmpty(double.NaN).Average() : double.NaN;
             figures[$"{name}_socket_over_engine_warm"] = Math.Round(Warm("server_socket") / Warm("engine"), 3);
             figures[$"{name}_socket_over_realtime_client_warm"] = Math.Round(Warm("server_socket") / Warm("realtime_client"), 3);
             figures[$"{name}_realtime_client_over_engine_warm"] = Math.Round(Warm("realtime_client") / Warm("engine"), 3);
 
             if (settings.HistoryTurns > 1)
             {
-                foreach (string path in Paths[..2])
+                foreach (string path in settings.Paths.Where(p => p != "server_socket"))
                 {
                     var (history, _) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.HistoryTurns, settings.HistoryCharacters, cancellationToken), cancellationToken).ConfigureAwait(false);
                     figures[$"{name}_history_{path}_first_audio_s"] = history.Select(t => Math.Round(t, 3)).ToArray();
@@ -299,7 +302,8 @@ internal static class ConversationBenchmark
 
     private static async Task<T> Status<T>(string what, Func<Task<T>> work)
     {
-        BenchTools.Console.MarkupLineInterpolated($"[grey]bench conversation: {what}[/]");
-        return await work().ConfigureAwait(false);
+        var result = await work().ConfigureAwait(false);
+        BenchTools.Console.MarkupLineInterpolated($"[grey]bench conversation: {what}: {result} (load {LoadAverage()})[/]");
+        return result;
     }
 }

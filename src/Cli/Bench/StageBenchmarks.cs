@@ -21,6 +21,11 @@ internal static class StageBenchmarks
         {
             var parameters = AudioModelParameters.Read(file);
             Encoder(file, parameters, options, settings.Repeats, figures);
+            if (settings.EncoderOnly)
+            {
+                return;
+            }
+
             Codec(file, parameters, options, settings.Repeats, figures);
         }
 

@@ -26,11 +26,12 @@ internal static class BenchConversationCommand
         var threads = new Option<int?>("--threads") { Description = "Engine threads (default: every core)." };
         var niceness = new Option<int>("--niceness") { Description = "Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness (0: unchanged).", DefaultValueFactory = _ => new MiniOmniServerOptions().EngineNiceness };
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "Load without the warm-up, to measure what a cold engine's first turn pays." };
+        var paths = new Option<string>("--paths") { Description = "Paths to measure, comma-separated: engine, realtime_client, server_socket.", DefaultValueFactory = _ => string.Join(',', ConversationBenchmark.Paths) };
         var transcribe = new Option<bool>("--transcribe") { Description = "Transcribe each spoken turn in the realtime paths, as the server does by default." };
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
         var command = new Command("conversation", "Time each turn's first audio in a conversation, in process and through the server, cold against warm; prints JSON.")
         {
-            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyCharacters, threads, niceness, noWarmUp, transcribe, output,
+            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyCharacters, threads, niceness, noWarmUp, paths, transcribe, output,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -53,6 +54,8 @@ internal static class BenchConversationCommand
                 Niceness = parse.GetValue(niceness),
                 WarmUp = !parse.GetValue(noWarmUp),
                 Transcribe = parse.GetValue(transcribe),
+                Paths = [.. (parse.GetValue(paths) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(p => ConversationBenchmark.Paths.Contains(p) ? p : throw new ArgumentException($"--paths takes {string.Join(", ", ConversationBenchmark.Paths)}; got '{p}'."))],
             };
             var figures = await ConversationBenchmark.RunAsync(directory, settings, cancellationToken).ConfigureAwait(false);
             string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
