@@ -1,0 +1,90 @@
+using MiniOmni.SK.Engine;
+using Xunit.Abstractions;
+
+namespace MiniOmni.SK.Connector.Tests.Engine;
+
+/// <summary>
+/// What the engine decodes once instead of twice, on the fixture model with an f32 cache: a question's transcript beside
+/// its answer (one encoding, the answer's prompt shared), and a preamble kept for the next turn of a conversation. Each
+/// gives the tokens a fresh, separate decode gives.
+/// </summary>
+public sealed class PromptSharingTests(EngineFixture fixture, ITestOutputHelper output) : IClassFixture<EngineFixture>
+{
+    [Fact]
+    public async Task ATranscriptBesideItsAnswerEncodesTheQuestionOnceAndEqualsATranscriptionOfItsOwn()
+    {
+        const string preamble = "User: good morning\nAssistant: hello there\n";
+        var request = new MiniOmniRequest { Task = MiniOmniTask.A1T2, Audio = fixture.Question, Preamble = preamble, MaxTokens = 24 };
+        var alone = Completed(await Collect(request));
+        var ownTranscription = Completed(await Collect(request with { Task = MiniOmniTask.Asr, MaxTokens = 30 }));
+
+        long encodedBefore = fixture.Engine.QuestionsEncoded;
+        var transcription = new QuestionTranscription(maxTokens: 30);
+        var answer = Collect(request with { Transcription = transcription });
+        var transcript = CollectAll(transcription.ReadAllAsync());
+        var both = await Task.WhenAll(answer, transcript);
+
+        Assert.Equal(1, fixture.Engine.QuestionsEncoded - encodedBefore);
+        Assert.True(transcription.Started);
+        var beside = Completed(both[1]);
+        output.WriteLine($"transcript beside: {beside.Steps} steps; its own: {ownTranscription.Steps} steps");
+        Assert.Equal(ownTranscription.Tokens[7], beside.Tokens[7]);
+        Assert.Equal(ownTranscription.PromptTokens, beside.PromptTokens);
+        Assert.Equal(string.Concat(both[1].OfType<TextDelta>().Select(d => d.Text)), string.Concat((await Collect(request with { Task = MiniOmniTask.Asr, MaxTokens = 30 })).OfType<TextDelta>().Select(d => d.Text)));
+        // The answer beside a transcript is the answer alone.
+        Assert.Equal(alone.Tokens[7], Completed(both[0]).Tokens[7]);
+    }
+
+    [Fact]
+    public async Task ATranscriptionForAnAnswerThatCannotTakeItIsRefusedAndLeftToItsAsker()
+    {
+        var transcription = new QuestionTranscription();
+
+        await Assert.ThrowsAsync<ArgumentException>(() => Collect(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi", Transcription = transcription }));
+
+        Assert.False(transcription.Started);
+        Assert.True(transcription.TryAbandon());
+        await Assert.ThrowsAsync<QuestionTranscriptionAbandonedException>(() => CollectAll(transcription.ReadAllAsync()));
+    }
+
+    [Fact]
+    public async Task ANextTurnDecodesOnlyWhatItsPreambleAddsAndGivesTheTokensOfAFreshPrefill()
+    {
+        const string history = "System: answer briefly and kindly\nUser: what is the weather like today\nAssistant: it is sunny and warm\n";
+        const string added = "User: and tomorrow\nAssistant: rain in the afternoon\n";
+        var first = new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "thank you", Preamble = history, MaxTokens = 12 };
+        var next = first with { Preamble = history + added, Text = "should I take an umbrella" };
+        var scheduler = fixture.Engine.Scheduler;
+
+        await Collect(first);
+        long reusedBefore = scheduler.ReusedPromptPositions, rowsBefore = fixture.Engine.DecodeStatistics.Rows;
+        var reused = Completed(await Collect(next));
+        long reusedPositions = scheduler.ReusedPromptPositions - reusedBefore, rows = fixture.Engine.DecodeStatistics.Rows - rowsBefore;
+
+        using var fresh = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, FullPrecisionCache = true, DefaultMaxTokens = 160, PromptCacheSize = 0 });
+        var freshAnswer = Completed(await CollectAll(fresh.GenerateAsync(next)));
+        long freshRows = fresh.DecodeStatistics.Rows;
+        output.WriteLine($"prompt {reused.PromptTokens} positions: {reusedPositions} shared, {rows} rows decoded (fresh: {freshRows})");
+
+        // The earlier turn's whole preamble is shared: only what the new preamble adds, the question and the steps are decoded.
+        int historyPositions = Completed(await Collect(first with { MaxTokens = 1 })).PromptTokens - Completed(await Collect(first with { Preamble = null, MaxTokens = 1 })).PromptTokens;
+        Assert.InRange(reusedPositions, historyPositions - 1, historyPositions);
+        Assert.Equal(freshRows - reusedPositions, rows);
+        Assert.Equal(freshAnswer.Tokens[7], reused.Tokens[7]);
+    }
+
+    private static AnswerCompleted Completed(List<MiniOmniEvent> events) => Assert.IsType<AnswerCompleted>(events[^1]);
+
+    private Task<List<MiniOmniEvent>> Collect(MiniOmniRequest request) => CollectAll(fixture.Engine.GenerateAsync(request));
+
+    private static async Task<List<MiniOmniEvent>> CollectAll(IAsyncEnumerable<MiniOmniEvent> stream)
+    {
+        var events = new List<MiniOmniEvent>();
+        await foreach (var item in stream)
+        {
+            events.Add(item);
+        }
+
+        return events;
+    }
+}
