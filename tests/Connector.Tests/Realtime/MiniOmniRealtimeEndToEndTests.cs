@@ -12,6 +12,7 @@ namespace MiniOmni.SK.Connector.Tests.Realtime;
 public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOutputHelper output) : IClassFixture<EngineFixture>
 {
     private const int AnswerSteps = 60;
+    private const int TranscriptSteps = 40;
 
     [Fact]
     public async Task ASpokenQuestionIsDetectedAndAnsweredInTextAndSpeech()
@@ -45,14 +46,16 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
             Assert.Equal(solo.Text, run.Text);
             Assert.Equal(solo.Speech, run.Speech);
             Assert.Equal(solo.Transcript, run.Transcript);
-            Assert.Equal(solo.Types, run.Types);
+            // The question's transcript streams beside the answer, so where its messages fall among the answer's varies.
+            Assert.Equal(solo.Types.Where(t => !t.StartsWith("InputAudioTranscription", StringComparison.Ordinal)), run.Types.Where(t => !t.StartsWith("InputAudioTranscription", StringComparison.Ordinal)));
         }
     }
 
     /// <summary>Speaks the fixture question (after 0.3 s of silence, then 1 s of it) and lets turn detection commit it.</summary>
     private async Task<Conversation> Converse()
     {
-        var client = new MiniOmniRealtimeClient(fixture.Engine);
+        // Random weights never end a transcript: a short budget keeps the transcripts, now decoded beside the answers, brief.
+        var client = new MiniOmniRealtimeClient(fixture.Engine, new MiniOmniRealtimeClientOptions { TranscriptionMaxTokens = TranscriptSteps });
         await using var session = await client.CreateSessionAsync(new RealtimeSessionOptions
         {
             InputAudioFormat = new RealtimeAudioFormat("audio/pcm", 16000),
