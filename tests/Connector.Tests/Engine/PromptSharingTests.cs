@@ -1,3 +1,4 @@
+using Microsoft.Extensions.AI;
 using MiniOmni.SK.Engine;
 using Xunit.Abstractions;
 
@@ -71,6 +72,29 @@ public sealed class PromptSharingTests(EngineFixture fixture, ITestOutputHelper 
         Assert.InRange(reusedPositions, historyPositions - 1, historyPositions);
         Assert.Equal(freshRows - reusedPositions, rows);
         Assert.Equal(freshAnswer.Tokens[7], reused.Tokens[7]);
+    }
+
+    [Fact]
+    public async Task AChatConversationThatExtendsItsLastRequestSharesTheEarlierPreamble()
+    {
+        var chat = fixture.Engine.AsIChatClient();
+        var options = new ChatOptions { MaxOutputTokens = 6 };
+        var messages = new List<ChatMessage>
+        {
+            new(ChatRole.System, "You are a weather assistant; answer briefly, kindly and in plain words."),
+            new(ChatRole.User, "What is the weather like in Lisbon today?"),
+            new(ChatRole.Assistant, "Sunny and warm."),
+            new(ChatRole.User, "And tomorrow?"),
+        };
+        var first = await chat.GetResponseAsync(messages, options);
+        messages.AddRange(first.Messages);
+        messages.Add(new ChatMessage(ChatRole.User, "Should I take an umbrella?"));
+
+        long before = fixture.Engine.Scheduler.ReusedPromptPositions;
+        await chat.GetResponseAsync(messages, options);
+
+        // The first request's preamble (the system turn and the first exchange) is not decoded again.
+        Assert.True(fixture.Engine.Scheduler.ReusedPromptPositions - before >= 20, $"{fixture.Engine.Scheduler.ReusedPromptPositions - before} positions shared");
     }
 
     private static AnswerCompleted Completed(List<MiniOmniEvent> events) => Assert.IsType<AnswerCompleted>(events[^1]);
