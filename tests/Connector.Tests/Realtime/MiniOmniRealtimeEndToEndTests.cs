@@ -51,6 +51,42 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
         }
     }
 
+    [Fact]
+    public async Task EachTurnDecodesOnlyWhatItAddsNotTheHistoryAgain()
+    {
+        var client = new MiniOmniRealtimeClient(fixture.Engine);
+        await using var session = await client.CreateSessionAsync(new RealtimeSessionOptions
+        {
+            OutputModalities = ["text"],
+            MaxOutputTokens = 6,
+            Instructions = "You are a patient weather assistant. Answer in one short sentence, in plain words, and never guess.",
+        });
+        var probe = new SessionProbe(session);
+        var decoded = new List<long>();
+        var prompts = new List<long>();
+        for (int turn = 0; turn < 4; turn++)
+        {
+            long rowsBefore = fixture.Engine.DecodeStatistics.Rows;
+            await probe.Send(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent($"What will the weather be on day {turn}?")], $"typed{turn}", ChatRole.User)));
+            await probe.Send(new CreateResponseRealtimeClientMessage());
+            var done = await probe.WaitForResponseDone();
+            long rows = fixture.Engine.DecodeStatistics.Rows - rowsBefore;
+            // Rows decoded: the prompt positions not shared, then each step fed back (the last one too if the model ended the answer).
+            decoded.Add(rows - done.Usage!.OutputTokenCount!.Value);
+            prompts.Add(done.Usage.InputTokenCount!.Value);
+        }
+
+        output.WriteLine($"prompt positions per turn: {string.Join(", ", prompts)}; decoded: {string.Join(", ", decoded)}");
+        // The prompt grows with the history; what each turn decodes does not (the earlier preamble is shared).
+        Assert.True(prompts[3] > prompts[1] + 20, string.Join(", ", prompts));
+        for (int turn = 2; turn < 4; turn++)
+        {
+            Assert.InRange(decoded[turn], 1, decoded[1] + 8);
+        }
+
+        Assert.True(decoded[3] < prompts[3] - prompts[0] / 2, $"turn 3 decoded {decoded[3]} of {prompts[3]} prompt positions");
+    }
+
     /// <summary>Speaks the fixture question (after 0.3 s of silence, then 1 s of it) and lets turn detection commit it.</summary>
     private async Task<Conversation> Converse()
     {
