@@ -101,7 +101,9 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
 
         await probe.AppendPcm(Concat(Silence(0.3), fixture.Question, Silence(1)), chunkMs: 40);
         var done = await probe.WaitForResponseDone();
-        var transcription = await probe.WaitFor<InputAudioTranscriptionRealtimeServerMessage>(RealtimeServerMessageType.InputAudioTranscriptionCompleted);
+        // The transcript is decoded beside the answer: it may be complete before the answer is.
+        var transcription = probe.Seen.OfType<InputAudioTranscriptionRealtimeServerMessage>().FirstOrDefault(m => m.Type == RealtimeServerMessageType.InputAudioTranscriptionCompleted)
+            ?? await probe.WaitFor<InputAudioTranscriptionRealtimeServerMessage>(RealtimeServerMessageType.InputAudioTranscriptionCompleted);
 
         var outputs = probe.Seen.OfType<OutputTextAudioRealtimeServerMessage>().ToList();
         string text = string.Concat(outputs.Where(m => m.Type == RealtimeServerMessageType.OutputAudioTranscriptionDelta).Select(m => m.Text));
