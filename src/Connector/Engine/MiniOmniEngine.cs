@@ -57,6 +57,14 @@ public sealed record MiniOmniEngineOptions
     /// <summary>An f32 KV cache: closest to the reference, slower and twice the memory. The default is f16.</summary>
     public bool FullPrecisionCache { get; init; }
 
+    /// <summary>
+    /// Cache positions kept for later prompts that start as earlier ones did (0: none kept). When an answer ends, its
+    /// preamble (instructions, earlier turns) stays in the cache, keyed by its tokens: the next turn of the conversation,
+    /// whose preamble extends it, decodes only what is new. Least recently used prefixes go first, when this is exceeded or
+    /// when answers need the cells. Null (the default) keeps up to a quarter of <see cref="ContextSize"/>; at most all of it.
+    /// </summary>
+    public uint? PromptCacheSize { get; init; }
+
     /// <summary>Answers decoded together, one llama.cpp decode per step for all of them; later requests wait their turn (1 to 128).</summary>
     public int MaxConcurrentAnswers { get; init; } = 4;
 
@@ -70,6 +78,11 @@ public sealed record MiniOmniEngineOptions
         if (ContextSize is 0 or > ModelFiles.ModelLimits.MaxContext)
         {
             throw new ArgumentOutOfRangeException(nameof(ContextSize), ContextSize, $"The cache holds 1 to {ModelFiles.ModelLimits.MaxContext} positions.");
+        }
+
+        if (PromptCacheSize > ContextSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PromptCacheSize), PromptCacheSize, $"The prompt cache keeps at most the whole cache ({ContextSize} positions).");
         }
 
         if (DefaultMaxTokens <= 0)
@@ -158,6 +171,12 @@ public sealed record MiniOmniRequest
 
     /// <summary>How much of Whisper's window to encode.</summary>
     public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
+
+    /// <summary>
+    /// For an answer to speech (A1A2, A1T2): the question's transcript, decoded beside the answer from the same encoding
+    /// (see <see cref="QuestionTranscription"/>); null for none.
+    /// </summary>
+    public QuestionTranscription? Transcription { get; init; }
 }
 
 /// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
@@ -340,6 +359,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             {
                 ContextSize = options.ContextSize,
                 MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
+                // A transcript row beside each answer, and the prompt cache's kept prefixes, within llama.cpp's 256 sequences.
+                SideSequences = (uint)Math.Clamp(LlamaMaxSequences - (Math.Max(2, 2 * options.MaxConcurrentAnswers) + 1), 0, options.MaxConcurrentAnswers + KeptPrefixes),
                 Threads = options.Threads,
                 GpuLayerCount = options.UseGpu ? 999 : 0,
                 CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
@@ -353,7 +374,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             loaded.Push(_backbone);
             _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
             _prompts = new PromptBuilder(_vocabulary);
-            var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause, ComputeNiceness = options.ComputeNiceness };
+            var scheduling = new DecodeSchedulerOptions
+            {
+                MaxActiveAnswers = options.MaxConcurrentAnswers,
+                MaxPrefillPause = options.MaxPrefillPause,
+                ComputeNiceness = options.ComputeNiceness,
+                PromptCacheCells = options.PromptCacheSize ?? options.ContextSize / 4,
+            };
             _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, scheduling, loggers.CreateLogger<DecodeScheduler>()));
         }
         catch
@@ -368,6 +395,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
+
+    // llama.cpp's LLAMA_MAX_SEQ, and the most preambles the prompt cache keeps at once.
+    private const int LlamaMaxSequences = 256;
+    private const int KeptPrefixes = 16;
+
+    /// <summary>Questions encoded so far (each spoken question once, its transcript beside its answer included).</summary>
+    internal long QuestionsEncoded => Interlocked.Read(ref _exactEncodes) + Interlocked.Read(ref _fastEncodes);
 
     private static T Push<T>(Stack<IDisposable> loaded, T stage)
         where T : IDisposable
@@ -412,6 +446,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         _scheduler.ThrowIfFaulted();
         var prepared = Prepare(request);
+        // From here the engine owns the transcript: every path below ends its events.
+        if (request.Transcription is { } transcription && !transcription.TryTake())
+        {
+            throw new ArgumentException("The request's Transcription was used by another request already (or given up); make one per request.", nameof(request));
+        }
+
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
         // answer leaves the batch at its next step and frees its cache instead of running to its budget unread.
@@ -614,7 +654,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         _codec.Dispose();
     }
 
-    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock);
+    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock)
+    {
+        /// <summary>The ASR row decoded beside the answer (<see cref="MiniOmniRequest.Transcription"/>), or null.</summary>
+        public GenerationRequest? Transcript { get; init; }
+    }
 
     /// <summary>Read-aloud steps per text token: 11.72 frames a second of speech over ~2 tokens a second of slow speech (see README).</summary>
     public const int ReadAloudStepsPerToken = 6;
@@ -741,7 +785,38 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         }
 
         var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit };
-        return new PreparedRequest(request, generation, audio, clock);
+        return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
+    }
+
+    // The ASR prompt after the answer's preamble: all but its last position equal the answer's, so they are shared.
+    private GenerationRequest? PrepareTranscript(MiniOmniRequest request, float[]? audio, int[]? preamble)
+    {
+        if (request.Transcription is not { } transcription)
+        {
+            return null;
+        }
+
+        if (audio is null || request.Task == MiniOmniTask.Asr)
+        {
+            throw new ArgumentException($"A transcript beside the answer is for answers to speech (A1A2, A1T2), not {request.Task}.", nameof(request));
+        }
+
+        var prompt = _prompts.ForAudio(MiniOmniTask.Asr, WhisperLogMel.FeatureFrameCount(audio.Length), preamble);
+        long room = Math.Min(_trainedContext - (long)prompt.Length, _scheduler.UsableCells - prompt.Length);
+        long steps = transcription.MaxTokens > 0 ? transcription.MaxTokens : Math.Min(_defaultMaxTokens, room);
+        if (request.MaxTokensCap > 0)
+        {
+            steps = Math.Min(steps, request.MaxTokensCap);
+        }
+
+        if (steps <= 0 || steps > room)
+        {
+            throw new ContextOverflowException(
+                $"The transcript's prompt of {prompt.Length} positions plus {steps} steps does not fit: the model's context is {_trainedContext} positions and the cache holds {_scheduler.UsableCells}; lower the transcription's MaxTokens (at most {Math.Max(0, room)} here).",
+                prompt.Length, (int)Math.Clamp(steps, 0, int.MaxValue));
+        }
+
+        return new GenerationRequest(MiniOmniTask.Asr, prompt, null, [], new SamplingOptions(), (int)steps);
     }
 
     // A plain preamble is text through and through; a segmented one may hold the template's own markers, each one special token.
@@ -793,15 +868,40 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         var request = prepared.Request;
         var generation = prepared.Generation;
         bool speaks = generation.Speaks;
-        if (prepared.Audio is { } audio)
+        var transcription = prepared.Transcript is null ? null : request.Transcription;
+        AnswerSteps? steps;
+        try
         {
-            int featureCount = generation.Prompt.AudioFeatureCount;
-            var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, cancellationToken)).WaitAsync(cancellationToken).ConfigureAwait(false);
-            generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            if (prepared.Audio is { } audio)
+            {
+                int featureCount = generation.Prompt.AudioFeatureCount;
+                // A transcript needs the encoding even if the answer is cancelled meanwhile.
+                var encodingCancellation = transcription?.CancellationToken ?? cancellationToken;
+                var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            }
+
+            // The answer first, so its prompt is decoded first; the transcript then shares all of it but the last position.
+            steps = cancellationToken.IsCancellationRequested ? null : _scheduler.Submit(generation, cancellationToken);
+            if (transcription is not null)
+            {
+                var transcript = prepared.Transcript! with { AudioFeatures = generation.AudioFeatures };
+                var transcriptSteps = _scheduler.SubmitBeside(transcript, steps, steps is null ? 0 : transcript.Prompt.Length - 1, transcription.CancellationToken);
+                _ = TranscribeAsync(transcript, transcriptSteps, transcription.Writer, prepared.Clock);
+                transcription = null;
+            }
+        }
+        catch (Exception e) when (transcription is not null)
+        {
+            transcription.Writer.TryComplete(e);
+            throw;
         }
 
-        cancellationToken.ThrowIfCancellationRequested();
-        var steps = _scheduler.Submit(generation, cancellationToken);
+        if (steps is null)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
@@ -862,5 +962,40 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             TextTokens = streams[^1].Count(token => token < _vocabulary.Tokens.EndOfText),
         });
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
+    }
+
+    // A transcript decoded beside its answer: its text as it comes, then its completion, on the transcription's own stream.
+    private async Task TranscribeAsync(GenerationRequest transcript, AnswerSteps steps, ChannelWriter<MiniOmniEvent> events, Stopwatch clock)
+    {
+        try
+        {
+            var tokens = new List<int>();
+            var text = _tokenizer.CreateTextDecoder();
+            await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                tokens.Add(step.Text);
+                if (step.Text < _vocabulary.Tokens.EndOfText)
+                {
+                    text.Add(step.Text);
+                    if (text.Read() is { Length: > 0 } delta)
+                    {
+                        events.TryWrite(new TextDelta(delta));
+                    }
+                }
+            }
+
+            var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount).Select(_ => (IReadOnlyList<int>)[]).Append(tokens).ToArray();
+            events.TryWrite(new AnswerCompleted(transcript.Prompt.Length, tokens.Count, 0, null, clock.Elapsed, streams)
+            {
+                StopReason = steps.StopReason,
+                PromptAudioPositions = transcript.Prompt.AudioFeatureCount,
+                TextTokens = tokens.Count(token => token < _vocabulary.Tokens.EndOfText),
+            });
+            events.TryComplete();
+        }
+        catch (Exception e)
+        {
+            events.TryComplete(e);
+        }
     }
 }
