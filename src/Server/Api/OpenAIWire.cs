@@ -163,6 +163,23 @@ public sealed record ModelWire(string Id, long Created, string OwnedBy)
     public string Object { get; init; } = "model";
 }
 
+/// <summary>POST /v1/realtime/client_secrets.</summary>
+public sealed record ClientSecretRequest
+{
+    public ExpiresAfterWire? ExpiresAfter { get; init; }
+    /// <summary>A realtime or transcription session's configuration; its <c>type</c> is read.</summary>
+    public JsonElement? Session { get; init; }
+}
+
+public sealed record ExpiresAfterWire(string? Anchor, int? Seconds);
+
+public sealed record ClientSecretResponse(string Value, long ExpiresAt, ClientSecretSession Session);
+
+public sealed record ClientSecretSession(string Type, string Id, string Model, long ExpiresAt)
+{
+    public string Object { get; init; } = "realtime.session";
+}
+
 /// <summary>OpenAI's error body.</summary>
 public sealed record ErrorBody(ErrorWire Error);
 
@@ -180,4 +197,6 @@ public sealed record ErrorWire(string Message, string Type, [property: JsonIgnor
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(ModelWire))]
 [JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(ClientSecretRequest))]
+[JsonSerializable(typeof(ClientSecretResponse))]
 internal sealed partial class ServerJsonContext : JsonSerializerContext;

@@ -49,6 +49,9 @@ public sealed class MiniOmniServerOptions
     /// <summary>Transcribe each spoken realtime turn (Mini-Omni's ASR task, after its answer) so later turns and the client see it as text.</summary>
     public bool TranscribeRealtimeSpeech { get; set; } = true;
 
+    /// <summary>Which web pages may use the server, the hosts it answers to, ephemeral keys and /metrics (section <c>MiniOmni:Browsers</c>).</summary>
+    public BrowserAccessOptions Browsers { get; set; } = new();
+
     /// <summary>The limits every request is held to.</summary>
     public ServerLimits Limits { get; set; } = new();
 }
@@ -125,6 +128,15 @@ internal sealed class MiniOmniServerOptionsValidator(IConfiguration configuratio
         Check(limits.RealtimeOutboundMessages >= 16, $"MiniOmni:Limits:RealtimeOutboundMessages is {limits.RealtimeOutboundMessages}; it must be at least 16.");
         Check(limits.RealtimeStallSeconds > 0, $"MiniOmni:Limits:RealtimeStallSeconds is {limits.RealtimeStallSeconds}; it must be over 0.");
         Check(limits.RealtimeIdleSeconds > 0, $"MiniOmni:Limits:RealtimeIdleSeconds is {limits.RealtimeIdleSeconds}; it must be over 0.");
+
+        Check(options.Browsers.EphemeralKeySeconds is >= EphemeralKeys.MinSeconds and <= EphemeralKeys.MaxSeconds,
+            $"MiniOmni:Browsers:EphemeralKeySeconds is {options.Browsers.EphemeralKeySeconds}; it must be {EphemeralKeys.MinSeconds} to {EphemeralKeys.MaxSeconds}.");
+        Check(options.Browsers.MaxEphemeralKeys >= 1, $"MiniOmni:Browsers:MaxEphemeralKeys is {options.Browsers.MaxEphemeralKeys}; it must be at least 1.");
+        foreach (string origin in options.Browsers.AllowedOrigins)
+        {
+            Check(origin == "*" || (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"),
+                $"MiniOmni:Browsers:AllowedOrigins has '{origin}'; give origins as scheme://host[:port] (https://app.example.com), or *.");
+        }
 
         if (string.IsNullOrEmpty(options.ApiKey))
         {
