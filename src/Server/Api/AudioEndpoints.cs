@@ -38,7 +38,7 @@ internal static class AudioEndpoints
         string? mediaType = file.ContentType is { } type && type.StartsWith("audio/", StringComparison.OrdinalIgnoreCase) && !type.Contains("octet", StringComparison.Ordinal)
             ? type
             : RequestAudio.MediaTypeOf(Path.GetExtension(file.FileName));
-        float[] samples = RequestAudio.Decode(bytes, mediaType, $"file '{file.FileName}'", limits, "file");
+        float[] samples = RequestAudio.DecodeRecording(bytes, mediaType, $"file '{file.FileName}'", limits, "file");
         double duration = samples.Length / (double)WhisperLogMel.SampleRate;
         var sttOptions = new SpeechToTextOptions
         {
@@ -47,11 +47,13 @@ internal static class AudioEndpoints
             AdditionalProperties = new() { [MiniOmniChatOptions.EncoderModeKey] = options.Value.EncoderMode == Speech.EncoderMode.Fast ? "fast" : "exact" },
         };
 
+        // The client cuts a long recording into windows Mini-Omni can hear; each window comes back as one update, with its times.
         using var measurement = metrics.StartAnswer("transcription");
         using var audio = new MemoryStream(RequestAudio.ToWav(samples, file.FileName).Data.ToArray());
         await using var updates = clients.SpeechToText.GetStreamingTextAsync(audio, sttOptions, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
         bool more = await updates.MoveNextAsync().ConfigureAwait(false);
         var text = new StringBuilder();
+        var segments = new List<TranscriptionSegment>();
         UsageDetails? usage = null;
         ServerSentEvents? events = null;
         if (stream)
@@ -63,21 +65,23 @@ internal static class AudioEndpoints
         for (; more; more = await updates.MoveNextAsync().ConfigureAwait(false))
         {
             var update = updates.Current;
-            foreach (var content in update.Contents)
+            string windowText = string.Concat(update.Contents.OfType<TextContent>().Select(t => t.Text));
+            if (windowText.Length > 0)
             {
-                if (content is TextContent { Text.Length: > 0 } delta)
+                text.Append(windowText);
+                var start = update.StartTime ?? TimeSpan.Zero;
+                var end = update.EndTime ?? TimeSpan.FromSeconds(duration);
+                segments.Add(new TranscriptionSegment(segments.Count, (int)(start.TotalSeconds * 100), start.TotalSeconds, end.TotalSeconds, windowText.Trim(), [], 0, 0, 0, 0));
+                if (events is not null)
                 {
-                    text.Append(delta.Text);
-                    if (events is not null)
-                    {
-                        await events.WriteAsync(new SpeechEvent("transcript.text.delta", Audio: null) { Delta = delta.Text }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
-                    }
+                    await events.WriteAsync(new SpeechEvent("transcript.text.delta", Audio: null) { Delta = windowText }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
                 }
-                else if (content is UsageContent used)
-                {
-                    usage = used.Details;
-                    measurement.Usage(used.Details);
-                }
+            }
+
+            foreach (var used in update.Contents.OfType<UsageContent>())
+            {
+                usage = used.Details;
+                measurement.Usage(used.Details);
             }
         }
 
@@ -86,7 +90,7 @@ internal static class AudioEndpoints
         var tokens = new TranscriptionUsage("tokens", (int)(usage?.InputTokenCount ?? 0), (int)(usage?.OutputTokenCount ?? 0), (int)(usage?.TotalTokenCount ?? 0));
         if (events is not null)
         {
-            await events.WriteAsync(new SpeechEvent("transcript.text.done") { Text = transcript }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+            await events.WriteAsync(new SpeechEvent("transcript.text.done", Usage: new SpeechUsage(tokens.InputTokens, tokens.OutputTokens, tokens.TotalTokens)) { Text = transcript }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
             await events.DoneAsync().ConfigureAwait(false);
             return;
         }
@@ -97,20 +101,31 @@ internal static class AudioEndpoints
                 await Results.Text(transcript, "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             case "verbose_json":
-                var verbose = new VerboseTranscriptionJson("transcribe", sttOptions.SpeechLanguage ?? "english", duration, transcript,
-                    [new TranscriptionSegment(0, 0, 0, duration, transcript, [], 0, 0, 0, 0)]);
+                var verbose = new VerboseTranscriptionJson("transcribe", sttOptions.SpeechLanguage ?? "english", duration, transcript, segments);
                 await context.Response.WriteAsJsonAsync(verbose, ServerJsonContext.Default.VerboseTranscriptionJson, "application/json", context.RequestAborted).ConfigureAwait(false);
                 break;
             case "srt":
-                await Results.Text($"1\n00:00:00,000 --> {Timestamp(duration, ',')}\n{transcript}\n", "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
+                await Results.Text(Cues(segments, ','), "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             case "vtt":
-                await Results.Text($"WEBVTT\n\n00:00:00.000 --> {Timestamp(duration, '.')}\n{transcript}\n", "text/vtt", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
+                await Results.Text("WEBVTT\n\n" + Cues(segments, '.'), "text/vtt", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             default:
                 await context.Response.WriteAsJsonAsync(new TranscriptionJson(transcript, tokens), ServerJsonContext.Default.TranscriptionJson, "application/json", context.RequestAborted).ConfigureAwait(false);
                 break;
         }
+    }
+
+    // SubRip numbers its cues; WebVTT needs no numbers, but takes them as cue identifiers.
+    private static string Cues(List<TranscriptionSegment> segments, char separator)
+    {
+        var cues = new StringBuilder();
+        foreach (var segment in segments)
+        {
+            cues.Append(CultureInfo.InvariantCulture, $"{segment.Id + 1}\n{Timestamp(segment.Start, separator)} --> {Timestamp(segment.End, separator)}\n{segment.Text}\n\n");
+        }
+
+        return cues.ToString();
     }
 
     public static async Task SpeakAsync(HttpContext context, ServerClients clients, ServerMetrics metrics, IOptions<MiniOmniServerOptions> options)

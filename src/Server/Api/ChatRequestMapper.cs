@@ -199,7 +199,7 @@ internal static class ChatRequestMapper
             throw ApiRequestException.Invalid($"{where}.input_audio.data is not valid base64.", $"{where}.input_audio.data", "invalid_audio");
         }
 
-        float[] samples = RequestAudio.Decode(bytes, mediaType, $"{where}.input_audio ({format})", limits, $"{where}.input_audio.data");
+        float[] samples = RequestAudio.DecodeQuestion(bytes, mediaType, $"{where}.input_audio ({format})", limits, $"{where}.input_audio.data");
         return RequestAudio.ToWav(samples, $"{where}.input_audio");
     }
 
