@@ -142,10 +142,13 @@ internal static class AudioEndpoints
             throw ApiRequestException.TooLarge($"input is {request.Input.Length} characters; this server speaks at most {limits.MaxTextCharacters} (MiniOmni:Limits:MaxTextCharacters).", "input", "too_much_text");
         }
 
+        // WAV by default (OpenAI's is mp3, which no maintained .NET library encodes): lossless, streamable, and every player reads it.
         string format = request.ResponseFormat?.ToLowerInvariant() ?? "wav";
-        if (format is not ("wav" or "pcm"))
+        if (format is not ("wav" or "pcm" or "opus"))
         {
-            throw ApiRequestException.Invalid($"response_format '{request.ResponseFormat}' is not available; Mini-Omni speaks 24 kHz 16-bit PCM as 'wav' or 'pcm'.", "response_format", "unsupported_audio_format");
+            throw ApiRequestException.Invalid(
+                $"response_format '{request.ResponseFormat}' is not available here; this server speaks 'wav' (the default), 'pcm' (raw 24 kHz 16-bit mono) and 'opus' (Ogg Opus). " +
+                "mp3, aac and flac need an encoder that no maintained .NET library provides.", "response_format", "unsupported_audio_format");
         }
 
         bool sse = request.StreamFormat switch
@@ -168,12 +171,39 @@ internal static class AudioEndpoints
         }
         else
         {
-            response.ContentType = format == "wav" ? "audio/wav" : "audio/pcm";
+            response.ContentType = format switch { "wav" => "audio/wav", "opus" => "audio/ogg", _ => "audio/pcm" };
             if (format == "wav")
             {
                 // The length is unknown while the speech streams: the header says "as long as the stream", as streaming servers do.
                 await response.Body.WriteAsync(WavHeader(Pcm16Wave.SpeechSampleRate, uint.MaxValue), context.RequestAborted).ConfigureAwait(false);
             }
+        }
+
+        // Opus pages are encoded into a buffer and sent as they are made (the response takes no synchronous writes).
+        using var pages = format == "opus" ? new MemoryStream() : null;
+        using var opus = pages is not null ? new OggOpusWriter(pages) : null;
+        async Task SendAsync(ReadOnlyMemory<byte> bytes)
+        {
+            if (bytes.IsEmpty)
+            {
+                return;
+            }
+
+            if (events is not null)
+            {
+                await events.WriteAsync(new SpeechEvent("speech.audio.delta", Convert.ToBase64String(bytes.Span)), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+            }
+            else
+            {
+                await response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
+                await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+
+        async Task SendPagesAsync()
+        {
+            await SendAsync(pages!.GetBuffer().AsMemory(0, (int)pages.Length)).ConfigureAwait(false);
+            pages.SetLength(0);
         }
 
         UsageDetails? usage = null;
@@ -184,14 +214,14 @@ internal static class AudioEndpoints
                 if (content is DataContent data && data.HasTopLevelMediaType("audio"))
                 {
                     measurement.Audio(data.Data.Length / 2, Pcm16Wave.SpeechSampleRate);
-                    if (events is not null)
+                    if (opus is not null)
                     {
-                        await events.WriteAsync(new SpeechEvent("speech.audio.delta", Convert.ToBase64String(data.Data.Span)), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+                        opus.Write(Pcm16ToFloat(data.Data.Span));
+                        await SendPagesAsync().ConfigureAwait(false);
                     }
                     else
                     {
-                        await response.Body.WriteAsync(data.Data, context.RequestAborted).ConfigureAwait(false);
-                        await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                        await SendAsync(data.Data).ConfigureAwait(false);
                     }
                 }
                 else if (content is UsageContent used)
@@ -202,12 +232,29 @@ internal static class AudioEndpoints
             }
         }
 
+        if (opus is not null)
+        {
+            opus.Complete();
+            await SendPagesAsync().ConfigureAwait(false);
+        }
+
         measurement.End("completed");
         if (events is not null)
         {
             var tokens = new SpeechUsage((int)(usage?.InputTokenCount ?? 0), (int)(usage?.OutputTokenCount ?? 0), (int)(usage?.TotalTokenCount ?? 0));
             await events.WriteAsync(new SpeechEvent("speech.audio.done", Usage: tokens), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
         }
+    }
+
+    private static float[] Pcm16ToFloat(ReadOnlySpan<byte> pcm)
+    {
+        var samples = new float[pcm.Length / 2];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            samples[i] = BinaryPrimitives.ReadInt16LittleEndian(pcm[(2 * i)..]) / 32768f;
+        }
+
+        return samples;
     }
 
     private static string Timestamp(double seconds, char separator)
