@@ -13,6 +13,10 @@ public static class AudioDecoder
 {
     private const int ReadChunkSamples = 16384;
 
+    /// <summary>Whether <paramref name="mediaType"/> (<c>audio/wav</c>, <c>audio/webm;codecs=opus</c>, ...) names a container this decoder reads.</summary>
+    public static bool CanDecode(string? mediaType) =>
+        mediaType is { Length: > 0 } && !mediaType.StartsWith('.') && AudioContainerSniffer.FromMediaTypeOrExtension(mediaType) != AudioContainer.Unknown;
+
     /// <summary>Decodes an audio file; the format is sniffed from its header, the extension is only a fallback hint.</summary>
     public static float[] DecodeFile(string path, AudioInputOptions? options = null)
     {

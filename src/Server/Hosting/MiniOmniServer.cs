@@ -72,6 +72,7 @@ public static class MiniOmniServer
         services.AddSingleton<ServerMetrics>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<EphemeralKeys>();
+        services.AddSingleton<SpokenAnswers>();
         services.AddBrowserAccess();
 
         services.AddExceptionHandler<ApiExceptionHandler>();
