@@ -157,7 +157,8 @@ internal static class AudioEndpoints
             "sse" => true,
             _ => throw ApiRequestException.Invalid($"stream_format '{request.StreamFormat}' is not 'audio' or 'sse'.", "stream_format"),
         };
-        var ttsOptions = new TextToSpeechOptions { ModelId = clients.ModelId, VoiceId = request.Voice, AudioFormat = format, Speed = request.Speed, Language = null };
+        // For opus the client's PCM is encoded here, with the audio library's Ogg Opus writer.
+        var ttsOptions = new TextToSpeechOptions { ModelId = clients.ModelId, VoiceId = request.Voice, AudioFormat = format == "opus" ? "pcm" : format, Speed = request.Speed, Language = null };
 
         using var measurement = metrics.StartAnswer("speech");
         await using var updates = clients.TextToSpeech.GetStreamingAudioAsync(request.Input, ttsOptions, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
