@@ -52,7 +52,8 @@ public sealed class ChatCompatibilityTests(FixtureEngine fixture)
     [Fact]
     public async Task AVoiceIsANameOrAnIdAndTheUsageHasTokenDetails()
     {
-        var engine = new ScriptedEngine((_, token) => ScriptedEngine.Play([new TextDelta("Hello."), new SpeechChunk(new float[2400], 24000), ScriptedEngine.Completed(10, 4)], token));
+        var engine = new ScriptedEngine((_, token) => ScriptedEngine.Play(
+            [new TextDelta("Hello."), new SpeechChunk(new float[2400], 24000), ScriptedEngine.Completed(10, 4) with { TextTokens = 1, PromptAudioPositions = 6 }], token));
         await using var factory = new ServerFactory(engine);
         var address = factory.StartKestrel();
         await factory.WaitReadyAsync();
@@ -84,6 +85,9 @@ public sealed class ChatCompatibilityTests(FixtureEngine fixture)
         Assert.NotNull(completion.Usage.OutputTokenDetails);
         Assert.NotNull(completion.Usage.InputTokenDetails);
         Assert.Equal(4, completion.Usage.OutputTokenCount);
+        // The scripted answer wrote 1 text token in 4 steps: the other 3 steps carried only speech.
+        Assert.Equal(3, completion.Usage.OutputTokenDetails.AudioTokenCount);
+        Assert.Equal(6, completion.Usage.InputTokenDetails.AudioTokenCount);
     }
 
     [Fact]

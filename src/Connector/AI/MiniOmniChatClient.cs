@@ -278,7 +278,8 @@ public sealed class MiniOmniChatClient : IChatClient
                     }
 
                     finish ??= completed.StopReason == AnswerStopReason.EndOfAnswer ? ChatFinishReason.Stop : ChatFinishReason.Length;
-                    var usage = MiniOmniClientExtensions.Usage(completed);
+                    // With OpenAI's details (audio and text tokens in and out), as realtime answers report them.
+                    var usage = RealtimeUsage.From(completed, turn.Speaks);
                     var last = Update(new UsageContent(usage));
                     last.FinishReason = finish;
                     yield return (last, null);

@@ -107,7 +107,7 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
                 }
                 else if (item is AnswerCompleted completed)
                 {
-                    usage.Add(MiniOmniClientExtensions.Usage(completed));
+                    usage.Add(RealtimeUsage.From(completed, speaks: false));
                     last = completed;
                 }
             }
