@@ -49,14 +49,14 @@ public sealed class HttpApiTests(FixtureEngine fixture)
     }
 
     [Fact]
-    public async Task AudioOverTheLimitIs413()
+    public async Task ChatAudioOverTheConfiguredLimitIs400NamingIt()
     {
         using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Limits:MaxAudioSeconds"] = "1" });
         using var client = factory.CreateClient();
 
         var response = await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(Wav(new float[16000 * 2]), "wav"));
 
-        var error = await Error(response, HttpStatusCode.RequestEntityTooLarge);
+        var error = await Error(response, HttpStatusCode.BadRequest);
         Assert.Equal("audio_too_long", error.GetProperty("code").GetString());
         Assert.Contains("MaxAudioSeconds", error.GetProperty("message").GetString());
     }

@@ -13,6 +13,10 @@ public static class AudioDecoder
 {
     private const int ReadChunkSamples = 16384;
 
+    /// <summary>Whether <paramref name="mediaType"/> (<c>audio/wav</c>, <c>audio/webm;codecs=opus</c>, ...) names a container this decoder reads.</summary>
+    public static bool CanDecode(string? mediaType) =>
+        mediaType is { Length: > 0 } && !mediaType.StartsWith('.') && AudioContainerSniffer.FromMediaTypeOrExtension(mediaType) != AudioContainer.Unknown;
+
     /// <summary>Decodes an audio file; the format is sniffed from its header, the extension is only a fallback hint.</summary>
     public static float[] DecodeFile(string path, AudioInputOptions? options = null)
     {
@@ -183,9 +187,9 @@ public static class AudioDecoder
         }
 
         // The duration is known from the header: refuse what is too long before decoding anything.
-        if (!options.TruncateToWindow && layout.FrameCount > (long)WhisperLogMel.WindowSampleCount * format.SampleRate / WhisperLogMel.SampleRate)
+        if (!options.TruncateToWindow && layout.FrameCount > (long)options.MaxSamples * format.SampleRate / WhisperLogMel.SampleRate)
         {
-            throw TooLong(inputName, $"{layout.FrameCount / (double)format.SampleRate:0.###} s");
+            throw TooLong(inputName, $"{layout.FrameCount / (double)format.SampleRate:0.###} s", options);
         }
 
         using var data = new RawSourceWaveStream(new StreamSlice(stream, layout.DataOffset, layout.DataLength), format);
@@ -203,12 +207,14 @@ public static class AudioDecoder
     private static float[] DecodeOpus(IOpusPacketSource packets, string inputName, AudioInputOptions options) =>
         ToWhisperSamples(new OpusSampleProvider(packets, inputName), inputName, options);
 
-    private static AudioFormatException TooLong(string inputName, string duration) => new(
+    private static AudioFormatException TooLong(string inputName, string duration, AudioInputOptions options) => new(
         inputName,
         AudioInputProblem.TooLong,
-        $"the audio ({duration}) is longer than Whisper's {WhisperLogMel.WindowSampleCount / WhisperLogMel.SampleRate} s window; set {nameof(AudioInputOptions)}.{nameof(AudioInputOptions.TruncateToWindow)} to keep only the first 30 s.");
+        options.MaxDuration is { } longest
+            ? $"the audio ({duration}) is longer than the {longest.TotalSeconds:0.###} s allowed ({nameof(AudioInputOptions)}.{nameof(AudioInputOptions.MaxDuration)})."
+            : $"the audio ({duration}) is longer than Whisper's {WhisperLogMel.WindowSampleCount / WhisperLogMel.SampleRate} s window; set {nameof(AudioInputOptions)}.{nameof(AudioInputOptions.TruncateToWindow)} to keep only the first 30 s.");
 
-    /// <summary>Downmixes to mono, resamples to 16 kHz and reads at most one 30 s window (plus one sample to detect overflow).</summary>
+    /// <summary>Downmixes to mono, resamples to 16 kHz and reads at most <see cref="AudioInputOptions.MaxSamples"/> (plus one sample to detect overflow).</summary>
     private static float[] ToWhisperSamples(ISampleProvider source, string inputName, AudioInputOptions options)
     {
         var mono = ToMono(source);
@@ -216,7 +222,7 @@ public static class AudioDecoder
             ? mono
             : new WdlResamplingSampleProvider(mono, WhisperLogMel.SampleRate);
 
-        int limit = WhisperLogMel.WindowSampleCount + (options.TruncateToWindow ? 0 : 1);
+        int limit = options.MaxSamples + (options.TruncateToWindow ? 0 : 1);
         var samples = new float[Math.Min(limit, ReadChunkSamples)];
         int count = 0;
         while (count < limit)
@@ -235,9 +241,9 @@ public static class AudioDecoder
             count += read;
         }
 
-        if (count > WhisperLogMel.WindowSampleCount)
+        if (count > options.MaxSamples)
         {
-            throw TooLong(inputName, "over 30 s");
+            throw TooLong(inputName, $"over {options.MaxSamples / (double)WhisperLogMel.SampleRate:0.###} s", options);
         }
 
         if (count == 0)

@@ -41,6 +41,11 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
             }
         }
 
+        if (ResponseFormatInstructions(options?.ResponseFormat) is { } format)
+        {
+            instructions.Add(format);
+        }
+
         int questionIndex = conversation.FindLastIndex(m => m.Role == ChatRole.User);
         if (questionIndex < 0)
         {
@@ -93,6 +98,16 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
         };
         return new ChatTurn(request, speaks, tools.Count > 0, options?.StopSequences?.Where(s => !string.IsNullOrEmpty(s)).ToList() ?? []);
     }
+
+    // Mini-Omni has no constrained JSON decoding: a JSON answer is asked for in the instructions, with the schema to follow.
+    private static string? ResponseFormatInstructions(ChatResponseFormat? format) => format switch
+    {
+        null or ChatResponseFormatText => null,
+        ChatResponseFormatJson { Schema: { } schema } json =>
+            $"Answer with one JSON object and nothing else: no prose, no code fences. It must follow this JSON schema{(json.SchemaName is { } name ? $" ('{name}'{(json.SchemaDescription is { } d ? $": {d}" : "")})" : "")}:\n{schema.GetRawText()}",
+        ChatResponseFormatJson => "Answer with one JSON object and nothing else: no prose, no code fences.",
+        _ => throw new NotSupportedException($"ChatOptions.ResponseFormat {format.GetType().Name} is not one MiniOmni knows; use text, JSON, or JSON with a schema."),
+    };
 
     // What a required tool mode makes the answer begin with: the tool call's opening, as the tool instructions spell it.
     private static string? RequiredToolCallOpening(ChatToolMode? mode, IReadOnlyList<AIFunctionDeclaration> tools)
@@ -148,9 +163,9 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
             float[]? part = content switch
             {
                 DataContent data when data.HasTopLevelMediaType("audio") => Decode(data),
-                DataContent data => throw new NotSupportedException($"MiniOmni hears WAV or MP3 audio and reads text; the message has {data.MediaType} content."),
+                DataContent data => throw new NotSupportedException($"MiniOmni hears {MiniOmniMediaTypes.ReadableAudioDescription} and reads text; the message has {data.MediaType} content."),
                 UriContent uri when uri.HasTopLevelMediaType("audio") => DecodeFile(uri.Uri),
-                UriContent uri => throw new NotSupportedException($"MiniOmni hears WAV or MP3 audio and reads text; the message refers to {uri.MediaType} at {uri.Uri}."),
+                UriContent uri => throw new NotSupportedException($"MiniOmni hears {MiniOmniMediaTypes.ReadableAudioDescription} and reads text; the message refers to {uri.MediaType} at {uri.Uri}."),
                 _ => null,
             };
             if (part is not null)
@@ -166,7 +181,7 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
     {
         if (!MiniOmniMediaTypes.IsReadableAudio(data.MediaType))
         {
-            throw new NotSupportedException($"MiniOmni hears audio/wav or audio/mpeg; the message has {data.MediaType}.");
+            throw new NotSupportedException($"MiniOmni hears {MiniOmniMediaTypes.ReadableAudioDescription}; the message has {data.MediaType}.");
         }
 
         if (data.Data.IsEmpty)

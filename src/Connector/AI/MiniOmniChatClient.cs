@@ -32,7 +32,7 @@ public sealed record MiniOmniChatClientOptions
 }
 
 /// <summary>
-/// Mini-Omni as an <see cref="IChatClient"/>: questions as text or speech (WAV or MP3 <see cref="DataContent"/>, or a
+/// Mini-Omni as an <see cref="IChatClient"/>: questions as text or speech (WAV, MP3, or Opus in Ogg or WebM <see cref="DataContent"/>, or a
 /// local file's <see cref="UriContent"/>), answers as text and, when asked (by default for spoken questions), speech.
 /// Streaming updates carry text and 24 kHz PCM16 speech chunks (<see cref="MiniOmniMediaTypes.SpeechChunk"/>) as they are
 /// produced, each with the engine's event as its <see cref="ChatResponseUpdate.RawRepresentation"/>; the whole response
@@ -41,10 +41,11 @@ public sealed record MiniOmniChatClientOptions
 /// </summary>
 /// <remarks>
 /// <see cref="ChatOptions"/> honoured: <c>Instructions</c>, <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>Seed</c>,
-/// <c>MaxOutputTokens</c>, <c>StopSequences</c>, <c>Tools</c>, <c>ToolMode</c> (see <see cref="ChatTurn"/>: None offers no
+/// <c>MaxOutputTokens</c>, <c>StopSequences</c>, <c>ResponseFormat</c> (JSON, with or without a schema, is asked for in the
+/// instructions: the model has no constrained decoding, so an answer is not guaranteed to parse), <c>Tools</c>, <c>ToolMode</c> (see <see cref="ChatTurn"/>: None offers no
 /// tools, a required mode makes the answer open a tool call) and MiniOmni.SK's own (<see cref="MiniOmniChatOptions"/>).
 /// Ignored, as a local single-model client: <c>ModelId</c>, <c>ConversationId</c>, <c>FrequencyPenalty</c>,
-/// <c>PresencePenalty</c>, <c>ResponseFormat</c> (the model has no JSON mode), <c>AllowMultipleToolCalls</c> and other
+/// <c>PresencePenalty</c>, <c>AllowMultipleToolCalls</c> and other
 /// additional properties. Greedy decoding (temperature 0) is the default, as the release decodes. Finish reasons:
 /// <see cref="ChatFinishReason.Stop"/> when the model ends its answer or a stop sequence does,
 /// <see cref="ChatFinishReason.Length"/> when <c>MaxOutputTokens</c> or the model's context cuts it off,
@@ -277,7 +278,8 @@ public sealed class MiniOmniChatClient : IChatClient
                     }
 
                     finish ??= completed.StopReason == AnswerStopReason.EndOfAnswer ? ChatFinishReason.Stop : ChatFinishReason.Length;
-                    var usage = MiniOmniClientExtensions.Usage(completed);
+                    // With OpenAI's details (audio and text tokens in and out), as realtime answers report them.
+                    var usage = RealtimeUsage.From(completed, turn.Speaks);
                     var last = Update(new UsageContent(usage));
                     last.FinishReason = finish;
                     yield return (last, null);

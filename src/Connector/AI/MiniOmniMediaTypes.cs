@@ -15,9 +15,11 @@ public static class MiniOmniMediaTypes
     /// <summary>An MP3 question.</summary>
     public const string Mpeg = "audio/mpeg";
 
-    /// <summary>Whether <paramref name="mediaType"/> is audio MiniOmni.SK can hear (WAV or MP3, any rate).</summary>
-    public static bool IsReadableAudio(string? mediaType) => mediaType?.Split(';')[0].Trim().ToLowerInvariant() is
-        "audio/wav" or "audio/x-wav" or "audio/wave" or "audio/vnd.wave" or "audio/mpeg" or "audio/mp3";
+    /// <summary>What <see cref="IsReadableAudio"/> accepts, for messages.</summary>
+    public const string ReadableAudioDescription = "WAV, MP3, or Opus in Ogg or WebM (what browsers record)";
+
+    /// <summary>Whether <paramref name="mediaType"/> is audio MiniOmni.SK can hear: every container <see cref="AudioDecoder"/> reads, at any rate.</summary>
+    public static bool IsReadableAudio(string? mediaType) => AudioDecoder.CanDecode(mediaType);
 
     /// <summary>Encodes a speech chunk (samples in [-1, 1]) as <see cref="SpeechChunk"/> bytes.</summary>
     public static byte[] EncodeSpeechChunk(ReadOnlySpan<float> samples) => Pcm16Wave.ToPcm16Bytes(samples);

@@ -7,17 +7,24 @@ using MiniOmni.SK.Engine;
 namespace MiniOmni.SK;
 
 /// <summary>
-/// Mini-Omni's ASR task as an <see cref="ISpeechToTextClient"/>: WAV or MP3 in (any rate and channels, at most 30 s),
-/// the transcript out, streamed as it is generated (each update with the engine's event as its raw representation), then
-/// a closing update with the usage.
+/// Mini-Omni's ASR task as an <see cref="ISpeechToTextClient"/>: audio in (WAV, MP3, Opus in Ogg or WebM; any rate and
+/// channels; up to <see cref="MaxAudioDuration"/> long), the transcript out. Mini-Omni hears at most 30 s at once, so a
+/// longer recording is cut at its pauses into windows of at most 30 s (<see cref="SpeechWindows"/>), each transcribed in
+/// turn and the texts joined with spaces. Streaming gives one update per window, its text with the window's speech
+/// <see cref="SpeechToTextResponseUpdate.StartTime"/> and <see cref="SpeechToTextResponseUpdate.EndTime"/> (its raw
+/// representation the <see cref="SpeechWindow"/>), then a closing update with the usage of all windows.
 /// </summary>
 /// <remarks>
 /// Honoured from <see cref="SpeechToTextOptions.AdditionalProperties"/>: the encoder mode
-/// (<see cref="MiniOmniAudioOptions.WithEncoderMode"/>) and <see cref="MiniOmniAudioOptions.MaxTokensKey"/>. Ignored: the
-/// model, the languages (Mini-Omni transcribes English) and the sample rate (the audio's own header says it).
+/// (<see cref="MiniOmniAudioOptions.WithEncoderMode"/>) and <see cref="MiniOmniAudioOptions.MaxTokensKey"/> (per window). Ignored: the
+/// model, the languages (Mini-Omni transcribes English) and the sample rate (the audio's own header says it). Silent
+/// windows are not transcribed.
 /// </remarks>
 public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
 {
+    /// <summary>The longest recording transcribed by default: 30 minutes (115 MB of 16 kHz samples while it is transcribed).</summary>
+    public static readonly TimeSpan DefaultMaxAudioDuration = TimeSpan.FromMinutes(30);
+
     private readonly IMiniOmniEngine _engine;
     private readonly SpeechToTextClientMetadata _metadata;
 
@@ -28,6 +35,12 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
         _metadata = new SpeechToTextClientMetadata(MiniOmniClientExtensions.ProviderName, providerUri: null, engine.ModelId);
     }
 
+    /// <summary>The longest recording transcribed; longer is an <see cref="AudioFormatException"/> (at most <see cref="AudioInputOptions.LongestAudio"/>).</summary>
+    public TimeSpan MaxAudioDuration { get; init; } = DefaultMaxAudioDuration;
+
+    /// <summary>How recordings are cut into windows.</summary>
+    public SpeechWindowOptions Windows { get; init; } = SpeechWindowOptions.Default;
+
     /// <inheritdoc />
     public async Task<SpeechToTextResponse> GetTextAsync(Stream audioSpeechStream, SpeechToTextOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -36,6 +49,12 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
         await foreach (var update in GetStreamingTextAsync(audioSpeechStream, options, cancellationToken).ConfigureAwait(false))
         {
             response.ResponseId ??= update.ResponseId;
+            if (update.Kind == SpeechToTextResponseUpdateKind.TextUpdated)
+            {
+                response.StartTime ??= update.StartTime;
+                response.EndTime = update.EndTime ?? response.EndTime;
+            }
+
             foreach (var content in update.Contents)
             {
                 if (content is TextContent part)
@@ -58,7 +77,7 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
     {
         ArgumentNullException.ThrowIfNull(audioSpeechStream);
         // Buffered only up to AudioInputOptions.MaxInputBytes: a stream that never ends fails instead of filling memory.
-        float[] samples = await AudioDecoder.DecodeAsync(audioSpeechStream, mediaType: null, inputName: "the audio stream", cancellationToken: cancellationToken).ConfigureAwait(false);
+        float[] samples = await AudioDecoder.DecodeAsync(audioSpeechStream, mediaType: null, new AudioInputOptions { MaxDuration = MaxAudioDuration }, inputName: "the audio stream", cancellationToken: cancellationToken).ConfigureAwait(false);
         var request = new MiniOmniRequest
         {
             Task = MiniOmniTask.Asr,
@@ -66,20 +85,53 @@ public sealed class MiniOmniSpeechToTextClient : ISpeechToTextClient
             MaxTokens = MiniOmniAudioOptions.MaxTokens(options?.AdditionalProperties),
         };
         string responseId = $"miniomni-{Guid.NewGuid():N}";
-        await foreach (var item in _engine.GenerateAsync(request with { Audio = samples }, cancellationToken).ConfigureAwait(false))
+        var usage = new UsageDetails { InputTokenCount = 0, OutputTokenCount = 0, TotalTokenCount = 0 };
+        bool first = true;
+        AnswerCompleted? last = null;
+        var windows = SpeechWindows.Split(samples, Windows);
+        foreach (var window in windows)
         {
-            if (item is TextDelta delta)
+            // A recording Mini-Omni hears at once is transcribed as it is; of a longer one, the silent windows are skipped.
+            bool whole = windows.Count == 1;
+            if (window.IsSilent && !whole)
             {
-                yield return new SpeechToTextResponseUpdate(delta.Text) { Kind = SpeechToTextResponseUpdateKind.TextUpdating, ResponseId = responseId, ModelId = _engine.ModelId, RawRepresentation = delta };
+                continue;
             }
-            else if (item is AnswerCompleted completed)
-            {
-                var usage = MiniOmniClientExtensions.Usage(completed);
-                yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.TextUpdated, ResponseId = responseId, ModelId = _engine.ModelId, RawRepresentation = completed };
-            }
-        }
-    }
 
+            var text = new StringBuilder();
+            await foreach (var item in _engine.GenerateAsync(request with { Audio = window.Slice(samples).ToArray() }, cancellationToken).ConfigureAwait(false))
+            {
+                if (item is TextDelta delta)
+                {
+                    text.Append(delta.Text);
+                }
+                else if (item is AnswerCompleted completed)
+                {
+                    usage.Add(RealtimeUsage.From(completed, speaks: false));
+                    last = completed;
+                }
+            }
+
+            string words = whole ? text.ToString() : text.ToString().Trim();
+            if (words.Length == 0)
+            {
+                continue;
+            }
+
+            yield return new SpeechToTextResponseUpdate(first ? words : " " + words)
+            {
+                Kind = SpeechToTextResponseUpdateKind.TextUpdated,
+                ResponseId = responseId,
+                ModelId = _engine.ModelId,
+                StartTime = whole ? TimeSpan.Zero : window.SpeechStartTime,
+                EndTime = whole ? TimeSpan.FromSeconds(window.Length / (double)WhisperLogMel.SampleRate) : window.SpeechEndTime,
+                RawRepresentation = window,
+            };
+            first = false;
+        }
+
+        yield return new SpeechToTextResponseUpdate([new UsageContent(usage)]) { Kind = SpeechToTextResponseUpdateKind.SessionClose, ResponseId = responseId, ModelId = _engine.ModelId, RawRepresentation = last };
+    }
     /// <inheritdoc />
     public object? GetService(Type serviceType, object? serviceKey = null) => MiniOmniClientExtensions.GetService(serviceType, serviceKey, _metadata, _engine, this);
 

@@ -21,7 +21,7 @@ public sealed class MiniOmniAudioToTextService(ISpeechToTextClient client) : IAu
         ArgumentNullException.ThrowIfNull(content);
         if (content.Data is not { IsEmpty: false } data)
         {
-            throw new ArgumentException("The audio content has no data; MiniOmni reads inline WAV or MP3 bytes.", nameof(content));
+            throw new ArgumentException("The audio content has no data; MiniOmni reads inline audio bytes (WAV, MP3, or Opus in Ogg or WebM).", nameof(content));
         }
 
         var settings = MiniOmniPromptExecutionSettings.FromExecutionSettings(executionSettings);

@@ -38,7 +38,7 @@ internal static class AudioEndpoints
         string? mediaType = file.ContentType is { } type && type.StartsWith("audio/", StringComparison.OrdinalIgnoreCase) && !type.Contains("octet", StringComparison.Ordinal)
             ? type
             : RequestAudio.MediaTypeOf(Path.GetExtension(file.FileName));
-        float[] samples = RequestAudio.Decode(bytes, mediaType, $"file '{file.FileName}'", limits, "file");
+        float[] samples = RequestAudio.DecodeRecording(bytes, mediaType, $"file '{file.FileName}'", limits, "file");
         double duration = samples.Length / (double)WhisperLogMel.SampleRate;
         var sttOptions = new SpeechToTextOptions
         {
@@ -47,11 +47,13 @@ internal static class AudioEndpoints
             AdditionalProperties = new() { [MiniOmniChatOptions.EncoderModeKey] = options.Value.EncoderMode == Speech.EncoderMode.Fast ? "fast" : "exact" },
         };
 
+        // The client cuts a long recording into windows Mini-Omni can hear; each window comes back as one update, with its times.
         using var measurement = metrics.StartAnswer("transcription");
         using var audio = new MemoryStream(RequestAudio.ToWav(samples, file.FileName).Data.ToArray());
         await using var updates = clients.SpeechToText.GetStreamingTextAsync(audio, sttOptions, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
         bool more = await updates.MoveNextAsync().ConfigureAwait(false);
         var text = new StringBuilder();
+        var segments = new List<TranscriptionSegment>();
         UsageDetails? usage = null;
         ServerSentEvents? events = null;
         if (stream)
@@ -63,21 +65,23 @@ internal static class AudioEndpoints
         for (; more; more = await updates.MoveNextAsync().ConfigureAwait(false))
         {
             var update = updates.Current;
-            foreach (var content in update.Contents)
+            string windowText = string.Concat(update.Contents.OfType<TextContent>().Select(t => t.Text));
+            if (windowText.Length > 0)
             {
-                if (content is TextContent { Text.Length: > 0 } delta)
+                text.Append(windowText);
+                var start = update.StartTime ?? TimeSpan.Zero;
+                var end = update.EndTime ?? TimeSpan.FromSeconds(duration);
+                segments.Add(new TranscriptionSegment(segments.Count, (int)(start.TotalSeconds * 100), start.TotalSeconds, end.TotalSeconds, windowText.Trim(), [], 0, 0, 0, 0));
+                if (events is not null)
                 {
-                    text.Append(delta.Text);
-                    if (events is not null)
-                    {
-                        await events.WriteAsync(new SpeechEvent("transcript.text.delta", Audio: null) { Delta = delta.Text }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
-                    }
+                    await events.WriteAsync(new SpeechEvent("transcript.text.delta", Audio: null) { Delta = windowText }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
                 }
-                else if (content is UsageContent used)
-                {
-                    usage = used.Details;
-                    measurement.Usage(used.Details);
-                }
+            }
+
+            foreach (var used in update.Contents.OfType<UsageContent>())
+            {
+                usage = used.Details;
+                measurement.Usage(used.Details);
             }
         }
 
@@ -86,7 +90,7 @@ internal static class AudioEndpoints
         var tokens = new TranscriptionUsage("tokens", (int)(usage?.InputTokenCount ?? 0), (int)(usage?.OutputTokenCount ?? 0), (int)(usage?.TotalTokenCount ?? 0));
         if (events is not null)
         {
-            await events.WriteAsync(new SpeechEvent("transcript.text.done") { Text = transcript }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+            await events.WriteAsync(new SpeechEvent("transcript.text.done", Usage: new SpeechUsage(tokens.InputTokens, tokens.OutputTokens, tokens.TotalTokens)) { Text = transcript }, ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
             await events.DoneAsync().ConfigureAwait(false);
             return;
         }
@@ -97,20 +101,31 @@ internal static class AudioEndpoints
                 await Results.Text(transcript, "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             case "verbose_json":
-                var verbose = new VerboseTranscriptionJson("transcribe", sttOptions.SpeechLanguage ?? "english", duration, transcript,
-                    [new TranscriptionSegment(0, 0, 0, duration, transcript, [], 0, 0, 0, 0)]);
+                var verbose = new VerboseTranscriptionJson("transcribe", sttOptions.SpeechLanguage ?? "english", duration, transcript, segments);
                 await context.Response.WriteAsJsonAsync(verbose, ServerJsonContext.Default.VerboseTranscriptionJson, "application/json", context.RequestAborted).ConfigureAwait(false);
                 break;
             case "srt":
-                await Results.Text($"1\n00:00:00,000 --> {Timestamp(duration, ',')}\n{transcript}\n", "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
+                await Results.Text(Cues(segments, ','), "text/plain", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             case "vtt":
-                await Results.Text($"WEBVTT\n\n00:00:00.000 --> {Timestamp(duration, '.')}\n{transcript}\n", "text/vtt", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
+                await Results.Text("WEBVTT\n\n" + Cues(segments, '.'), "text/vtt", Encoding.UTF8).ExecuteAsync(context).ConfigureAwait(false);
                 break;
             default:
                 await context.Response.WriteAsJsonAsync(new TranscriptionJson(transcript, tokens), ServerJsonContext.Default.TranscriptionJson, "application/json", context.RequestAborted).ConfigureAwait(false);
                 break;
         }
+    }
+
+    // SubRip numbers its cues; WebVTT needs no numbers, but takes them as cue identifiers.
+    private static string Cues(List<TranscriptionSegment> segments, char separator)
+    {
+        var cues = new StringBuilder();
+        foreach (var segment in segments)
+        {
+            cues.Append(CultureInfo.InvariantCulture, $"{segment.Id + 1}\n{Timestamp(segment.Start, separator)} --> {Timestamp(segment.End, separator)}\n{segment.Text}\n\n");
+        }
+
+        return cues.ToString();
     }
 
     public static async Task SpeakAsync(HttpContext context, ServerClients clients, ServerMetrics metrics, IOptions<MiniOmniServerOptions> options)
@@ -127,10 +142,13 @@ internal static class AudioEndpoints
             throw ApiRequestException.TooLarge($"input is {request.Input.Length} characters; this server speaks at most {limits.MaxTextCharacters} (MiniOmni:Limits:MaxTextCharacters).", "input", "too_much_text");
         }
 
+        // WAV by default (OpenAI's is mp3, which no maintained .NET library encodes): lossless, streamable, and every player reads it.
         string format = request.ResponseFormat?.ToLowerInvariant() ?? "wav";
-        if (format is not ("wav" or "pcm"))
+        if (format is not ("wav" or "pcm" or "opus"))
         {
-            throw ApiRequestException.Invalid($"response_format '{request.ResponseFormat}' is not available; Mini-Omni speaks 24 kHz 16-bit PCM as 'wav' or 'pcm'.", "response_format", "unsupported_audio_format");
+            throw ApiRequestException.Invalid(
+                $"response_format '{request.ResponseFormat}' is not available here; this server speaks 'wav' (the default), 'pcm' (raw 24 kHz 16-bit mono) and 'opus' (Ogg Opus). " +
+                "mp3, aac and flac need an encoder that no maintained .NET library provides.", "response_format", "unsupported_audio_format");
         }
 
         bool sse = request.StreamFormat switch
@@ -139,7 +157,8 @@ internal static class AudioEndpoints
             "sse" => true,
             _ => throw ApiRequestException.Invalid($"stream_format '{request.StreamFormat}' is not 'audio' or 'sse'.", "stream_format"),
         };
-        var ttsOptions = new TextToSpeechOptions { ModelId = clients.ModelId, VoiceId = request.Voice, AudioFormat = format, Speed = request.Speed, Language = null };
+        // For opus the client's PCM is encoded here, with the audio library's Ogg Opus writer.
+        var ttsOptions = new TextToSpeechOptions { ModelId = clients.ModelId, VoiceId = request.Voice, AudioFormat = format == "opus" ? "pcm" : format, Speed = request.Speed, Language = null };
 
         using var measurement = metrics.StartAnswer("speech");
         await using var updates = clients.TextToSpeech.GetStreamingAudioAsync(request.Input, ttsOptions, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
@@ -153,12 +172,39 @@ internal static class AudioEndpoints
         }
         else
         {
-            response.ContentType = format == "wav" ? "audio/wav" : "audio/pcm";
+            response.ContentType = format switch { "wav" => "audio/wav", "opus" => "audio/ogg", _ => "audio/pcm" };
             if (format == "wav")
             {
                 // The length is unknown while the speech streams: the header says "as long as the stream", as streaming servers do.
                 await response.Body.WriteAsync(WavHeader(Pcm16Wave.SpeechSampleRate, uint.MaxValue), context.RequestAborted).ConfigureAwait(false);
             }
+        }
+
+        // Opus pages are encoded into a buffer and sent as they are made (the response takes no synchronous writes).
+        using var pages = format == "opus" ? new MemoryStream() : null;
+        using var opus = pages is not null ? new OggOpusWriter(pages) : null;
+        async Task SendAsync(ReadOnlyMemory<byte> bytes)
+        {
+            if (bytes.IsEmpty)
+            {
+                return;
+            }
+
+            if (events is not null)
+            {
+                await events.WriteAsync(new SpeechEvent("speech.audio.delta", Convert.ToBase64String(bytes.Span)), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+            }
+            else
+            {
+                await response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
+                await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+
+        async Task SendPagesAsync()
+        {
+            await SendAsync(pages!.GetBuffer().AsMemory(0, (int)pages.Length)).ConfigureAwait(false);
+            pages.SetLength(0);
         }
 
         UsageDetails? usage = null;
@@ -169,14 +215,14 @@ internal static class AudioEndpoints
                 if (content is DataContent data && data.HasTopLevelMediaType("audio"))
                 {
                     measurement.Audio(data.Data.Length / 2, Pcm16Wave.SpeechSampleRate);
-                    if (events is not null)
+                    if (opus is not null)
                     {
-                        await events.WriteAsync(new SpeechEvent("speech.audio.delta", Convert.ToBase64String(data.Data.Span)), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
+                        opus.Write(Pcm16ToFloat(data.Data.Span));
+                        await SendPagesAsync().ConfigureAwait(false);
                     }
                     else
                     {
-                        await response.Body.WriteAsync(data.Data, context.RequestAborted).ConfigureAwait(false);
-                        await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                        await SendAsync(data.Data).ConfigureAwait(false);
                     }
                 }
                 else if (content is UsageContent used)
@@ -187,12 +233,29 @@ internal static class AudioEndpoints
             }
         }
 
+        if (opus is not null)
+        {
+            opus.Complete();
+            await SendPagesAsync().ConfigureAwait(false);
+        }
+
         measurement.End("completed");
         if (events is not null)
         {
             var tokens = new SpeechUsage((int)(usage?.InputTokenCount ?? 0), (int)(usage?.OutputTokenCount ?? 0), (int)(usage?.TotalTokenCount ?? 0));
             await events.WriteAsync(new SpeechEvent("speech.audio.done", Usage: tokens), ServerJsonContext.Default.SpeechEvent).ConfigureAwait(false);
         }
+    }
+
+    private static float[] Pcm16ToFloat(ReadOnlySpan<byte> pcm)
+    {
+        var samples = new float[pcm.Length / 2];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            samples[i] = BinaryPrimitives.ReadInt16LittleEndian(pcm[(2 * i)..]) / 32768f;
+        }
+
+        return samples;
     }
 
     private static string Timestamp(double seconds, char separator)

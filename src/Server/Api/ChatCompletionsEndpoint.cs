@@ -10,10 +10,10 @@ namespace MiniOmni.SK.Server.Api;
 /// <summary>POST /v1/chat/completions over the <see cref="IChatClient"/>: whole answers, or server-sent events as the answer is made.</summary>
 internal static class ChatCompletionsEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, ServerClients clients, ServerMetrics metrics, IOptions<MiniOmniServerOptions> options)
+    public static async Task HandleAsync(HttpContext context, ServerClients clients, ServerMetrics metrics, IOptions<MiniOmniServerOptions> options, SpokenAnswers spokenAnswers)
     {
         var request = await ApiJson.ReadAsync(context, ServerJsonContext.Default.ChatCompletionRequest).ConfigureAwait(false);
-        var (messages, chatOptions, plan) = ChatRequestMapper.Map(request, options.Value.Limits, clients.ModelId);
+        var (messages, chatOptions, plan) = ChatRequestMapper.Map(request, options.Value.Limits, clients.ModelId, spokenAnswers);
         if (chatOptions.AdditionalProperties?.ContainsKey(MiniOmniChatOptions.EncoderModeKey) != true)
         {
             chatOptions.WithEncoderMode(options.Value.EncoderMode);
@@ -25,7 +25,7 @@ internal static class ChatCompletionsEndpoint
 
         // The first step checks the request (the history's fit, the options): its errors are the request's, with their status.
         bool more = await updates.MoveNextAsync().ConfigureAwait(false);
-        var answer = new AnswerState(plan, measurement);
+        var answer = new AnswerState(plan, measurement, spokenAnswers);
         if (!plan.Stream)
         {
             for (; more; more = await updates.MoveNextAsync().ConfigureAwait(false))
@@ -34,6 +34,7 @@ internal static class ChatCompletionsEndpoint
             }
 
             measurement.End("completed");
+            answer.Keep();
             await context.Response.WriteAsJsonAsync(answer.Completion(), ServerJsonContext.Default.ChatCompletion, "application/json", cancellation).ConfigureAwait(false);
             return;
         }
@@ -58,6 +59,7 @@ internal static class ChatCompletionsEndpoint
             }
 
             measurement.End("completed");
+            answer.Keep();
         }
         catch (Exception e) when (!cancellation.IsCancellationRequested)
         {
@@ -71,11 +73,12 @@ internal static class ChatCompletionsEndpoint
     }
 
     /// <summary>What the answer has said so far, and how it is written as OpenAI's chunks and completion.</summary>
-    private sealed class AnswerState(ChatAnswerPlan plan, ServerMetrics.AnswerMeasurement measurement)
+    private sealed class AnswerState(ChatAnswerPlan plan, ServerMetrics.AnswerMeasurement measurement, SpokenAnswers spokenAnswers)
     {
         private readonly string _id = $"chatcmpl-{Guid.NewGuid():N}";
         private readonly string _audioId = $"audio_{Guid.NewGuid():N}";
         private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        private readonly DateTimeOffset _expiresAt = spokenAnswers.ExpiryOfNew;
         private readonly StringBuilder _text = new();
         private readonly MemoryStream _pcm = new();
         private readonly List<ToolCallWire> _toolCalls = [];
@@ -176,10 +179,27 @@ internal static class ChatCompletionsEndpoint
             };
         }
 
-        private UsageWire Usage() => new((int)(_usage?.InputTokenCount ?? 0), (int)(_usage?.OutputTokenCount ?? 0), (int)(_usage?.TotalTokenCount ?? 0));
+        /// <summary>Keeps a spoken answer's transcript, so that a later request can refer to it by its audio id.</summary>
+        public void Keep()
+        {
+            if (plan.Speaks && _toolCalls.Count == 0)
+            {
+                spokenAnswers.Keep(_audioId, _text.ToString(), _expiresAt);
+            }
+        }
 
-        // Nothing is stored server-side; the id only follows OpenAI's shape, and the answer never expires from the client's copy.
-        private long Expiry => _created + 3600;
+        // With OpenAI's details, which SDKs read (.NET's OutputTokenDetails is null without them).
+        private UsageWire Usage() => new((int)(_usage?.InputTokenCount ?? 0), (int)(_usage?.OutputTokenCount ?? 0), (int)(_usage?.TotalTokenCount ?? 0))
+        {
+            PromptTokensDetails = new PromptTokensDetailsWire((int)(_usage?.InputAudioTokenCount ?? 0), (int)(_usage?.CachedInputTokenCount ?? 0)),
+            CompletionTokensDetails = new CompletionTokensDetailsWire((int)(_usage?.OutputAudioTokenCount ?? 0), (int)(_usage?.ReasoningTokenCount ?? 0), 0, 0)
+            {
+                TextTokens = _usage?.OutputTextTokenCount is { } text ? (int)text : null,
+            },
+        };
+
+        // Kept by the server until then (SpokenAnswers), so that the SDKs' audio {id} in a later request is resolved.
+        private long Expiry => _expiresAt.ToUnixTimeSeconds();
 
         private static byte[] Wav(byte[] pcm) => [.. AudioEndpoints.WavHeader(Pcm16Wave.SpeechSampleRate, (uint)pcm.Length), .. pcm];
     }

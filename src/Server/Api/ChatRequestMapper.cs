@@ -11,7 +11,8 @@ internal sealed record ChatAnswerPlan(bool Speaks, string AudioFormat, bool Stre
 /// <summary>An OpenAI chat completion request as the <see cref="IChatClient"/>'s messages and options; every problem named by its field.</summary>
 internal static class ChatRequestMapper
 {
-    public static (List<ChatMessage> Messages, ChatOptions Options, ChatAnswerPlan Plan) Map(ChatCompletionRequest request, ServerLimits limits, string modelId)
+    // spokenAnswers: where an assistant turn's audio.id is looked up (the transcript of that earlier spoken answer).
+    public static (List<ChatMessage> Messages, ChatOptions Options, ChatAnswerPlan Plan) Map(ChatCompletionRequest request, ServerLimits limits, string modelId, SpokenAnswers spokenAnswers)
     {
         var wires = request.Messages;
         if (wires is not { Count: > 0 })
@@ -40,6 +41,13 @@ internal static class ChatRequestMapper
             };
         }
 
+        // Mini-Omni has one voice: any name, or a custom voice's {"id": ...}, gets it.
+        if (request.Audio?.Voice is { } voice && voice.ValueKind is not (JsonValueKind.String or JsonValueKind.Null)
+            && !(voice.ValueKind == JsonValueKind.Object && voice.TryGetProperty("id", out var voiceId) && voiceId.ValueKind == JsonValueKind.String))
+        {
+            throw ApiRequestException.Invalid("audio.voice must be a voice's name or {\"id\": \"...\"}.", "audio.voice");
+        }
+
         string audioFormat = request.Audio?.Format?.ToLowerInvariant() ?? "wav";
         if (audioFormat is not ("wav" or "pcm16"))
         {
@@ -50,7 +58,7 @@ internal static class ChatRequestMapper
         var messages = new List<ChatMessage>(wires.Count);
         for (int i = 0; i < wires.Count; i++)
         {
-            messages.Add(ToMessage(wires[i], $"messages[{i}]", limits, ref characters));
+            messages.Add(ToMessage(wires[i], $"messages[{i}]", limits, spokenAnswers, ref characters));
         }
 
         if (characters > limits.MaxTextCharacters)
@@ -85,12 +93,13 @@ internal static class ChatRequestMapper
             (options.AdditionalProperties ??= [])[MiniOmniChatOptions.EncoderModeKey] = encoder;
         }
 
+        options.ResponseFormat = ResponseFormat(request.ResponseFormat);
         ApplyTools(request, options);
         var plan = new ChatAnswerPlan(speaks, audioFormat, request.Stream, request.StreamOptions?.IncludeUsage == true, modelId);
         return (messages, options, plan);
     }
 
-    private static ChatMessage ToMessage(ChatMessageWire wire, string at, ServerLimits limits, ref int characters)
+    private static ChatMessage ToMessage(ChatMessageWire wire, string at, ServerLimits limits, SpokenAnswers spokenAnswers, ref int characters)
     {
         var role = wire.Role switch
         {
@@ -109,6 +118,24 @@ internal static class ChatRequestMapper
         }
 
         TextOf(wire.Content, at, allowAudio: role == ChatRole.User, limits, contents, ref characters);
+        if (wire.Audio is { } spoken)
+        {
+            if (role != ChatRole.Assistant)
+            {
+                throw ApiRequestException.Invalid($"{at} has audio.id, but only assistant messages refer to an earlier spoken answer.", $"{at}.audio");
+            }
+
+            string id = spoken.Id ?? throw ApiRequestException.Invalid($"{at}.audio has no id.", $"{at}.audio.id", "missing_required_parameter");
+            string transcript = spokenAnswers.Find(id) ?? throw ApiRequestException.Invalid(
+                $"{at}.audio.id '{id}' is not an answer this server gave, or it has expired (answers are kept {SpokenAnswers.Lifetime.TotalMinutes:0} minutes); send its transcript as content instead.",
+                $"{at}.audio.id", "audio_not_found");
+            if (contents.Count == 0)
+            {
+                characters += transcript.Length;
+                contents.Add(new TextContent(transcript));
+            }
+        }
+
         for (int i = 0; i < (wire.ToolCalls?.Count ?? 0); i++)
         {
             var call = wire.ToolCalls![i];
@@ -199,7 +226,7 @@ internal static class ChatRequestMapper
             throw ApiRequestException.Invalid($"{where}.input_audio.data is not valid base64.", $"{where}.input_audio.data", "invalid_audio");
         }
 
-        float[] samples = RequestAudio.Decode(bytes, mediaType, $"{where}.input_audio ({format})", limits, $"{where}.input_audio.data");
+        float[] samples = RequestAudio.DecodeQuestion(bytes, mediaType, $"{where}.input_audio ({format})", limits, $"{where}.input_audio.data");
         return RequestAudio.ToWav(samples, $"{where}.input_audio");
     }
 
@@ -223,6 +250,35 @@ internal static class ChatRequestMapper
         catch (JsonException e)
         {
             throw ApiRequestException.Invalid($"{where}.function.arguments is not valid JSON: {e.Message}", $"{where}.function.arguments");
+        }
+    }
+
+    private static ChatResponseFormat? ResponseFormat(JsonElement? format)
+    {
+        if (format is not { ValueKind: JsonValueKind.Object } element)
+        {
+            return format is null or { ValueKind: JsonValueKind.Null } ? null : throw ApiRequestException.Invalid("response_format must be an object with a type.", "response_format");
+        }
+
+        string? type = element.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        switch (type)
+        {
+            case "text":
+                return ChatResponseFormat.Text;
+            case "json_object":
+                return ChatResponseFormat.Json;
+            case "json_schema":
+                if (!element.TryGetProperty("json_schema", out var wrapper) || wrapper.ValueKind != JsonValueKind.Object
+                    || !wrapper.TryGetProperty("schema", out var schema) || schema.ValueKind != JsonValueKind.Object)
+                {
+                    throw ApiRequestException.Invalid("response_format json_schema needs json_schema.schema (a JSON schema object).", "response_format.json_schema.schema", "missing_required_parameter");
+                }
+
+                string? name = wrapper.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
+                string? description = wrapper.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
+                return ChatResponseFormat.ForJsonSchema(schema.Clone(), name, description);
+            default:
+                throw ApiRequestException.Invalid($"response_format type '{type}' is not text, json_object or json_schema.", "response_format.type");
         }
     }
 

@@ -24,6 +24,8 @@ public sealed record ChatCompletionRequest
     public List<ToolWire>? Tools { get; init; }
     /// <summary>"none", "auto", "required" or {"type":"function","function":{"name":...}}.</summary>
     public JsonElement? ToolChoice { get; init; }
+    /// <summary>{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}.</summary>
+    public JsonElement? ResponseFormat { get; init; }
     public int? N { get; init; }
     /// <summary>Mini-Omni's own: "single" or "batch_parallel".</summary>
     public string? MiniomniMode { get; init; }
@@ -39,9 +41,14 @@ public sealed record ChatMessageWire
     public string? Name { get; init; }
     public List<ToolCallWire>? ToolCalls { get; init; }
     public string? ToolCallId { get; init; }
+    /// <summary>An earlier spoken answer, by its id: <c>{"id": "audio_..."}</c>.</summary>
+    public AudioReferenceWire? Audio { get; init; }
 }
 
-public sealed record AudioOutputWire(string? Voice, string? Format);
+public sealed record AudioReferenceWire(string? Id);
+
+/// <summary>The answer's speech: <c>voice</c> is a name or <c>{"id": ...}</c> (a custom voice).</summary>
+public sealed record AudioOutputWire(JsonElement? Voice, string? Format);
 
 public sealed record StreamOptionsWire(bool IncludeUsage);
 
@@ -121,7 +128,18 @@ public sealed record ChunkDelta
     public List<ToolCallWire>? ToolCalls { get; init; }
 }
 
-public sealed record UsageWire(int PromptTokens, int CompletionTokens, int TotalTokens);
+public sealed record UsageWire(int PromptTokens, int CompletionTokens, int TotalTokens)
+{
+    public PromptTokensDetailsWire? PromptTokensDetails { get; init; }
+    public CompletionTokensDetailsWire? CompletionTokensDetails { get; init; }
+}
+
+public sealed record PromptTokensDetailsWire(int AudioTokens, int CachedTokens);
+
+public sealed record CompletionTokensDetailsWire(int AudioTokens, int ReasoningTokens, int AcceptedPredictionTokens, int RejectedPredictionTokens)
+{
+    public int? TextTokens { get; init; }
+}
 
 /// <summary>POST /v1/audio/speech.</summary>
 public sealed record SpeechRequest
@@ -163,6 +181,23 @@ public sealed record ModelWire(string Id, long Created, string OwnedBy)
     public string Object { get; init; } = "model";
 }
 
+/// <summary>POST /v1/realtime/client_secrets.</summary>
+public sealed record ClientSecretRequest
+{
+    public ExpiresAfterWire? ExpiresAfter { get; init; }
+    /// <summary>A realtime or transcription session's configuration; its <c>type</c> is read.</summary>
+    public JsonElement? Session { get; init; }
+}
+
+public sealed record ExpiresAfterWire(string? Anchor, int? Seconds);
+
+public sealed record ClientSecretResponse(string Value, long ExpiresAt, ClientSecretSession Session);
+
+public sealed record ClientSecretSession(string Type, string Id, string Model, long ExpiresAt)
+{
+    public string Object { get; init; } = "realtime.session";
+}
+
 /// <summary>OpenAI's error body.</summary>
 public sealed record ErrorBody(ErrorWire Error);
 
@@ -180,4 +215,6 @@ public sealed record ErrorWire(string Message, string Type, [property: JsonIgnor
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(ModelWire))]
 [JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(ClientSecretRequest))]
+[JsonSerializable(typeof(ClientSecretResponse))]
 internal sealed partial class ServerJsonContext : JsonSerializerContext;

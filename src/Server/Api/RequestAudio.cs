@@ -22,21 +22,47 @@ internal static class RequestAudio
         _ => null,
     };
 
-    /// <summary>Decodes <paramref name="bytes"/> of <paramref name="mediaType"/> (null: recognized by content) to 16 kHz mono.</summary>
+    /// <summary>Decodes a question's audio (<paramref name="mediaType"/>, null: recognized by content) to 16 kHz mono: what Mini-Omni hears at once.</summary>
     /// <exception cref="AudioFormatException">The audio cannot be decoded; the message names the input and the problem.</exception>
-    /// <exception cref="ApiRequestException">The audio is longer than the server allows (413).</exception>
-    public static float[] Decode(ReadOnlyMemory<byte> bytes, string? mediaType, string inputName, ServerLimits limits, string param)
+    /// <exception cref="ApiRequestException">The audio is longer than Mini-Omni hears or the server allows (400, naming the limit).</exception>
+    public static float[] DecodeQuestion(ReadOnlyMemory<byte> bytes, string? mediaType, string inputName, ServerLimits limits, string param)
     {
-        float[] samples = AudioDecoder.Decode(bytes, mediaType, AudioInputOptions.Default, inputName);
+        float[] samples;
+        try
+        {
+            samples = AudioDecoder.Decode(bytes, mediaType, AudioInputOptions.Default, inputName);
+        }
+        catch (AudioFormatException e) when (e.Problem == AudioInputProblem.TooLong)
+        {
+            throw TooLongQuestion(inputName, "over 30", limits, param);
+        }
+
         double seconds = samples.Length / (double)WhisperLogMel.SampleRate;
         if (seconds > limits.MaxAudioSeconds)
         {
-            throw ApiRequestException.TooLarge(
-                $"{inputName} is {seconds:F1} s long; this server takes questions of at most {limits.MaxAudioSeconds:0.#} s (MiniOmni:Limits:MaxAudioSeconds).", param, "audio_too_long");
+            throw TooLongQuestion(inputName, seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture), limits, param);
         }
 
         return samples;
     }
+
+    /// <summary>Decodes a recording to transcribe, of any length up to <see cref="ServerLimits.MaxTranscriptionSeconds"/> (over it: 413).</summary>
+    public static float[] DecodeRecording(ReadOnlyMemory<byte> bytes, string? mediaType, string inputName, ServerLimits limits, string param)
+    {
+        try
+        {
+            return AudioDecoder.Decode(bytes, mediaType, new AudioInputOptions { MaxDuration = TimeSpan.FromSeconds(limits.MaxTranscriptionSeconds) }, inputName);
+        }
+        catch (AudioFormatException e) when (e.Problem == AudioInputProblem.TooLong)
+        {
+            throw ApiRequestException.TooLarge(
+                $"{inputName} is longer than this server transcribes: at most {limits.MaxTranscriptionSeconds:0.#} s (MiniOmni:Limits:MaxTranscriptionSeconds).", param, "audio_too_long");
+        }
+    }
+
+    private static ApiRequestException TooLongQuestion(string inputName, string seconds, ServerLimits limits, string param) => ApiRequestException.Invalid(
+        $"{inputName} is {seconds} s long; Mini-Omni hears a question of at most 30 s, and this server takes at most {limits.MaxAudioSeconds:0.#} s " +
+        "(MiniOmni:Limits:MaxAudioSeconds). Transcribe longer recordings with /v1/audio/transcriptions, which cuts them into windows.", param, "audio_too_long");
 
     /// <summary>16 kHz samples as a 32-bit float WAV: what the clients decode back to the same samples.</summary>
     public static DataContent ToWav(float[] samples, string name)

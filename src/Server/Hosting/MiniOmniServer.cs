@@ -2,6 +2,7 @@ using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using MiniOmni.SK.Server.Api;
@@ -69,6 +70,10 @@ public static class MiniOmniServer
         services.AddSingleton<AnswerSlots>();
         services.AddSingleton<RealtimeSessions>();
         services.AddSingleton<ServerMetrics>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<EphemeralKeys>();
+        services.AddSingleton<SpokenAnswers>();
+        services.AddBrowserAccess();
 
         services.AddExceptionHandler<ApiExceptionHandler>();
         services.AddProblemDetails();
@@ -89,7 +94,7 @@ public static class MiniOmniServer
             .AddPrometheusExporter());
     }
 
-    /// <summary>The pipeline: errors as OpenAI's, the page, the key check, the limiter, health, metrics and the API.</summary>
+    /// <summary>The pipeline: errors as OpenAI's, the page, CORS and the origin check, the key check, the limiter, health, metrics and the API.</summary>
     public static void MapPipeline(WebApplication app)
     {
         // Which replica answered: for logs and load balancer checks when several run behind one address.
@@ -103,6 +108,9 @@ public static class MiniOmniServer
         app.UseWebSockets();
         app.UseDefaultFiles();
         app.UseStaticFiles();
+        // Preflights are answered before the key check (a browser sends them without the key); then foreign pages are refused.
+        app.UseCors(BrowserAccessSetup.CorsPolicy);
+        app.UseMiddleware<BrowserOriginMiddleware>();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseRateLimiter();
 
@@ -134,5 +142,8 @@ public static class MiniOmniServer
         api.MapGet("/models", ModelsEndpoint.List);
         api.MapGet("/models/{id}", ModelsEndpoint.Get);
         api.Map("/realtime", RealtimeEndpoint.HandleAsync);
+        api.MapPost("/realtime/client_secrets", ClientSecretsEndpoint.HandleAsync);
+        // Outside the group: an unknown path is 404 even while the model loads.
+        app.Map("/v1/{**path}", UnknownPathEndpoint.HandleAsync);
     }
 }

@@ -49,6 +49,9 @@ public sealed class MiniOmniServerOptions
     /// <summary>Transcribe each spoken realtime turn (Mini-Omni's ASR task, after its answer) so later turns and the client see it as text.</summary>
     public bool TranscribeRealtimeSpeech { get; set; } = true;
 
+    /// <summary>Which web pages may use the server, the hosts it answers to, ephemeral keys and /metrics (section <c>MiniOmni:Browsers</c>).</summary>
+    public BrowserAccessOptions Browsers { get; set; } = new();
+
     /// <summary>The limits every request is held to.</summary>
     public ServerLimits Limits { get; set; } = new();
 }
@@ -59,8 +62,11 @@ public sealed class ServerLimits
     /// <summary>The largest request body (JSON or an upload), in bytes; over it: 413.</summary>
     public long MaxRequestBodyBytes { get; set; } = 25 * 1024 * 1024;
 
-    /// <summary>The longest question audio, in seconds (Mini-Omni hears at most 30); over it: 413.</summary>
+    /// <summary>The longest question audio in a chat, in seconds (Mini-Omni hears at most 30); over it: 400.</summary>
     public double MaxAudioSeconds { get; set; } = 30;
+
+    /// <summary>The longest recording to transcribe, in seconds; it is cut into windows of at most 30 s. Over it: 413.</summary>
+    public double MaxTranscriptionSeconds { get; set; } = 1800;
 
     /// <summary>The most messages in one chat request (history included); over it: 413.</summary>
     public int MaxMessages { get; set; } = 64;
@@ -116,6 +122,8 @@ internal sealed class MiniOmniServerOptionsValidator(IConfiguration configuratio
         Check(options.Threads is null or >= 1, $"MiniOmni:Threads is {options.Threads}; it must be at least 1, or unset.");
         Check(limits.MaxRequestBodyBytes >= 1024, $"MiniOmni:Limits:MaxRequestBodyBytes is {limits.MaxRequestBodyBytes}; it must be at least 1024.");
         Check(limits.MaxAudioSeconds is > 0 and <= 30, $"MiniOmni:Limits:MaxAudioSeconds is {limits.MaxAudioSeconds}; it must be over 0 and at most 30 (Mini-Omni hears 30 s).");
+        Check(limits.MaxTranscriptionSeconds > 0 && limits.MaxTranscriptionSeconds <= Audio.AudioInputOptions.LongestAudio.TotalSeconds,
+            $"MiniOmni:Limits:MaxTranscriptionSeconds is {limits.MaxTranscriptionSeconds}; it must be over 0 and at most {Audio.AudioInputOptions.LongestAudio.TotalSeconds}.");
         Check(limits.MaxMessages >= 1, $"MiniOmni:Limits:MaxMessages is {limits.MaxMessages}; it must be at least 1.");
         Check(limits.MaxTextCharacters >= 1, $"MiniOmni:Limits:MaxTextCharacters is {limits.MaxTextCharacters}; it must be at least 1.");
         Check(limits.MaxAnswerTokens >= 1, $"MiniOmni:Limits:MaxAnswerTokens is {limits.MaxAnswerTokens}; it must be at least 1.");
@@ -125,6 +133,15 @@ internal sealed class MiniOmniServerOptionsValidator(IConfiguration configuratio
         Check(limits.RealtimeOutboundMessages >= 16, $"MiniOmni:Limits:RealtimeOutboundMessages is {limits.RealtimeOutboundMessages}; it must be at least 16.");
         Check(limits.RealtimeStallSeconds > 0, $"MiniOmni:Limits:RealtimeStallSeconds is {limits.RealtimeStallSeconds}; it must be over 0.");
         Check(limits.RealtimeIdleSeconds > 0, $"MiniOmni:Limits:RealtimeIdleSeconds is {limits.RealtimeIdleSeconds}; it must be over 0.");
+
+        Check(options.Browsers.EphemeralKeySeconds is >= EphemeralKeys.MinSeconds and <= EphemeralKeys.MaxSeconds,
+            $"MiniOmni:Browsers:EphemeralKeySeconds is {options.Browsers.EphemeralKeySeconds}; it must be {EphemeralKeys.MinSeconds} to {EphemeralKeys.MaxSeconds}.");
+        Check(options.Browsers.MaxEphemeralKeys >= 1, $"MiniOmni:Browsers:MaxEphemeralKeys is {options.Browsers.MaxEphemeralKeys}; it must be at least 1.");
+        foreach (string origin in options.Browsers.AllowedOrigins)
+        {
+            Check(origin == "*" || (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"),
+                $"MiniOmni:Browsers:AllowedOrigins has '{origin}'; give origins as scheme://host[:port] (https://app.example.com), or *.");
+        }
 
         if (string.IsNullOrEmpty(options.ApiKey))
         {

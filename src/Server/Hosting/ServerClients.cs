@@ -40,7 +40,7 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
                 _clients = new Clients(
                     loaded,
                     new MiniOmniChatClient(engine, null, loggers.CreateLogger<MiniOmniChatClient>()),
-                    engine.AsISpeechToTextClient(),
+                    new MiniOmniSpeechToTextClient(engine) { MaxAudioDuration = TimeSpan.FromSeconds(limits.MaxTranscriptionSeconds) },
                     engine.AsITextToSpeechClient(),
                     engine.AsIRealtimeClient(
                         new MiniOmniRealtimeClientOptions

@@ -150,7 +150,8 @@ async function start() {
   context = new AudioContext({ sampleRate: rate });
   await context.audioWorklet.addModule("pcm-worklet.js");
   const protocols = ["realtime"];
-  if (ui.key.value) protocols.push(`openai-insecure-api-key.${ui.key.value}`);
+  const key = await ephemeralKey(ui.key.value.trim());
+  if (key) protocols.push(`openai-insecure-api-key.${key}`);
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
   socket = new WebSocket(url, protocols);
   socket.onmessage = (message) => onEvent(JSON.parse(message.data));
@@ -170,6 +171,26 @@ async function start() {
   input.connect(capture);
   ui.stop.disabled = false;
   ui.talk.disabled = handsFree();
+}
+
+// The page never holds the server's real key: it takes an ephemeral key (ek_…, good for one session), or the URL of a
+// token endpoint of your own (it POSTs /v1/realtime/client_secrets with the real key and returns the answer), asked anew
+// for each session.
+async function ephemeralKey(value) {
+  if (!value) return null;
+  if (value.startsWith("ek_")) {
+    ui.key.value = ""; // used once: the server will not take it again
+    return value;
+  }
+  if (!/^(https?:\/\/|\/)/.test(value)) {
+    throw new Error("Give an ephemeral key (ek_…) or the URL of a token endpoint, never the server's API key.");
+  }
+  const response = await fetch(value, { method: "POST" });
+  if (!response.ok) throw new Error(`The token endpoint answered ${response.status}.`);
+  const secret = await response.json();
+  const key = secret.value ?? secret.client_secret?.value;
+  if (!key?.startsWith("ek_")) throw new Error("The token endpoint's answer has no ek_ value.");
+  return key;
 }
 
 function stop() {

@@ -49,7 +49,7 @@ public sealed class ServerCollection : ICollectionFixture<FixtureEngine>
 /// The server over a given engine (the fixture's, or a scripted one), configured as a test needs; in process (TestServer)
 /// or, after <see cref="StartKestrel"/>, on a loopback port for real clients.
 /// </summary>
-public sealed class ServerFactory(IMiniOmniEngine? engine, Dictionary<string, string?>? settings = null, IModelLoader? loader = null) : WebApplicationFactory<Program>
+public sealed class ServerFactory(IMiniOmniEngine? engine, Dictionary<string, string?>? settings = null, IModelLoader? loader = null, Action<IServiceCollection>? services = null) : WebApplicationFactory<Program>
 {
     /// <summary>The answer budget the tests' server allows: short answers, so each test takes seconds.</summary>
     public const int AnswerTokens = 24;
@@ -88,9 +88,10 @@ public sealed class ServerFactory(IMiniOmniEngine? engine, Dictionary<string, st
             builder.UseSetting(key, value);
         }
 
-        builder.ConfigureTestServices(services =>
+        builder.ConfigureTestServices(collection =>
         {
-            services.AddSingleton(loader ?? new GivenEngineLoader(engine ?? throw new ArgumentNullException(nameof(engine))));
+            collection.AddSingleton(loader ?? new GivenEngineLoader(engine ?? throw new ArgumentNullException(nameof(engine))));
+            services?.Invoke(collection);
         });
     }
 
