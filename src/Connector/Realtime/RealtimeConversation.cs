@@ -80,6 +80,16 @@ internal sealed class RealtimeConversation
         }
     }
 
+    /// <summary>The turns before <paramref name="question"/> (all of them if it is not one), as role and text, for a thinker.</summary>
+    public IReadOnlyList<(ChatRole Role, string? Text)> TurnsBefore(ConversationEntry question)
+    {
+        lock (_lock)
+        {
+            int end = _entries.IndexOf(question);
+            return [.. _entries.Take(end < 0 ? _entries.Count : end).Select(e => (e.Role, e.Text))];
+        }
+    }
+
     /// <summary>
     /// The preamble of an answer to <paramref name="question"/>: the instructions and the system turns, then the turns
     /// before the question as "User: ..." and "Assistant: ..." lines, the oldest left out first beyond

@@ -173,7 +173,9 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 OutputIndex = 0,
                 Item = new RealtimeConversationItem([], response.Answer.Id, ChatRole.Assistant),
             }).ConfigureAwait(false);
-            await foreach (var update in session.Engine.GenerateAsync(request, token).ConfigureAwait(false))
+            // With a thinker, it writes the answer and Mini-Omni speaks it; otherwise Mini-Omni answers itself.
+            var answer = session.ClientOptions.Thinker is { } thinker ? RealtimeThinking.AnswerAsync(session, response, thinker, token) : session.Engine.GenerateAsync(request, token);
+            await foreach (var update in answer.ConfigureAwait(false))
             {
                 switch (update)
                 {
