@@ -23,8 +23,11 @@ internal sealed record LoopbackThinkerOptions
     /// <summary>Characters per streamed piece: pieces are cut anywhere, inside words and between a letter and its accent.</summary>
     public int CharactersPerToken { get; init; } = 4;
 
-    /// <summary>When set, every request is answered with this HTTP status and an OpenAI-style error body.</summary>
+    /// <summary>When set, requests are answered with this HTTP status and an OpenAI-style error body (the first <see cref="Failures"/> of them).</summary>
     public int? FailWithStatus { get; init; }
+
+    /// <summary>How many requests fail when <see cref="FailWithStatus"/> is set; the rest are answered.</summary>
+    public int Failures { get; init; } = int.MaxValue;
 
     /// <summary>When set and the request offers this function and carries no tool result yet, the answer is a call to it.</summary>
     public string? CallTool { get; init; }
@@ -46,6 +49,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<string> _requests = [];
     private int _abandoned;
+    private int _failed;
     private TaskCompletionSource _abandonedSignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LoopbackThinker(LoopbackThinkerOptions? options = null)
@@ -147,7 +151,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
                 return;
             }
 
-            if (_options.FailWithStatus is { } status)
+            if (_options.FailWithStatus is { } status && Interlocked.Increment(ref _failed) <= _options.Failures)
             {
                 response.StatusCode = status;
                 response.ContentType = "application/json";

@@ -56,6 +56,7 @@ public sealed class MiniOmniVoiceChatClient : DelegatingChatClient
     private readonly MiniOmniVoiceOptions _options;
     private readonly ThinkerVoice _thinking;
     private readonly SpokenMemory _spokenMemory;
+    private readonly TranscriptCache _questions;
 
     /// <summary>A voice for <paramref name="thinker"/>, spoken by <paramref name="voice"/> (which it does not own).</summary>
     public MiniOmniVoiceChatClient(IChatClient thinker, IMiniOmniEngine voice, MiniOmniVoiceOptions? options = null, ILogger<MiniOmniVoiceChatClient>? logger = null)
@@ -74,6 +75,8 @@ public sealed class MiniOmniVoiceChatClient : DelegatingChatClient
         var log = (ILogger?)logger ?? NullLogger.Instance;
         _thinking = new ThinkerVoice(thinker, voice, log);
         _spokenMemory = new SpokenMemory(voice, new TranscriptCache(_options.TranscriptCacheEntries, 1 << 20), _options.TranscriptMaxTokens, log);
+        // An agent's function loop sends the same spoken question again with each tool result: it is heard once.
+        _questions = new TranscriptCache(_options.TranscriptCacheEntries, 1 << 20);
     }
 
     /// <inheritdoc />
@@ -215,6 +218,12 @@ public sealed class MiniOmniVoiceChatClient : DelegatingChatClient
 
     private async Task<string> TranscribeAsync(DataContent audio, EncoderMode encoder, CancellationToken cancellationToken)
     {
+        string key = $"{encoder}\n{audio.MediaType}\n{Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(audio.Data.Span))}";
+        if (_questions.TryGet(key, out string? known))
+        {
+            return known;
+        }
+
         float[] samples;
         try
         {
@@ -235,7 +244,9 @@ public sealed class MiniOmniVoiceChatClient : DelegatingChatClient
             }
         }
 
-        return text.ToString().Trim();
+        string transcript = text.ToString().Trim();
+        _questions.Add(key, transcript);
+        return transcript;
     }
 
     private static ChatMessage WithoutAudio(ChatMessage message) =>
