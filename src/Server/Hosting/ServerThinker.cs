@@ -19,6 +19,10 @@ internal static class ServerThinker
         var credential = new ApiKeyCredential(string.IsNullOrEmpty(key) ? "no-key" : key);
         return new OpenAIClient(credential, new OpenAIClientOptions { Endpoint = new Uri(settings.Endpoint!), RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(0) })
             .GetChatClient(settings.Model)
-            .AsIChatClient();
+            .AsIChatClient()
+            .AsBuilder()
+            // A request's model names Mini-Omni (the server's model), not the thinker's: the thinker keeps its own.
+            .ConfigureOptions(options => options.ModelId = settings.Model)
+            .Build();
     }
 }
