@@ -36,27 +36,36 @@ internal static class RealtimeThinking
             messages.Add(new ChatMessage(ChatRole.System, response.Plan.Instructions));
         }
 
-        foreach (var (role, text) in response.Conversation.TurnsBefore(question))
+        var (before, toolExchanges) = response.Conversation.TurnsAround(question);
+        foreach (var entry in before)
         {
-            if (role == ChatRole.User)
+            if (ToMessage(entry) is { } message)
             {
-                messages.Add(new ChatMessage(role, string.IsNullOrWhiteSpace(text) ? RealtimeConversation.UntranscribedSpeech : text));
-            }
-            else if (!string.IsNullOrWhiteSpace(text))
-            {
-                // An answer cut off before any of it was heard said nothing, and is left out.
-                messages.Add(new ChatMessage(role, text));
+                messages.Add(message);
             }
         }
 
         messages.Add(new ChatMessage(ChatRole.User, asked.Length > 0 ? asked : RealtimeConversation.UntranscribedSpeech));
+        messages.AddRange(toolExchanges.Select(ToMessage).OfType<ChatMessage>());
+        // The tools the client declared are the thinker's; their calls go back to the client as function call items.
+        var thinkerOptions = new ChatOptions { Tools = response.Plan.Tools.Offered ? [.. response.Plan.Tools.Tools] : null };
         var voice = new ThinkerVoice(thinker, session.Engine, session.Logger);
         var voiceRequest = new MiniOmniRequest { Sampling = options.Sampling, MaxTokens = response.Plan.MaxTokens, EncoderMode = options.EncoderMode };
-        await foreach (var item in voice.AnswerAsync(messages, asked, new ChatOptions(), response.Plan.Speaks, voiceRequest, cancellationToken).ConfigureAwait(false))
+        await foreach (var item in voice.AnswerAsync(messages, asked, thinkerOptions, response.Plan.Speaks, voiceRequest, cancellationToken).ConfigureAwait(false))
         {
             yield return item;
         }
     }
+
+    // A turn as a chat message: a call made, a result given, or what was said (an answer cut off before any of it was heard said nothing).
+    private static ChatMessage? ToMessage(ConversationEntry entry) => entry switch
+    {
+        { FunctionCall: { } call } => new ChatMessage(ChatRole.Assistant, [call]),
+        { FunctionResult: { } result } => new ChatMessage(ChatRole.Tool, [result]),
+        { Role: var role } when role == ChatRole.User => new ChatMessage(role, string.IsNullOrWhiteSpace(entry.Text) ? RealtimeConversation.UntranscribedSpeech : entry.Text),
+        _ when !string.IsNullOrWhiteSpace(entry.Text) => new ChatMessage(entry.Role, entry.Text),
+        _ => null,
+    };
 
     private static async Task<string> TranscribeAsync(IMiniOmniEngine engine, float[] audio, MiniOmniRealtimeClientOptions options, CancellationToken cancellationToken)
     {
