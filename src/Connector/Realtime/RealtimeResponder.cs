@@ -217,7 +217,8 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 EncoderMode = session.ClientOptions.EncoderMode,
             };
 
-            if (toolCalls is null)
+            // With tools offered, a message item opens only when there is something to say (a turn may only call).
+            if (!plan.Tools.Offered)
             {
                 await StartMessageAsync().ConfigureAwait(false);
             }

@@ -14,8 +14,11 @@ namespace MiniOmni.SK.Connector.Tests.Thinker;
 /// <summary>Realtime sessions whose answers a thinker writes (<see cref="MiniOmniRealtimeClientOptions.Thinker"/>), on the fixture model.</summary>
 public sealed class ThinkerRealtimeTests(EngineFixture fixture) : IClassFixture<EngineFixture>
 {
-    private static readonly RealtimeSessionOptions ManualTurns = new()
+    private static readonly RealtimeSessionOptions ManualTurns = Manual();
+
+    private static RealtimeSessionOptions Manual(IReadOnlyList<AITool>? tools = null) => new()
     {
+        Tools = tools,
         InputAudioFormat = new RealtimeAudioFormat("audio/pcm", 16000),
         VoiceActivityDetection = new VoiceActivityDetectionOptions { Enabled = false },
         Instructions = "Be brief.",
@@ -80,10 +83,35 @@ public sealed class ThinkerRealtimeTests(EngineFixture fixture) : IClassFixture<
         await thinker.AnswerAbandoned.WaitAsync(TimeSpan.FromSeconds(30));
     }
 
-    private async Task<SessionProbe> Open(LoopbackThinker thinker)
+    [Fact]
+    public async Task TheClientsToolsAreOfferedToTheThinkerAndItsCallComesBackAsAFunctionCallItem()
+    {
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = "It is {tool} in Oslo.", CallTool = "GetWeather", ToolArguments = """{"city":"Oslo"}""", FirstTokenDelay = TimeSpan.Zero, TokensPerSecond = 300 });
+        var probe = await Open(thinker, Manual([AIFunctionFactory.Create((string city) => "sunny", "GetWeather")]));
+
+        await Ask(probe, "Weather in Oslo?");
+        var first = await probe.WaitForResponseDone();
+        var callDone = probe.Seen.OfType<ResponseOutputItemRealtimeServerMessage>().Single(m => m.ResponseId == first.ResponseId && m.Type == RealtimeServerMessageType.ResponseOutputItemDone);
+        var call = Assert.IsType<FunctionCallContent>(Assert.Single(callDone.Item!.Contents));
+        Assert.Equal("GetWeather", call.Name);
+        Assert.Equal("Oslo", call.Arguments!["city"]!.ToString());
+        Assert.Contains("GetWeather", thinker.Requests[0]);
+
+        probe.Seen.Clear();
+        await probe.Send(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new FunctionResultContent(call.CallId, "sunny")])));
+        await probe.Send(new CreateResponseRealtimeClientMessage());
+        var second = await probe.WaitForResponseDone();
+
+        Assert.Equal(RealtimeResponseStatus.Completed, second.Status);
+        Assert.Equal("It is sunny in Oslo.", string.Concat(probe.Seen.OfType<OutputTextAudioRealtimeServerMessage>().Where(m => m.Type == RealtimeServerMessageType.OutputAudioTranscriptionDelta).Select(m => m.Text)));
+        // The thinker's second request carries its call and the client's result.
+        Assert.Equal(["system", "user", "assistant", "tool"], JsonNode.Parse(thinker.Requests[1])!["messages"]!.AsArray().Select(m => m!["role"]!.GetValue<string>()));
+    }
+
+    private async Task<SessionProbe> Open(LoopbackThinker thinker, RealtimeSessionOptions? options = null)
     {
         var client = new MiniOmniRealtimeClient(fixture.Engine, new MiniOmniRealtimeClientOptions { Thinker = ThinkerClient(thinker), TranscribeUserSpeech = false });
-        return new SessionProbe(await client.CreateSessionAsync(ManualTurns));
+        return new SessionProbe(await client.CreateSessionAsync(options ?? ManualTurns));
     }
 
     private static async Task Ask(SessionProbe probe, string question)
