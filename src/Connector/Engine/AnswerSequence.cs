@@ -98,6 +98,41 @@ internal sealed class AnswerSequence
     /// <summary>Whether the answer is still decoding its prompt.</summary>
     public bool InPrompt => _phase == Phase.SharedPrompt;
 
+    /// <summary>
+    /// A row that yields to answers (a question's transcript): admitted only while no answer waits, on a side sequence,
+    /// so it never holds up an answer's admission.
+    /// </summary>
+    public bool YieldsToAnswers { get; init; }
+
+    /// <summary>
+    /// An answer whose first <see cref="DonorPositions"/> prompt positions equal this one's (the same preamble and
+    /// question features): once it has decoded them, they are shared with this row instead of decoded again.
+    /// </summary>
+    public AnswerSequence? PromptDonor { get; init; }
+
+    /// <summary>The prompt positions shared with <see cref="PromptDonor"/>.</summary>
+    public int DonorPositions { get; init; }
+
+    /// <summary>The most leading prompt positions another sequence's cache may provide: token-determined ones, and never the last shared one.</summary>
+    public int ReusablePositions => Math.Min(_request.Prompt.TokenPositions, _sharedLength - 1);
+
+    /// <summary>The prompt positions of the speaking (or only) row decoded so far (or provided by <see cref="SkipPrompt"/>).</summary>
+    public int DecodedPromptPositions => _phase == Phase.SharedPrompt ? _decodedPrompt : _sharedLength;
+
+    /// <summary>
+    /// Takes the first <paramref name="positions"/> prompt positions as decoded: the scheduler has shared another
+    /// sequence's cache of the same positions into this answer's speaking row. Only before the first decode.
+    /// </summary>
+    public void SkipPrompt(int positions)
+    {
+        if (_phase != Phase.SharedPrompt || _decodedPrompt != 0 || positions < 0 || positions >= _sharedLength)
+        {
+            throw new InvalidOperationException($"{positions} prompt positions cannot be skipped (of {_sharedLength}, {_decodedPrompt} decoded).");
+        }
+
+        _decodedPrompt = positions;
+    }
+
     /// <summary>Why the answer ended, once <see cref="OnDecoded"/> has returned false.</summary>
     public AnswerStopReason StopReason { get; private set; } = AnswerStopReason.EndOfAnswer;
 

@@ -16,6 +16,15 @@ internal sealed record BackboneOptions
     /// <summary>Sequences decoded together (two per batch-parallel request).</summary>
     public uint MaxSequences { get; init; } = 8;
 
+    /// <summary>
+    /// Sequences beyond the answers' (after the scratch sequence): rows that yield to answers (a question's transcript
+    /// beside its answer) and the prompt cache's kept prefixes.
+    /// </summary>
+    public uint SideSequences { get; init; }
+
+    /// <summary>The first side sequence's id (the answers' come first, then the scratch sequence).</summary>
+    public int FirstSideSequence => (int)MaxSequences + 1;
+
     /// <summary>Positions per decode call (the prefill of a long question is split into batches of this size).</summary>
     public uint BatchSize { get; init; } = 512;
 
@@ -218,8 +227,8 @@ internal sealed class Backbone : IBackbone, IDisposable
             ContextSize = options.ContextSize,
             BatchSize = options.BatchSize,
             UBatchSize = options.BatchSize,
-            // One more than the answers use: the scratch sequence that pads a decode to a cheaper size.
-            SeqMax = options.MaxSequences + 1,
+            // One more than the answers use (the scratch sequence that pads a decode to a cheaper size), then the side sequences.
+            SeqMax = options.MaxSequences + 1 + options.SideSequences,
             TypeK = options.CacheType,
             TypeV = options.CacheType,
             // llama.cpp's CPU flash attention rounds queries through f16 (3e-3 from the reference even with an f32 cache).

@@ -11,6 +11,9 @@ internal sealed class AnswerSteps(AnswerSequence answer) : ChannelReader<StepTok
 {
     private readonly ChannelReader<StepTokens> _steps = answer.Steps;
 
+    /// <summary>The answer itself, on its way through the scheduler.</summary>
+    internal AnswerSequence Answer => answer;
+
     /// <summary>Why the answer ended; meaningful once the reader has completed without an error.</summary>
     public AnswerStopReason StopReason => answer.StopReason;
 
@@ -44,6 +47,17 @@ internal sealed record DecodeSchedulerOptions
 
     /// <summary>The fewest prompt positions decoded at once, however slow the machine.</summary>
     public int MinPrefillSlice { get; init; } = 8;
+
+    /// <summary>
+    /// The most cache cells the prompt cache's kept prefixes hold together (0: none kept). When an answer ends, its
+    /// preamble's positions are kept on a side sequence, keyed by their tokens; a later prompt that starts with the same
+    /// tokens shares them instead of decoding them again. The least recently used prefix goes first: beyond this size,
+    /// when an answer needs the cells, or when a side row needs the sequence.
+    /// </summary>
+    public long PromptCacheCells { get; init; }
+
+    /// <summary>The shortest preamble worth keeping in the prompt cache.</summary>
+    public int MinCachedPrefix { get; init; } = 8;
 
     /// <summary>The nice value of the scheduler's thread and its OpenMP workers (0: normal priority; see <see cref="ComputeThreadPriority"/>).</summary>
     public int ComputeNiceness { get; init; }
@@ -86,9 +100,18 @@ internal sealed class DecodeScheduler : IDisposable
     // New answers and work to run between steps, in the order they were posted.
     private readonly Channel<object> _inbox = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<AnswerSequence> _waiting = new();
+    // Rows that yield to answers (transcripts), admitted only while no answer waits.
+    private readonly Queue<AnswerSequence> _waitingSide = new();
     private readonly Queue<BetweenStepsWork> _work = new();
     private readonly List<ActiveAnswer> _active = [];
     private readonly Stack<LLamaSeqId> _freeSequences;
+    // Side sequences: rows that yield to answers, and the prompt cache's kept prefixes.
+    private readonly Stack<LLamaSeqId> _freeSideSequences;
+    private readonly int _sideSequences;
+    private readonly List<CachedPrefix> _cached = [];
+    private long _cachedCells;
+    private long _cacheClock;
+    private long _reusedPositions;
     private readonly Thread _thread;
     private readonly long _usableCells;
     private volatile bool _stopping;
@@ -128,6 +151,8 @@ internal sealed class DecodeScheduler : IDisposable
         // The backbone may pad a step with up to one row per sequence of scratch, for the length of a decode.
         _usableCells = backbone.Options.ContextSize - backbone.Options.MaxSequences;
         _freeSequences = new Stack<LLamaSeqId>(Enumerable.Range(0, sequences).Reverse().Select(id => (LLamaSeqId)id));
+        _sideSequences = (int)backbone.Options.SideSequences;
+        _freeSideSequences = new Stack<LLamaSeqId>(Enumerable.Range(backbone.Options.FirstSideSequence, _sideSequences).Reverse().Select(id => (LLamaSeqId)id));
         _thread = new Thread(Run) { IsBackground = true, Name = "MiniOmni decode scheduler" };
         _thread.Start();
     }
@@ -150,13 +175,41 @@ internal sealed class DecodeScheduler : IDisposable
     /// <summary>Whether the decode costs are measured (each size is measured while the scheduler has nothing else to do).</summary>
     public bool CostsMeasured => !Volatile.Read(ref _measuringCosts);
 
+    /// <summary>Prompt positions shared from another sequence's cache (a kept prefix, or a donor's prompt) instead of decoded.</summary>
+    public long ReusedPromptPositions => Volatile.Read(ref _reusedPositions);
+
+    /// <summary>Cache cells the prompt cache's kept prefixes hold.</summary>
+    public long CachedPrefixCells => Volatile.Read(ref _cachedCells);
+
+    /// <summary>The lengths of the prompt cache's kept prefixes, least recently used first (read on the scheduler's thread, or when idle).</summary>
+    internal int[] CachedPrefixLengths() => [.. _cached.ToArray().OrderBy(c => c.LastUsed).Select(c => c.Length)];
+
     /// <summary>The longest time between two steps of one answer since the last call, and resets it.</summary>
     public TimeSpan TakeLongestStepGap() => TimeSpan.FromTicks(Interlocked.Exchange(ref _longestGapTicks, 0));
 
     /// <summary>Queues an answer; its steps arrive on the returned reader as they are kept.</summary>
     /// <exception cref="ArgumentException">The answer could never fit the cache.</exception>
     /// <exception cref="InvalidOperationException">The scheduler failed earlier and serves no more answers.</exception>
-    public AnswerSteps Submit(GenerationRequest request, CancellationToken cancellationToken)
+    public AnswerSteps Submit(GenerationRequest request, CancellationToken cancellationToken) => Post(request, cancellationToken, beside: false, donor: null, donorPositions: 0);
+
+    /// <summary>
+    /// Queues a row that yields to answers (a question's transcript): it waits while any answer waits, runs on a side
+    /// sequence, and shares the first <paramref name="donorPositions"/> prompt positions of <paramref name="donor"/>
+    /// (equal by the caller's construction) once the donor has decoded them, so they are decoded once. If the donor
+    /// ends first, the row decodes its own prompt. Without side sequences it is queued as an answer.
+    /// </summary>
+    /// <exception cref="ArgumentException">The row could never fit the cache, or the shared positions are not part of both prompts.</exception>
+    public AnswerSteps SubmitBeside(GenerationRequest request, AnswerSteps? donor, int donorPositions, CancellationToken cancellationToken)
+    {
+        if (donor is not null && (request.SequenceCount != 1 || donorPositions <= 0 || donorPositions >= request.Prompt.Length || donorPositions >= donor.Answer.Request.Prompt.Length))
+        {
+            throw new ArgumentException($"A row beside an answer shares 1 to {Math.Min(request.Prompt.Length, donor.Answer.Request.Prompt.Length) - 1} prompt positions with it; got {donorPositions}.", nameof(donorPositions));
+        }
+
+        return Post(request, cancellationToken, beside: true, donor?.Answer, donor is null ? 0 : donorPositions);
+    }
+
+    private AnswerSteps Post(GenerationRequest request, CancellationToken cancellationToken, bool beside, AnswerSequence? donor, int donorPositions)
     {
         ThrowIfFaulted();
         if (request.CacheCells > _usableCells)
@@ -166,7 +219,12 @@ internal sealed class DecodeScheduler : IDisposable
                 nameof(request));
         }
 
-        var answer = new AnswerSequence(request, _mix, _vocabulary, cancellationToken);
+        var answer = new AnswerSequence(request, _mix, _vocabulary, cancellationToken)
+        {
+            YieldsToAnswers = beside && _sideSequences > 0,
+            PromptDonor = donor,
+            DonorPositions = donorPositions,
+        };
         Post(answer);
         return new AnswerSteps(answer);
     }
@@ -196,6 +254,9 @@ internal sealed class DecodeScheduler : IDisposable
 
         FailQueued(Stopped());
     }
+
+    // Cells the cost measurement's prompt takes on the scratch sequence (with margin).
+    private const int MeasuringCells = 64;
 
     private static TimeSpan Ticks(ref long ticks) => TimeSpan.FromTicks(Volatile.Read(ref ticks));
 
@@ -353,7 +414,7 @@ internal sealed class DecodeScheduler : IDisposable
             }
 
             int capacity = Math.Min(room, inPrompt ? promptRoom : room);
-            if (capacity <= 0)
+            if (capacity <= 0 || (inPrompt && !slot.PrefixSettled && !SettlePrefix(slot)))
             {
                 continue;
             }
@@ -399,7 +460,118 @@ internal sealed class DecodeScheduler : IDisposable
         return (int)Math.Clamp(positions, _options.MinPrefillSlice, _backbone.Options.BatchSize);
     }
 
-    private long FreeCells => _usableCells - _reservedCells;
+    private long FreeCells => _usableCells - _reservedCells - _cachedCells;
+
+    // Before an answer's first prompt decode: the longest start of its prompt that another sequence's cache already
+    // holds (its donor's prompt, or a kept prefix with the same tokens) is shared into its speaking row, not decoded.
+    // False while a donor that has not decoded the shared positions yet is still on its way to them.
+    private bool SettlePrefix(ActiveAnswer slot)
+    {
+        var answer = slot.Answer;
+        LLamaSeqId source = default;
+        int reuse = 0;
+        CachedPrefix? entry = null;
+        if (answer.PromptDonor is { } donor && _active.Find(s => s.Answer == donor) is { } giver)
+        {
+            if (donor.InPrompt)
+            {
+                // A paused donor may not get on for a while: the row then decodes its own prompt.
+                if (!giver.Paused)
+                {
+                    return false;
+                }
+            }
+            else
+            {
+                reuse = answer.DonorPositions;
+                source = donor.Sequences[0];
+            }
+        }
+
+        foreach (var cached in _cached)
+        {
+            int common = cached.CommonPrefix(answer.Request.Prompt, answer.ReusablePositions);
+            if (common > reuse)
+            {
+                (reuse, source, entry) = (common, cached.Sequence, cached);
+            }
+        }
+
+        slot.PrefixSettled = true;
+        if (reuse == 0)
+        {
+            return true;
+        }
+
+        _backbone.CopySequence(source, answer.Sequences[0], 0, reuse);
+        answer.SkipPrompt(reuse);
+        slot.Used += reuse;
+        if (entry is not null)
+        {
+            entry.LastUsed = ++_cacheClock;
+        }
+
+        Interlocked.Add(ref _reusedPositions, reuse);
+        return true;
+    }
+
+    // An ending answer's preamble is kept on a side sequence for later prompts that start with it; a kept prefix it
+    // extends is dropped (the new one serves every prompt the old one did), one that covers it is only marked used.
+    private void KeepPrefix(ActiveAnswer slot)
+    {
+        var answer = slot.Answer;
+        var prompt = answer.Request.Prompt;
+        int length = Math.Min(prompt.PrefixLength, answer.DecodedPromptPositions);
+        if (length < _options.MinCachedPrefix || length > _options.PromptCacheCells || _sideSequences == 0)
+        {
+            return;
+        }
+
+        if (_cached.Find(c => c.Length >= length && c.CommonPrefix(prompt, length) == length) is { } covering)
+        {
+            covering.LastUsed = ++_cacheClock;
+            return;
+        }
+
+        foreach (var shorter in _cached.Where(c => c.CommonPrefix(prompt, c.Length) == c.Length).ToList())
+        {
+            Evict(shorter);
+        }
+
+        while (_cached.Count > 0 && (_cachedCells + length > _options.PromptCacheCells || _freeSideSequences.Count == 0))
+        {
+            Evict(_cached.MinBy(c => c.LastUsed)!);
+        }
+
+        if (_freeSideSequences.Count == 0)
+        {
+            return;
+        }
+
+        var sequence = _freeSideSequences.Pop();
+        _backbone.CopySequence(answer.Sequences[0], sequence, 0, length);
+        _cached.Add(new CachedPrefix(sequence, prompt.Streams, length) { LastUsed = ++_cacheClock });
+        Volatile.Write(ref _cachedCells, _cachedCells + length);
+    }
+
+    private void Evict(CachedPrefix entry)
+    {
+        _cached.Remove(entry);
+        Volatile.Write(ref _cachedCells, _cachedCells - entry.Length);
+        _backbone.RemoveSequence(entry.Sequence);
+        _freeSideSequences.Push(entry.Sequence);
+    }
+
+    // Frees kept prefixes, least recently used first, until <paramref name="cells"/> are free; false if they cannot be.
+    private bool MakeRoom(long cells)
+    {
+        while (FreeCells < cells && _cached.Count > 0)
+        {
+            Evict(_cached.MinBy(c => c.LastUsed)!);
+        }
+
+        return FreeCells >= cells;
+    }
 
     // Makes sure the answer's reservation covers its next rows, growing it by a slice when it does not; false when the cache has no room.
     private bool Reserve(ActiveAnswer slot, int rows)
@@ -412,6 +584,7 @@ internal sealed class DecodeScheduler : IDisposable
 
         var request = slot.Answer.Request;
         long slice = Math.Min(Math.Max(needed, (long)_options.ReserveSliceSteps * request.SequenceCount), request.CacheCells - slot.Reserved);
+        MakeRoom(needed);
         long grow = FreeCells >= slice ? slice : needed;
         if (grow < needed || FreeCells < grow)
         {
@@ -500,6 +673,11 @@ internal sealed class DecodeScheduler : IDisposable
             waiting.Fail(error);
         }
 
+        while (_waitingSide.TryDequeue(out var waiting))
+        {
+            waiting.Fail(error);
+        }
+
         while (_work.TryDequeue(out var work))
         {
             work.Fail(error);
@@ -512,7 +690,7 @@ internal sealed class DecodeScheduler : IDisposable
         {
             if (item is AnswerSequence arrival)
             {
-                _waiting.Enqueue(arrival);
+                (arrival.YieldsToAnswers ? _waitingSide : _waiting).Enqueue(arrival);
             }
             else if (item is BetweenStepsWork work)
             {
@@ -546,8 +724,10 @@ internal sealed class DecodeScheduler : IDisposable
     // more than one measurement; until they all are, steps go in one decode.
     private bool WaitForWork()
     {
-        while (!_stopping && _active.Count == 0 && _waiting.Count == 0 && !_inbox.Reader.TryPeek(out _) && _measuringCosts)
+        while (!_stopping && _active.Count == 0 && _waiting.Count == 0 && _waitingSide.Count == 0 && !_inbox.Reader.TryPeek(out _) && _measuringCosts)
         {
+            // The measurement decodes a short prompt on the scratch sequence: kept prefixes leave room for it.
+            MakeRoom(MeasuringCells);
             _measuringCosts = _backbone.MeasureNextCost();
             if (!_measuringCosts)
             {
@@ -561,7 +741,7 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         // Answers waiting for streamed text give the loop nothing to do until their text (or a cancellation) wakes it.
-        if (_active.Any(slot => !slot.Answer.WaitsForText) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers))
+        if (_active.Any(slot => !slot.Answer.WaitsForText) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
         {
             return true;
         }
@@ -576,17 +756,20 @@ internal sealed class DecodeScheduler : IDisposable
             Release(slot, new OperationCanceledException(slot.Answer.Cancellation));
         }
 
-        int waiting = _waiting.Count;
-        for (int i = 0; i < waiting; i++)
+        foreach (var queue in new[] { _waiting, _waitingSide })
         {
-            var answer = _waiting.Dequeue();
-            if (answer.Cancellation.IsCancellationRequested)
+            int waiting = queue.Count;
+            for (int i = 0; i < waiting; i++)
             {
-                answer.Fail(new OperationCanceledException(answer.Cancellation));
-            }
-            else
-            {
-                _waiting.Enqueue(answer);
+                var answer = queue.Dequeue();
+                if (answer.Cancellation.IsCancellationRequested)
+                {
+                    answer.Fail(new OperationCanceledException(answer.Cancellation));
+                }
+                else
+                {
+                    queue.Enqueue(answer);
+                }
             }
         }
     }
@@ -596,23 +779,53 @@ internal sealed class DecodeScheduler : IDisposable
     private void Admit()
     {
         while (_waiting.TryPeek(out var next)
-            && _active.Count < MaxActiveAnswers
+            && _active.Count(slot => !slot.Answer.YieldsToAnswers) < MaxActiveAnswers
             && _freeSequences.Count >= next.Request.SequenceCount
             && !_active.Any(slot => slot.Paused))
         {
-            var request = next.Request;
-            long first = Math.Min(request.Prompt.Length + (long)_options.ReserveSliceSteps * request.SequenceCount, request.CacheCells);
-            if (first > FreeCells)
+            long first = FirstReservation(next.Request);
+            if (first > FreeCells && !MakeRoom(first))
             {
                 break;
             }
 
             _waiting.Dequeue();
-            next.Sequences = [.. Enumerable.Range(0, request.SequenceCount).Select(_ => _freeSequences.Pop())];
+            next.Sequences = [.. Enumerable.Range(0, next.Request.SequenceCount).Select(_ => _freeSequences.Pop())];
             _reservedCells += first;
             _active.Add(new ActiveAnswer(next, _admitted++) { Reserved = first });
         }
+
+        // Rows that yield to answers: only while no answer waits, each on a side sequence (a kept prefix gives its own up).
+        while (_waiting.Count == 0
+            && _waitingSide.TryPeek(out var side)
+            && _active.Count(slot => slot.Answer.YieldsToAnswers) < MaxActiveAnswers
+            && !_active.Any(slot => slot.Paused))
+        {
+            if (_freeSideSequences.Count == 0)
+            {
+                if (_cached.Count == 0)
+                {
+                    break;
+                }
+
+                Evict(_cached.MinBy(c => c.LastUsed)!);
+            }
+
+            long first = FirstReservation(side.Request);
+            if (first > FreeCells && !MakeRoom(first))
+            {
+                break;
+            }
+
+            _waitingSide.Dequeue();
+            side.Sequences = [_freeSideSequences.Pop()];
+            _reservedCells += first;
+            _active.Add(new ActiveAnswer(side, _admitted++) { Reserved = first });
+        }
     }
+
+    private long FirstReservation(GenerationRequest request) =>
+        Math.Min(request.Prompt.Length + (long)_options.ReserveSliceSteps * request.SequenceCount, request.CacheCells);
 
     private void Release(ActiveAnswer slot, Exception? error, AnswerStopReason? reason = null)
     {
@@ -622,12 +835,26 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         Exception? freeing = null;
+        // A prefix the answer decoded whole stays for later prompts; after a failed decode the cache may hold part of a batch.
+        if (_options.PromptCacheCells > 0 && (error is null or OperationCanceledException) && slot.Answer.Sequences.Length > 0)
+        {
+            try
+            {
+                KeepPrefix(slot);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Keeping the prefix of sequence {Sequence} failed.", slot.Answer.Sequences[0].Value);
+                freeing = e;
+            }
+        }
+
         foreach (var sequence in slot.Answer.Sequences)
         {
             try
             {
                 _backbone.RemoveSequence(sequence);
-                _freeSequences.Push(sequence);
+                (slot.Answer.YieldsToAnswers ? _freeSideSequences : _freeSequences).Push(sequence);
             }
             catch (Exception e)
             {
@@ -679,6 +906,41 @@ internal sealed class DecodeScheduler : IDisposable
 
         /// <summary>When its last step was decoded (a timestamp), or 0.</summary>
         public long LastStep { get; set; }
+
+        /// <summary>Whether the start of its prompt has been looked up in the other sequences' caches.</summary>
+        public bool PrefixSettled { get; set; }
+    }
+
+    /// <summary>A kept preamble: its positions on a side sequence, and the tokens that produced them.</summary>
+    private sealed class CachedPrefix(LLamaSeqId sequence, int[][] streams, int length)
+    {
+        private readonly int[][] _streams = [.. streams.Select(stream => stream[..length])];
+
+        public LLamaSeqId Sequence { get; } = sequence;
+
+        /// <summary>Positions (and cache cells) kept.</summary>
+        public int Length { get; } = length;
+
+        /// <summary>When it was last kept or shared (the scheduler's counter): the least recent goes first.</summary>
+        public long LastUsed { get; set; }
+
+        /// <summary>How many leading positions of <paramref name="prompt"/>, at most <paramref name="limit"/>, have this prefix's tokens on every stream.</summary>
+        public int CommonPrefix(Prompt prompt, int limit)
+        {
+            int end = Math.Min(Math.Min(limit, Length), prompt.Length);
+            for (int position = 0; position < end; position++)
+            {
+                for (int stream = 0; stream < _streams.Length; stream++)
+                {
+                    if (_streams[stream][position] != prompt.Streams[stream][position])
+                    {
+                        return position;
+                    }
+                }
+            }
+
+            return Math.Max(0, end);
+        }
     }
 }
 

@@ -57,6 +57,14 @@ public sealed record MiniOmniEngineOptions
     /// <summary>An f32 KV cache: closest to the reference, slower and twice the memory. The default is f16.</summary>
     public bool FullPrecisionCache { get; init; }
 
+    /// <summary>
+    /// Cache positions kept for later prompts that start as earlier ones did (0: none kept). When an answer ends, its
+    /// preamble (instructions, earlier turns) stays in the cache, keyed by its tokens: the next turn of the conversation,
+    /// whose preamble extends it, decodes only what is new. Least recently used prefixes go first, when this is exceeded or
+    /// when answers need the cells. Null (the default) keeps up to a quarter of <see cref="ContextSize"/>; at most all of it.
+    /// </summary>
+    public uint? PromptCacheSize { get; init; }
+
     /// <summary>Answers decoded together, one llama.cpp decode per step for all of them; later requests wait their turn (1 to 128).</summary>
     public int MaxConcurrentAnswers { get; init; } = 4;
 
@@ -70,6 +78,11 @@ public sealed record MiniOmniEngineOptions
         if (ContextSize is 0 or > ModelFiles.ModelLimits.MaxContext)
         {
             throw new ArgumentOutOfRangeException(nameof(ContextSize), ContextSize, $"The cache holds 1 to {ModelFiles.ModelLimits.MaxContext} positions.");
+        }
+
+        if (PromptCacheSize > ContextSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PromptCacheSize), PromptCacheSize, $"The prompt cache keeps at most the whole cache ({ContextSize} positions).");
         }
 
         if (DefaultMaxTokens <= 0)
@@ -168,6 +181,12 @@ public sealed record MiniOmniRequest
 
     /// <summary>How much of Whisper's window to encode.</summary>
     public EncoderMode EncoderMode { get; init; } = EncoderMode.Exact;
+
+    /// <summary>
+    /// For an answer to speech (A1A2, A1T2): the question's transcript, decoded beside the answer from the same encoding
+    /// (see <see cref="QuestionTranscription"/>); null for none.
+    /// </summary>
+    public QuestionTranscription? Transcription { get; init; }
 }
 
 /// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
@@ -256,6 +275,30 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
     public int TextTokens { get; init; }
 }
 
+/// <summary>How often each stage of an engine has run since it was loaded.</summary>
+/// <param name="ExactEncodes">Questions encoded over Whisper's whole window.</param>
+/// <param name="FastEncodes">Questions encoded over their own frames only.</param>
+/// <param name="PromptDecodes">Backbone decodes that held a prompt (or a slice of one).</param>
+/// <param name="StepDecodes">Backbone decodes of steps alone.</param>
+/// <param name="AnswerSteps">Steps delivered to answers, each sampled from the heads.</param>
+/// <param name="CodecRuns">Chunks of speech the codec decoded.</param>
+internal readonly record struct EngineStageCounts(long ExactEncodes, long FastEncodes, long PromptDecodes, long StepDecodes, long AnswerSteps, long CodecRuns)
+{
+    /// <summary>Requests that took an encoding started ahead of them (<see cref="IEncodeAhead"/>) instead of encoding.</summary>
+    public long EncodesTakenAhead { get; init; }
+}
+
+/// <summary>An engine that can encode a question before it is asked (a realtime session's turn, while its speaker pauses).</summary>
+internal interface IEncodeAhead
+{
+    /// <summary>
+    /// Starts encoding <paramref name="audio"/> (16 kHz mono) in <paramref name="mode"/>; a request whose audio is the same,
+    /// in the same mode, then takes the result instead of encoding again. The few most recent are kept; one not asked for
+    /// is dropped in time.
+    /// </summary>
+    void EncodeAhead(float[] audio, EncoderMode mode);
+}
+
 /// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
 public interface IMiniOmniEngine
 {
@@ -276,7 +319,7 @@ public interface IMiniOmniEngine
 /// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
 /// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 {
     private readonly Backbone _backbone;
     private readonly GgufFile _vocabularyFile;
@@ -292,6 +335,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly int _defaultMaxTokens;
     private readonly SemaphoreSlim _encoding = new(1, 1);
     private readonly int _computeNiceness;
+    private long _exactEncodes;
+    private long _fastEncodes;
+    private long _answerSteps;
+    private long _codecRuns;
+    private long _encodesTakenAhead;
+    private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
@@ -320,6 +369,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             {
                 ContextSize = options.ContextSize,
                 MaxSequences = (uint)Math.Max(2, 2 * options.MaxConcurrentAnswers),
+                // A transcript row beside each answer, and the prompt cache's kept prefixes, within llama.cpp's 256 sequences.
+                SideSequences = (uint)Math.Clamp(LlamaMaxSequences - (Math.Max(2, 2 * options.MaxConcurrentAnswers) + 1), 0, options.MaxConcurrentAnswers + KeptPrefixes),
                 Threads = options.Threads,
                 GpuLayerCount = options.UseGpu ? 999 : 0,
                 CacheType = options.FullPrecisionCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
@@ -333,7 +384,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             loaded.Push(_backbone);
             _trainedContext = (int)_vocabularyFile.GetInteger("qwen2.context_length", 2048);
             _prompts = new PromptBuilder(_vocabulary);
-            var scheduling = new DecodeSchedulerOptions { MaxActiveAnswers = options.MaxConcurrentAnswers, MaxPrefillPause = options.MaxPrefillPause, ComputeNiceness = options.ComputeNiceness };
+            var scheduling = new DecodeSchedulerOptions
+            {
+                MaxActiveAnswers = options.MaxConcurrentAnswers,
+                MaxPrefillPause = options.MaxPrefillPause,
+                ComputeNiceness = options.ComputeNiceness,
+                PromptCacheCells = options.PromptCacheSize ?? options.ContextSize / 4,
+            };
             _scheduler = Push(loaded, new DecodeScheduler(_backbone, new EmbeddingMix(_vocabularyFile), _vocabulary, scheduling, loggers.CreateLogger<DecodeScheduler>()));
         }
         catch
@@ -348,6 +405,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
+
+    // llama.cpp's LLAMA_MAX_SEQ, and the most preambles the prompt cache keeps at once.
+    private const int LlamaMaxSequences = 256;
+    private const int KeptPrefixes = 16;
+
+    /// <summary>Questions encoded so far (each spoken question once, its transcript beside its answer included).</summary>
+    internal long QuestionsEncoded => Interlocked.Read(ref _exactEncodes) + Interlocked.Read(ref _fastEncodes);
 
     private static T Push<T>(Stack<IDisposable> loaded, T stage)
         where T : IDisposable
@@ -395,6 +459,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         _scheduler.ThrowIfFaulted();
         var prepared = Prepare(request);
+        // From here the engine owns the transcript: every path below ends its events.
+        if (request.Transcription is { } transcription && !transcription.TryTake())
+        {
+            throw new ArgumentException("The request's Transcription was used by another request already (or given up); make one per request.", nameof(request));
+        }
+
         var events = Channel.CreateUnbounded<MiniOmniEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled when the caller stops reading for any reason (cancellation, an early break, an error), so the
         // answer leaves the batch at its next step and frees its cache instead of running to its budget unread.
@@ -430,6 +500,152 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
     }
 
+    /// <summary>Steps of the warm-up's dummy answer: the delay pattern's 8 steps, then enough frames for the codec's first chunk.</summary>
+    internal const int WarmUpSteps = 24;
+
+    /// <summary>
+    /// Runs every stage once, so that the first real request costs what later ones do: waits for the decode costs the
+    /// scheduler measures after load (measured while a first request encodes, they would share its cores), then answers a
+    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), encodes it once more in the
+    /// fast mode, and runs the codec on its own if the dummy answer ended before its first frame. A host calls it while
+    /// loading, before it says it is ready; a one-shot answer gains nothing from it.
+    /// </summary>
+    public async Task WarmUpAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var clock = Stopwatch.StartNew();
+        while (!_scheduler.CostsMeasured)
+        {
+            _scheduler.ThrowIfFaulted();
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+
+        var measured = clock.Elapsed;
+        float[] question = WarmUpQuestion();
+        bool spoke = false;
+        await foreach (var item in GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.A1A2, Audio = question, MaxTokens = WarmUpSteps, EncoderMode = EncoderMode.Exact }, cancellationToken).ConfigureAwait(false))
+        {
+            spoke |= item is SpeechChunk;
+        }
+
+        await EncodeAsync(question, WhisperLogMel.FeatureFrameCount(question.Length), EncoderMode.Fast, cancellationToken).ConfigureAwait(false);
+        if (!spoke)
+        {
+            // Frames of code 0 are valid codes: one chunk through a decoder of its own, on the scheduler's thread as in an answer.
+            await _scheduler.RunBetweenStepsAsync(
+                () =>
+                {
+                    var speech = new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech);
+                    float[] chunk = [];
+                    while (chunk.Length == 0)
+                    {
+                        chunk = speech.Add(new int[_vocabulary.AudioLayerCount]) ? speech.DecodeDueChunk() : [];
+                    }
+
+                    return CountCodecRun(chunk);
+                },
+                cancellationToken).ConfigureAwait(false);
+        }
+
+        IsWarmedUp = true;
+        _logger.LogInformation("Warmed up in {Seconds:F1} s ({Measuring:F1} s waiting for the decode costs).", clock.Elapsed.TotalSeconds, measured.TotalSeconds);
+    }
+
+    /// <summary>Whether <see cref="WarmUpAsync"/> has run every stage once.</summary>
+    public bool IsWarmedUp { get; private set; }
+
+    /// <summary>How often each stage has run since load, for warm-up checks and diagnostics.</summary>
+    internal EngineStageCounts StageCounts
+    {
+        get
+        {
+            var decodes = _scheduler.Statistics;
+            return new EngineStageCounts(
+                Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
+                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
+        }
+    }
+
+    /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>
+    internal const int MaxEncodingsAhead = 4;
+
+    /// <inheritdoc />
+    void IEncodeAhead.EncodeAhead(float[] audio, EncoderMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(audio);
+        if (audio.Length == 0 || audio.Length > WhisperLogMel.WindowSampleCount || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        // A failed encoding ahead is not an error of its own: the request then encodes again, and reports it.
+        var encoding = EncodeAsync(audio, WhisperLogMel.FeatureFrameCount(audio.Length), mode, CancellationToken.None);
+        _ = encoding.ContinueWith(t => _logger.LogDebug(t.Exception, "An encoding ahead failed."), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        lock (_ahead)
+        {
+            _ahead.Add(new EncodingAhead(audio, mode, encoding));
+            if (_ahead.Count > MaxEncodingsAhead)
+            {
+                _ahead.RemoveAt(0);
+            }
+        }
+    }
+
+    // The encoding started ahead for exactly this audio in this mode (taken: used once), or null.
+    private Task<EncodedAudio>? TakeAhead(float[] audio, EncoderMode mode)
+    {
+        lock (_ahead)
+        {
+            int index = _ahead.FindIndex(a => a.Mode == mode && !a.Encoding.IsFaulted && a.Audio.AsSpan().SequenceEqual(audio));
+            if (index < 0)
+            {
+                return null;
+            }
+
+            var found = _ahead[index];
+            _ahead.RemoveAt(index);
+            Interlocked.Increment(ref _encodesTakenAhead);
+            return found.Encoding;
+        }
+    }
+
+    private sealed record EncodingAhead(float[] Audio, EncoderMode Mode, Task<EncodedAudio> Encoding);
+
+    // One second of faint deterministic noise: a question every stage accepts, whatever the weights.
+    private static float[] WarmUpQuestion()
+    {
+        var random = new Random(25);
+        return [.. Enumerable.Range(0, WhisperLogMel.SampleRate).Select(_ => (float)(0.01 * (random.NextDouble() - 0.5)))];
+    }
+
+    // Encodes on a thread of its own (see DedicatedThread), one question at a time: each encoding thread brings its own
+    // OpenMP team, and several at once on a small CPU wait on each other's barriers (four 1.2 s questions arriving
+    // together took 3 s to first speech).
+    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken)
+    {
+        await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode), _computeNiceness).ConfigureAwait(false);
+            Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
+            return encoded;
+        }
+        finally
+        {
+            _encoding.Release();
+        }
+    }
+
+    private float[] CountCodecRun(float[] samples)
+    {
+        if (samples.Length > 0)
+        {
+            Interlocked.Increment(ref _codecRuns);
+        }
+
+        return samples;
+    }
+
     // The model type the audio file states (written by the conversion), or null for a file without it.
     private static ModelFileType? ModelTypeOf(GgufFile audio) =>
         audio.Metadata.TryGetValue(MiniOmniGgufKeys.FileType, out var type) && type is string name && ModelFileTypes.Names.Contains(name) ? ModelFileTypes.Parse(name) : null;
@@ -451,7 +667,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         _codec.Dispose();
     }
 
-    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock);
+    internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock)
+    {
+        /// <summary>The ASR row decoded beside the answer (<see cref="MiniOmniRequest.Transcription"/>), or null.</summary>
+        public GenerationRequest? Transcript { get; init; }
+    }
 
     /// <summary>Read-aloud steps per text token: 11.72 frames a second of speech over ~2 tokens a second of slow speech (see README).</summary>
     public const int ReadAloudStepsPerToken = 6;
@@ -589,7 +809,38 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
 
         var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null };
-        return new PreparedRequest(request, generation, audio, clock);
+        return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
+    }
+
+    // The ASR prompt after the answer's preamble: all but its last position equal the answer's, so they are shared.
+    private GenerationRequest? PrepareTranscript(MiniOmniRequest request, float[]? audio, int[]? preamble)
+    {
+        if (request.Transcription is not { } transcription)
+        {
+            return null;
+        }
+
+        if (audio is null || request.Task == MiniOmniTask.Asr)
+        {
+            throw new ArgumentException($"A transcript beside the answer is for answers to speech (A1A2, A1T2), not {request.Task}.", nameof(request));
+        }
+
+        var prompt = _prompts.ForAudio(MiniOmniTask.Asr, WhisperLogMel.FeatureFrameCount(audio.Length), preamble);
+        long room = Math.Min(_trainedContext - (long)prompt.Length, _scheduler.UsableCells - prompt.Length);
+        long steps = transcription.MaxTokens > 0 ? transcription.MaxTokens : Math.Min(_defaultMaxTokens, room);
+        if (request.MaxTokensCap > 0)
+        {
+            steps = Math.Min(steps, request.MaxTokensCap);
+        }
+
+        if (steps <= 0 || steps > room)
+        {
+            throw new ContextOverflowException(
+                $"The transcript's prompt of {prompt.Length} positions plus {steps} steps does not fit: the model's context is {_trainedContext} positions and the cache holds {_scheduler.UsableCells}; lower the transcription's MaxTokens (at most {Math.Max(0, room)} here).",
+                prompt.Length, (int)Math.Clamp(steps, 0, int.MaxValue));
+        }
+
+        return new GenerationRequest(MiniOmniTask.Asr, prompt, null, [], new SamplingOptions(), (int)steps);
     }
 
     // A plain preamble is text through and through; a segmented one may hold the template's own markers, each one special token.
@@ -640,32 +891,47 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     {
         var request = prepared.Request;
         var generation = prepared.Generation;
-        bool speaks = generation.Speaks;
-        if (prepared.Audio is { } audio)
-        {
-            int featureCount = generation.Prompt.AudioFeatureCount;
-            // One question at a time: each encoding thread brings its own OpenMP team, and several at once on a small
-            // CPU wait on each other's barriers (four 1.2 s questions arriving together took 3 s to first speech).
-            await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode), _computeNiceness).ConfigureAwait(false);
-                generation = generation with { AudioFeatures = encoded.AdapterOutput };
-            }
-            finally
-            {
-                _encoding.Release();
-            }
-        }
-
-        cancellationToken.ThrowIfCancellationRequested();
         if (generation.StreamedText is { } streamed)
         {
             await AnswerStreamedTextAsync(prepared, generation, streamed, events, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await StepAsync(prepared, generation, events, cancellationToken).ConfigureAwait(false);
+        var transcription = prepared.Transcript is null ? null : request.Transcription;
+        AnswerSteps? steps;
+        try
+        {
+            if (prepared.Audio is { } audio)
+            {
+                int featureCount = generation.Prompt.AudioFeatureCount;
+                // A transcript needs the encoding even if the answer is cancelled meanwhile.
+                var encodingCancellation = transcription?.CancellationToken ?? cancellationToken;
+                var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                generation = generation with { AudioFeatures = encoded.AdapterOutput };
+            }
+
+            // The answer first, so its prompt is decoded first; the transcript then shares all of it but the last position.
+            steps = cancellationToken.IsCancellationRequested ? null : _scheduler.Submit(generation, cancellationToken);
+            if (transcription is not null)
+            {
+                var transcript = prepared.Transcript! with { AudioFeatures = generation.AudioFeatures };
+                var transcriptSteps = _scheduler.SubmitBeside(transcript, steps, steps is null ? 0 : transcript.Prompt.Length - 1, transcription.CancellationToken);
+                _ = TranscribeAsync(transcript, transcriptSteps, transcription.Writer, prepared.Clock);
+                transcription = null;
+            }
+        }
+        catch (Exception e) when (transcription is not null)
+        {
+            transcription.Writer.TryComplete(e);
+            throw;
+        }
+
+        if (steps is null)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+
+        await ConsumeStepsAsync(prepared, generation, steps, events, cancellationToken).ConfigureAwait(false);
     }
 
     // A streamed read-aloud: a pump tokenizes the text as it comes while the answer steps through it. The answer starts
@@ -741,11 +1007,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     }
 
     // Queues the answer with the scheduler and turns its steps into text and speech as they come.
-    private async Task StepAsync(PreparedRequest prepared, GenerationRequest generation, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
+    private Task StepAsync(PreparedRequest prepared, GenerationRequest generation, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken) =>
+        ConsumeStepsAsync(prepared, generation, _scheduler.Submit(generation, cancellationToken), events, cancellationToken);
+
+    // Turns an answer's steps into text and speech as they come.
+    private async Task ConsumeStepsAsync(PreparedRequest prepared, GenerationRequest generation, AnswerSteps steps, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
     {
         var request = prepared.Request;
         bool speaks = generation.Speaks;
-        var steps = _scheduler.Submit(generation, cancellationToken);
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
@@ -765,6 +1034,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
         await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
+            Interlocked.Increment(ref _answerSteps);
             for (int layer = 0; layer < step.Audio.Length; layer++)
             {
                 streams[layer].Add(step.Audio[layer]);
@@ -787,14 +1057,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
                 // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
                 if (tokens.All(code => code < _parameters.Snac.CodebookSize) && speech.Add(tokens))
                 {
-                    Speak(await _scheduler.RunBetweenStepsAsync(speech.DecodeDueChunk, cancellationToken).ConfigureAwait(false));
+                    Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.DecodeDueChunk()), cancellationToken).ConfigureAwait(false));
                 }
             }
         }
 
         if (speech is not null)
         {
-            Speak(await _scheduler.RunBetweenStepsAsync(speech.Flush, cancellationToken).ConfigureAwait(false));
+            Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.Flush()), cancellationToken).ConfigureAwait(false));
         }
 
         var stop = steps.StopReason;
@@ -805,5 +1075,40 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             TextTokens = streams[^1].Count(token => token < _vocabulary.Tokens.EndOfText),
         });
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
+    }
+
+    // A transcript decoded beside its answer: its text as it comes, then its completion, on the transcription's own stream.
+    private async Task TranscribeAsync(GenerationRequest transcript, AnswerSteps steps, ChannelWriter<MiniOmniEvent> events, Stopwatch clock)
+    {
+        try
+        {
+            var tokens = new List<int>();
+            var text = _tokenizer.CreateTextDecoder();
+            await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                tokens.Add(step.Text);
+                if (step.Text < _vocabulary.Tokens.EndOfText)
+                {
+                    text.Add(step.Text);
+                    if (text.Read() is { Length: > 0 } delta)
+                    {
+                        events.TryWrite(new TextDelta(delta));
+                    }
+                }
+            }
+
+            var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount).Select(_ => (IReadOnlyList<int>)[]).Append(tokens).ToArray();
+            events.TryWrite(new AnswerCompleted(transcript.Prompt.Length, tokens.Count, 0, null, clock.Elapsed, streams)
+            {
+                StopReason = steps.StopReason,
+                PromptAudioPositions = transcript.Prompt.AudioFeatureCount,
+                TextTokens = tokens.Count(token => token < _vocabulary.Tokens.EndOfText),
+            });
+            events.TryComplete();
+        }
+        catch (Exception e)
+        {
+            events.TryComplete(e);
+        }
     }
 }

@@ -48,6 +48,15 @@ internal sealed record Prompt(int[][] Streams, int AudioFeatureStart, int AudioF
 {
     /// <summary>Positions in the prompt.</summary>
     public int Length => Streams[0].Length;
+
+    /// <summary>Positions of the text prefix ahead of the release's prompt (a preamble), 0 for none.</summary>
+    public int PrefixLength { get; init; }
+
+    /// <summary>
+    /// The leading positions whose embeddings follow from their tokens alone (the adapter's features come later): the
+    /// positions another prompt with the same tokens can share in the cache.
+    /// </summary>
+    public int TokenPositions => AudioFeatureCount > 0 ? AudioFeatureStart : Length;
 }
 
 /// <summary>Builds the release's prompts (spec section 3), optionally after a text prefix of MiniOmni.SK's own.</summary>
@@ -126,6 +135,6 @@ internal sealed class PromptBuilder(MiniOmniVocabulary vocabulary)
         }
 
         streams[^1] = [.. prefix ?? [], .. text];
-        return new Prompt(streams, prefixLength + audioFeatureStart, featureFrames);
+        return new Prompt(streams, prefixLength + audioFeatureStart, featureFrames) { PrefixLength = prefixLength };
     }
 }

@@ -62,6 +62,8 @@ internal sealed class RealtimeConversation
 
     private readonly List<ConversationEntry> _entries = [];
     private readonly Lock _lock = new();
+    // The oldest turn the preambles show (null: the first); it moves only when the history outgrows its budget.
+    private ConversationEntry? _historyStart;
 
     /// <summary>Adds <paramref name="entry"/> as the latest turn.</summary>
     public void Add(ConversationEntry entry)
@@ -186,10 +188,13 @@ internal sealed class RealtimeConversation
 
     /// <summary>
     /// The preamble of an answer to <paramref name="question"/>: the instructions and the system turns, then the turns
-    /// before the question as "User: ..." and "Assistant: ..." lines, the oldest left out first beyond
-    /// <paramref name="historyBudget"/> characters. Function calls and results are written in Qwen2's tool format
-    /// (<c>&lt;tool_call&gt;</c>, "Tool: &lt;tool_response&gt;"); with <paramref name="withToolExchange"/> the calls and
-    /// results after the question follow the history, whatever the budget, as the chat client writes its tool exchange.
+    /// before the question as "User: ..." and "Assistant: ..." lines. Beyond <paramref name="historyBudget"/> characters
+    /// the oldest turns are left out in one chunk, down to half the budget, and the history then starts there until it
+    /// outgrows the budget again: so each preamble extends the one before, and the engine's prompt cache decodes only
+    /// the new turns, rather than every turn shifting the history by one and decoding all of it again. Function calls and
+    /// results are written in Qwen2's tool format (<c>&lt;tool_call&gt;</c>, "Tool: &lt;tool_response&gt;"); with
+    /// <paramref name="withToolExchange"/> the calls and results after the question follow the history, whatever the
+    /// budget, as the chat client writes its tool exchange.
     /// Null when there is nothing to say.
     /// </summary>
     public string? RenderPreamble(string? instructions, ConversationEntry question, int historyBudget, bool withToolExchange = false)
@@ -200,7 +205,7 @@ internal sealed class RealtimeConversation
             system.Add(instructions.Trim());
         }
 
-        var turns = new List<string>();
+        var turns = new List<(string Line, ConversationEntry Entry)>();
         lock (_lock)
         {
             int end = _entries.IndexOf(question);
@@ -215,24 +220,35 @@ internal sealed class RealtimeConversation
                 }
                 else if (entry.IsToolExchange)
                 {
-                    turns.Add(ToolExchangeLine(entry));
+                    turns.Add((ToolExchangeLine(entry), entry));
                 }
                 else if (entry.Role == ChatRole.User)
                 {
-                    turns.Add($"User: {(string.IsNullOrWhiteSpace(entry.Text) ? UntranscribedSpeech : entry.Text.Trim())}");
+                    turns.Add(($"User: {(string.IsNullOrWhiteSpace(entry.Text) ? UntranscribedSpeech : entry.Text.Trim())}", entry));
                 }
                 else if (!string.IsNullOrWhiteSpace(entry.Text))
                 {
                     // An answer cut off before any of it was heard said nothing, and is left out.
-                    turns.Add($"Assistant: {entry.Text.Trim()}");
+                    turns.Add(($"Assistant: {entry.Text.Trim()}", entry));
                 }
             }
-        }
 
-        int kept = turns.Count, used = 0;
-        while (kept > 0 && used + turns[kept - 1].Length + 1 <= historyBudget)
-        {
-            used += turns[--kept].Length + 1;
+            int startIndex = _historyStart is null ? 0 : _entries.IndexOf(_historyStart);
+            int first = turns.FindIndex(turn => _entries.IndexOf(turn.Entry) >= startIndex);
+            first = first < 0 ? turns.Count : first;
+            int used = turns.Skip(first).Sum(turn => turn.Line.Length + 1);
+            if (used > historyBudget)
+            {
+                while (first < turns.Count && used > historyBudget / 2)
+                {
+                    used -= turns[first++].Line.Length + 1;
+                }
+
+                // Every turn left out: the next history starts with the question's own turn.
+                _historyStart = first < turns.Count ? turns[first].Entry : end >= 0 ? question : null;
+            }
+
+            turns.RemoveRange(0, first);
         }
 
         var exchange = new List<string>();
@@ -256,7 +272,7 @@ internal sealed class RealtimeConversation
         }
 
         var preamble = new StringBuilder();
-        foreach (string line in system.Concat(turns.Skip(kept)).Concat(exchange))
+        foreach (string line in system.Concat(turns.Select(turn => turn.Line)).Concat(exchange))
         {
             preamble.Append(line).Append('\n');
         }

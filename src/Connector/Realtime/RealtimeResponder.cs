@@ -90,13 +90,15 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             AdditionalProperties = request?.AdditionalProperties,
         }).ConfigureAwait(false);
 
-        // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn after it, to keep it quick.
+        // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn beside its answer,
+        // from the same encoding and off the work queue, so that no later turn waits for it.
         transcriber.QueueDeferred();
-        session.Work.Enqueue(previous => response.Completion = AnswerAsync(response, previous));
         if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation && !afterToolResults)
         {
-            transcriber.Queue(question);
+            response.Transcription = transcriber.Beside(question);
         }
+
+        session.Work.Enqueue(previous => response.Completion = AnswerAsync(response, previous));
     }
 
     /// <summary>Stops the answers still generating (or only <paramref name="responseId"/>); each ends with its response-done, cancelled.</summary>
@@ -215,6 +217,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 Sampling = session.ClientOptions.Sampling,
                 MaxTokens = plan.MaxTokens,
                 EncoderMode = session.ClientOptions.EncoderMode,
+                Transcription = response.Transcription,
             };
 
             // With tools offered, a message item opens only when there is something to say (a turn may only call).
@@ -315,6 +318,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             error = new ErrorContent(message) { ErrorCode = RealtimeErrorCodes.ResponseFailed };
             session.Logger.LogError(e, "Realtime session {Session}: {Response} failed.", session.IdPrefix, response.Id);
             await session.EmitAsync(new ErrorRealtimeServerMessage { Error = error }).ConfigureAwait(false);
+        }
+
+        if (response.Transcription is { } transcription)
+        {
+            // Cancelled before it reached the engine, or refused by it: the turn is transcribed on its own.
+            transcriber.Abandoned(response.Question, transcription);
         }
 
         string? reason = status == RealtimeResponseStatus.Cancelled ? response.CancelReason ?? MiniOmniRealtimeStatusReasons.ClientCancelled

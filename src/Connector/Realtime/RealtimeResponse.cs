@@ -50,6 +50,9 @@ internal sealed class RealtimeResponse
     /// <summary>Completes once the answer's last message (its response-done) is out; never faults.</summary>
     public Task Completion { get; set; } = Task.CompletedTask;
 
+    /// <summary>The question's transcript, decoded beside the answer, or null.</summary>
+    public MiniOmni.SK.Engine.QuestionTranscription? Transcription { get; set; }
+
     /// <summary>Whether the answer began (its output item was announced).</summary>
     public bool Started { get; set; }
 

@@ -444,14 +444,101 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         Assert.Empty(backbone.Decodes);
     }
 
+    [Fact]
+    public async Task APromptThatStartsWithAKeptPreambleDecodesOnlyTheRest()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 100 });
+        int[] history = [.. Enumerable.Range(20, 12)];
+
+        await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 3, history), CancellationToken.None));
+        int before = backbone.Batches.Count;
+        var next = TextIn(MiniOmniTask.T1T2, maxSteps: 3, [.. history, 40, 41, 42]);
+        await ReadAll(scheduler.Submit(next, CancellationToken.None));
+
+        // 12 positions shared from the kept preamble (side sequence 9), the other 8 of the prompt decoded, then 2 fed-back steps.
+        var rows = backbone.Batches.Skip(before).SelectMany(b => b).ToList();
+        Assert.Equal(next.Prompt.Length - 12 + 2, rows.Count);
+        Assert.Equal(12, rows.Min(r => r.Position));
+        backbone.Mock.Verify(b => b.CopySequence((LLamaSeqId)0, (LLamaSeqId)9, 0, 12), Times.Once);
+        backbone.Mock.Verify(b => b.CopySequence((LLamaSeqId)9, (LLamaSeqId)0, 0, 12), Times.Once);
+        Assert.Equal(12, scheduler.ReusedPromptPositions);
+        // The longer preamble replaced the one it extends.
+        Assert.Equal([15], scheduler.CachedPrefixLengths());
+    }
+
+    [Fact]
+    public async Task ThePromptCacheKeepsAtMostItsSizeAndEvictsTheLeastRecentlyUsed()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 8, options: new DecodeSchedulerOptions { PromptCacheCells = 30 });
+        int[] a = [.. Enumerable.Range(20, 12)], b = [.. Enumerable.Range(40, 12)], c = [.. Enumerable.Range(60, 12)];
+        async Task<long> Reused(int[] preamble)
+        {
+            long before = scheduler.ReusedPromptPositions;
+            await ReadAll(scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 2, preamble), CancellationToken.None));
+            return scheduler.ReusedPromptPositions - before;
+        }
+
+        Assert.Equal(0, await Reused(a));
+        Assert.Equal(0, await Reused(b));
+        Assert.Equal(12, await Reused(a)); // a is now the most recently used
+        Assert.Equal(0, await Reused(c)); // 36 cells do not fit 30: b, the least recently used, goes
+
+        Assert.Equal(24, scheduler.CachedPrefixCells);
+        Assert.Equal(12, await Reused(a));
+        Assert.Equal(0, await Reused(b));
+        Assert.InRange(scheduler.CachedPrefixCells, 0, 30);
+    }
+
+    [Fact]
+    public async Task ARowBesideAnAnswerSharesItsPromptAndItsSteps()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 4);
+        var answer = TextIn(MiniOmniTask.T1T2, maxSteps: 6, [.. Enumerable.Range(20, 10)]);
+        var beside = answer with { MaxSteps = 6 };
+
+        var answerSteps = scheduler.Submit(answer, CancellationToken.None);
+        var besideSteps = scheduler.SubmitBeside(beside, answerSteps, beside.Prompt.Length - 1, CancellationToken.None);
+        await Task.WhenAll(ReadAll(answerSteps), ReadAll(besideSteps));
+
+        // Its prompt is the answer's but for the last position, the only one it decodes, on side sequence 9.
+        backbone.Mock.Verify(b => b.CopySequence((LLamaSeqId)0, (LLamaSeqId)9, 0, beside.Prompt.Length - 1), Times.Once);
+        var rows = backbone.Batches.SelectMany(b => b).Where(r => r.Sequence == 9).ToList();
+        Assert.Equal(1 + 5, rows.Count);
+        Assert.Equal(beside.Prompt.Length - 1, rows.Min(r => r.Position));
+        // Its steps go in the same decodes as the answer's.
+        Assert.True(backbone.Batches.Count(batch => batch.Any(r => r.Sequence == 0) && batch.Any(r => r.Sequence == 9)) >= 5);
+    }
+
+    [Fact]
+    public async Task ARowBesideAnswersNeverHoldsUpTheNextAnswer()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, maxActiveAnswers: 1, sideSequences: 2);
+        var first = TextIn(MiniOmniTask.T1T2, maxSteps: 3);
+
+        var firstSteps = scheduler.Submit(first, CancellationToken.None);
+        var slow = scheduler.SubmitBeside(first with { MaxSteps = 300 }, firstSteps, first.Prompt.Length - 1, CancellationToken.None);
+        var nextSteps = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 3), CancellationToken.None);
+        Assert.Equal(3, (await ReadAll(nextSteps)).Count);
+        Assert.Equal(300, (await ReadAll(slow)).Count);
+
+        // The next answer (sequence 0 again, once the first ended) ran while the slow row (side sequence 9) still did.
+        int nextStarted = backbone.Batches.FindLastIndex(batch => batch.Any(r => r.Sequence == 0 && r.Position == 0));
+        int slowEnded = backbone.Batches.FindLastIndex(batch => batch.Any(r => r.Sequence == 9));
+        Assert.True(nextStarted < slowEnded, $"the next answer started at decode {nextStarted}, the slow row ended at {slowEnded}");
+    }
+
     private static int[] Speech(int code) => [.. Enumerable.Repeat(code, 7)];
 
-    private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps) =>
-        new(task, new PromptBuilder(Vocabulary).ForText(task, [11, 12, 13]), null, [], new SamplingOptions(), maxSteps);
+    private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps, int[]? preamble = null) =>
+        new(task, new PromptBuilder(Vocabulary).ForText(task, [11, 12, 13], preamble), null, [], new SamplingOptions(), maxSteps);
 
-    private DecodeScheduler Create(ScriptedBackbone backbone, int maxActiveAnswers = 4, uint contextSize = 4096, uint sequences = 8, DecodeSchedulerOptions? options = null)
+    private DecodeScheduler Create(ScriptedBackbone backbone, int maxActiveAnswers = 4, uint contextSize = 4096, uint sequences = 8, DecodeSchedulerOptions? options = null, uint sideSequences = 0)
     {
-        backbone.Mock.SetupGet(b => b.Options).Returns(new BackboneOptions { ContextSize = contextSize, MaxSequences = sequences, BatchSize = 512 });
+        backbone.Mock.SetupGet(b => b.Options).Returns(new BackboneOptions { ContextSize = contextSize, MaxSequences = sequences, BatchSize = 512, SideSequences = sideSequences });
         return new DecodeScheduler(backbone.Mock.Object, _table.Mix, Vocabulary, options ?? new DecodeSchedulerOptions { MaxActiveAnswers = maxActiveAnswers }, NullLogger.Instance);
     }
 

@@ -63,6 +63,34 @@ public sealed class MiniOmniRealtimeSessionTests
     }
 
     [Fact]
+    public async Task ATranscriptDecodedBesideItsAnswerNeverHoldsUpTheNextTurn()
+    {
+        var transcripts = new TaskCompletionSource();
+        _engine.TranscribeBeside(transcripts.Task);
+        var probe = await Open(Manual(instructions: "Be brief."));
+
+        await AskManually(probe, Tone(8000, 0.3f));
+        // The first turn's transcript is still being decoded (held back): the next turn is answered all the same.
+        await AskManually(probe, Tone(4000, 0.3f));
+
+        // One engine request per turn, which encodes the question once and brings its transcript: no request of its own.
+        Assert.Equal(2, _engine.Answers.Count);
+        Assert.Empty(_engine.Transcriptions);
+        Assert.All(_engine.Answers, answer => Assert.NotNull(answer.Request.Transcription));
+        Assert.DoesNotContain("InputAudioTranscriptionCompleted", probe.Types);
+        Assert.Equal("Be brief.\nUser: [speech]\nAssistant: Hello there\n", _engine.Answers[1].Request.Preamble);
+
+        transcripts.SetResult();
+        var first = await probe.WaitFor<InputAudioTranscriptionRealtimeServerMessage>(RealtimeServerMessageType.InputAudioTranscriptionCompleted);
+        var second = await probe.WaitFor<InputAudioTranscriptionRealtimeServerMessage>(RealtimeServerMessageType.InputAudioTranscriptionCompleted);
+        var committed = probe.Seen.Where(m => m.Type == MiniOmniRealtimeServerMessageTypes.InputAudioCommitted).Select(m => ((InputSpeechRealtimeServerMessage)m).ItemId).ToList();
+        Assert.Equal(committed.Order(), new[] { first.ItemId, second.ItemId }.Order());
+        Assert.Equal("what time is it", first.Transcription);
+        await AskManually(probe, Tone(4000, 0.3f));
+        Assert.Equal("Be brief.\nUser: what time is it\nAssistant: Hello there\nUser: what time is it\nAssistant: Hello there\n", _engine.Answers[2].Request.Preamble);
+    }
+
+    [Fact]
     public async Task TheTurnIsTranscribedAfterItsAnswerAndTheNextTurnSeesBoth()
     {
         var probe = await Open(Manual(instructions: "Be brief."));
@@ -261,7 +289,9 @@ public sealed class MiniOmniRealtimeSessionTests
         Assert.Equal(RealtimeResponseStatus.Completed, first.Status);
         Assert.Equal(RealtimeResponseStatus.Completed, second.Status);
         Assert.DoesNotContain("ConversationItemTruncated", probe.Types);
-        Assert.Equal("User: what time is it\nAssistant: Still talking\n", _engine.Answers[1].Request.Preamble);
+        // The first turn's transcript is not waited for: this engine does not transcribe beside the answer, so the turn is
+        // transcribed on its own after its answer, and the next answer was queued before that.
+        Assert.Equal("User: [speech]\nAssistant: Still talking\n", _engine.Answers[1].Request.Preamble);
     }
 
     [Fact]

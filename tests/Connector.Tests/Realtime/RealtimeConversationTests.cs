@@ -35,10 +35,33 @@ public sealed class RealtimeConversationTests
         var question = new ConversationEntry("q", ChatRole.User) { Text = "last" };
         conversation.Add(question);
 
-        string? preamble = conversation.RenderPreamble("Rules.", question, historyBudget: 40);
+        string? preamble = conversation.RenderPreamble("Rules.", question, historyBudget: 80);
 
+        // Over budget, the oldest go in one chunk, down to half the budget.
         Assert.Equal("Rules.\nUser: question 9\nAssistant: answer 9\n", preamble);
         Assert.Null(conversation.RenderPreamble(null, question, historyBudget: 0));
+    }
+
+    [Fact]
+    public void TheHistoryKeepsItsStartUntilItOutgrowsTheBudgetSoEachPreambleExtendsTheLast()
+    {
+        var conversation = new RealtimeConversation();
+        var preambles = new List<string>();
+        for (int turn = 0; turn < 12; turn++)
+        {
+            var question = new ConversationEntry($"u{turn}", ChatRole.User) { Text = $"question {turn}" };
+            conversation.Add(question);
+            preambles.Add(conversation.RenderPreamble("Rules.", question, historyBudget: 120) ?? "");
+            conversation.Add(new ConversationEntry($"a{turn}", ChatRole.Assistant) { Text = $"answer {turn}" });
+        }
+
+        // Each turn adds 37 characters: turns 1-3 extend the preamble; turn 4's would pass 120, so lines go until 60 or
+        // less are left (57), and turn 5 extends that; turn 6 trims again, and so on: 4 trims in 11 turns, not 8.
+        int extended = Enumerable.Range(1, preambles.Count - 1).Count(i => preambles[i].StartsWith(preambles[i - 1], StringComparison.Ordinal));
+        Assert.Equal(7, extended);
+        Assert.All(preambles, p => Assert.True(p.Length - "Rules.\n".Length <= 120, p));
+        Assert.Equal("Rules.\nAssistant: answer 2\nUser: question 3\nAssistant: answer 3\n", preambles[4]);
+        Assert.StartsWith(preambles[4], preambles[5], StringComparison.Ordinal);
     }
 
     [Fact]

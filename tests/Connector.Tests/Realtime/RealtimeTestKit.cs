@@ -34,6 +34,11 @@ internal sealed class ScriptedEngine
                     }
                 }
 
+                if (_transcriptHold is { } hold && request.Transcription is { } transcription && transcription.TryTake())
+                {
+                    _ = PlayTranscript(transcription, hold);
+                }
+
                 return request.Task == MiniOmniTask.Asr ? Play(token, [new TextDelta(" what time is it"), Completed(20, 6)])
                     : script is not null ? script(request, token)
                     : DefaultAnswer(token);
@@ -65,6 +70,29 @@ internal sealed class ScriptedEngine
             {
                 return [.. _calls.Where(c => c.Request.Task == MiniOmniTask.Asr).Select(c => c.Request)];
             }
+        }
+    }
+
+    /// <summary>
+    /// From now on the engine takes each answer's <see cref="MiniOmniRequest.Transcription"/> (as the real engine decodes
+    /// it beside the answer) and plays " what time is it" into it once <paramref name="hold"/> completes.
+    /// </summary>
+    public void TranscribeBeside(Task hold) => _transcriptHold = hold;
+
+    private Task? _transcriptHold;
+
+    private static async Task PlayTranscript(QuestionTranscription transcription, Task hold)
+    {
+        try
+        {
+            await hold.WaitAsync(transcription.CancellationToken);
+            transcription.Writer.TryWrite(new TextDelta(" what time is it"));
+            transcription.Writer.TryWrite(Completed(20, 6));
+            transcription.Writer.TryComplete();
+        }
+        catch (Exception e)
+        {
+            transcription.Writer.TryComplete(e);
         }
     }
 
