@@ -1,17 +1,18 @@
 using System.ClientModel;
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.SemanticKernel;
+using MiniOmni.SK.Engine;
 using OpenAI;
 
 namespace MiniOmni.SK.Samples.VoiceAgent;
 
 /// <summary>
 /// A Semantic Kernel agent with a time and a unit-conversion plugin, answering by voice. With <c>--speak-with</c>, another
-/// model (any OpenAI-compatible endpoint) does the thinking and Mini-Omni hears the question and reads the answer aloud.
+/// model (any OpenAI-compatible endpoint) does the thinking and Mini-Omni hears the question and speaks the answer while it
+/// streams (the library's <c>UseMiniOmniVoice</c>).
 /// </summary>
 public static class Program
 {
@@ -75,45 +76,41 @@ public static class Program
         Finish(speech, arguments.OutWav);
     }, needsQuestion: true, SpeakWith, SpeakWithModel);
 
-    // Mini-Omni hears (a spoken question is transcribed), the other model thinks with the kernel's plugins, Mini-Omni reads aloud.
+    // Mini-Omni hears (a spoken question is transcribed), the other model thinks with the kernel's plugins, and Mini-Omni
+    // speaks its answer while it streams: the library's voice middleware around the thinker (UseMiniOmniVoice).
     private static async Task ThinkElsewhereAndSpeakAsync(Kernel kernel, SampleArguments arguments, Uri endpoint, string model, CancellationToken cancellation)
     {
-        string question = arguments.Text ?? "";
-        if (arguments.Input is { } wav)
-        {
-            await using var audio = File.OpenRead(wav);
-            var hearing = new SpeechToTextOptions { AdditionalProperties = new() { [MiniOmniAudioOptions.MaxTokensKey] = arguments.MaxTokens } };
-            question = (await kernel.GetRequiredService<ISpeechToTextClient>().GetTextAsync(audio, hearing, cancellation)).Text;
-            Console.WriteLine($"[heard] {question}");
-        }
-
+        var question = arguments.Input is { } wav
+            ? new ChatMessage(ChatRole.User, [new DataContent(await File.ReadAllBytesAsync(wav, cancellation), wav.EndsWith(".mp3", StringComparison.OrdinalIgnoreCase) ? "audio/mpeg" : "audio/wav")])
+            : new ChatMessage(ChatRole.User, arguments.Text ?? "");
         string key = Environment.GetEnvironmentVariable("OPENAI_API_KEY") is { Length: > 0 } k ? k : "none";
-        using var thinker = new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = endpoint })
+        using var voice = new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = endpoint })
             .GetChatClient(model).AsIChatClient()
-            .AsBuilder().UseKernelFunctionInvocation(arguments.Loggers).Build(kernel.Services);
+            .AsBuilder()
+            .UseMiniOmniVoice(kernel.GetRequiredService<IMiniOmniEngine>(), options => options.TranscriptMaxTokens = Math.Max(1, arguments.MaxTokens))
+            .UseKernelFunctionInvocation(arguments.Loggers)
+            .Build(kernel.Services);
         var options = new ChatOptions { Instructions = Instructions, Tools = [.. kernel.Plugins.SelectMany(plugin => plugin)] };
-        var answer = new StringBuilder();
-        await foreach (var update in thinker.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, question)], options, cancellation))
-        {
-            Console.Write(update.Text);
-            answer.Append(update.Text);
-        }
-
-        Console.WriteLine();
-        if (answer.ToString().Trim().Length == 0)
-        {
-            throw new ArgumentException($"{endpoint} ({model}) answered with no text to read aloud.");
-        }
-
-        // Read aloud sentence by sentence: the first sentence plays while the next is computed.
         using var speech = new SpokenAnswer(play: true);
         var clock = Stopwatch.StartNew();
-        await foreach (var update in kernel.GetRequiredService<ITextToSpeechClient>().GetStreamingAudioAsync(answer.ToString(), cancellationToken: cancellation))
+        await foreach (var update in voice.GetStreamingResponseAsync([question], options, cancellation))
         {
+            if (update.AdditionalProperties?.TryGetValue(MiniOmniVoiceChatClient.TranscriptKey, out var heard) == true)
+            {
+                Console.WriteLine($"[heard] {heard}");
+            }
+
+            Console.Write(update.Text);
             foreach (var chunk in update.Contents.OfType<DataContent>())
             {
                 speech.Add(chunk, clock.Elapsed);
             }
+        }
+
+        Console.WriteLine();
+        if (speech.SampleCount == 0)
+        {
+            throw new ArgumentException($"{endpoint} ({model}) answered with no text to read aloud.");
         }
 
         Finish(speech, arguments.OutWav);

@@ -18,6 +18,9 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
     /// <summary>Text fed to the text stream instead of sampling it (reading aloud, a required answer prefix), or null.</summary>
     public TextForcing? ForcedText { get; init; }
 
+    /// <summary>The answer's text as a thinker writes it, forced as it comes (a streamed read-aloud), or null.</summary>
+    public StreamedText? StreamedText { get; init; }
+
     /// <summary>Whether the answer speaks (its audio heads are sampled and fed back).</summary>
     public bool Speaks => Task is MiniOmniTask.A1A2 or MiniOmniTask.T1A2 or MiniOmniTask.ReadAloud;
 
@@ -72,7 +75,7 @@ internal sealed class AnswerSequence
         _mix = mix;
         _vocabulary = vocabulary;
         _speaks = request.Speaks;
-        _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps, request.ForcedText);
+        _rules = new DecodingRules(vocabulary, _speaks, request.MaxSteps, request.ForcedText, request.StreamedText);
         _sampler = new TokenSampler(request.Sampling);
         _stepEmbedding = new float[mix.Width];
         // Rows of a batch-parallel answer differ only at the last prompt position.
@@ -132,6 +135,12 @@ internal sealed class AnswerSequence
 
     /// <summary>Why the answer ended, once <see cref="OnDecoded"/> has returned false.</summary>
     public AnswerStopReason StopReason { get; private set; } = AnswerStopReason.EndOfAnswer;
+
+    /// <summary>
+    /// Whether the answer waits for its streamed text: its next step needs a token that has not come, so it adds no rows
+    /// until the text's writer wakes the scheduler.
+    /// </summary>
+    public bool WaitsForText => _phase == Phase.Step && _rules.WaitsForText;
 
     /// <summary>The rows <see cref="AddRows"/> would add next, given room for <paramref name="capacity"/> (each a new cache cell).</summary>
     public int RowsWanted(int capacity) => _phase switch
@@ -226,7 +235,14 @@ internal sealed class AnswerSequence
             }
         }
 
-        // A forced text token (read aloud, or a required prefix) is taken as it is: its head was never computed.
+        // A forced text token (read aloud, or a required prefix) is taken as it is: its head was never computed. Streamed
+        // text is only ever stepped once its token has come (the scheduler leaves a waiting answer out of the decode, and
+        // tokens are never taken back), and a streamed answer starts only after its first token.
+        if (_rules.WaitsForText)
+        {
+            throw new InvalidOperationException("A streamed answer was decoded before its next token came.");
+        }
+
         int text = _rules.ForcedText ?? (_rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]));
         if (_rules.Accept(audio, text) is not { } step)
         {

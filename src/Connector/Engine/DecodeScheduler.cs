@@ -274,6 +274,14 @@ internal sealed class DecodeScheduler : IDisposable
         }
     }
 
+    /// <summary>
+    /// Wakes the decode loop when it may be idle for answers that wait for streamed text: their text has come or ended, or
+    /// they were cancelled. Safe from any thread, and after the scheduler stopped.
+    /// </summary>
+    public void Wake() => _inbox.Writer.TryWrite(WakeUp);
+
+    private static readonly object WakeUp = new();
+
     private void Post(object item)
     {
         ThrowIfFaulted();
@@ -398,6 +406,13 @@ internal sealed class DecodeScheduler : IDisposable
         foreach (var slot in _active.Where(s => !s.Answer.InPrompt).Concat(_active.Where(s => s.Answer.InPrompt)).ToList())
         {
             bool inPrompt = slot.Answer.InPrompt;
+            if (slot.Answer.WaitsForText)
+            {
+                // Its text has run dry: it idles, holding its cache, until its writer wakes the loop. The wait is no step gap.
+                slot.LastStep = 0;
+                continue;
+            }
+
             int capacity = Math.Min(room, inPrompt ? promptRoom : room);
             if (capacity <= 0 || (inPrompt && !slot.PrefixSettled && !SettlePrefix(slot)))
             {
@@ -677,10 +692,12 @@ internal sealed class DecodeScheduler : IDisposable
             {
                 (arrival.YieldsToAnswers ? _waitingSide : _waiting).Enqueue(arrival);
             }
-            else
+            else if (item is BetweenStepsWork work)
             {
-                _work.Enqueue((BetweenStepsWork)item);
+                _work.Enqueue(work);
             }
+
+            // Anything else is a wake-up (Wake): reading it was its job.
         }
     }
 
@@ -723,7 +740,8 @@ internal sealed class DecodeScheduler : IDisposable
             return false;
         }
 
-        if (_active.Count > 0 || _waiting.Count > 0 || _waitingSide.Count > 0)
+        // Answers waiting for streamed text give the loop nothing to do until their text (or a cancellation) wakes it.
+        if (_active.Any(slot => !slot.Answer.WaitsForText) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
         {
             return true;
         }

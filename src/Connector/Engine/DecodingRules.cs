@@ -19,16 +19,26 @@ internal sealed record TextForcing(IReadOnlyList<int> Tokens, bool EndsText);
 /// at most <see cref="MaxSteps"/> steps, the first included. With <see cref="TextForcing"/>, the text stream is
 /// given instead of sampled (see <see cref="ForcedText"/>). Not thread-safe: one per answer.
 /// </summary>
-internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, int maxSteps, TextForcing? forcing = null)
+/// <remarks>
+/// With <see cref="StreamedText"/> (a read-aloud answer whose text is still being written), the text is forced as it comes:
+/// while the next token has not come, <see cref="WaitsForText"/> is true and the answer takes no step (its row idles rather
+/// than pads, so the steps are exactly those of reading the whole text at once); once the text has ended, the budget is
+/// at most the read-aloud budget of its length (<see cref="MiniOmniEngine.ReadAloudSteps"/>).
+/// </remarks>
+internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, int maxSteps, TextForcing? forcing = null, StreamedText? streamed = null)
 {
     private const int LastAudioLayer = 6;
+    private readonly int _maxSteps = maxSteps > 0 ? maxSteps : throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, "An answer needs at least one step.");
     private bool _textEnded;
 
     /// <summary>Steps kept so far.</summary>
     public int Steps { get; private set; }
 
-    /// <summary>The most steps the answer may take.</summary>
-    public int MaxSteps { get; } = maxSteps > 0 ? maxSteps : throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, "An answer needs at least one step.");
+    /// <summary>The most steps the answer may take (for streamed text, lowered to its read-aloud budget once it has ended).</summary>
+    public int MaxSteps => streamed is { Ended: true } ? Math.Min(_maxSteps, MiniOmniEngine.ReadAloudSteps(streamed.Count)) : _maxSteps;
+
+    /// <summary>Whether the next step waits for streamed text that has not come yet.</summary>
+    public bool WaitsForText => streamed is not null && ForcedText is null;
 
     /// <summary>Whether the text stream has ended (EOT sampled or forced).</summary>
     public bool TextEnded => _textEnded;
@@ -37,7 +47,7 @@ internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, 
     /// The text token the next step takes without sampling, or null when the text head decides it: the forced tokens in
     /// order, then (when they end the text) EOT, then PAD_T. Once any text has ended, the rules give PAD_T themselves.
     /// </summary>
-    public int? ForcedText => forcing switch
+    public int? ForcedText => streamed is not null ? StreamedForcedText() : forcing switch
     {
         null => null,
         _ when Steps < forcing.Tokens.Count => forcing.Tokens[Steps],
@@ -45,8 +55,24 @@ internal sealed class DecodingRules(MiniOmniVocabulary vocabulary, bool speaks, 
         _ => null,
     };
 
-    /// <summary>Whether the next step needs the text head's logits: not once the text has ended, nor while it is forced.</summary>
-    public bool SamplesText => !_textEnded && ForcedText is null;
+    /// <summary>Whether the next step needs the text head's logits: not once the text has ended, nor while it is forced (or streamed).</summary>
+    public bool SamplesText => streamed is null && !_textEnded && ForcedText is null;
+
+    // The next streamed token; EOT once the text has ended and every token was taken, PAD_T after; null while it is to come.
+    private int? StreamedForcedText()
+    {
+        if (_textEnded)
+        {
+            return vocabulary.Tokens.PadText;
+        }
+
+        if (streamed!.TryGet(Steps, out int token, out bool ended))
+        {
+            return token;
+        }
+
+        return ended ? vocabulary.Tokens.EndOfText : null;
+    }
 
     /// <summary>
     /// Applies the rules to one step's sampled tokens. Returns the step to keep (and feed back), or null when the answer

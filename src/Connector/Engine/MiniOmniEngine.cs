@@ -147,6 +147,16 @@ public sealed record MiniOmniRequest
     /// </summary>
     public string? AnswerPrefix { get; init; }
 
+    /// <summary>
+    /// For <see cref="MiniOmniTask.ReadAloud"/>: the text to speak as it is being written (a thinker's stream), in chunks
+    /// cut anywhere (inside words, inside multi-byte characters). Each token goes to the answer's text stream as soon as
+    /// the text after it shows where it ends, speech starts with the first words, and where the text runs dry the answer
+    /// waits for more. The tokens spoken are exactly those of the whole text. <see cref="Text"/> is then the question the
+    /// answer is to (the prompt's text, as a whole read-aloud text is its own question). Stopping the answer (cancellation,
+    /// a budget, the voice's end) stops reading the stream; an error of the stream ends the answer with that error.
+    /// </summary>
+    public IAsyncEnumerable<string>? AnswerText { get; init; }
+
     /// <summary>Run the text-only "thinking" row beside the speaking one (A1A2 only), as the release's batch-parallel mode.</summary>
     public bool BatchParallel { get; init; }
 
@@ -419,6 +429,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     /// <summary>The decode scheduler, for benchmarks and diagnostics.</summary>
     internal DecodeScheduler Scheduler => _scheduler;
 
+    /// <summary>The model's tokenization of plain text (no special tokens), as read-aloud forces it.</summary>
+    internal int[] TokenizeText(string text) => _tokenizer.Tokenize(text);
+
     /// <summary>How the text head is held.</summary>
     internal GgmlType TextHeadType { get; }
 
@@ -686,6 +699,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             throw new ArgumentException($"Batch-parallel answers are for A1A2, not {request.Task}.", nameof(request));
         }
 
+        bool streamedAnswer = request.AnswerText is not null;
+        if (streamedAnswer && !readAloud)
+        {
+            throw new ArgumentException($"A streamed answer text is read aloud (Task ReadAloud), not {request.Task}.", nameof(request));
+        }
+
         int[]? preamble = TokenizePreamble(request);
         TextForcing? forcing = null;
         if (!string.IsNullOrEmpty(request.AnswerPrefix))
@@ -720,11 +739,16 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         {
             if (string.IsNullOrWhiteSpace(request.Text))
             {
-                throw new ArgumentException($"{request.Task} needs {(readAloud ? "a text to read aloud" : "a text question")}; the request has none.", nameof(request));
+                throw new ArgumentException($"{request.Task} needs {(streamedAnswer ? "the question its streamed answer is to (Text)" : readAloud ? "a text to read aloud" : "a text question")}; the request has none.", nameof(request));
             }
 
             int[] text = _tokenizer.Tokenize(request.Text);
-            if (readAloud)
+            if (streamedAnswer)
+            {
+                // The question as a read-aloud text's prompt; the answer's text comes as it is written.
+                prompt = _prompts.ForReadAloud(text, preamble);
+            }
+            else if (readAloud)
             {
                 prompt = _prompts.ForReadAloud(text, preamble);
                 forcing = new TextForcing(text, EndsText: true);
@@ -752,7 +776,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(request), request.MaxTokens, $"MaxTokens must be 0 (the engine's default budget of {_defaultMaxTokens} steps) or positive; got {request.MaxTokens}.");
         }
-        else if (readAloud)
+        else if (readAloud && !streamedAnswer)
         {
             maxSteps = request.MaxTokens > 0 ? Math.Min(request.MaxTokens, readAloudBudget) : readAloudBudget;
         }
@@ -779,12 +803,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             long room = Math.Max(0, Math.Min(contextLeft, cacheLeft));
             throw new ContextOverflowException(
                 room == 0 ? $"A prompt of {prompt.Length} positions ({sequences} sequence(s)) leaves no room for an answer: {limits}; shorten the prompt or raise ContextSize."
-                : readAloud ? $"A text of {forcing!.Tokens.Count} tokens to read aloud takes a prompt of {prompt.Length} positions and a budget of {maxSteps} steps, which do not fit: {limits}; split the text (the text-to-speech client splits long text at sentence ends)."
+                : readAloud && !streamedAnswer ? $"A text of {forcing!.Tokens.Count} tokens to read aloud takes a prompt of {prompt.Length} positions and a budget of {maxSteps} steps, which do not fit: {limits}; split the text (the text-to-speech client splits long text at sentence ends)."
                 : $"A prompt of {prompt.Length} positions plus {maxSteps} steps ({sequences} sequence(s)) does not fit: {limits}; lower MaxTokens (at most {room} here) or raise ContextSize.",
                 prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
         }
 
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit };
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null };
         return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
     }
 
@@ -867,7 +891,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     {
         var request = prepared.Request;
         var generation = prepared.Generation;
-        bool speaks = generation.Speaks;
+        if (generation.StreamedText is { } streamed)
+        {
+            await AnswerStreamedTextAsync(prepared, generation, streamed, events, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         var transcription = prepared.Transcript is null ? null : request.Transcription;
         AnswerSteps? steps;
         try
@@ -902,6 +931,90 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             throw new OperationCanceledException(cancellationToken);
         }
 
+        await ConsumeStepsAsync(prepared, generation, steps, events, cancellationToken).ConfigureAwait(false);
+    }
+
+    // A streamed read-aloud: a pump tokenizes the text as it comes while the answer steps through it. The answer starts
+    // with the first final token (its first step takes it), so a thinker's first words are spoken as soon as they are
+    // known. If the text fails, the answer stops and the text's error is the answer's.
+    private async Task AnswerStreamedTextAsync(PreparedRequest prepared, GenerationRequest generation, StreamedText streamed, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
+    {
+        using var answering = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        streamed.Changed = _scheduler.Wake;
+        var pump = Task.Run(() => PumpAnswerTextAsync(prepared.Request.AnswerText!, streamed, answering), CancellationToken.None);
+        // A cancelled answer may be idle, waiting for text: the loop must look at it to let it go.
+        using var wake = answering.Token.Register(_scheduler.Wake);
+        try
+        {
+            await streamed.Started.WaitAsync(answering.Token).ConfigureAwait(false);
+            if (streamed.Error is null && streamed.Count == 0)
+            {
+                // The writer wrote nothing: nothing to say.
+                events.TryWrite(new AnswerCompleted(generation.Prompt.Length, 0, 0, null, prepared.Clock.Elapsed, [.. Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => (IReadOnlyList<int>)[])]));
+                return;
+            }
+
+            if (streamed.Error is null)
+            {
+                await StepAsync(prepared, generation, events, answering.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (streamed.Error is not null && !cancellationToken.IsCancellationRequested)
+        {
+            // The pump cancelled the answer for the text's error, thrown below.
+        }
+        finally
+        {
+            // The answer ended (or failed, or was cancelled): the rest of the text is not wanted, and its writer is stopped.
+            answering.Cancel();
+            await pump.ConfigureAwait(false);
+        }
+
+        if (streamed.Error is { } error)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+    }
+
+    // Reads the answer's text to its end, handing out each token as soon as it is final. Never throws: an error of the
+    // text (not a cancellation of the answer) is kept on the stream and cancels the answer.
+    private async Task PumpAnswerTextAsync(IAsyncEnumerable<string> text, StreamedText streamed, CancellationTokenSource answering)
+    {
+        var tokenizer = new IncrementalTextTokenizer(chunk => _tokenizer.Tokenize(chunk));
+        try
+        {
+            await foreach (string chunk in text.WithCancellation(answering.Token).ConfigureAwait(false))
+            {
+                if (!string.IsNullOrEmpty(chunk))
+                {
+                    streamed.Append(tokenizer.Add(chunk));
+                }
+            }
+
+            streamed.Append(tokenizer.Finish());
+            streamed.End();
+        }
+        catch (OperationCanceledException) when (answering.IsCancellationRequested)
+        {
+            streamed.End();
+        }
+        catch (Exception e)
+        {
+            _logger.LogDebug(e, "The streamed answer text failed after {Characters} characters.", tokenizer.CharactersSeen);
+            streamed.End(e);
+            answering.Cancel();
+        }
+    }
+
+    // Queues the answer with the scheduler and turns its steps into text and speech as they come.
+    private Task StepAsync(PreparedRequest prepared, GenerationRequest generation, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken) =>
+        ConsumeStepsAsync(prepared, generation, _scheduler.Submit(generation, cancellationToken), events, cancellationToken);
+
+    // Turns an answer's steps into text and speech as they come.
+    private async Task ConsumeStepsAsync(PreparedRequest prepared, GenerationRequest generation, AnswerSteps steps, ChannelWriter<MiniOmniEvent> events, CancellationToken cancellationToken)
+    {
+        var request = prepared.Request;
+        bool speaks = generation.Speaks;
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;

@@ -30,6 +30,15 @@ public sealed record MiniOmniRealtimeClientOptions
     /// </summary>
     public int HistoryCharacterBudget { get; init; } = 2000;
 
+    /// <summary>
+    /// A thinker: the chat client (any model, an agent's) that writes each answer. Mini-Omni transcribes the spoken turn,
+    /// the thinker answers the session's conversation (its instructions as the system message), and Mini-Omni speaks the
+    /// thinker's text while it streams. A barge-in or a cancelled response cancels the thinker's request; a thinker that
+    /// fails fails the response with an error naming its endpoint and status, and the session goes on. Null (the default):
+    /// Mini-Omni answers itself.
+    /// </summary>
+    public Microsoft.Extensions.AI.IChatClient? Thinker { get; init; }
+
     /// <summary>The clock that times playback, to tell what of an interrupted answer the user heard.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

@@ -172,6 +172,21 @@ internal sealed class RealtimeConversation
     }
 
     /// <summary>
+    /// The turns a thinker answering <paramref name="question"/> sees: those before it, then the tool exchanges after it
+    /// (calls made and their results, when the answer continues after them).
+    /// </summary>
+    public (IReadOnlyList<ConversationEntry> Before, IReadOnlyList<ConversationEntry> ToolExchangesAfter) TurnsAround(ConversationEntry question)
+    {
+        lock (_lock)
+        {
+            int at = _entries.IndexOf(question);
+            return at < 0
+                ? ([.. _entries], [])
+                : ([.. _entries.Take(at)], [.. _entries.Skip(at + 1).Where(e => e.IsToolExchange)]);
+        }
+    }
+
+    /// <summary>
     /// The preamble of an answer to <paramref name="question"/>: the instructions and the system turns, then the turns
     /// before the question as "User: ..." and "Assistant: ..." lines. Beyond <paramref name="historyBudget"/> characters
     /// the oldest turns are left out in one chunk, down to half the budget, and the history then starts there until it

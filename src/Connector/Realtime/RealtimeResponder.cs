@@ -187,7 +187,9 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         var token = response.Token;
         // With tools offered the answer is read as the chat client reads it: text is shown once it cannot be the start of a
         // tool call, speech is held while the answer may still be one, and a call ends the answer.
-        var toolCalls = plan.Tools.Offered ? new ToolCallParser() : null;
+        // A thinker's calls come as MEAI function calls, not as text to parse.
+        var toolCalls = plan.Tools.Offered && session.ClientOptions.Thinker is null ? new ToolCallParser() : null;
+        var thinkerCalls = new List<FunctionCallContent>();
         var heldSpeech = new List<SpeechChunk>();
         var heldSpace = new StringBuilder();
         bool messageDone = false;
@@ -218,17 +220,25 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 Transcription = response.Transcription,
             };
 
-            if (toolCalls is null)
+            // With tools offered, a message item opens only when there is something to say (a turn may only call).
+            if (!plan.Tools.Offered)
             {
                 await StartMessageAsync().ConfigureAwait(false);
             }
 
             // Stopped when the model has made its call: the engine's answer then leaves its batch.
             using var generation = CancellationTokenSource.CreateLinkedTokenSource(token);
-            await foreach (var update in session.Engine.GenerateAsync(request, generation.Token).ConfigureAwait(false))
+            // With a thinker, it writes the answer and Mini-Omni speaks it; otherwise Mini-Omni answers itself.
+            var answer = session.ClientOptions.Thinker is { } thinker
+                ? RealtimeThinking.AnswerAsync(session, response, thinker, generation.Token)
+                : session.Engine.GenerateAsync(request, generation.Token);
+            await foreach (var update in answer.ConfigureAwait(false))
             {
                 switch (update)
                 {
+                    case ThinkerUpdate thought:
+                        thinkerCalls.AddRange(thought.Update.Contents.OfType<FunctionCallContent>());
+                        break;
                     case TextDelta text when toolCalls is null:
                         await ShowAsync(text.Text).ConfigureAwait(false);
                         break;
@@ -283,6 +293,14 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                     await generation.CancelAsync().ConfigureAwait(false);
                     break;
                 }
+            }
+
+            // The thinker's calls go back to the client as function call items, after what it said before them.
+            foreach (var call in thinkerCalls)
+            {
+                called = true;
+                await FinishMessageAsync().ConfigureAwait(false);
+                await EmitFunctionCallAsync(response, call, outputIndex: response.Started ? 1 : 0).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)

@@ -42,6 +42,7 @@ internal readonly record struct ApiError(int Status, string Message, string Type
         AudioFormatException e => new(400, e.Message, "invalid_request_error", null, "invalid_audio"),
         ContextOverflowException e => new(400, e.Message, "invalid_request_error", "messages", "context_length_exceeded"),
         JsonException e => new(400, $"The request body is not valid JSON for this endpoint: {e.Message}", "invalid_request_error", e.Path, "invalid_json"),
+        MiniOmniThinkerException e => new(502, e.Message, "server_error", null, "thinker_failed"),
         ModelNotReadyException e => new(503, e.Message, "server_error", null, "model_not_ready"),
         ArgumentException e => new(400, e.Message, "invalid_request_error", null, "invalid_request"),
         NotSupportedException e => new(400, e.Message, "invalid_request_error", null, "unsupported"),

@@ -54,6 +54,29 @@ public sealed class MiniOmniServerOptions
 
     /// <summary>The limits every request is held to.</summary>
     public ServerLimits Limits { get; set; } = new();
+
+    /// <summary>A thinker that writes the answers Mini-Omni speaks (<c>MiniOmni:Thinker</c>); unset, Mini-Omni answers itself.</summary>
+    public ThinkerSettings Thinker { get; set; } = new();
+}
+
+/// <summary>
+/// A thinker: an OpenAI-compatible chat completions endpoint whose model writes every answer, which Mini-Omni hears and
+/// speaks as it streams, on the page, <c>/v1/chat/completions</c> and <c>/v1/realtime</c> alike. Configured under
+/// <c>MiniOmni:Thinker</c>; its key is read from an environment variable, never from the settings.
+/// </summary>
+public sealed class ThinkerSettings
+{
+    /// <summary>The endpoint's base address (for example <c>http://127.0.0.1:11434/v1/</c>); unset, there is no thinker.</summary>
+    public string? Endpoint { get; set; }
+
+    /// <summary>The thinker's model, as the endpoint names it.</summary>
+    public string? Model { get; set; }
+
+    /// <summary>The environment variable that holds the endpoint's API key (none needed when it is unset or empty).</summary>
+    public string ApiKeyVariable { get; set; } = "MINIOMNI_THINKER_API_KEY";
+
+    /// <summary>Whether a thinker is configured.</summary>
+    public bool Enabled => !string.IsNullOrWhiteSpace(Endpoint);
 }
 
 /// <summary>What one request or session may ask of the server; each configurable under <c>MiniOmni:Limits</c>.</summary>
@@ -120,6 +143,14 @@ internal sealed class MiniOmniServerOptionsValidator(IConfiguration configuratio
         Check(options.ContextSize >= 512, $"MiniOmni:ContextSize is {options.ContextSize}; it must be at least 512 positions.");
         Check(options.EngineNiceness is >= 0 and <= 19, $"MiniOmni:EngineNiceness is {options.EngineNiceness}; it must be 0 to 19.");
         Check(options.Threads is null or >= 1, $"MiniOmni:Threads is {options.Threads}; it must be at least 1, or unset.");
+        var thinker = options.Thinker;
+        if (thinker.Enabled)
+        {
+            Check(Uri.TryCreate(thinker.Endpoint, UriKind.Absolute, out var endpoint) && endpoint.Scheme is "http" or "https",
+                $"MiniOmni:Thinker:Endpoint is '{thinker.Endpoint}'; it must be an absolute http or https address, such as http://127.0.0.1:11434/v1/.");
+            Check(!string.IsNullOrWhiteSpace(thinker.Model), "MiniOmni:Thinker:Model is not set: name the thinker's model (MiniOmni:Thinker:Endpoint is set).");
+        }
+
         Check(limits.MaxRequestBodyBytes >= 1024, $"MiniOmni:Limits:MaxRequestBodyBytes is {limits.MaxRequestBodyBytes}; it must be at least 1024.");
         Check(limits.MaxAudioSeconds is > 0 and <= 30, $"MiniOmni:Limits:MaxAudioSeconds is {limits.MaxAudioSeconds}; it must be over 0 and at most 30 (Mini-Omni hears 30 s).");
         Check(limits.MaxTranscriptionSeconds > 0 && limits.MaxTranscriptionSeconds <= Audio.AudioInputOptions.LongestAudio.TotalSeconds,

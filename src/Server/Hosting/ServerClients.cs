@@ -37,9 +37,12 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
             {
                 var limits = options.Value.Limits;
                 var engine = new BudgetedEngine(loaded, limits.MaxAnswerTokens);
+                var thinker = ServerThinker.Create(options.Value.Thinker);
                 _clients = new Clients(
                     loaded,
-                    new MiniOmniChatClient(engine, null, loggers.CreateLogger<MiniOmniChatClient>()),
+                    thinker is null
+                        ? new MiniOmniChatClient(engine, null, loggers.CreateLogger<MiniOmniChatClient>())
+                        : new MiniOmniVoiceChatClient(thinker, engine, new MiniOmniVoiceOptions { EncoderMode = options.Value.EncoderMode, TranscriptMaxTokens = Math.Min(256, limits.MaxAnswerTokens) }, loggers.CreateLogger<MiniOmniVoiceChatClient>()),
                     new MiniOmniSpeechToTextClient(engine) { MaxAudioDuration = TimeSpan.FromSeconds(limits.MaxTranscriptionSeconds) },
                     engine.AsITextToSpeechClient(),
                     engine.AsIRealtimeClient(
@@ -50,6 +53,7 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
                             TranscribeUserSpeech = options.Value.TranscribeRealtimeSpeech,
                             EncoderMode = options.Value.EncoderMode,
                             TranscriptionMaxTokens = Math.Min(256, limits.MaxAnswerTokens),
+                            Thinker = thinker,
                         },
                         loggers));
             }
