@@ -135,14 +135,11 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
             using var unpickler = new StateDictUnpickler();
             root = unpickler.loads(program);
         }
-        catch (ModelFileException)
+        catch (Exception e) when (e is not (ModelFileException or OutOfMemoryException) && ThirdPartyFaults.RaisedInside(e, typeof(Razorvine.Pickle.Unpickler).Assembly))
         {
-            throw;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // The program holds only allow-listed globals; anything Razorvine or our constructors throw means a corrupt pickle.
-            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", innerException: e);
+            // The program holds only allow-listed globals; what Razorvine's interpreter refuses is a corrupt pickle. What our own
+            // constructors raise is theirs to name (a ModelFileException), and anything else from them is a bug that propagates.
+            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", entryName, e);
         }
 
         if (root is not IDictionary rootDictionary)
