@@ -122,8 +122,7 @@ internal static class AudioFuzz
             }
 
             // A fault in the structure or the coded data has a place in the input; the error must say where.
-            if (error.Problem is AudioInputProblem.CorruptHeader or AudioInputProblem.Truncated or AudioInputProblem.CorruptData && error.ByteOffset is null
-                && Environment.GetEnvironmentVariable("FUZZ_MEASURE") is null)
+            if (error.Problem is AudioInputProblem.CorruptHeader or AudioInputProblem.Truncated or AudioInputProblem.CorruptData && error.ByteOffset is null)
             {
                 throw new XunitException($"{input}: a {error.Problem} error without its ByteOffset: {error.Message}");
             }
