@@ -252,7 +252,7 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
 
         await Send(socket, "{ not json");
         var notJson = await Receive(socket);
-        await Send(socket, """{"type":"conversation.item.delete","item_id":"x"}""");
+        await Send(socket, """{"type":"output_audio_buffer.clear"}""");
         var unsupported = await Receive(socket);
         await Send(socket, """{"type":"session.update","event_id":"evt_1","session":{"type":"realtime","tools":[{"type":"function","name":"f"}]}}""");
         var tools = await Receive(socket);
@@ -261,7 +261,7 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
 
         Assert.Equal("invalid_json", notJson.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal("unsupported_event", unsupported.GetProperty("error").GetProperty("code").GetString());
-        Assert.Contains("conversation.item.delete", unsupported.GetProperty("error").GetProperty("message").GetString());
+        Assert.Contains("output_audio_buffer.clear", unsupported.GetProperty("error").GetProperty("message").GetString());
         Assert.Equal("session.tools", tools.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal("session.updated", updated.GetProperty("type").GetString());
         Assert.Equal("Be brief.", updated.GetProperty("session").GetProperty("instructions").GetString());

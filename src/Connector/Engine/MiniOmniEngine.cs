@@ -238,6 +238,12 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
 {
     /// <summary>Why the answer ended: the model ended it, or its budget or the context cut it off.</summary>
     public AnswerStopReason StopReason { get; init; }
+
+    /// <summary>Positions of the prompt that hold the question's audio features (0 for a typed question).</summary>
+    public int PromptAudioPositions { get; init; }
+
+    /// <summary>Steps whose text stream holds a text token (the answer's words; its end-of-text and pads not counted).</summary>
+    public int TextTokens { get; init; }
 }
 
 /// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
@@ -694,7 +700,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         }
 
         var stop = steps.StopReason;
-        events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams) { StopReason = stop });
+        events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams)
+        {
+            StopReason = stop,
+            PromptAudioPositions = generation.Prompt.AudioFeatureCount,
+            TextTokens = streams[^1].Count(token => token < _vocabulary.Tokens.EndOfText),
+        });
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
     }
 }

@@ -21,6 +21,7 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
     private readonly RealtimeTranscriber _transcriber;
     private readonly RealtimeConversationItems _items;
     private readonly RealtimeResponder _responder;
+    private readonly RealtimeItemEditor _editor;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private int _disposed;
     private int _reading;
@@ -32,6 +33,7 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
         _transcriber = new RealtimeTranscriber(_session);
         _items = new RealtimeConversationItems(_session, _transcriber);
         _responder = new RealtimeResponder(_session, _turns, _items, _transcriber);
+        _editor = new RealtimeItemEditor(_session, _responder, _transcriber);
     }
 
     /// <inheritdoc />
@@ -68,12 +70,22 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
                 case CancelResponseRealtimeClientMessage cancel:
                     await _responder.CancelAsync(cancel.ResponseId).ConfigureAwait(false);
                     break;
+                case TruncateConversationItemRealtimeClientMessage truncate:
+                    await _editor.TruncateAsync(truncate).ConfigureAwait(false);
+                    break;
+                case RetrieveConversationItemRealtimeClientMessage retrieve:
+                    await _editor.RetrieveAsync(retrieve).ConfigureAwait(false);
+                    break;
+                case DeleteConversationItemRealtimeClientMessage delete:
+                    await _editor.DeleteAsync(delete).ConfigureAwait(false);
+                    break;
                 default:
                     throw new RealtimeRequestException(
                         RealtimeErrorCodes.UnsupportedMessage,
                         $"Mini-Omni realtime sessions do not handle {message.GetType().Name}{(message.RawRepresentation is null ? string.Empty : " (raw provider messages included)")}; " +
                         $"they take {nameof(InputAudioBufferAppendRealtimeClientMessage)}, {nameof(InputAudioBufferCommitRealtimeClientMessage)}, {nameof(InputAudioBufferClearRealtimeClientMessage)}, " +
-                        $"{nameof(CreateResponseRealtimeClientMessage)}, {nameof(CancelResponseRealtimeClientMessage)}, {nameof(CreateConversationItemRealtimeClientMessage)} and {nameof(SessionUpdateRealtimeClientMessage)}.");
+                        $"{nameof(CreateResponseRealtimeClientMessage)}, {nameof(CancelResponseRealtimeClientMessage)}, {nameof(CreateConversationItemRealtimeClientMessage)}, " +
+                        $"{nameof(TruncateConversationItemRealtimeClientMessage)}, {nameof(RetrieveConversationItemRealtimeClientMessage)}, {nameof(DeleteConversationItemRealtimeClientMessage)} and {nameof(SessionUpdateRealtimeClientMessage)}.");
             }
         }
         catch (RealtimeRequestException e)
@@ -153,7 +165,7 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
         {
             await _responder.CreateAsync(null).ConfigureAwait(false);
         }
-        else if (_session.ClientOptions.TranscribeUserSpeech)
+        else if (_session.Settings.TranscribesUserSpeech(_session.ClientOptions))
         {
             _transcriber.Defer(entry);
         }

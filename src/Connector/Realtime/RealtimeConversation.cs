@@ -20,6 +20,26 @@ internal sealed class ConversationEntry(string id, ChatRole role)
 
     /// <summary>Whether a response has taken this user turn as its question.</summary>
     public bool Answered { get; set; }
+
+    /// <summary>
+    /// OpenAI's item status: <see cref="RealtimeItemStatus.InProgress"/> while an answer is generated,
+    /// <see cref="RealtimeItemStatus.Incomplete"/> for an answer cancelled, cut off by its budget, failed or truncated.
+    /// </summary>
+    public string Status { get; set; } = RealtimeItemStatus.Completed;
+
+    /// <summary>A spoken answer's text and speech as they came, to cut it to what was heard; null for other turns.</summary>
+    public RealtimeSpokenAnswer? Speech { get; set; }
+
+    /// <summary>How much of a spoken answer's speech was kept when it was truncated; null when it was not.</summary>
+    public TimeSpan? AudioEnd { get; set; }
+}
+
+/// <summary>OpenAI's statuses of a conversation item.</summary>
+internal static class RealtimeItemStatus
+{
+    public const string Completed = "completed";
+    public const string Incomplete = "incomplete";
+    public const string InProgress = "in_progress";
 }
 
 /// <summary>
@@ -40,6 +60,34 @@ internal sealed class RealtimeConversation
         lock (_lock)
         {
             _entries.Add(entry);
+        }
+    }
+
+    /// <summary>The turn whose id is <paramref name="id"/>, if the conversation holds it.</summary>
+    public ConversationEntry? Find(string id)
+    {
+        lock (_lock)
+        {
+            return _entries.Find(e => e.Id == id);
+        }
+    }
+
+    /// <summary>Takes <paramref name="entry"/> out of the conversation; false when it was not in it.</summary>
+    public bool Remove(ConversationEntry entry)
+    {
+        lock (_lock)
+        {
+            return _entries.Remove(entry);
+        }
+    }
+
+    /// <summary>The id of the turn before <paramref name="entry"/>; null when it is the first (or not in the conversation).</summary>
+    public string? PreviousId(ConversationEntry entry)
+    {
+        lock (_lock)
+        {
+            int index = _entries.IndexOf(entry);
+            return index > 0 ? _entries[index - 1].Id : null;
         }
     }
 

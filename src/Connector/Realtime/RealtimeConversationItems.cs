@@ -17,14 +17,17 @@ internal sealed class RealtimeConversationItems(RealtimeSessionContext session, 
         var item = create.Item ?? throw new RealtimeRequestException(RealtimeErrorCodes.UnsupportedContent, "The conversation item message carries no item.");
         var entry = ToEntry(item);
         session.Conversation.Add(entry);
-        if (entry.Role == ChatRole.User && entry.Audio is not null && entry.Text is null && session.ClientOptions.TranscribeUserSpeech)
+        if (entry.Role == ChatRole.User && entry.Audio is not null && entry.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions))
         {
             transcriber.Defer(entry);
         }
 
         await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemAdded)
         {
-            Item = new RealtimeConversationItem(item.Contents, entry.Id, entry.Role),
+            Item = new RealtimeConversationItem(item.Contents, entry.Id, entry.Role)
+            {
+                RawRepresentation = new MiniOmniRealtimeItemDetails(entry.Status, session.Conversation.PreviousId(entry), Speaks: false),
+            },
         }).ConfigureAwait(false);
     }
 

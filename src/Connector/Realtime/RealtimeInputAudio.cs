@@ -14,6 +14,12 @@ internal enum PcmEncoding
 
     /// <summary>32-bit little-endian IEEE floats.</summary>
     F32LE,
+
+    /// <summary>G.711 mu-law bytes (<c>audio/pcmu</c>).</summary>
+    MuLaw,
+
+    /// <summary>G.711 A-law bytes (<c>audio/pcma</c>).</summary>
+    ALaw,
 }
 
 /// <summary>Raw PCM as a media type describes it: "audio/pcm;rate=24000;channels=1;encoding=s16le".</summary>
@@ -23,11 +29,16 @@ internal sealed record PcmFormat(int SampleRate, int Channels, PcmEncoding Encod
     public static PcmFormat Default { get; } = new(24000, 1, PcmEncoding.S16LE);
 
     /// <summary>Bytes of one sample frame (all channels).</summary>
-    public int FrameBytes => Channels * (Encoding == PcmEncoding.S16LE ? 2 : 4);
+    public int FrameBytes => Channels * Encoding switch
+    {
+        PcmEncoding.S16LE => 2,
+        PcmEncoding.F32LE => 4,
+        _ => 1,
+    };
 }
 
 /// <summary>
-/// The audio a realtime session hears: raw PCM at a stated rate, streamed over many appends, or whole WAV / MP3 files.
+/// The audio a realtime session hears: raw PCM or G.711 at a stated rate, streamed over many appends, or whole WAV / MP3 files.
 /// Each append becomes 16 kHz mono samples for Whisper; a raw stream keeps its resampler and any split sample frame
 /// between appends. Not thread-safe.
 /// </summary>
@@ -54,7 +65,7 @@ internal sealed class RealtimeInputAudio
             return;
         }
 
-        _sessionPcm = ParsePcm(sessionFormat.MediaType, sessionFormat.SampleRate > 0 ? sessionFormat.SampleRate : PcmFormat.Default.SampleRate, "the session's InputAudioFormat");
+        _sessionPcm = ParsePcm(sessionFormat.MediaType, sessionFormat.SampleRate > 0 ? sessionFormat.SampleRate : DefaultRateOf(sessionFormat.MediaType), "the session's InputAudioFormat");
     }
 
     /// <summary>Converts one appended piece of audio to 16 kHz mono samples (possibly none yet, for a split sample frame).</summary>
@@ -73,7 +84,8 @@ internal sealed class RealtimeInputAudio
             return DecodeFile(content.Data, mediaType);
         }
 
-        var format = ParsePcm(mediaType, _sessionPcm?.SampleRate ?? PcmFormat.Default.SampleRate, "the appended audio");
+        // A bare "audio/pcm" append in a G.711 session is G.711: OpenAI's clients label every append so, whatever the session hears.
+        var format = _sessionPcm is { Encoding: PcmEncoding.MuLaw or PcmEncoding.ALaw } session && IsBarePcm(mediaType) ? session : ParsePcm(mediaType, _sessionPcm?.SampleRate ?? DefaultRateOf(mediaType), "the appended audio");
         if (format != _streamFormat)
         {
             // A new rate or layout starts a new stream: nothing of the old one can continue into it.
@@ -120,16 +132,23 @@ internal sealed class RealtimeInputAudio
     {
         string[] parts = mediaType.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         string type = parts.Length > 0 ? parts[0].ToLowerInvariant() : string.Empty;
-        if (type != "audio/pcm")
+        var g711 = RealtimeG711.EncodingOf(type);
+        if (type != "audio/pcm" && g711 is null)
         {
             throw new RealtimeRequestException(
                 RealtimeErrorCodes.UnsupportedAudioFormat,
                 $"The media type '{mediaType}' of {source} is not audio Mini-Omni can hear: send raw PCM ('audio/pcm', 16-bit little-endian by default, " +
-                $"the rate as ';rate=N' or in the session's InputAudioFormat) or whole WAV or MP3 files ('{MiniOmniMediaTypes.Wav}', '{MiniOmniMediaTypes.Mpeg}').");
+                $"the rate as ';rate=N' or in the session's InputAudioFormat), G.711 ('{RealtimeG711.MuLawMediaType}', '{RealtimeG711.ALawMediaType}', 8 kHz) " +
+                $"or whole WAV or MP3 files ('{MiniOmniMediaTypes.Wav}', '{MiniOmniMediaTypes.Mpeg}').");
         }
 
         int rate = fallbackRate, channels = 1;
-        var encoding = PcmEncoding.S16LE;
+        var encoding = g711 switch
+        {
+            RealtimeSampleEncoding.MuLaw => PcmEncoding.MuLaw,
+            RealtimeSampleEncoding.ALaw => PcmEncoding.ALaw,
+            _ => PcmEncoding.S16LE,
+        };
         foreach (string parameter in parts.Skip(1))
         {
             int equals = parameter.IndexOf('=');
@@ -143,7 +162,7 @@ internal sealed class RealtimeInputAudio
                 case "channels":
                     channels = ParseInt(value, name, mediaType, 1, 8);
                     break;
-                case "encoding":
+                case "encoding" when g711 is null:
                     encoding = value.ToLowerInvariant() switch
                     {
                         "s16le" or "pcm16" or "pcm_s16le" => PcmEncoding.S16LE,
@@ -164,6 +183,11 @@ internal sealed class RealtimeInputAudio
         return new PcmFormat(rate, channels, encoding);
     }
 
+    // G.711 is 8 kHz unless a rate says otherwise; PCM is OpenAI's 24 kHz.
+    private static int DefaultRateOf(string? mediaType) => RealtimeG711.EncodingOf(mediaType) is null ? PcmFormat.Default.SampleRate : RealtimeG711.SampleRate;
+
+    private static bool IsBarePcm(string mediaType) => mediaType.Trim().Equals("audio/pcm", StringComparison.OrdinalIgnoreCase);
+
     private static int ParseInt(string value, string name, string mediaType, int min, int max) =>
         int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int parsed) && parsed >= min && parsed <= max
             ? parsed
@@ -171,6 +195,11 @@ internal sealed class RealtimeInputAudio
 
     private static float[] ToMono(ReadOnlySpan<byte> bytes, PcmFormat format)
     {
+        if (format.Encoding is PcmEncoding.MuLaw or PcmEncoding.ALaw && format.Channels == 1)
+        {
+            return RealtimeG711.Decode(bytes, format.Encoding == PcmEncoding.MuLaw ? RealtimeSampleEncoding.MuLaw : RealtimeSampleEncoding.ALaw);
+        }
+
         int frames = bytes.Length / format.FrameBytes;
         var mono = new float[frames];
         int sampleBytes = format.FrameBytes / format.Channels;
@@ -180,9 +209,13 @@ internal sealed class RealtimeInputAudio
             for (int channel = 0; channel < format.Channels; channel++)
             {
                 var sample = bytes.Slice(frame * format.FrameBytes + channel * sampleBytes, sampleBytes);
-                sum += format.Encoding == PcmEncoding.S16LE
-                    ? BinaryPrimitives.ReadInt16LittleEndian(sample) / 32768f
-                    : BinaryPrimitives.ReadSingleLittleEndian(sample);
+                sum += format.Encoding switch
+                {
+                    PcmEncoding.S16LE => BinaryPrimitives.ReadInt16LittleEndian(sample) / 32768f,
+                    PcmEncoding.F32LE => BinaryPrimitives.ReadSingleLittleEndian(sample),
+                    PcmEncoding.MuLaw => RealtimeG711.Decode(sample, RealtimeSampleEncoding.MuLaw)[0],
+                    _ => RealtimeG711.Decode(sample, RealtimeSampleEncoding.ALaw)[0],
+                };
             }
 
             mono[frame] = sum / format.Channels;

@@ -12,6 +12,8 @@ internal static class RealtimeErrorCodes
     public const string NothingToAnswer = "nothing_to_answer";
     public const string ResponseFailed = "response_failed";
     public const string TranscriptionFailed = "transcription_failed";
+    public const string ItemNotFound = "item_not_found";
+    public const string InvalidItem = "invalid_item";
 }
 
 /// <summary>A client message a realtime session cannot act on; it becomes an error message on the session's stream, not a crash.</summary>

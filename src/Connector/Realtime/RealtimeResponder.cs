@@ -34,7 +34,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         }
 
         bool speaks = RealtimeSessionSettings.SpeaksFor(request?.OutputModalities, "the response's OutputModalities") ?? settings.Speaks;
-        int outputRate = RealtimeSessionSettings.OutputRateOf(request?.OutputAudioOptions, "the response's OutputAudioOptions") ?? settings.OutputSampleRate;
+        var output = RealtimeSessionSettings.OutputFormatOf(request?.OutputAudioOptions, "the response's OutputAudioOptions") ?? (settings.OutputSampleRate, settings.OutputEncoding);
         if (request?.MaxOutputTokens is <= 0)
         {
             throw new RealtimeRequestException(RealtimeErrorCodes.InvalidSessionOptions, $"The response's MaxOutputTokens is {request.MaxOutputTokens}; it must be at least 1, or unset.");
@@ -42,7 +42,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
 
         int maxTokens = request?.MaxOutputTokens ?? settings.Options.MaxOutputTokens ?? 0;
 
-        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, outputRate);
+        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, output.Rate, output.Encoding);
         var conversation = session.Conversation;
         bool keep = request?.ExcludeFromConversation != true;
         if (request?.Items is { Count: > 0 } outOfBand)
@@ -60,7 +60,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             RealtimeErrorCodes.NothingToAnswer,
             "There is no user turn to answer: append audio and commit it (or let turn detection commit it), or add a user item, before asking for a response.");
         transcriber.Forget(question);
-        var answer = new ConversationEntry(session.NewId("item"), ChatRole.Assistant);
+        var answer = new ConversationEntry(session.NewId("item"), ChatRole.Assistant) { Status = RealtimeItemStatus.InProgress };
         if (keep)
         {
             conversation.Add(answer);
@@ -73,7 +73,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         {
             ResponseId = response.Id,
             OutputModalities = [speaks ? "audio" : "text"],
-            OutputAudioOptions = speaks ? new RealtimeAudioFormat("audio/pcm", outputRate) : null,
+            OutputAudioOptions = speaks ? new RealtimeAudioFormat(MediaTypeOf(output.Encoding), output.Rate) : null,
             MaxOutputTokens = maxTokens > 0 ? maxTokens : null,
             AdditionalProperties = request?.AdditionalProperties,
         }).ConfigureAwait(false);
@@ -81,7 +81,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn after it, to keep it quick.
         transcriber.QueueDeferred();
         session.Work.Enqueue(previous => response.Completion = AnswerAsync(response, previous));
-        if (question.Audio is not null && question.Text is null && session.ClientOptions.TranscribeUserSpeech && conversation == session.Conversation)
+        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation)
         {
             transcriber.Queue(question);
         }
@@ -93,7 +93,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         var cancelled = _responses.Where(r => !r.Finished && (responseId is null || r.Id == responseId)).ToArray();
         foreach (var response in cancelled)
         {
-            response.Cancel();
+            response.Cancel(MiniOmniRealtimeStatusReasons.ClientCancelled);
         }
 
         foreach (var response in cancelled)
@@ -116,7 +116,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         _responses.Clear();
         foreach (var response in interrupted)
         {
-            response.Cancel();
+            response.Cancel(MiniOmniRealtimeStatusReasons.TurnDetected);
         }
 
         foreach (var response in interrupted)
@@ -129,10 +129,39 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             var heard = response.Heard(now);
             string kept = response.HeardText(heard);
             response.Conversation.SetText(response.Answer, kept);
+            response.Answer.AudioEnd = heard;
+            if (heard < response.AudioDuration)
+            {
+                response.Answer.Status = RealtimeItemStatus.Incomplete;
+            }
+
             session.Logger.LogDebug("Realtime session {Session}: {Response} interrupted after {Heard} of {Total} heard.", session.IdPrefix, response.Id, heard, response.AudioDuration);
             await session.EmitAsync(new AnswerTruncatedRealtimeServerMessage { ResponseId = response.Id, ItemId = response.Answer.Id, AudioEnd = heard, Text = kept }).ConfigureAwait(false);
         }
     }
+
+    /// <summary>Stops the answer generating <paramref name="answer"/>, if one is, for the client (a truncate or a delete of its item), and waits for its end.</summary>
+    public async Task StopAnswerOfAsync(ConversationEntry answer)
+    {
+        var generating = _responses.Where(r => r.Answer == answer && !r.Finished).ToArray();
+        foreach (var response in generating)
+        {
+            response.Cancel(MiniOmniRealtimeStatusReasons.ClientCancelled);
+        }
+
+        foreach (var response in generating)
+        {
+            await response.Completion.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The media type of audio deltas stored as <paramref name="encoding"/>.</summary>
+    public static string MediaTypeOf(RealtimeSampleEncoding encoding) => encoding switch
+    {
+        RealtimeSampleEncoding.MuLaw => RealtimeG711.MuLawMediaType,
+        RealtimeSampleEncoding.ALaw => RealtimeG711.ALawMediaType,
+        _ => "audio/pcm",
+    };
 
     private async Task AnswerAsync(RealtimeResponse response, Task previous)
     {
@@ -171,7 +200,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             {
                 ResponseId = response.Id,
                 OutputIndex = 0,
-                Item = new RealtimeConversationItem([], response.Answer.Id, ChatRole.Assistant),
+                Item = AnswerItem(response, []),
+            }).ConfigureAwait(false);
+            await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemAdded)
+            {
+                ResponseId = response.Id,
+                Item = AnswerItem(response, []),
             }).ConfigureAwait(false);
             await foreach (var update in session.Engine.GenerateAsync(request, token).ConfigureAwait(false))
             {
@@ -191,17 +225,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                         if (samples.Length > 0)
                         {
                             response.AddAudio(samples.Length, session.ClientOptions.TimeProvider.GetUtcNow());
-                            await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(MiniOmniMediaTypes.EncodeSpeechChunk(samples)))).ConfigureAwait(false);
+                            await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(RealtimeG711.Encode(samples, plan.OutputEncoding)))).ConfigureAwait(false);
                         }
 
                         break;
                     case AnswerCompleted completed:
-                        usage = new UsageDetails
-                        {
-                            InputTokenCount = completed.PromptTokens,
-                            OutputTokenCount = completed.Steps,
-                            TotalTokenCount = completed.PromptTokens + completed.Steps,
-                        };
+                        usage = RealtimeUsage.From(completed, plan.Speaks);
                         if (plan.MaxTokens > 0 && completed.Steps >= plan.MaxTokens)
                         {
                             status = RealtimeResponseStatus.Incomplete;
@@ -225,9 +254,13 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         }
 
         string said = response.Text;
+        string? reason = status == RealtimeResponseStatus.Cancelled ? response.CancelReason ?? MiniOmniRealtimeStatusReasons.ClientCancelled
+            : status == RealtimeResponseStatus.Incomplete ? MiniOmniRealtimeStatusReasons.MaxOutputTokens
+            : null;
         if (response.Started)
         {
             response.Conversation.SetText(response.Answer, said);
+            response.Answer.Status = status == RealtimeResponseStatus.Completed ? RealtimeItemStatus.Completed : RealtimeItemStatus.Incomplete;
             if (plan.Speaks)
             {
                 await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDone)).ConfigureAwait(false);
@@ -242,8 +275,18 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             {
                 ResponseId = response.Id,
                 OutputIndex = 0,
-                Item = new RealtimeConversationItem([new TextContent(said)], response.Answer.Id, ChatRole.Assistant),
+                Item = AnswerItem(response, [new TextContent(said)]),
             }).ConfigureAwait(false);
+            await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemDone)
+            {
+                ResponseId = response.Id,
+                Item = AnswerItem(response, [new TextContent(said)]),
+            }).ConfigureAwait(false);
+        }
+        else
+        {
+            // Never begun: the answer said nothing, and its item is not kept.
+            response.Conversation.Remove(response.Answer);
         }
 
         await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseDone)
@@ -253,8 +296,16 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             Usage = usage,
             Error = error,
             OutputModalities = [plan.Speaks ? "audio" : "text"],
+            AdditionalProperties = reason is null ? null : new AdditionalPropertiesDictionary { [MiniOmniRealtimeStatusReasons.Key] = reason },
         }).ConfigureAwait(false);
         session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
         response.Finish();
     }
+
+    // The answer's item as OpenAI's events show it: its status and place in the conversation ride in its raw representation.
+    private static RealtimeConversationItem AnswerItem(RealtimeResponse response, IList<AIContent> contents) =>
+        new(contents, response.Answer.Id, ChatRole.Assistant)
+        {
+            RawRepresentation = new MiniOmniRealtimeItemDetails(response.Answer.Status, response.Conversation.PreviousId(response.Answer), response.Plan.Speaks),
+        };
 }

@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace MiniOmni.SK;
 
 /// <summary>
@@ -9,9 +7,7 @@ namespace MiniOmni.SK;
 internal sealed class RealtimeResponse
 {
     private readonly CancellationTokenSource _cancellation;
-    private readonly StringBuilder _text = new();
     private readonly Lock _lock = new();
-    private long _audioSamples;
     private DateTimeOffset? _firstAudioAt;
     private volatile bool _finished;
 
@@ -22,6 +18,8 @@ internal sealed class RealtimeResponse
         Answer = answer;
         Conversation = conversation;
         Plan = plan;
+        Speech = new RealtimeSpokenAnswer(plan.OutputSampleRate);
+        answer.Speech = plan.Speaks ? Speech : null;
         _cancellation = CancellationTokenSource.CreateLinkedTokenSource(sessionLifetime);
     }
 
@@ -40,6 +38,12 @@ internal sealed class RealtimeResponse
     /// <summary>How it answers.</summary>
     public ResponsePlan Plan { get; }
 
+    /// <summary>What the answer has said so far, and when.</summary>
+    public RealtimeSpokenAnswer Speech { get; }
+
+    /// <summary>Why the answer was cancelled, if it was: one of <see cref="MiniOmniRealtimeStatusReasons"/>.</summary>
+    public string? CancelReason { get; private set; }
+
     /// <summary>Cancelled when the answer is interrupted or the session ends.</summary>
     public CancellationToken Token => _cancellation.Token;
 
@@ -53,35 +57,22 @@ internal sealed class RealtimeResponse
     public bool Finished => _finished;
 
     /// <summary>The text so far.</summary>
-    public string Text
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _text.ToString();
-            }
-        }
-    }
+    public string Text => Speech.Text;
 
     /// <summary>The speech so far, at the output rate.</summary>
-    public TimeSpan AudioDuration
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return Duration(_audioSamples);
-            }
-        }
-    }
+    public TimeSpan AudioDuration => Speech.AudioDuration;
 
-    /// <summary>Stops the answer; an answer that has ended is left as it is.</summary>
-    public void Cancel()
+    /// <summary>Stops the answer, for <paramref name="reason"/> (one of <see cref="MiniOmniRealtimeStatusReasons"/>); an answer that has ended is left as it is.</summary>
+    public void Cancel(string reason)
     {
         if (_finished)
         {
             return;
+        }
+
+        lock (_lock)
+        {
+            CancelReason ??= reason;
         }
 
         try
@@ -95,13 +86,7 @@ internal sealed class RealtimeResponse
     }
 
     /// <summary>Records new text.</summary>
-    public void AddText(string text)
-    {
-        lock (_lock)
-        {
-            _text.Append(text);
-        }
-    }
+    public void AddText(string text) => Speech.AddText(text);
 
     /// <summary>Records <paramref name="samples"/> more speech sent at <paramref name="sentAt"/>.</summary>
     public void AddAudio(int samples, DateTimeOffset sentAt)
@@ -109,7 +94,7 @@ internal sealed class RealtimeResponse
         lock (_lock)
         {
             _firstAudioAt ??= sentAt;
-            _audioSamples += samples;
+            Speech.AddAudio(samples);
         }
     }
 
@@ -131,7 +116,7 @@ internal sealed class RealtimeResponse
             }
 
             var played = now - first;
-            var total = Duration(_audioSamples);
+            var total = Speech.AudioDuration;
             return played < TimeSpan.Zero ? TimeSpan.Zero : played > total ? total : played;
         }
     }
@@ -139,41 +124,14 @@ internal sealed class RealtimeResponse
     /// <summary>Whether the answer is over for the user by <paramref name="now"/>: generated, and (when it speaks) played to its end.</summary>
     public bool IsOver(DateTimeOffset now) => _finished && (!Plan.Speaks || Heard(now) >= AudioDuration);
 
-    /// <summary>
-    /// The part of the text the user heard when <paramref name="heard"/> of the speech had played: the same share of the
-    /// text as of the audio, cut back to a word boundary. Mini-Omni's text runs a little ahead of its speech, so this
-    /// is an estimate.
-    /// </summary>
-    public string HeardText(TimeSpan heard)
-    {
-        string text = Text;
-        var total = AudioDuration;
-        if (total <= TimeSpan.Zero || heard <= TimeSpan.Zero)
-        {
-            return string.Empty;
-        }
-
-        if (heard >= total)
-        {
-            return text.Trim();
-        }
-
-        int length = (int)Math.Round(text.Length * (heard / total));
-        if (length < text.Length && length > 0 && !char.IsWhiteSpace(text[length]))
-        {
-            int space = text.LastIndexOf(' ', length - 1);
-            length = space < 0 ? 0 : space;
-        }
-
-        return text[..length].Trim();
-    }
-
-    private TimeSpan Duration(long samples) => TimeSpan.FromTicks(samples * TimeSpan.TicksPerSecond / Plan.OutputSampleRate);
+    /// <summary>The part of the text the user heard when <paramref name="heard"/> of the speech had played (see <see cref="RealtimeSpokenAnswer.HeardText"/>).</summary>
+    public string HeardText(TimeSpan heard) => Speech.HeardText(heard);
 }
 
-/// <summary>How one response answers: which modalities, instructions, budget and output rate.</summary>
+/// <summary>How one response answers: which modalities, instructions, budget, output rate and sample encoding.</summary>
 /// <param name="Speaks">Speech and its transcript out (A1A2, T1A2), or text only (A1T2, T1T2).</param>
 /// <param name="Instructions">The system instructions ahead of the turns.</param>
 /// <param name="MaxTokens">The most steps; 0 lets the engine fill the context.</param>
-/// <param name="OutputSampleRate">The rate of the PCM16 audio deltas.</param>
-internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate);
+/// <param name="OutputSampleRate">The rate of the audio deltas.</param>
+/// <param name="OutputEncoding">How the audio deltas' samples are stored: 16-bit PCM, or G.711 at 8 kHz.</param>
+internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate, RealtimeSampleEncoding OutputEncoding = RealtimeSampleEncoding.Pcm16);

@@ -55,7 +55,7 @@ internal sealed class RealtimeTranscriber(RealtimeSessionContext session)
                 }
                 else if (update is AnswerCompleted completed)
                 {
-                    usage = new UsageDetails { InputTokenCount = completed.PromptTokens, OutputTokenCount = completed.Steps, TotalTokenCount = completed.PromptTokens + completed.Steps };
+                    usage = RealtimeUsage.From(completed, speaks: false);
                 }
             }
 

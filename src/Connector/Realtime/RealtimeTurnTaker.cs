@@ -184,10 +184,14 @@ internal sealed class RealtimeTurnTaker
         var entry = new ConversationEntry(itemId, ChatRole.User) { Audio = audio };
         _session.Conversation.Add(entry);
         _session.Logger.LogDebug("Realtime session {Session}: committed {Item}, {Seconds:F2} s of speech.", _session.IdPrefix, itemId, audio.Length / (double)InputRate);
-        await _session.EmitAsync(new InputSpeechRealtimeServerMessage(MiniOmniRealtimeServerMessageTypes.InputAudioCommitted) { ItemId = itemId, AudioPosition = ToTime(end) }).ConfigureAwait(false);
+        string? previousItemId = _session.Conversation.PreviousId(entry);
+        await _session.EmitAsync(new InputSpeechRealtimeServerMessage(MiniOmniRealtimeServerMessageTypes.InputAudioCommitted) { ItemId = itemId, PreviousItemId = previousItemId, AudioPosition = ToTime(end) }).ConfigureAwait(false);
         await _session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemAdded)
         {
-            Item = new RealtimeConversationItem([new DataContent(ToWav(audio), MiniOmniMediaTypes.Wav)], itemId, ChatRole.User),
+            Item = new RealtimeConversationItem([new DataContent(ToWav(audio), MiniOmniMediaTypes.Wav)], itemId, ChatRole.User)
+            {
+                RawRepresentation = new MiniOmniRealtimeItemDetails(entry.Status, previousItemId),
+            },
         }).ConfigureAwait(false);
         await _handler.TurnCommittedAsync(entry, respond).ConfigureAwait(false);
     }

@@ -9,14 +9,22 @@ internal sealed class RealtimeProtocolException(string message, string code = "i
     public string Code { get; } = code;
 
     public string? Param { get; } = param;
+
+    /// <summary>The refused client event's <c>event_id</c>, echoed in the error so the client can tell which request failed.</summary>
+    public string? EventId { get; set; }
 }
 
 /// <summary>
-/// OpenAI's Realtime client events (GA shape, as the official SDKs send them) read into Microsoft.Extensions.AI realtime
-/// messages. The OpenAI session is updated field by field, so this keeps the session's options and merges each update into them.
+/// OpenAI's Realtime client events (GA shape, as the official SDKs send them, or the beta's) read into Microsoft.Extensions.AI
+/// realtime messages. The OpenAI session is updated field by field, so this keeps the session's options and merges each
+/// update into them. A session update in the beta's shape switches the connection to the beta's events (<see cref="RealtimeProtocol"/>).
 /// </summary>
-internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int maxAnswerTokens)
+internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int maxAnswerTokens, RealtimeProtocol protocol)
 {
+    // Session fields only the beta has: a client that sends one speaks the beta.
+    private static readonly string[] BetaSessionFields =
+        ["modalities", "input_audio_format", "output_audio_format", "turn_detection", "voice", "input_audio_transcription", "max_response_output_tokens"];
+
     /// <summary>The session's options as the client has set them so far.</summary>
     public RealtimeSessionOptions Options { get; private set; } = initial;
 
@@ -28,30 +36,59 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             ? t.GetString()!
             : throw new RealtimeProtocolException("The event has no \"type\"; every client event is a JSON object with a type.", "invalid_event", "type");
         string? eventId = root.TryGetProperty("event_id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
-        RealtimeClientMessage message = type switch
+        try
         {
-            "session.update" => new SessionUpdateRealtimeClientMessage(MergeSession(Property(root, "session", type))),
+            var message = Message(root, type);
+            message.MessageId = eventId;
+            return message;
+        }
+        catch (RealtimeProtocolException e)
+        {
+            e.EventId ??= eventId;
+            throw;
+        }
+    }
+
+    private RealtimeClientMessage Message(JsonElement root, string type) =>
+        type switch
+        {
+            "session.update" => new SessionUpdateRealtimeClientMessage(MergeSession(Property(root, "session", type), transcriptionSession: false)),
+            "transcription_session.update" => new SessionUpdateRealtimeClientMessage(MergeSession(Property(root, "session", type), transcriptionSession: true)),
             "input_audio_buffer.append" => new InputAudioBufferAppendRealtimeClientMessage(new DataContent(Base64(root, "audio", type), "audio/pcm")),
             "input_audio_buffer.commit" => new InputAudioBufferCommitRealtimeClientMessage(),
             "input_audio_buffer.clear" => new InputAudioBufferClearRealtimeClientMessage(),
             "conversation.item.create" => new CreateConversationItemRealtimeClientMessage(Item(Property(root, "item", type), "item")),
             "response.create" => Response(root.TryGetProperty("response", out var r) && r.ValueKind == JsonValueKind.Object ? r : default),
             "response.cancel" => new CancelResponseRealtimeClientMessage { ResponseId = root.TryGetProperty("response_id", out var rid) && rid.ValueKind == JsonValueKind.String ? rid.GetString() : null },
-            "conversation.item.truncate" or "conversation.item.delete" or "conversation.item.retrieve" or "output_audio_buffer.clear" =>
-                throw new RealtimeProtocolException($"'{type}' is not supported by Mini-Omni's server: it keeps what was heard of an interrupted answer by itself (barge-in) and does not edit the conversation.", "unsupported_event", "type"),
-            _ => throw new RealtimeProtocolException($"'{type}' is not a client event this server knows; it takes session.update, input_audio_buffer.append/commit/clear, conversation.item.create and response.create/cancel.", "unsupported_event", "type"),
+            "conversation.item.truncate" => new TruncateConversationItemRealtimeClientMessage
+            {
+                ItemId = String(root, "item_id", type),
+                ContentIndex = root.TryGetProperty("content_index", out var index) && index.TryGetInt32(out int contentIndex) ? contentIndex : 0,
+                AudioEnd = root.TryGetProperty("audio_end_ms", out var end) && end.TryGetInt64(out long ms) && ms >= 0
+                    ? TimeSpan.FromMilliseconds(ms)
+                    : throw new RealtimeProtocolException($"'{type}' needs \"audio_end_ms\", a whole number of milliseconds of 0 or more.", "invalid_value", "audio_end_ms"),
+            },
+            "conversation.item.retrieve" => new RetrieveConversationItemRealtimeClientMessage { ItemId = String(root, "item_id", type) },
+            "conversation.item.delete" => new DeleteConversationItemRealtimeClientMessage { ItemId = String(root, "item_id", type) },
+            "output_audio_buffer.clear" =>
+                throw new RealtimeProtocolException($"'{type}' is for WebRTC and SIP connections, which play the audio themselves; over a WebSocket the client plays it, and stops it itself (then sends conversation.item.truncate).", "unsupported_event", "type"),
+            _ => throw new RealtimeProtocolException(
+                $"'{type}' is not a client event this server knows; it takes session.update (transcription_session.update), input_audio_buffer.append/commit/clear, " +
+                "conversation.item.create/truncate/retrieve/delete and response.create/cancel.", "unsupported_event", "type"),
         };
-        message.MessageId = eventId;
-        return message;
-    }
 
     /// <summary>Records that the session took <paramref name="options"/> (its update succeeded).</summary>
     public void Accept(RealtimeSessionOptions options) => Options = options;
 
-    private RealtimeSessionOptions MergeSession(JsonElement session)
+    private RealtimeSessionOptions MergeSession(JsonElement session, bool transcriptionSession)
     {
+        if (transcriptionSession || BetaSessionFields.Any(field => session.TryGetProperty(field, out _)))
+        {
+            protocol.SwitchToBeta();
+        }
+
         var current = Options;
-        var kind = current.SessionKind;
+        var kind = transcriptionSession ? RealtimeSessionKind.Transcription : current.SessionKind;
         if (session.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String)
         {
             kind = type.GetString() switch
@@ -69,26 +106,77 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
 
         var input = session.TryGetProperty("audio", out var audio) && audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.Object ? i : default;
         var output = audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.Object ? o : default;
-        var inputFormat = input.ValueKind == JsonValueKind.Object && input.TryGetProperty("format", out var f) ? Format(f, "session.audio.input.format") : current.InputAudioFormat;
-        var outputFormat = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("format", out var of) ? Format(of, "session.audio.output.format") : current.OutputAudioFormat;
+        var inputFormat = input.ValueKind == JsonValueKind.Object && input.TryGetProperty("format", out var f) ? Format(f, "session.audio.input.format")
+            : session.TryGetProperty("input_audio_format", out var betaInput) ? Format(betaInput, "session.input_audio_format")
+            : current.InputAudioFormat;
+        var outputFormat = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("format", out var of) ? Format(of, "session.audio.output.format")
+            : session.TryGetProperty("output_audio_format", out var betaOutput) ? Format(betaOutput, "session.output_audio_format")
+            : current.OutputAudioFormat;
         var detection = current.VoiceActivityDetection;
         if (input.ValueKind == JsonValueKind.Object && input.TryGetProperty("turn_detection", out var turn))
         {
             detection = TurnDetection(turn);
         }
+        else if (session.TryGetProperty("turn_detection", out var betaTurn))
+        {
+            detection = TurnDetection(betaTurn);
+        }
+
+        // null turns transcription off; an object turns it on.
+        var transcription = current.TranscriptionOptions;
+        if (input.ValueKind == JsonValueKind.Object && input.TryGetProperty("transcription", out var transcribe))
+        {
+            transcription = Transcription(transcribe);
+        }
+        else if (session.TryGetProperty("input_audio_transcription", out var betaTranscribe))
+        {
+            transcription = Transcription(betaTranscribe);
+        }
+
+        var outputModalities = session.TryGetProperty("output_modalities", out var modalities) ? Strings(modalities, "session.output_modalities")
+            : session.TryGetProperty("modalities", out var betaModalities) ? Strings(betaModalities, "session.modalities")
+            : current.OutputModalities;
+        string? voice = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("voice", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()
+            : session.TryGetProperty("voice", out var betaVoice) && betaVoice.ValueKind == JsonValueKind.String ? betaVoice.GetString()
+            : current.Voice;
+        var maxOutputTokens = session.TryGetProperty("max_output_tokens", out var max) ? MaxTokens(max, "session.max_output_tokens")
+            : session.TryGetProperty("max_response_output_tokens", out var betaMax) ? MaxTokens(betaMax, "session.max_response_output_tokens")
+            : current.MaxOutputTokens;
 
         return new RealtimeSessionOptions
         {
             SessionKind = kind,
             Model = session.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.String ? model.GetString() : current.Model,
             Instructions = session.TryGetProperty("instructions", out var instructions) ? (instructions.ValueKind == JsonValueKind.String ? instructions.GetString() : null) : current.Instructions,
-            OutputModalities = session.TryGetProperty("output_modalities", out var modalities) ? Strings(modalities, "session.output_modalities") : current.OutputModalities,
-            MaxOutputTokens = session.TryGetProperty("max_output_tokens", out var max) ? MaxTokens(max, "session.max_output_tokens") : current.MaxOutputTokens,
+            OutputModalities = outputModalities,
+            MaxOutputTokens = maxOutputTokens,
             InputAudioFormat = inputFormat,
             OutputAudioFormat = outputFormat,
-            Voice = output.ValueKind == JsonValueKind.Object && output.TryGetProperty("voice", out var voice) && voice.ValueKind == JsonValueKind.String ? voice.GetString() : current.Voice,
+            Voice = voice,
             VoiceActivityDetection = detection,
-            TranscriptionOptions = current.TranscriptionOptions,
+            TranscriptionOptions = transcription,
+        };
+    }
+
+    // session.audio.input.transcription (the beta's input_audio_transcription): null turns transcribing spoken turns off.
+    private static TranscriptionOptions Transcription(JsonElement transcription)
+    {
+        if (transcription.ValueKind == JsonValueKind.Null)
+        {
+            return new MiniOmniTranscriptionOptions { Enabled = false };
+        }
+
+        if (transcription.ValueKind != JsonValueKind.Object)
+        {
+            throw new RealtimeProtocolException("The session's transcription must be an object (for example {\"model\":\"mini-omni\"}) or null to turn it off.", "invalid_value", "session.audio.input.transcription");
+        }
+
+        return new MiniOmniTranscriptionOptions
+        {
+            Enabled = true,
+            ModelId = transcription.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.String ? model.GetString() : null,
+            SpeechLanguage = transcription.TryGetProperty("language", out var language) && language.ValueKind == JsonValueKind.String ? language.GetString() : null,
+            Prompt = transcription.TryGetProperty("prompt", out var prompt) && prompt.ValueKind == JsonValueKind.String ? prompt.GetString() : null,
         };
     }
 
@@ -109,6 +197,10 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
         {
             message.OutputModalities = Strings(modalities, "response.output_modalities");
         }
+        else if (response.TryGetProperty("modalities", out var betaModalities))
+        {
+            message.OutputModalities = Strings(betaModalities, "response.modalities");
+        }
 
         if (response.TryGetProperty("instructions", out var instructions) && instructions.ValueKind == JsonValueKind.String)
         {
@@ -118,6 +210,10 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
         if (response.TryGetProperty("max_output_tokens", out var max))
         {
             message.MaxOutputTokens = MaxTokens(max, "response.max_output_tokens");
+        }
+        else if (response.TryGetProperty("max_response_output_tokens", out var betaMax))
+        {
+            message.MaxOutputTokens = MaxTokens(betaMax, "response.max_response_output_tokens");
         }
 
         if (response.TryGetProperty("conversation", out var conversation) && conversation.ValueKind == JsonValueKind.String && conversation.GetString() == "none")
@@ -135,6 +231,10 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             && output.ValueKind == JsonValueKind.Object && output.TryGetProperty("format", out var format))
         {
             message.OutputAudioOptions = Format(format, "response.audio.output.format");
+        }
+        else if (response.TryGetProperty("output_audio_format", out var betaFormat))
+        {
+            message.OutputAudioOptions = Format(betaFormat, "response.output_audio_format");
         }
 
         return message;
@@ -204,14 +304,18 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             return null;
         }
 
-        // The GA shape {"type":"audio/pcm","rate":24000}, or the beta's "pcm16".
+        // The GA shape {"type":"audio/pcm","rate":24000} or {"type":"audio/pcmu"}, or the beta's "pcm16", "g711_ulaw", "g711_alaw".
         string? type = format.ValueKind == JsonValueKind.String ? format.GetString()
             : format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
         int rate = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("rate", out var r) && r.TryGetInt32(out int given) ? given : 24000;
         return type switch
         {
             "audio/pcm" or "pcm16" => new RealtimeAudioFormat("audio/pcm", rate),
-            _ => throw new RealtimeProtocolException($"{where} is '{type}'; Mini-Omni hears and speaks 16-bit PCM ('audio/pcm'), not G.711.", "unsupported_audio_format", where),
+            "audio/pcmu" or "g711_ulaw" => new RealtimeAudioFormat("audio/pcmu", 8000),
+            "audio/pcma" or "g711_alaw" => new RealtimeAudioFormat("audio/pcma", 8000),
+            _ => throw new RealtimeProtocolException(
+                $"{where} is '{type}'; Mini-Omni hears and speaks 16-bit PCM ('audio/pcm', the beta's 'pcm16') and G.711 ('audio/pcmu', 'audio/pcma', the beta's 'g711_ulaw', 'g711_alaw').",
+                "unsupported_audio_format", where),
         };
     }
 
@@ -259,6 +363,11 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
         array.ValueKind == JsonValueKind.Array && array.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String)
             ? [.. array.EnumerateArray().Select(e => e.GetString()!)]
             : throw new RealtimeProtocolException($"{where} must be an array of strings.", "invalid_value", where);
+
+    private static string String(JsonElement root, string name, string type) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text
+            ? text
+            : throw new RealtimeProtocolException($"'{type}' has no \"{name}\".", "missing_required_parameter", name);
 
     private static JsonElement Property(JsonElement root, string name, string type) =>
         root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Object

@@ -65,10 +65,14 @@ internal static class RealtimeEndpoint
                 // Unset: the engine's default budget, within the model's context; the server's limit caps every answer.
                 MaxOutputTokens = null,
                 VoiceActivityDetection = new MiniOmniVoiceActivityDetectionOptions(),
+                // The server's setting says whether spoken turns are transcribed until the client says otherwise.
+                TranscriptionOptions = options.Value.TranscribeRealtimeSpeech ? new TranscriptionOptions { ModelId = clients.ModelId } : null,
             };
             // Check the model before the upgrade, so that a server still loading answers 503 in plain HTTP.
             var client = clients.Realtime;
-            string? protocol = context.WebSockets.WebSocketRequestedProtocols.Contains("realtime") ? "realtime" : null;
+            var requested = context.WebSockets.WebSocketRequestedProtocols;
+            string? protocol = requested.Contains("realtime") ? "realtime" : requested.Contains(RealtimeProtocol.BetaSubprotocol) ? RealtimeProtocol.BetaSubprotocol : null;
+            var version = new RealtimeProtocol(RealtimeProtocol.AsksForBeta(context.Request.Headers, requested));
             using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
             {
                 SubProtocol = protocol,
@@ -78,7 +82,7 @@ internal static class RealtimeEndpoint
                 KeepAliveInterval = TimeSpan.FromSeconds(15),
             }).ConfigureAwait(false);
             await using var session = await client.CreateSessionAsync(initial, context.RequestAborted).ConfigureAwait(false);
-            var connection = new RealtimeConnection(socket, session, initial, limits, metrics, loggers.CreateLogger<RealtimeConnection>());
+            var connection = new RealtimeConnection(socket, session, initial, version, limits, metrics, loggers.CreateLogger<RealtimeConnection>());
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
             await connection.RunAsync(ending.Token).ConfigureAwait(false);
         }
@@ -95,11 +99,12 @@ internal static class RealtimeEndpoint
 /// messages translated and sent as they come. A client that stops reading is cut off: a send that does not complete
 /// within the stall timeout aborts the socket, and the session's own bounded queue ends it the same way.
 /// </summary>
-internal sealed class RealtimeConnection(WebSocket socket, IRealtimeClientSession session, RealtimeSessionOptions initial, ServerLimits limits, ServerMetrics metrics, ILogger logger)
+internal sealed class RealtimeConnection(
+    WebSocket socket, IRealtimeClientSession session, RealtimeSessionOptions initial, RealtimeProtocol protocol, ServerLimits limits, ServerMetrics metrics, ILogger logger)
 {
     private readonly SemaphoreSlim _sending = new(1, 1);
-    private readonly RealtimeClientEvents _reader = new(initial, limits.MaxAnswerTokens);
-    private readonly RealtimeServerEvents _writer = new(metrics, initial.OutputAudioFormat?.SampleRate ?? 24000);
+    private readonly RealtimeClientEvents _reader = new(initial, limits.MaxAnswerTokens, protocol);
+    private readonly RealtimeServerEvents _writer = new(metrics, initial.OutputAudioFormat?.SampleRate ?? 24000, protocol);
     private readonly string _sessionId = $"sess_{Guid.NewGuid():N}";
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -187,10 +192,12 @@ internal sealed class RealtimeConnection(WebSocket socket, IRealtimeClientSessio
     private async Task HandleAsync(ReadOnlyMemory<byte> json, CancellationToken cancellationToken)
     {
         RealtimeClientMessage message;
+        bool transcriptionSession;
         try
         {
             using var document = JsonDocument.Parse(json);
             message = _reader.Read(document.RootElement);
+            transcriptionSession = document.RootElement.GetProperty("type").ValueEquals("transcription_session.update");
         }
         catch (JsonException e)
         {
@@ -199,7 +206,7 @@ internal sealed class RealtimeConnection(WebSocket socket, IRealtimeClientSessio
         }
         catch (RealtimeProtocolException e)
         {
-            await SendAsync(_writer.Error(e.Message, e.Code, e.Param), cancellationToken).ConfigureAwait(false);
+            await SendAsync(_writer.Error(e.Message, e.Code, e.Param, e.EventId), cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -208,7 +215,9 @@ internal sealed class RealtimeConnection(WebSocket socket, IRealtimeClientSessio
         {
             // The session took the update (a refused one left its options and sent an error).
             _reader.Accept(update.Options);
-            await SendAsync(_writer.Session("session.updated", _sessionId, update.Options), cancellationToken).ConfigureAwait(false);
+            await SendAsync(
+                transcriptionSession ? _writer.TranscriptionSession(_sessionId, update.Options) : _writer.Session("session.updated", _sessionId, update.Options),
+                cancellationToken).ConfigureAwait(false);
         }
     }
 

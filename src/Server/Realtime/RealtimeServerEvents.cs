@@ -6,11 +6,12 @@ using MiniOmni.SK.Server.Hosting;
 namespace MiniOmni.SK.Server.Realtime;
 
 /// <summary>
-/// Microsoft.Extensions.AI realtime server messages written as OpenAI's Realtime server events (GA shape, as the official
-/// SDKs read them): one message may make several events (an answer's item is announced, then its content part). Keeps
-/// what it needs per response (its modality, its item, its measurement). One per connection; not thread-safe.
+/// Microsoft.Extensions.AI realtime server messages written as OpenAI's Realtime server events, in the GA shape or the
+/// beta's (<see cref="RealtimeProtocol"/>), as the official SDKs read them: one message may make several events (an
+/// answer's item is announced, then its content part). Keeps what it needs per response (its modality, its item, its
+/// measurement). One per connection; not thread-safe.
 /// </summary>
-internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSampleRate)
+internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSampleRate, RealtimeProtocol protocol)
 {
     private readonly Dictionary<string, ResponseState> _responses = [];
     private int _nextEvent;
@@ -27,8 +28,9 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         _responses.Clear();
     }
 
-    /// <summary>The session.created or session.updated event for <paramref name="options"/>.</summary>
-    public byte[] Session(string type, string sessionId, RealtimeSessionOptions options) => Write(type, w =>
+    /// <summary>The session.created or session.updated event for <paramref name="options"/>, in the connection's version.</summary>
+    public byte[] Session(string type, string sessionId, RealtimeSessionOptions options) =>
+        protocol.Beta ? BetaSession(type, sessionId, options) : Write(type, w =>
     {
         w.WriteStartObject("session");
         w.WriteString("object", "realtime.session");
@@ -55,29 +57,29 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         w.WriteStartObject("audio");
         w.WriteStartObject("input");
         WriteFormat(w, options.InputAudioFormat ?? new RealtimeAudioFormat("audio/pcm", 24000));
-        if (options.VoiceActivityDetection is { Enabled: true } detection)
-        {
-            var ours = detection as MiniOmniVoiceActivityDetectionOptions ?? new MiniOmniVoiceActivityDetectionOptions();
-            w.WriteStartObject("turn_detection");
-            w.WriteString("type", "server_vad");
-            w.WriteNumber("threshold", Math.Clamp((ours.ThresholdDb + 40) / 40 + 0.5, 0, 1));
-            w.WriteNumber("prefix_padding_ms", (int)ours.PrefixPadding.TotalMilliseconds);
-            w.WriteNumber("silence_duration_ms", (int)ours.SilenceDuration.TotalMilliseconds);
-            w.WriteBoolean("create_response", ours.CreateResponse);
-            w.WriteBoolean("interrupt_response", detection.AllowInterruption);
-            w.WriteEndObject();
-        }
-        else
-        {
-            w.WriteNull("turn_detection");
-        }
-
+        WriteTranscription(w, "transcription", options);
+        WriteTurnDetection(w, options);
         w.WriteEndObject();
         w.WriteStartObject("output");
         WriteFormat(w, options.OutputAudioFormat ?? new RealtimeAudioFormat("audio/pcm", 24000));
         w.WriteString("voice", options.Voice ?? "mini-omni");
         w.WriteEndObject();
         w.WriteEndObject();
+        w.WriteEndObject();
+    });
+
+    /// <summary>The transcription_session.updated event of a beta client's transcription session.</summary>
+    public byte[] TranscriptionSession(string sessionId, RealtimeSessionOptions options) => Write("transcription_session.updated", w =>
+    {
+        w.WriteStartObject("session");
+        w.WriteString("object", "realtime.transcription_session");
+        w.WriteString("id", sessionId);
+        w.WriteStartArray("modalities");
+        w.WriteStringValue("text");
+        w.WriteEndArray();
+        w.WriteString("input_audio_format", BetaFormat(options.InputAudioFormat));
+        WriteTranscription(w, "input_audio_transcription", options);
+        WriteTurnDetection(w, options);
         w.WriteEndObject();
     });
 
@@ -116,7 +118,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
             case InputSpeechRealtimeServerMessage speech when type == MiniOmniRealtimeServerMessageTypes.InputAudioCommitted:
                 yield return Write("input_audio_buffer.committed", w =>
                 {
-                    w.WriteNull("previous_item_id");
+                    WriteOptional(w, "previous_item_id", speech.PreviousItemId);
                     WriteOptional(w, "item_id", speech.ItemId);
                 });
                 break;
@@ -124,13 +126,35 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 yield return Write("input_audio_buffer.cleared", _ => { });
                 break;
             case ResponseOutputItemRealtimeServerMessage added when type == RealtimeServerMessageType.ConversationItemAdded:
-                yield return Write("conversation.item.added", w => WriteItem(w, "item", added.Item, "completed", speaks: null));
-                yield return Write("conversation.item.done", w => WriteItem(w, "item", added.Item, "completed", speaks: null));
+                // A turn is added whole; an answer is added in progress, and done when it ends.
+                foreach (string name in DetailsOf(added.Item).Status == "in_progress" ? ["conversation.item.added"] : new[] { "conversation.item.added", "conversation.item.done" })
+                {
+                    if (WriteConversationItem(name, added.Item) is { } e)
+                    {
+                        yield return e;
+                    }
+                }
+
+                break;
+            case ResponseOutputItemRealtimeServerMessage itemDone when type == RealtimeServerMessageType.ConversationItemDone:
+                if (WriteConversationItem("conversation.item.done", itemDone.Item) is { } doneEvent)
+                {
+                    yield return doneEvent;
+                }
+
+                break;
+            case ResponseOutputItemRealtimeServerMessage retrieved when type == MiniOmniRealtimeServerMessageTypes.ConversationItemRetrieved:
+                yield return Write("conversation.item.retrieved", w => WriteItem(w, "item", retrieved.Item));
+                break;
+            case ConversationItemDeletedRealtimeServerMessage deleted:
+                yield return Write("conversation.item.deleted", w => WriteOptional(w, "item_id", deleted.ItemId));
                 break;
             case ResponseCreatedRealtimeServerMessage created when type == RealtimeServerMessageType.ResponseCreated:
                 var state = new ResponseState(created.ResponseId ?? "resp", created.OutputModalities?.Contains("audio") != false, metrics.StartAnswer("realtime"))
                 {
                     OutputRate = created.OutputAudioOptions?.SampleRate ?? outputSampleRate,
+                    BytesPerSample = created.OutputAudioOptions?.MediaType is "audio/pcmu" or "audio/pcma" ? 1 : 2,
+                    OutputFormat = created.OutputAudioOptions,
                 };
                 _responses[state.Id] = state;
                 yield return Write("response.created", w => WriteResponse(w, state, "in_progress", created));
@@ -142,7 +166,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 {
                     w.WriteString("response_id", adding.Id);
                     w.WriteNumber("output_index", item.OutputIndex ?? 0);
-                    WriteItem(w, "item", item.Item, "in_progress", adding.Speaks);
+                    WriteItem(w, "item", item.Item);
                 });
                 yield return Write("response.content_part.added", w =>
                 {
@@ -160,6 +184,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
             case ResponseOutputItemRealtimeServerMessage item when type == RealtimeServerMessageType.ResponseOutputItemDone:
                 var done = StateOf(item.ResponseId);
                 done.Said = string.Concat(item.Item?.Contents?.OfType<TextContent>().Select(c => c.Text) ?? []);
+                done.ItemStatus = DetailsOf(item.Item).Status;
                 yield return Write("response.content_part.done", w =>
                 {
                     WriteIds(w, done);
@@ -169,7 +194,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 {
                     w.WriteString("response_id", done.Id);
                     w.WriteNumber("output_index", item.OutputIndex ?? 0);
-                    WriteItem(w, "item", item.Item, "completed", done.Speaks);
+                    WriteItem(w, "item", item.Item);
                 });
                 break;
             case ResponseCreatedRealtimeServerMessage finished when type == RealtimeServerMessageType.ResponseDone:
@@ -191,7 +216,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 yield return Write("conversation.item.truncated", w =>
                 {
                     WriteOptional(w, "item_id", truncated.ItemId);
-                    w.WriteNumber("content_index", 0);
+                    w.WriteNumber("content_index", truncated.ContentIndex);
                     w.WriteNumber("audio_end_ms", (long)truncated.AudioEnd.TotalMilliseconds);
                 });
                 break;
@@ -210,7 +235,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         {
             // The payload is base64 already: its decoded length is what was spoken.
             int bytes = (output.Audio?.Length ?? 0) / 4 * 3;
-            state.Measurement.Audio(bytes / 2, state.OutputRate);
+            state.Measurement.Audio(bytes / state.BytesPerSample, state.OutputRate);
             yield return Write("response.output_audio.delta", w =>
             {
                 WriteIds(w, state);
@@ -276,9 +301,14 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 w.WriteString("transcript", transcription.Transcription);
                 if (transcription.Usage is { } usage)
                 {
+                    // The shape the SDKs' schemas take: token counts, and the input's text and audio tokens.
                     w.WriteStartObject("usage");
                     w.WriteString("type", "tokens");
                     w.WriteNumber("input_tokens", usage.InputTokenCount ?? 0);
+                    w.WriteStartObject("input_token_details");
+                    w.WriteNumber("text_tokens", usage.InputTextTokenCount ?? 0);
+                    w.WriteNumber("audio_tokens", usage.InputAudioTokenCount ?? 0);
+                    w.WriteEndObject();
                     w.WriteNumber("output_tokens", usage.OutputTokenCount ?? 0);
                     w.WriteNumber("total_tokens", usage.TotalTokenCount ?? 0);
                     w.WriteEndObject();
@@ -323,13 +353,13 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
             case "cancelled":
                 w.WriteStartObject("status_details");
                 w.WriteString("type", "cancelled");
-                w.WriteString("reason", "turn_detected");
+                w.WriteString("reason", ReasonOf(message) ?? MiniOmniRealtimeStatusReasons.ClientCancelled);
                 w.WriteEndObject();
                 break;
             case "incomplete":
                 w.WriteStartObject("status_details");
                 w.WriteString("type", "incomplete");
-                w.WriteString("reason", "max_output_tokens");
+                w.WriteString("reason", ReasonOf(message) ?? MiniOmniRealtimeStatusReasons.MaxOutputTokens);
                 w.WriteEndObject();
                 break;
             case "failed":
@@ -347,24 +377,52 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 break;
         }
 
-        w.WriteStartArray("output_modalities");
+        // The beta listed both modalities of a spoken answer, and named the field "modalities".
+        w.WriteStartArray(protocol.Beta ? "modalities" : "output_modalities");
+        if (state.Speaks && protocol.Beta)
+        {
+            w.WriteStringValue("text");
+        }
+
         w.WriteStringValue(state.Speaks ? "audio" : "text");
         w.WriteEndArray();
+        if (protocol.Beta && state.Speaks)
+        {
+            w.WriteString("output_audio_format", BetaFormat(state.OutputFormat));
+        }
+
         w.WriteStartArray("output");
         if (status != "in_progress" && state.ItemId is not null)
         {
             w.WriteStartObject();
-            WriteItemBody(w, state.ItemId, ChatRole.Assistant, status == "completed" ? "completed" : "incomplete", state.Speaks, state.Said ?? string.Empty, null);
+            WriteItemBody(w, state.ItemId, ChatRole.Assistant, state.ItemStatus ?? (status == "completed" ? "completed" : "incomplete"), state.Speaks, state.Said is { } said ? [new TextContent(said)] : []);
             w.WriteEndObject();
         }
 
         w.WriteEndArray();
         if (message.Usage is { } usage)
         {
+            // OpenAI's response usage: input and output with their text and audio tokens, and the cached share of the input.
             w.WriteStartObject("usage");
             w.WriteNumber("total_tokens", usage.TotalTokenCount ?? 0);
             w.WriteNumber("input_tokens", usage.InputTokenCount ?? 0);
             w.WriteNumber("output_tokens", usage.OutputTokenCount ?? 0);
+            w.WriteStartObject("input_token_details");
+            w.WriteNumber("cached_tokens", usage.CachedInputTokenCount ?? 0);
+            w.WriteNumber("text_tokens", usage.InputTextTokenCount ?? 0);
+            w.WriteNumber("audio_tokens", usage.InputAudioTokenCount ?? 0);
+            w.WriteNumber("image_tokens", 0);
+            w.WriteStartObject("cached_tokens_details");
+            // Nothing is cached (see RealtimeUsage), so its split is all zeros.
+            w.WriteNumber("text_tokens", 0);
+            w.WriteNumber("audio_tokens", 0);
+            w.WriteNumber("image_tokens", 0);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteStartObject("output_token_details");
+            w.WriteNumber("text_tokens", usage.OutputTextTokenCount ?? 0);
+            w.WriteNumber("audio_tokens", usage.OutputAudioTokenCount ?? 0);
+            w.WriteEndObject();
             w.WriteEndObject();
         }
         else
@@ -391,15 +449,30 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         w.WriteEndObject();
     }
 
-    private static void WriteItem(Utf8JsonWriter w, string name, RealtimeConversationItem? item, string status, bool? speaks)
+    // What a Mini-Omni session says of an item beyond MEAI's item (see MiniOmniRealtimeItemDetails): a completed turn otherwise.
+    private static MiniOmniRealtimeItemDetails DetailsOf(RealtimeConversationItem? item) =>
+        item?.RawRepresentation as MiniOmniRealtimeItemDetails ?? new MiniOmniRealtimeItemDetails("completed", null);
+
+    private static string? ReasonOf(ResponseCreatedRealtimeServerMessage message) =>
+        message.AdditionalProperties?.TryGetValue(MiniOmniRealtimeStatusReasons.Key, out object? reason) == true ? reason as string : null;
+
+    // conversation.item.added / .done (the beta's conversation.item.created, and no done), with the item's place.
+    private byte[]? WriteConversationItem(string gaType, RealtimeConversationItem? item) =>
+        protocol.Name(gaType) is null ? null : Write(gaType, w =>
+        {
+            WriteOptional(w, "previous_item_id", DetailsOf(item).PreviousItemId);
+            WriteItem(w, "item", item);
+        });
+
+    private void WriteItem(Utf8JsonWriter w, string name, RealtimeConversationItem? item)
     {
+        var details = DetailsOf(item);
         w.WriteStartObject(name);
-        string text = string.Concat(item?.Contents?.OfType<TextContent>().Select(c => c.Text) ?? []);
-        WriteItemBody(w, item?.Id, item?.Role ?? ChatRole.User, status, speaks, text, item?.Contents);
+        WriteItemBody(w, item?.Id, item?.Role ?? ChatRole.User, details.Status, details.Speaks, item?.Contents ?? []);
         w.WriteEndObject();
     }
 
-    private static void WriteItemBody(Utf8JsonWriter w, string? id, ChatRole role, string status, bool? speaks, string text, IList<AIContent>? contents)
+    private void WriteItemBody(Utf8JsonWriter w, string? id, ChatRole role, string status, bool speaks, IList<AIContent> contents)
     {
         WriteOptional(w, "id", id);
         w.WriteString("object", "realtime.item");
@@ -411,24 +484,40 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         {
             if (status != "in_progress")
             {
+                string text = string.Concat(contents.OfType<TextContent>().Select(c => c.Text));
                 w.WriteStartObject();
-                w.WriteString("type", speaks != false ? "output_audio" : "output_text");
-                w.WriteString(speaks != false ? "transcript" : "text", text);
+                w.WriteString("type", (speaks, protocol.Beta) switch
+                {
+                    (true, false) => "output_audio",
+                    (true, true) => "audio",
+                    (false, false) => "output_text",
+                    (false, true) => "text",
+                });
+                w.WriteString(speaks ? "transcript" : "text", text);
                 w.WriteEndObject();
             }
         }
         else
         {
-            // A user's audio is not echoed back: the part says it was audio, and its transcript follows in its own events.
-            foreach (var content in contents ?? [])
+            // A user's audio is not echoed back: the part says it was audio, with its transcript once there is one
+            // (a text part after audio is its transcript).
+            for (int i = 0; i < contents.Count; i++)
             {
                 w.WriteStartObject();
-                if (content is DataContent)
+                if (contents[i] is DataContent)
                 {
                     w.WriteString("type", "input_audio");
-                    w.WriteNull("transcript");
+                    if (i + 1 < contents.Count && contents[i + 1] is TextContent transcript)
+                    {
+                        w.WriteString("transcript", transcript.Text);
+                        i++;
+                    }
+                    else
+                    {
+                        w.WriteNull("transcript");
+                    }
                 }
-                else if (content is TextContent part)
+                else if (contents[i] is TextContent part)
                 {
                     w.WriteString("type", "input_text");
                     w.WriteString("text", part.Text);
@@ -441,11 +530,102 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         w.WriteEndArray();
     }
 
+    // The beta's session object: top-level formats as names, turn detection and transcription, "modalities".
+    private byte[] BetaSession(string type, string sessionId, RealtimeSessionOptions options) => Write(type, w =>
+    {
+        w.WriteStartObject("session");
+        w.WriteString("object", "realtime.session");
+        w.WriteString("id", sessionId);
+        w.WriteString("model", options.Model ?? "mini-omni");
+        w.WriteStartArray("modalities");
+        bool speaks = options.OutputModalities is not { Count: > 0 } modalities || modalities.Contains("audio") || !modalities.Contains("text");
+        w.WriteStringValue("text");
+        if (speaks)
+        {
+            w.WriteStringValue("audio");
+        }
+
+        w.WriteEndArray();
+        w.WriteString("instructions", options.Instructions ?? string.Empty);
+        w.WriteString("voice", options.Voice ?? "mini-omni");
+        w.WriteString("input_audio_format", BetaFormat(options.InputAudioFormat));
+        w.WriteString("output_audio_format", BetaFormat(options.OutputAudioFormat));
+        WriteTranscription(w, "input_audio_transcription", options);
+        WriteTurnDetection(w, options);
+        w.WriteStartArray("tools");
+        w.WriteEndArray();
+        w.WriteString("tool_choice", "auto");
+        if (options.MaxOutputTokens is { } max)
+        {
+            w.WriteNumber("max_response_output_tokens", max);
+        }
+        else
+        {
+            w.WriteString("max_response_output_tokens", "inf");
+        }
+
+        w.WriteEndObject();
+    });
+
+    private static string BetaFormat(RealtimeAudioFormat? format) => format?.MediaType switch
+    {
+        "audio/pcmu" => "g711_ulaw",
+        "audio/pcma" => "g711_alaw",
+        _ => "pcm16",
+    };
+
+    private static void WriteTranscription(Utf8JsonWriter w, string name, RealtimeSessionOptions options)
+    {
+        if (options.TranscriptionOptions is null or MiniOmniTranscriptionOptions { Enabled: false })
+        {
+            w.WriteNull(name);
+            return;
+        }
+
+        w.WriteStartObject(name);
+        w.WriteString("model", options.TranscriptionOptions.ModelId ?? "mini-omni");
+        if (options.TranscriptionOptions.SpeechLanguage is { } language)
+        {
+            w.WriteString("language", language);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteTurnDetection(Utf8JsonWriter w, RealtimeSessionOptions options)
+    {
+        if (options.VoiceActivityDetection is { Enabled: true } detection)
+        {
+            var ours = detection as MiniOmniVoiceActivityDetectionOptions ?? new MiniOmniVoiceActivityDetectionOptions();
+            w.WriteStartObject("turn_detection");
+            w.WriteString("type", "server_vad");
+            w.WriteNumber("threshold", Math.Clamp((ours.ThresholdDb + 40) / 40 + 0.5, 0, 1));
+            w.WriteNumber("prefix_padding_ms", (int)ours.PrefixPadding.TotalMilliseconds);
+            w.WriteNumber("silence_duration_ms", (int)ours.SilenceDuration.TotalMilliseconds);
+            w.WriteBoolean("create_response", ours.CreateResponse);
+            w.WriteBoolean("interrupt_response", detection.AllowInterruption);
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("turn_detection");
+        }
+    }
+
     private static void WriteFormat(Utf8JsonWriter w, RealtimeAudioFormat format)
     {
         w.WriteStartObject("format");
-        w.WriteString("type", "audio/pcm");
-        w.WriteNumber("rate", format.SampleRate > 0 ? format.SampleRate : 24000);
+        if (format.MediaType is "audio/pcmu" or "audio/pcma")
+        {
+            // G.711 names no rate: it is 8 kHz.
+            w.WriteString("type", format.MediaType);
+        }
+        else
+        {
+            w.WriteString("type", "audio/pcm");
+            w.WriteNumber("rate", format.SampleRate > 0 ? format.SampleRate : 24000);
+        }
+
         w.WriteEndObject();
     }
 
@@ -461,13 +641,14 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         }
     }
 
+    // Writes one event, under the name the connection's version gives it.
     private byte[] Write(string type, Action<Utf8JsonWriter> body)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
-            w.WriteString("type", type);
+            w.WriteString("type", protocol.Name(type) ?? type);
             w.WriteString("event_id", $"event_{Interlocked.Increment(ref _nextEvent)}");
             body(w);
             w.WriteEndObject();
@@ -485,6 +666,12 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         public ServerMetrics.AnswerMeasurement Measurement { get; } = measurement;
 
         public int OutputRate { get; init; } = 24000;
+
+        public int BytesPerSample { get; init; } = 2;
+
+        public RealtimeAudioFormat? OutputFormat { get; init; }
+
+        public string? ItemStatus { get; set; }
 
         public string? ItemId { get; set; }
 

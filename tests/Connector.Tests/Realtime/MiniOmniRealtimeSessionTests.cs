@@ -41,9 +41,9 @@ public sealed class MiniOmniRealtimeSessionTests
         Assert.Equal("Be brief.\n", request.Preamble);
         Assert.Equal(
             [
-                "InputAudioBufferCommitted", "ConversationItemAdded", "ResponseCreated", "ResponseOutputItemAdded",
+                "InputAudioBufferCommitted", "ConversationItemAdded", "ResponseCreated", "ResponseOutputItemAdded", "ConversationItemAdded",
                 "OutputAudioTranscriptionDelta", "OutputAudioDelta", "OutputAudioTranscriptionDelta", "OutputAudioDelta",
-                "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone", "ResponseDone",
+                "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone", "ConversationItemDone", "ResponseDone",
             ],
             probe.Types);
         var audio = probe.Seen.OfType<OutputTextAudioRealtimeServerMessage>().Where(m => m.Type == RealtimeServerMessageType.OutputAudioDelta);
@@ -191,7 +191,7 @@ public sealed class MiniOmniRealtimeSessionTests
         Assert.True(token.IsCancellationRequested);
         // The turn before is transcribed as soon as its answer ends, so those messages may come in between.
         Assert.Equal(
-            ["InputAudioBufferSpeechStarted", "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone", "ResponseDone", "ConversationItemTruncated"],
+            ["InputAudioBufferSpeechStarted", "OutputAudioDone", "OutputAudioTranscriptionDone", "ResponseOutputItemDone", "ConversationItemDone", "ResponseDone", "ConversationItemTruncated"],
             probe.Types[before..].Where(t => !t.StartsWith("InputAudioTranscription", StringComparison.Ordinal)));
         var done = probe.Seen.OfType<ResponseCreatedRealtimeServerMessage>().Single(m => m.Type == RealtimeServerMessageType.ResponseDone);
         Assert.Equal(RealtimeResponseStatus.Cancelled, done.Status);
@@ -380,7 +380,7 @@ public sealed class MiniOmniRealtimeSessionTests
 
     [Theory]
     [InlineData("audio/ogg", "'audio/ogg'")]
-    [InlineData("audio/pcmu", "'audio/pcmu'")]
+    [InlineData("audio/g729", "'audio/g729'")]
     [InlineData("audio/pcm;encoding=mulaw", "'mulaw'")]
     [InlineData("audio/pcm;rate=fast", "'rate'")]
     [InlineData("audio/wav", "appended audio (audio/wav)")]
@@ -437,14 +437,14 @@ public sealed class MiniOmniRealtimeSessionTests
         var client = new MiniOmniRealtimeClient(_engine.Object);
 
         var tools = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { Tools = [AIFunctionFactory.Create(() => 1, "one")] }));
-        var output = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { OutputAudioFormat = new RealtimeAudioFormat("audio/pcmu", 8000) }));
+        var output = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { OutputAudioFormat = new RealtimeAudioFormat("audio/opus", 48000) }));
         var modality = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { OutputModalities = ["video"] }));
-        var input = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { InputAudioFormat = new RealtimeAudioFormat("audio/pcma", 8000) }));
+        var input = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { InputAudioFormat = new RealtimeAudioFormat("audio/g729", 8000) }));
 
         Assert.Contains("tools", tools.Message);
-        Assert.Contains("audio/pcmu", output.Message);
+        Assert.Contains("audio/opus", output.Message);
         Assert.Contains("'video'", modality.Message);
-        Assert.Contains("audio/pcma", input.Message);
+        Assert.Contains("audio/g729", input.Message);
     }
 
     [Fact]
