@@ -192,7 +192,7 @@ internal sealed class AnswerSequence
         {
             foreach (int row in _outputRows)
             {
-                ThrowIfNotFinite(backbone.HiddenState(row), "backbone hidden states", "the backbone's hidden state", "backbone.gguf's weights, or the audio features fed to it (audio.gguf's encoder and adapter)");
+                ThrowIfNotFinite(backbone.HiddenState(row).Span, "backbone hidden states", "the backbone's hidden state", "backbone.gguf's weights, or the audio features fed to it (audio.gguf's encoder and adapter)");
             }
         }
 

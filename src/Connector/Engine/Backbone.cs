@@ -127,7 +127,7 @@ internal interface IBackbone
     RowLogits Logits(int batchIndex);
 
     /// <summary>The normed hidden state the heads read for the <paramref name="batchIndex"/>-th position of the last decoded batch.</summary>
-    ReadOnlySpan<float> HiddenState(int batchIndex);
+    ReadOnlyMemory<float> HiddenState(int batchIndex);
 
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache with another.</summary>
     void CopySequence(LLamaSeqId source, LLamaSeqId destination, int from, int to);
@@ -423,9 +423,9 @@ internal sealed class Backbone : IBackbone, IDisposable
             : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
 
     /// <summary>The hidden state of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for logits).</summary>
-    public ReadOnlySpan<float> HiddenState(int batchIndex) =>
+    public ReadOnlyMemory<float> HiddenState(int batchIndex) =>
         batchIndex >= 0 && batchIndex < _rowsWithLogits && _logitsOfRow[batchIndex] >= 0
-            ? _hidden.AsSpan(_logitsOfRow[batchIndex] * EmbeddingLength, EmbeddingLength)
+            ? _hidden.AsMemory(_logitsOfRow[batchIndex] * EmbeddingLength, EmbeddingLength)
             : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
 
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache to another.</summary>

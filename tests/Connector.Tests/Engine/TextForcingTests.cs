@@ -189,7 +189,7 @@ public sealed class TextForcingTests(ConvertedFixtureModel converted, ITestOutpu
             _last = batch;
         }
 
-        public ReadOnlySpan<float> HiddenState(int batchIndex) => inner.HiddenState(batchIndex);
+        public ReadOnlyMemory<float> HiddenState(int batchIndex) => inner.HiddenState(batchIndex);
 
         public RowLogits Logits(int batchIndex)
         {
