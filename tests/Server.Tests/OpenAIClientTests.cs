@@ -254,7 +254,7 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
         var notJson = await Receive(socket);
         await Send(socket, """{"type":"output_audio_buffer.clear"}""");
         var unsupported = await Receive(socket);
-        await Send(socket, """{"type":"session.update","event_id":"evt_1","session":{"type":"realtime","tools":[{"type":"function","name":"f"}]}}""");
+        await Send(socket, """{"type":"session.update","event_id":"evt_1","session":{"type":"realtime","tools":[{"type":"mcp","server_label":"m"}]}}""");
         var tools = await Receive(socket);
         await Send(socket, """{"type":"session.update","session":{"type":"realtime","instructions":"Be brief.","audio":{"input":{"turn_detection":null}}}}""");
         var updated = await Receive(socket);
@@ -262,7 +262,7 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
         Assert.Equal("invalid_json", notJson.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal("unsupported_event", unsupported.GetProperty("error").GetProperty("code").GetString());
         Assert.Contains("output_audio_buffer.clear", unsupported.GetProperty("error").GetProperty("message").GetString());
-        Assert.Equal("session.tools", tools.GetProperty("error").GetProperty("param").GetString());
+        Assert.Equal("session.tools[0].type", tools.GetProperty("error").GetProperty("param").GetString());
         Assert.Equal("session.updated", updated.GetProperty("type").GetString());
         Assert.Equal("Be brief.", updated.GetProperty("session").GetProperty("instructions").GetString());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, updated.GetProperty("session").GetProperty("audio").GetProperty("input").GetProperty("turn_detection").ValueKind);

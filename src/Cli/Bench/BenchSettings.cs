@@ -15,6 +15,9 @@ internal sealed record BenchSettings
     /// <summary>CPU threads of the speech decoder in whole answers (null: as <see cref="Threads"/>).</summary>
     public int? CodecThreads { get; init; }
 
+    /// <summary>Only the encoder's figures (exact and fast, and a quantized model's matrices against f32).</summary>
+    public bool EncoderOnly { get; init; }
+
     /// <summary>Only whole answers through the engine, not the stages one by one.</summary>
     public bool AnswersOnly { get; init; }
 

@@ -21,6 +21,11 @@ internal static class StageBenchmarks
         {
             var parameters = AudioModelParameters.Read(file);
             Encoder(file, parameters, options, settings.Repeats, figures);
+            if (settings.EncoderOnly)
+            {
+                return;
+            }
+
             Codec(file, parameters, options, settings.Repeats, figures);
         }
 
@@ -43,6 +48,22 @@ internal static class StageBenchmarks
         figures["encoder_exact_ms"] = Status("encoder, exact", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Exact)));
         figures["encoder_fast_ms"] = Status("encoder, fast", () => Median(repeats, () => encoder.Encode(mel, frames, EncoderMode.Fast)));
         figures["question_seconds"] = QuestionSeconds;
+        var stored = file.GetTensor(MiniOmniGgufKeys.WhisperTensorPrefix + "encoder.blocks.0.attn.query.weight").Type;
+        figures["encoder_matrix_type"] = stored.ToString();
+        if (stored != GgmlType.F32)
+        {
+            // The same weights held as f32, as an f32 model holds them: what quantized matrices gain, and what they cost in accuracy.
+            using var full = Status("loading the encoder with f32 matrices", () => new WhisperEncoder(file, parameters, options, matrixType: GgmlType.F32));
+            double quantized = (double)figures["encoder_exact_ms"];
+            double f32 = Status("encoder, exact, f32 matrices", () => Median(repeats, () => full.Encode(mel, frames, EncoderMode.Exact)));
+            figures["encoder_exact_f32_ms"] = f32;
+            figures["encoder_fast_f32_ms"] = Status("encoder, fast, f32 matrices", () => Median(repeats, () => full.Encode(mel, frames, EncoderMode.Fast)));
+            figures["encoder_exact_quantized_over_f32"] = Math.Round(quantized / f32, 3);
+            var a = encoder.Encode(mel, frames, EncoderMode.Exact);
+            var b = full.Encode(mel, frames, EncoderMode.Exact);
+            figures["encoder_quantized_feature_max_diff_over_max"] = Math.Round(MaxDiff(a.WhisperFeatures, b.WhisperFeatures) / b.WhisperFeatures.Max(Math.Abs), 5);
+            figures["encoder_quantized_adapter_max_diff_over_max"] = Math.Round(MaxDiff(a.AdapterOutput, b.AdapterOutput) / b.AdapterOutput.Max(Math.Abs), 5);
+        }
     }
 
     private static void Codec(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, int repeats, Dictionary<string, object> figures)
@@ -242,4 +263,6 @@ internal static class StageBenchmarks
             figures[$"heads_{prefix}{name}_ms"] = Status($"heads, {prefix}{name}", () => Median(repeats * 4, () => heads.Compute(hidden.AsSpan(0, sets.Length * heads.EmbeddingLength), sets)));
         }
     }
+
+    private static double MaxDiff(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();
 }

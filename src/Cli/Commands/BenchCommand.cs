@@ -28,6 +28,7 @@ internal static class BenchCommand
         var threads = new Option<int?>("--threads") { Description = "CPU threads for every stage (default: all cores)." };
         var codecThreads = new Option<int?>("--codec-threads") { Description = "CPU threads of the speech decoder in whole answers (default: as --threads)." };
         var answersOnly = new Option<bool>("--answers-only") { Description = "Only time whole answers through the engine." };
+        var encoderOnly = new Option<bool>("--encoder-only") { Description = "Only time the encoder (exact and fast; a quantized model's matrices against the same held as f32)." };
         var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each whole answer (256 is about 21 s of speech).", DefaultValueFactory = _ => 256 };
         var concurrency = new Option<string>("--concurrency") { Description = "Numbers of answers at once for the concurrency curve, comma-separated (empty: none).", DefaultValueFactory = _ => "1,2,4,8" };
         var soak = new Option<int>("--soak") { Description = "Instead of the figures: N answers in process (every task, 4 at a time, every fifth cancelled), with memory every 100 answers and its slope." };
@@ -35,9 +36,10 @@ internal static class BenchCommand
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
         var command = new Command("bench", "Time the stages and whole answers on model directories; prints JSON (and the goals on standard error).")
         {
-            models, repeats, threads, codecThreads, answersOnly, answerSteps, concurrency, soak, peak, output,
+            models, repeats, threads, codecThreads, answersOnly, encoderOnly, answerSteps, concurrency, soak, peak, output,
         };
         command.Add(BenchServeCommand.Create());
+        command.Add(BenchConversationCommand.Create());
         command.SetAction(parse =>
         {
             var settings = new BenchSettings
@@ -46,6 +48,7 @@ internal static class BenchCommand
                 Threads = parse.GetValue(threads),
                 CodecThreads = parse.GetValue(codecThreads),
                 AnswersOnly = parse.GetValue(answersOnly),
+                EncoderOnly = parse.GetValue(encoderOnly),
                 AnswerSteps = Math.Max(8, parse.GetValue(answerSteps)),
                 Concurrency = ParseConcurrency(parse.GetValue(concurrency) ?? ""),
             };
@@ -105,6 +108,11 @@ internal static class BenchCommand
                 StageBenchmarks.Run(directory, settings, figures);
                 return 0;
             }).GetAwaiter().GetResult();
+        }
+
+        if (settings.EncoderOnly)
+        {
+            return figures;
         }
 
         AnswerBenchmarks.Run(directory, settings, figures);

@@ -310,7 +310,8 @@ internal static class BenchServeCommand
         }
     }
 
-    private sealed class LoadedEngine(IMiniOmniEngine engine) : IModelLoader
+    /// <summary>Hands a server an engine the benchmark loaded and keeps owning.</summary>
+    internal sealed class LoadedEngine(IMiniOmniEngine engine) : IModelLoader
     {
         public Task<IMiniOmniEngine> LoadAsync(CancellationToken cancellationToken) => Task.FromResult<IMiniOmniEngine>(new Borrowed(engine));
 

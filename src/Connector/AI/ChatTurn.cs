@@ -109,11 +109,11 @@ internal sealed record ChatTurn(MiniOmniRequest Request, bool Speaks, bool Tools
 
         if (required.RequiredFunctionName is not { } name)
         {
-            return $"{ToolCallParser.OpenTag}\n{{\"name\": \"";
+            return ToolCallParser.RequiredOpening(null);
         }
 
         return tools.Any(t => t.Name == name)
-            ? $"{ToolCallParser.OpenTag}\n{{\"name\": {System.Text.Json.JsonSerializer.Serialize(name)}, \"arguments\": "
+            ? ToolCallParser.RequiredOpening(name)
             : throw new ArgumentException($"ChatOptions.ToolMode requires a call to '{name}', which is not among ChatOptions.Tools ({string.Join(", ", tools.Select(t => t.Name))}).", "options");
     }
 

@@ -14,6 +14,14 @@ internal sealed class ToolCallParser
     public const string OpenTag = "<tool_call>";
     public const string CloseTag = "</tool_call>";
 
+    /// <summary>
+    /// What an answer required to call a tool is made to begin with: the call's opening as the tool instructions spell it,
+    /// with <paramref name="functionName"/> written in when one function is required. The model writes the rest.
+    /// </summary>
+    public static string RequiredOpening(string? functionName) => functionName is null
+        ? $"{OpenTag}\n{{\"name\": \""
+        : $"{OpenTag}\n{{\"name\": {JsonSerializer.Serialize(functionName)}, \"arguments\": ";
+
     private readonly StringBuilder _pending = new();
     private bool _insideCall;
     private int _callCount;

@@ -246,6 +246,30 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
     public int TextTokens { get; init; }
 }
 
+/// <summary>How often each stage of an engine has run since it was loaded.</summary>
+/// <param name="ExactEncodes">Questions encoded over Whisper's whole window.</param>
+/// <param name="FastEncodes">Questions encoded over their own frames only.</param>
+/// <param name="PromptDecodes">Backbone decodes that held a prompt (or a slice of one).</param>
+/// <param name="StepDecodes">Backbone decodes of steps alone.</param>
+/// <param name="AnswerSteps">Steps delivered to answers, each sampled from the heads.</param>
+/// <param name="CodecRuns">Chunks of speech the codec decoded.</param>
+internal readonly record struct EngineStageCounts(long ExactEncodes, long FastEncodes, long PromptDecodes, long StepDecodes, long AnswerSteps, long CodecRuns)
+{
+    /// <summary>Requests that took an encoding started ahead of them (<see cref="IEncodeAhead"/>) instead of encoding.</summary>
+    public long EncodesTakenAhead { get; init; }
+}
+
+/// <summary>An engine that can encode a question before it is asked (a realtime session's turn, while its speaker pauses).</summary>
+internal interface IEncodeAhead
+{
+    /// <summary>
+    /// Starts encoding <paramref name="audio"/> (16 kHz mono) in <paramref name="mode"/>; a request whose audio is the same,
+    /// in the same mode, then takes the result instead of encoding again. The few most recent are kept; one not asked for
+    /// is dropped in time.
+    /// </summary>
+    void EncodeAhead(float[] audio, EncoderMode mode);
+}
+
 /// <summary>Answers Mini-Omni requests; <see cref="MiniOmniEngine"/> is the local implementation.</summary>
 public interface IMiniOmniEngine
 {
@@ -266,7 +290,7 @@ public interface IMiniOmniEngine
 /// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
 /// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 {
     private readonly Backbone _backbone;
     private readonly GgufFile _vocabularyFile;
@@ -283,6 +307,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
     private readonly int _defaultMaxTokens;
     private readonly SemaphoreSlim _encoding = new(1, 1);
     private readonly int _computeNiceness;
+    private long _exactEncodes;
+    private long _fastEncodes;
+    private long _answerSteps;
+    private long _codecRuns;
+    private long _encodesTakenAhead;
+    private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
@@ -417,6 +447,152 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
             answerCancellation.Cancel();
             _ = work.ContinueWith(_ => answerCancellation.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
+    }
+
+    /// <summary>Steps of the warm-up's dummy answer: the delay pattern's 8 steps, then enough frames for the codec's first chunk.</summary>
+    internal const int WarmUpSteps = 24;
+
+    /// <summary>
+    /// Runs every stage once, so that the first real request costs what later ones do: waits for the decode costs the
+    /// scheduler measures after load (measured while a first request encodes, they would share its cores), then answers a
+    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), encodes it once more in the
+    /// fast mode, and runs the codec on its own if the dummy answer ended before its first frame. A host calls it while
+    /// loading, before it says it is ready; a one-shot answer gains nothing from it.
+    /// </summary>
+    public async Task WarmUpAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var clock = Stopwatch.StartNew();
+        while (!_scheduler.CostsMeasured)
+        {
+            _scheduler.ThrowIfFaulted();
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+
+        var measured = clock.Elapsed;
+        float[] question = WarmUpQuestion();
+        bool spoke = false;
+        await foreach (var item in GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.A1A2, Audio = question, MaxTokens = WarmUpSteps, EncoderMode = EncoderMode.Exact }, cancellationToken).ConfigureAwait(false))
+        {
+            spoke |= item is SpeechChunk;
+        }
+
+        await EncodeAsync(question, WhisperLogMel.FeatureFrameCount(question.Length), EncoderMode.Fast, cancellationToken).ConfigureAwait(false);
+        if (!spoke)
+        {
+            // Frames of code 0 are valid codes: one chunk through a decoder of its own, on the scheduler's thread as in an answer.
+            await _scheduler.RunBetweenStepsAsync(
+                () =>
+                {
+                    var speech = new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech);
+                    float[] chunk = [];
+                    while (chunk.Length == 0)
+                    {
+                        chunk = speech.Add(new int[_vocabulary.AudioLayerCount]) ? speech.DecodeDueChunk() : [];
+                    }
+
+                    return CountCodecRun(chunk);
+                },
+                cancellationToken).ConfigureAwait(false);
+        }
+
+        IsWarmedUp = true;
+        _logger.LogInformation("Warmed up in {Seconds:F1} s ({Measuring:F1} s waiting for the decode costs).", clock.Elapsed.TotalSeconds, measured.TotalSeconds);
+    }
+
+    /// <summary>Whether <see cref="WarmUpAsync"/> has run every stage once.</summary>
+    public bool IsWarmedUp { get; private set; }
+
+    /// <summary>How often each stage has run since load, for warm-up checks and diagnostics.</summary>
+    internal EngineStageCounts StageCounts
+    {
+        get
+        {
+            var decodes = _scheduler.Statistics;
+            return new EngineStageCounts(
+                Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
+                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
+        }
+    }
+
+    /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>
+    internal const int MaxEncodingsAhead = 4;
+
+    /// <inheritdoc />
+    void IEncodeAhead.EncodeAhead(float[] audio, EncoderMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(audio);
+        if (audio.Length == 0 || audio.Length > WhisperLogMel.WindowSampleCount || Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        // A failed encoding ahead is not an error of its own: the request then encodes again, and reports it.
+        var encoding = EncodeAsync(audio, WhisperLogMel.FeatureFrameCount(audio.Length), mode, CancellationToken.None);
+        _ = encoding.ContinueWith(t => _logger.LogDebug(t.Exception, "An encoding ahead failed."), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        lock (_ahead)
+        {
+            _ahead.Add(new EncodingAhead(audio, mode, encoding));
+            if (_ahead.Count > MaxEncodingsAhead)
+            {
+                _ahead.RemoveAt(0);
+            }
+        }
+    }
+
+    // The encoding started ahead for exactly this audio in this mode (taken: used once), or null.
+    private Task<EncodedAudio>? TakeAhead(float[] audio, EncoderMode mode)
+    {
+        lock (_ahead)
+        {
+            int index = _ahead.FindIndex(a => a.Mode == mode && !a.Encoding.IsFaulted && a.Audio.AsSpan().SequenceEqual(audio));
+            if (index < 0)
+            {
+                return null;
+            }
+
+            var found = _ahead[index];
+            _ahead.RemoveAt(index);
+            Interlocked.Increment(ref _encodesTakenAhead);
+            return found.Encoding;
+        }
+    }
+
+    private sealed record EncodingAhead(float[] Audio, EncoderMode Mode, Task<EncodedAudio> Encoding);
+
+    // One second of faint deterministic noise: a question every stage accepts, whatever the weights.
+    private static float[] WarmUpQuestion()
+    {
+        var random = new Random(25);
+        return [.. Enumerable.Range(0, WhisperLogMel.SampleRate).Select(_ => (float)(0.01 * (random.NextDouble() - 0.5)))];
+    }
+
+    // Encodes on a thread of its own (see DedicatedThread), one question at a time: each encoding thread brings its own
+    // OpenMP team, and several at once on a small CPU wait on each other's barriers (four 1.2 s questions arriving
+    // together took 3 s to first speech).
+    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken)
+    {
+        await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode), _computeNiceness).ConfigureAwait(false);
+            Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
+            return encoded;
+        }
+        finally
+        {
+            _encoding.Release();
+        }
+    }
+
+    private float[] CountCodecRun(float[] samples)
+    {
+        if (samples.Length > 0)
+        {
+            Interlocked.Increment(ref _codecRuns);
+        }
+
+        return samples;
     }
 
     // The model type the audio file states (written by the conversion), or null for a file without it.
@@ -622,18 +798,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
         if (prepared.Audio is { } audio)
         {
             int featureCount = generation.Prompt.AudioFeatureCount;
-            // One question at a time: each encoding thread brings its own OpenMP team, and several at once on a small
-            // CPU wait on each other's barriers (four 1.2 s questions arriving together took 3 s to first speech).
-            await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, request.EncoderMode), _computeNiceness).ConfigureAwait(false);
-                generation = generation with { AudioFeatures = encoded.AdapterOutput };
-            }
-            finally
-            {
-                _encoding.Release();
-            }
+            var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, cancellationToken)).WaitAsync(cancellationToken).ConfigureAwait(false);
+            generation = generation with { AudioFeatures = encoded.AdapterOutput };
         }
 
         cancellationToken.ThrowIfCancellationRequested();
@@ -667,6 +833,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
 
         await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
+            Interlocked.Increment(ref _answerSteps);
             for (int layer = 0; layer < step.Audio.Length; layer++)
             {
                 streams[layer].Add(step.Audio[layer]);
@@ -689,14 +856,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IDisposable
                 // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
                 if (tokens.All(code => code < _parameters.Snac.CodebookSize) && speech.Add(tokens))
                 {
-                    Speak(await _scheduler.RunBetweenStepsAsync(speech.DecodeDueChunk, cancellationToken).ConfigureAwait(false));
+                    Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.DecodeDueChunk()), cancellationToken).ConfigureAwait(false));
                 }
             }
         }
 
         if (speech is not null)
         {
-            Speak(await _scheduler.RunBetweenStepsAsync(speech.Flush, cancellationToken).ConfigureAwait(false));
+            Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.Flush()), cancellationToken).ConfigureAwait(false));
         }
 
         var stop = steps.StopReason;

@@ -8,8 +8,10 @@ namespace MiniOmni.SK;
 
 /// <summary>
 /// Realtime speech-to-speech sessions over a Mini-Omni engine: audio in as it is spoken, turns ended by the client or by
-/// voice activity detection, answers streamed back as text and 24 kHz speech, barge-in. Every session is independent;
-/// they share only the engine, which schedules their answers.
+/// voice activity detection, answers streamed back as text and 24 kHz speech, barge-in. Tools are offered as the chat client
+/// offers them: the model's call is an output item holding a <see cref="FunctionCallContent"/>, and an item holding a
+/// <see cref="FunctionResultContent"/> continues the answer, so MEAI's <c>UseFunctionInvocation()</c> works over it.
+/// Every session is independent; they share only the engine, which schedules their answers.
 /// </summary>
 /// <remarks>MEAI's realtime abstractions are experimental (MEAI001), and so is this client.</remarks>
 [Experimental(RealtimeExperiment.Diagnostic, UrlFormat = RealtimeExperiment.UrlFormat)]

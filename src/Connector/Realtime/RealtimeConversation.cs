@@ -18,8 +18,17 @@ internal sealed class ConversationEntry(string id, ChatRole role)
     /// <summary>A spoken user turn: 16 kHz mono.</summary>
     public float[]? Audio { get; init; }
 
-    /// <summary>Whether a response has taken this user turn as its question.</summary>
+    /// <summary>Whether a response has taken this user turn as its question, or this function result to continue after.</summary>
     public bool Answered { get; set; }
+
+    /// <summary>An assistant turn that calls a function (the model's, or one the client added).</summary>
+    public FunctionCallContent? FunctionCall { get; init; }
+
+    /// <summary>A tool turn: a function's result, which the next response continues after.</summary>
+    public FunctionResultContent? FunctionResult { get; init; }
+
+    /// <summary>Whether the turn is a function call or its result.</summary>
+    public bool IsToolExchange => FunctionCall is not null || FunctionResult is not null;
 
     /// <summary>
     /// OpenAI's item status: <see cref="RealtimeItemStatus.InProgress"/> while an answer is generated,
@@ -91,30 +100,62 @@ internal sealed class RealtimeConversation
         }
     }
 
-    /// <summary>Whether the latest user turn waits for an answer.</summary>
+    /// <summary>Whether <paramref name="entry"/> is one of the turns (an answer kept out of the conversation is not).</summary>
+    public bool Contains(ConversationEntry entry)
+    {
+        lock (_lock)
+        {
+            return _entries.Contains(entry);
+        }
+    }
+
+    /// <summary>Whether the latest user turn waits for an answer, or function results after it wait for the answer to go on.</summary>
     public bool HasQuestion
     {
         get
         {
             lock (_lock)
             {
-                return _entries.LastOrDefault(e => e.Role == ChatRole.User) is { Answered: false };
+                int at = _entries.FindLastIndex(e => e.Role == ChatRole.User);
+                return at >= 0 && (!_entries[at].Answered || UnansweredResults(at).Any());
             }
         }
     }
 
     /// <summary>The latest user turn no response has taken yet, if any, marked as taken.</summary>
-    public ConversationEntry? TakeQuestion()
+    public ConversationEntry? TakeQuestion() => TakeQuestion(out _);
+
+    /// <summary>
+    /// The latest user turn no response has taken yet, marked as taken; or, when function results came after it that no
+    /// response has continued after, that turn again (<paramref name="afterToolResults"/>), with the results marked as
+    /// taken: the answer goes on with them, as a chat client's function-invocation loop asks the same question again.
+    /// </summary>
+    public ConversationEntry? TakeQuestion(out bool afterToolResults)
     {
+        afterToolResults = false;
         lock (_lock)
         {
-            var question = _entries.LastOrDefault(e => e.Role == ChatRole.User);
-            if (question is null || question.Answered)
+            int at = _entries.FindLastIndex(e => e.Role == ChatRole.User);
+            if (at < 0)
             {
                 return null;
             }
 
-            question.Answered = true;
+            var question = _entries[at];
+            if (!question.Answered)
+            {
+                question.Answered = true;
+                return question;
+            }
+
+            var results = UnansweredResults(at).ToList();
+            if (results.Count == 0)
+            {
+                return null;
+            }
+
+            results.ForEach(r => r.Answered = true);
+            afterToolResults = true;
             return question;
         }
     }
@@ -131,9 +172,12 @@ internal sealed class RealtimeConversation
     /// <summary>
     /// The preamble of an answer to <paramref name="question"/>: the instructions and the system turns, then the turns
     /// before the question as "User: ..." and "Assistant: ..." lines, the oldest left out first beyond
-    /// <paramref name="historyBudget"/> characters. Null when there is nothing to say.
+    /// <paramref name="historyBudget"/> characters. Function calls and results are written in Qwen2's tool format
+    /// (<c>&lt;tool_call&gt;</c>, "Tool: &lt;tool_response&gt;"); with <paramref name="withToolExchange"/> the calls and
+    /// results after the question follow the history, whatever the budget, as the chat client writes its tool exchange.
+    /// Null when there is nothing to say.
     /// </summary>
-    public string? RenderPreamble(string? instructions, ConversationEntry question, int historyBudget)
+    public string? RenderPreamble(string? instructions, ConversationEntry question, int historyBudget, bool withToolExchange = false)
     {
         var system = new List<string>();
         if (!string.IsNullOrWhiteSpace(instructions))
@@ -154,6 +198,10 @@ internal sealed class RealtimeConversation
                         system.Add(entry.Text.Trim());
                     }
                 }
+                else if (entry.IsToolExchange)
+                {
+                    turns.Add(ToolExchangeLine(entry));
+                }
                 else if (entry.Role == ChatRole.User)
                 {
                     turns.Add($"User: {(string.IsNullOrWhiteSpace(entry.Text) ? UntranscribedSpeech : entry.Text.Trim())}");
@@ -172,12 +220,41 @@ internal sealed class RealtimeConversation
             used += turns[--kept].Length + 1;
         }
 
+        var exchange = new List<string>();
+        if (withToolExchange)
+        {
+            lock (_lock)
+            {
+                int start = _entries.IndexOf(question) + 1;
+                foreach (var entry in _entries.Skip(start))
+                {
+                    if (entry.IsToolExchange)
+                    {
+                        exchange.Add(ToolExchangeLine(entry));
+                    }
+                    else if (entry.Role == ChatRole.Assistant && !string.IsNullOrWhiteSpace(entry.Text))
+                    {
+                        exchange.Add($"Assistant: {entry.Text.Trim()}");
+                    }
+                }
+            }
+        }
+
         var preamble = new StringBuilder();
-        foreach (string line in system.Concat(turns.Skip(kept)))
+        foreach (string line in system.Concat(turns.Skip(kept)).Concat(exchange))
         {
             preamble.Append(line).Append('\n');
         }
 
         return preamble.Length == 0 ? null : preamble.ToString();
     }
+
+    // A call as the model writes one, a result as the chat client writes it, each on an "Assistant:" or "Tool:" line.
+    private static string ToolExchangeLine(ConversationEntry entry) => entry.FunctionCall is { } call
+        ? $"Assistant: {ConversationText.Of(new ChatMessage(ChatRole.Assistant, [call]))}"
+        : $"Tool: {ConversationText.Of(new ChatMessage(ChatRole.Tool, [entry.FunctionResult!]))}";
+
+    // The function results after the user turn at <paramref name="questionIndex"/> that no response has continued after.
+    private IEnumerable<ConversationEntry> UnansweredResults(int questionIndex) =>
+        _entries.Skip(questionIndex + 1).Where(e => e.FunctionResult is not null && !e.Answered);
 }

@@ -46,6 +46,11 @@ internal sealed class RealtimeConversationItems(RealtimeSessionContext session, 
     /// <summary>A client's conversation item as a turn: its text, and for a user its audio (a text part beside audio is taken as its transcript).</summary>
     private ConversationEntry ToEntry(RealtimeConversationItem item)
     {
+        if (item.Contents?.Any(c => c is FunctionCallContent or FunctionResultContent) == true)
+        {
+            return ToToolExchange(item);
+        }
+
         var role = item.Role ?? throw new RealtimeRequestException(RealtimeErrorCodes.UnsupportedContent, $"Conversation item '{item.Id}' has no role; give it User, Assistant or System.");
         if (role != ChatRole.User && role != ChatRole.Assistant && role != ChatRole.System)
         {
@@ -72,7 +77,7 @@ internal sealed class RealtimeConversationItems(RealtimeSessionContext session, 
                 default:
                     throw new RealtimeRequestException(
                         RealtimeErrorCodes.UnsupportedContent,
-                        $"Conversation item '{item.Id}' holds {content.GetType().Name}{(content is DataContent d ? $" ({d.MediaType})" : string.Empty)}; Mini-Omni turns hold text and, for the user, audio. It cannot call tools.");
+                        $"Conversation item '{item.Id}' holds {content.GetType().Name}{(content is DataContent d ? $" ({d.MediaType})" : string.Empty)}; Mini-Omni turns hold text and, for the user, audio; a function call or its result is an item of its own.");
             }
         }
 
@@ -87,5 +92,25 @@ internal sealed class RealtimeConversationItems(RealtimeSessionContext session, 
         }
 
         return new ConversationEntry(item.Id ?? session.NewId("item"), role) { Audio = audio, Text = text.Length > 0 ? text.ToString() : null };
+    }
+
+    /// <summary>A function call (the client replays one) or a function's result, alone in its item as OpenAI's items hold them; MEAI leaves their role unset.</summary>
+    private ConversationEntry ToToolExchange(RealtimeConversationItem item)
+    {
+        if (item.Contents.Count != 1)
+        {
+            throw new RealtimeRequestException(
+                RealtimeErrorCodes.UnsupportedContent,
+                $"Conversation item '{item.Id}' holds {item.Contents.Count} contents with a function call or result; such an item holds that one content.");
+        }
+
+        string id = item.Id ?? session.NewId("item");
+        return item.Contents[0] switch
+        {
+            FunctionCallContent call when !string.IsNullOrWhiteSpace(call.Name) => new ConversationEntry(id, ChatRole.Assistant) { FunctionCall = call },
+            FunctionCallContent => throw new RealtimeRequestException(RealtimeErrorCodes.UnsupportedContent, $"The function call of conversation item '{item.Id}' has no name."),
+            FunctionResultContent result => new ConversationEntry(id, ChatRole.Tool) { FunctionResult = result },
+            var other => throw new InvalidOperationException($"Unexpected {other.GetType().Name}."),
+        };
     }
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
+using MiniOmni.SK.AI;
 using MiniOmni.SK.Engine;
 
 namespace MiniOmni.SK;
@@ -28,11 +30,12 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 "This is a transcription session: it transcribes committed audio and does not answer. Create a conversation session to get answers.");
         }
 
-        if (request?.Tools is { Count: > 0 })
-        {
-            throw new RealtimeRequestException(RealtimeErrorCodes.InvalidSessionOptions, $"The response names {request.Tools.Count} tool(s), but Mini-Omni cannot call tools; leave Tools empty.");
-        }
-
+        // The response's own tools and mode, else the session's; checked before anything is taken or said.
+        bool ownToolMode = request?.ToolMode is not null;
+        var tools = RealtimeToolOffer.From(
+            (IEnumerable<AITool>?)request?.Tools ?? settings.Options.Tools,
+            request?.ToolMode ?? settings.Options.ToolMode,
+            request?.Tools is not null || ownToolMode ? "the response" : "the session");
         bool speaks = RealtimeSessionSettings.SpeaksFor(request?.OutputModalities, "the response's OutputModalities") ?? settings.Speaks;
         var output = RealtimeSessionSettings.OutputFormatOf(request?.OutputAudioOptions, "the response's OutputAudioOptions") ?? (settings.OutputSampleRate, settings.OutputEncoding);
         if (request?.MaxOutputTokens is <= 0)
@@ -42,7 +45,6 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
 
         int maxTokens = request?.MaxOutputTokens ?? settings.Options.MaxOutputTokens ?? 0;
 
-        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, output.Rate, output.Encoding);
         var conversation = session.Conversation;
         bool keep = request?.ExcludeFromConversation != true;
         if (request?.Items is { Count: > 0 } outOfBand)
@@ -56,9 +58,19 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             await turns.CommitBufferAsync(respond: false).ConfigureAwait(false);
         }
 
-        var question = conversation.TakeQuestion() ?? throw new RealtimeRequestException(
+        var question = conversation.TakeQuestion(out bool afterToolResults) ?? throw new RealtimeRequestException(
             RealtimeErrorCodes.NothingToAnswer,
             "There is no user turn to answer: append audio and commit it (or let turn detection commit it), or add a user item, before asking for a response.");
+        if (afterToolResults && !ownToolMode)
+        {
+            // The session's required mode asks for a call in answer to a user turn; once results are back the answer goes
+            // on freely, as FunctionInvokingChatClient lifts a required mode after its first round (else the loop never ends).
+            tools = tools.Free();
+        }
+
+        // A turn that calls a tool speaks nothing, as in the chat client: a required call is answered in text.
+        speaks &= tools.RequiredOpening is null;
+        var plan = new ResponsePlan(speaks, request?.Instructions ?? settings.Options.Instructions, maxTokens, output.Rate, output.Encoding) { Tools = tools, AfterToolResults = afterToolResults };
         transcriber.Forget(question);
         var answer = new ConversationEntry(session.NewId("item"), ChatRole.Assistant) { Status = RealtimeItemStatus.InProgress };
         if (keep)
@@ -81,7 +93,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn after it, to keep it quick.
         transcriber.QueueDeferred();
         session.Work.Enqueue(previous => response.Completion = AnswerAsync(response, previous));
-        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation)
+        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation && !afterToolResults)
         {
             transcriber.Queue(question);
         }
@@ -171,6 +183,13 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         ErrorContent? error = null;
         var outputResampler = default(StreamingResampler);
         var token = response.Token;
+        // With tools offered the answer is read as the chat client reads it: text is shown once it cannot be the start of a
+        // tool call, speech is held while the answer may still be one, and a call ends the answer.
+        var toolCalls = plan.Tools.Offered ? new ToolCallParser() : null;
+        var heldSpeech = new List<SpeechChunk>();
+        var heldSpace = new StringBuilder();
+        bool messageDone = false;
+        bool called = false;
         try
         {
             // The answer runs off the thread that asked for it, which holds the session's input.
@@ -188,12 +207,130 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 },
                 Audio = question.Audio ?? default(ReadOnlyMemory<float>),
                 Text = question.Audio is null ? question.Text : null,
-                Preamble = response.Conversation.RenderPreamble(plan.Instructions, question, session.ClientOptions.HistoryCharacterBudget),
+                Preamble = response.Conversation.RenderPreamble(plan.Tools.SystemText(plan.Instructions), question, session.ClientOptions.HistoryCharacterBudget, plan.AfterToolResults),
+                AnswerPrefix = plan.Tools.RequiredOpening,
                 BatchParallel = session.ClientOptions.BatchParallel && question.Audio is not null && plan.Speaks,
                 Sampling = session.ClientOptions.Sampling,
                 MaxTokens = plan.MaxTokens,
                 EncoderMode = session.ClientOptions.EncoderMode,
             };
+
+            if (toolCalls is null)
+            {
+                await StartMessageAsync().ConfigureAwait(false);
+            }
+
+            // Stopped when the model has made its call: the engine's answer then leaves its batch.
+            using var generation = CancellationTokenSource.CreateLinkedTokenSource(token);
+            await foreach (var update in session.Engine.GenerateAsync(request, generation.Token).ConfigureAwait(false))
+            {
+                switch (update)
+                {
+                    case TextDelta text when toolCalls is null:
+                        await ShowAsync(text.Text).ConfigureAwait(false);
+                        break;
+                    case TextDelta text:
+                        await ReleaseAsync(toolCalls.Append(text.Text)).ConfigureAwait(false);
+                        if (!called && !toolCalls.MayStillBeToolCall && !toolCalls.SawToolCall)
+                        {
+                            await ReleaseHeldSpeechAsync().ConfigureAwait(false);
+                        }
+
+                        break;
+                    case SpeechChunk speech when plan.Speaks && toolCalls is null:
+                        await SpeakAsync(speech).ConfigureAwait(false);
+                        break;
+                    case SpeechChunk speech when plan.Speaks && !toolCalls!.SawToolCall:
+                        if (toolCalls.MayStillBeToolCall)
+                        {
+                            heldSpeech.Add(speech);
+                        }
+                        else
+                        {
+                            await SpeakAsync(speech).ConfigureAwait(false);
+                        }
+
+                        break;
+                    case AnswerCompleted completed:
+                        usage = RealtimeUsage.From(completed, plan.Speaks);
+                        if (plan.MaxTokens > 0 && completed.Steps >= plan.MaxTokens)
+                        {
+                            status = RealtimeResponseStatus.Incomplete;
+                        }
+
+                        if (toolCalls is not null)
+                        {
+                            await ReleaseAsync(toolCalls.Complete()).ConfigureAwait(false);
+                            if (!toolCalls.SawToolCall)
+                            {
+                                if (heldSpace.Length > 0)
+                                {
+                                    await ShowAsync(heldSpace.ToString()).ConfigureAwait(false);
+                                }
+
+                                await ReleaseHeldSpeechAsync().ConfigureAwait(false);
+                            }
+                        }
+
+                        break;
+                }
+
+                if (called)
+                {
+                    await generation.CancelAsync().ConfigureAwait(false);
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            status = RealtimeResponseStatus.Cancelled;
+        }
+        catch (OperationCanceledException) when (called)
+        {
+            // The engine's answer, stopped after the model's call, said so as it ended: the response is complete.
+        }
+        catch (Exception e)
+        {
+            status = RealtimeResponseStatus.Failed;
+            string message = $"The answer failed: {e.Message}";
+            error = new ErrorContent(message) { ErrorCode = RealtimeErrorCodes.ResponseFailed };
+            session.Logger.LogError(e, "Realtime session {Session}: {Response} failed.", session.IdPrefix, response.Id);
+            await session.EmitAsync(new ErrorRealtimeServerMessage { Error = error }).ConfigureAwait(false);
+        }
+
+        string? reason = status == RealtimeResponseStatus.Cancelled ? response.CancelReason ?? MiniOmniRealtimeStatusReasons.ClientCancelled
+            : status == RealtimeResponseStatus.Incomplete ? MiniOmniRealtimeStatusReasons.MaxOutputTokens
+            : null;
+        if (response.Started)
+        {
+            await FinishMessageAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            // Never begun: the answer said nothing (or only called a function), and its message item is not kept.
+            response.Conversation.Remove(response.Answer);
+        }
+
+        await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseDone)
+        {
+            ResponseId = response.Id,
+            Status = status,
+            Usage = usage,
+            Error = error,
+            OutputModalities = [plan.Speaks ? "audio" : "text"],
+            AdditionalProperties = reason is null ? null : new AdditionalPropertiesDictionary { [MiniOmniRealtimeStatusReasons.Key] = reason },
+        }).ConfigureAwait(false);
+        session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
+        response.Finish();
+
+        // The answer's message item, announced before its first text or speech (at once when no tools are offered).
+        async Task StartMessageAsync()
+        {
+            if (response.Started)
+            {
+                return;
+            }
 
             response.Started = true;
             await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ResponseOutputItemAdded)
@@ -207,58 +344,87 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 ResponseId = response.Id,
                 Item = AnswerItem(response, []),
             }).ConfigureAwait(false);
-            await foreach (var update in session.Engine.GenerateAsync(request, token).ConfigureAwait(false))
+        }
+
+        async Task ShowAsync(string text)
+        {
+            await StartMessageAsync().ConfigureAwait(false);
+            response.AddText(text);
+            await session.EmitAsync(RealtimeOutbox.Output(response, plan.Speaks ? RealtimeServerMessageType.OutputAudioTranscriptionDelta : RealtimeServerMessageType.OutputTextDelta, text: text)).ConfigureAwait(false);
+        }
+
+        async Task SpeakAsync(SpeechChunk speech)
+        {
+            await StartMessageAsync().ConfigureAwait(false);
+            if (outputResampler?.InputRate != speech.SampleRate)
             {
-                switch (update)
+                outputResampler = new StreamingResampler(speech.SampleRate, plan.OutputSampleRate);
+            }
+
+            float[] samples = outputResampler.Resample(speech.Samples);
+            if (samples.Length > 0)
+            {
+                response.AddAudio(samples.Length, session.ClientOptions.TimeProvider.GetUtcNow());
+                await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(RealtimeG711.Encode(samples, plan.OutputEncoding)))).ConfigureAwait(false);
+            }
+        }
+
+        async Task ReleaseHeldSpeechAsync()
+        {
+            foreach (var chunk in heldSpeech)
+            {
+                await SpeakAsync(chunk).ConfigureAwait(false);
+            }
+
+            heldSpeech.Clear();
+        }
+
+        // What the parser released: text is shown; the first call ends the message and becomes an item of its own; a call the
+        // model got wrong is an error message (the chat client's ErrorContent), and the answer goes on.
+        async Task ReleaseAsync(IReadOnlyList<AIContent> contents)
+        {
+            foreach (var content in contents)
+            {
+                if (called)
                 {
-                    case TextDelta text:
-                        response.AddText(text.Text);
-                        await session.EmitAsync(RealtimeOutbox.Output(response, plan.Speaks ? RealtimeServerMessageType.OutputAudioTranscriptionDelta : RealtimeServerMessageType.OutputTextDelta, text: text.Text)).ConfigureAwait(false);
+                    return;
+                }
+
+                switch (content)
+                {
+                    case TextContent text when toolCalls!.MayStillBeToolCall && !toolCalls.SawToolCall:
+                        // White space ahead of what may still be a call opens no message.
+                        heldSpace.Append(text.Text);
                         break;
-                    case SpeechChunk speech when plan.Speaks:
-                        if (outputResampler?.InputRate != speech.SampleRate)
-                        {
-                            outputResampler = new StreamingResampler(speech.SampleRate, plan.OutputSampleRate);
-                        }
-
-                        float[] samples = outputResampler.Resample(speech.Samples);
-                        if (samples.Length > 0)
-                        {
-                            response.AddAudio(samples.Length, session.ClientOptions.TimeProvider.GetUtcNow());
-                            await session.EmitAsync(RealtimeOutbox.Output(response, RealtimeServerMessageType.OutputAudioDelta, audio: Convert.ToBase64String(RealtimeG711.Encode(samples, plan.OutputEncoding)))).ConfigureAwait(false);
-                        }
-
+                    case TextContent text:
+                        await ShowAsync(heldSpace.Append(text.Text).ToString()).ConfigureAwait(false);
+                        heldSpace.Clear();
                         break;
-                    case AnswerCompleted completed:
-                        usage = RealtimeUsage.From(completed, plan.Speaks);
-                        if (plan.MaxTokens > 0 && completed.Steps >= plan.MaxTokens)
-                        {
-                            status = RealtimeResponseStatus.Incomplete;
-                        }
-
+                    case FunctionCallContent call:
+                        called = true;
+                        heldSpeech.Clear();
+                        heldSpace.Clear();
+                        await FinishMessageAsync().ConfigureAwait(false);
+                        await EmitFunctionCallAsync(response, call, outputIndex: response.Started ? 1 : 0).ConfigureAwait(false);
+                        break;
+                    case ErrorContent invalid:
+                        session.Logger.LogWarning("Realtime session {Session}: {Response}: {Message} ({Details})", session.IdPrefix, response.Id, invalid.Message, invalid.Details);
+                        await session.EmitAsync(new ErrorRealtimeServerMessage { Error = invalid }).ConfigureAwait(false);
                         break;
                 }
             }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-            status = RealtimeResponseStatus.Cancelled;
-        }
-        catch (Exception e)
-        {
-            status = RealtimeResponseStatus.Failed;
-            string message = $"The answer failed: {e.Message}";
-            error = new ErrorContent(message) { ErrorCode = RealtimeErrorCodes.ResponseFailed };
-            session.Logger.LogError(e, "Realtime session {Session}: {Response} failed.", session.IdPrefix, response.Id);
-            await session.EmitAsync(new ErrorRealtimeServerMessage { Error = error }).ConfigureAwait(false);
-        }
 
-        string said = response.Text;
-        string? reason = status == RealtimeResponseStatus.Cancelled ? response.CancelReason ?? MiniOmniRealtimeStatusReasons.ClientCancelled
-            : status == RealtimeResponseStatus.Incomplete ? MiniOmniRealtimeStatusReasons.MaxOutputTokens
-            : null;
-        if (response.Started)
+        // Ends the message item (once): when the answer ends, or when the model calls a function after some text.
+        async Task FinishMessageAsync()
         {
+            if (!response.Started || messageDone)
+            {
+                return;
+            }
+
+            messageDone = true;
+            string said = response.Text;
             response.Conversation.SetText(response.Answer, said);
             response.Answer.Status = status == RealtimeResponseStatus.Completed ? RealtimeItemStatus.Completed : RealtimeItemStatus.Incomplete;
             if (plan.Speaks)
@@ -283,23 +449,34 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 Item = AnswerItem(response, [new TextContent(said)]),
             }).ConfigureAwait(false);
         }
-        else
+    }
+
+    /// <summary>
+    /// The model's call as an output item of its own: announced with the function's name, then done with its arguments
+    /// (the item <see cref="FunctionInvokingRealtimeClient"/> invokes), and kept in the conversation for the answer that
+    /// goes on after its result. The parser holds a call until it closes, so the arguments come whole.
+    /// </summary>
+    private async Task EmitFunctionCallAsync(RealtimeResponse response, FunctionCallContent call, int outputIndex)
+    {
+        var entry = new ConversationEntry(session.NewId("item"), ChatRole.Assistant) { FunctionCall = call };
+        if (response.Conversation.Contains(response.Answer))
         {
-            // Never begun: the answer said nothing, and its item is not kept.
-            response.Conversation.Remove(response.Answer);
+            response.Conversation.Add(entry);
         }
 
-        await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseDone)
+        session.Logger.LogDebug("Realtime session {Session}: {Response} calls {Function} ({Call}).", session.IdPrefix, response.Id, call.Name, call.CallId);
+        await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ResponseOutputItemAdded)
         {
             ResponseId = response.Id,
-            Status = status,
-            Usage = usage,
-            Error = error,
-            OutputModalities = [plan.Speaks ? "audio" : "text"],
-            AdditionalProperties = reason is null ? null : new AdditionalPropertiesDictionary { [MiniOmniRealtimeStatusReasons.Key] = reason },
+            OutputIndex = outputIndex,
+            Item = new RealtimeConversationItem([new FunctionCallContent(call.CallId, call.Name)], entry.Id, ChatRole.Assistant),
         }).ConfigureAwait(false);
-        session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
-        response.Finish();
+        await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ResponseOutputItemDone)
+        {
+            ResponseId = response.Id,
+            OutputIndex = outputIndex,
+            Item = new RealtimeConversationItem([call], entry.Id, ChatRole.Assistant),
+        }).ConfigureAwait(false);
     }
 
     // The answer's item as OpenAI's events show it: its status and place in the conversation ride in its raw representation.

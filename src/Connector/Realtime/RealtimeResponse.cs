@@ -134,4 +134,11 @@ internal sealed class RealtimeResponse
 /// <param name="MaxTokens">The most steps; 0 lets the engine fill the context.</param>
 /// <param name="OutputSampleRate">The rate of the audio deltas.</param>
 /// <param name="OutputEncoding">How the audio deltas' samples are stored: 16-bit PCM, or G.711 at 8 kHz.</param>
-internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate, RealtimeSampleEncoding OutputEncoding = RealtimeSampleEncoding.Pcm16);
+internal sealed record ResponsePlan(bool Speaks, string? Instructions, int MaxTokens, int OutputSampleRate, RealtimeSampleEncoding OutputEncoding = RealtimeSampleEncoding.Pcm16)
+{
+    /// <summary>The tools offered to the model (none by default).</summary>
+    public RealtimeToolOffer Tools { get; init; } = RealtimeToolOffer.None;
+
+    /// <summary>Whether the answer goes on after function results: its preamble ends with the calls and results after the question.</summary>
+    public bool AfterToolResults { get; init; }
+}

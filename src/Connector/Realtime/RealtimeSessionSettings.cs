@@ -22,10 +22,8 @@ internal sealed record RealtimeSessionSettings(
     public static RealtimeSessionSettings From(RealtimeSessionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Tools is { Count: > 0 })
-        {
-            throw Invalid($"The session options name {options.Tools.Count} tool(s), but Mini-Omni cannot call tools; leave Tools empty.");
-        }
+        // Checks the tools and their mode now, so that a required call to a function not offered fails the update, not every answer.
+        _ = RealtimeToolOffer.From(options.Tools, options.ToolMode, "the session");
 
         // Checks the input format now, so that a bad one fails the session update rather than every append after it.
         _ = new RealtimeInputAudio(options.InputAudioFormat);

@@ -41,6 +41,7 @@ internal sealed class RealtimeTurnTaker
     private long _turnStart;
     private string? _speechItemId;
     private bool _overflowReported;
+    private EncodedAhead? _ahead;
 
     public RealtimeTurnTaker(RealtimeSessionContext session, IRealtimeTurnHandler handler)
     {
@@ -80,6 +81,11 @@ internal sealed class RealtimeTurnTaker
         }
 
         var detection = _session.Settings.TurnDetection!;
+        if (_detector.IsSpeaking && _detector.Pause is { } pause)
+        {
+            EncodeAhead(pause, detection);
+        }
+
         if (_detector.IsSpeaking)
         {
             // Mini-Omni hears at most 30 s: a longer turn is answered in 30 s parts.
@@ -139,8 +145,26 @@ internal sealed class RealtimeTurnTaker
         }
     }
 
+    // The speaker paused: the turn so far is encoded now, before the silence confirms its end. If no more speech comes,
+    // the turn is committed as it was at the pause (the rest is silence), so its answer takes that encoding; if speech
+    // resumes, the encoding is dropped unused.
+    private void EncodeAhead(SpeechPause pause, MiniOmniVoiceActivityDetectionOptions detection)
+    {
+        long speechEnd = _detectorOrigin + pause.SpeechEnd, end = _detectorOrigin + pause.DetectedAt;
+        if (_ahead is { } done && done.TurnStart == _turnStart && done.SpeechEnd == speechEnd
+            || !detection.CreateResponse || _session.Settings.Transcribes || _session.Engine is not Engine.IEncodeAhead engine
+            || end - _turnStart is < MinimumTurnSamples or > MaximumTurnSamples)
+        {
+            return;
+        }
+
+        _ahead = new EncodedAhead(_turnStart, speechEnd, end);
+        engine.EncodeAhead(_buffer.Slice(_turnStart, end), _session.ClientOptions.EncoderMode);
+    }
+
     private async Task SpeechStartedAsync(VoiceActivityEvent change)
     {
+        _ahead = null;
         _speechItemId = _session.NewId("item");
         _turnStart = Math.Max(_buffer.Start, _detectorOrigin + change.TurnStart);
         await _session.EmitAsync(new InputSpeechRealtimeServerMessage(MiniOmniRealtimeServerMessageTypes.InputSpeechStarted)
@@ -160,8 +184,14 @@ internal sealed class RealtimeTurnTaker
             ItemId = itemId,
             AudioPosition = ToTime(_detectorOrigin + change.SpeechPosition),
         }).ConfigureAwait(false);
-        await CommitTurnAsync(_turnStart, _detectorOrigin + change.DetectedAt, itemId, _session.Settings.TurnDetection!.CreateResponse, fromDetector: true).ConfigureAwait(false);
+        // Encoded ahead at a pause with no speech since: the turn ends where it was encoded.
+        long end = _ahead is { } ahead && ahead.TurnStart == _turnStart && ahead.SpeechEnd == _detectorOrigin + change.SpeechPosition ? ahead.End : _detectorOrigin + change.DetectedAt;
+        _ahead = null;
+        await CommitTurnAsync(_turnStart, end, itemId, _session.Settings.TurnDetection!.CreateResponse, fromDetector: true).ConfigureAwait(false);
     }
+
+    // A turn encoded ahead: from its start to End, its speech having ended at SpeechEnd (session sample positions).
+    private sealed record EncodedAhead(long TurnStart, long SpeechEnd, long End);
 
     private async Task CommitTurnAsync(long start, long end, string itemId, bool respond, bool fromDetector)
     {

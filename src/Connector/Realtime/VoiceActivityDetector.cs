@@ -12,6 +12,11 @@ internal enum VoiceActivityKind
     SpeechStopped,
 }
 
+/// <summary>A pause in speech not yet long enough to end the turn (sample positions).</summary>
+/// <param name="SpeechEnd">Where the last loud frame ended.</param>
+/// <param name="DetectedAt">Where the pause had lasted long enough to be reported.</param>
+internal readonly record struct SpeechPause(long SpeechEnd, long DetectedAt);
+
 /// <summary>A change found by <see cref="VoiceActivityDetector"/>; every position counts samples from the start of the stream.</summary>
 /// <param name="Kind">Whether speech started or stopped.</param>
 /// <param name="SpeechPosition">Where speech started (its first loud frame) or stopped (the end of its last loud frame).</param>
@@ -37,6 +42,7 @@ internal sealed class VoiceActivityDetector
     private readonly double _stopDb;
     private readonly int _startFrames;
     private readonly int _silenceFrames;
+    private readonly int _pauseFrames;
     private readonly long _paddingSamples;
 
     private double _frameEnergy;
@@ -76,6 +82,8 @@ internal sealed class VoiceActivityDetector
         _stopDb = options.ThresholdDb - options.HysteresisDb;
         _startFrames = Math.Max(1, FramesIn(options.MinimumSpeechDuration));
         _silenceFrames = Math.Max(1, FramesIn(options.SilenceDuration));
+        // Half the silence that ends a turn: early enough to get ahead of its end, late enough to skip the gaps between words.
+        _pauseFrames = _silenceFrames / 2;
         _paddingSamples = (long)Math.Round(options.PrefixPadding.TotalSeconds * sampleRate);
     }
 
@@ -84,6 +92,12 @@ internal sealed class VoiceActivityDetector
 
     /// <summary>Whether the stream is in speech (after a start, before its stop).</summary>
     public bool IsSpeaking { get; private set; }
+
+    /// <summary>
+    /// While speaking, the pause in progress once it has lasted half the silence that ends a turn (null before, and once
+    /// speech resumes): where a listener may start on the turn's audio before the silence confirms its end.
+    /// </summary>
+    public SpeechPause? Pause { get; private set; }
 
     /// <summary>Samples pushed so far.</summary>
     public long Position => _frameStart + _frameFill;
@@ -122,6 +136,7 @@ internal sealed class VoiceActivityDetector
     public void Reset()
     {
         IsSpeaking = false;
+        Pause = null;
         _candidateFrames = 0;
         _silentFrames = 0;
     }
@@ -134,11 +149,17 @@ internal sealed class VoiceActivityDetector
             {
                 _silentFrames = 0;
                 _lastLoudEnd = frameEnd;
+                Pause = null;
                 return null;
             }
 
             if (++_silentFrames < _silenceFrames)
             {
+                if (_silentFrames == _pauseFrames)
+                {
+                    Pause = new SpeechPause(_lastLoudEnd, frameEnd);
+                }
+
                 return null;
             }
 

@@ -13,7 +13,7 @@ namespace MiniOmni.SK;
 /// worker thread, and every request awaits that one load. What <c>AddMiniOmni(modelPath)</c> registers, so resolving a
 /// service never waits on a download. A failed load is retried by the next request; disposing cancels a load under way.
 /// </summary>
-public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
+public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 {
     private readonly MiniOmniOptions _options;
     private readonly ILoggerFactory _loggers;
@@ -45,7 +45,8 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
     public bool IsLoaded => _loading is { IsCompletedSuccessfully: true };
 
     /// <summary>
-    /// Loads the model if no load is under way or done (a warm-up at start), and waits for it. Cancelling
+    /// Loads the model if no load is under way or done (a warm-up at start), runs every stage once
+    /// (<see cref="MiniOmniEngine.WarmUpAsync"/>), and waits for it. Cancelling
     /// <paramref name="cancellationToken"/> stops the wait, not the load, which other requests may share.
     /// </summary>
     public Task<MiniOmniEngine> LoadAsync(CancellationToken cancellationToken = default)
@@ -73,6 +74,16 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
         await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
         {
             yield return item;
+        }
+    }
+
+    /// <inheritdoc />
+    void IEncodeAhead.EncodeAhead(float[] audio, Speech.EncoderMode mode)
+    {
+        // Before the load there is nothing to get ahead with; the request encodes as usual.
+        if (IsLoaded)
+        {
+            ((IEncodeAhead)_loading!.Result).EncodeAhead(audio, mode);
         }
     }
 
@@ -111,10 +122,16 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IDisposable
         var directory = await ModelStore.ResolveAsync(_options.ModelPath, _options.Download, new DownloadLog(_logger), new ConversionLog(_logger), cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
         var engine = MiniOmniEngine.Load(directory.Path, _options.Engine, _loggers);
-        if (cancellationToken.IsCancellationRequested)
+        try
+        {
+            // Every stage once, so that the first request after the load costs what later ones do.
+            await engine.WarmUpAsync(cancellationToken).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+        catch
         {
             engine.Dispose();
-            cancellationToken.ThrowIfCancellationRequested();
+            throw;
         }
 
         _logger.LogInformation("Mini-Omni model {Model} loaded from {Directory} in {Seconds:F1} s.", _options.ModelPath, directory.Path, clock.Elapsed.TotalSeconds);

@@ -38,14 +38,25 @@ internal sealed class WhisperEncoder : IDisposable
     private readonly bool _fusedAttention;
 
     /// <summary>Uploads the encoder and adapter weights of <paramref name="file"/> and reserves compute memory for a full window.</summary>
-    public WhisperEncoder(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, ILogger? logger = null)
+    /// <param name="file">The audio file.</param>
+    /// <param name="parameters">Its hyper-parameters.</param>
+    /// <param name="options">Threads and backend.</param>
+    /// <param name="logger">Where the stage logs.</param>
+    /// <param name="matrixType">
+    /// How the linear weights are held: null as the file stores them; F32 or Q8_0 converts them at load (to measure one
+    /// against the other on the same weights: the benchmark's and the accuracy tests' comparison of the two).
+    /// </param>
+    public WhisperEncoder(GgufFile file, AudioModelParameters parameters, GgmlComputeOptions options, ILogger? logger = null, GgmlType? matrixType = null)
     {
         _parameters = parameters;
         _stage = new GgmlStage("whisper encoder", options, logger: logger);
         try
         {
-            _weights = GgmlWeights.Load(file, name => name.StartsWith(MiniOmniGgufKeys.WhisperTensorPrefix, StringComparison.Ordinal) || name.StartsWith("whisper_adapter.", StringComparison.Ordinal), _stage.PrimaryBackend);
-            _fusedAttention = file.GetTensor(Prefix + "blocks.0.attn.query.weight").Type != GgmlType.F32;
+            static bool IsEncoderTensor(string name) => name.StartsWith(MiniOmniGgufKeys.WhisperTensorPrefix, StringComparison.Ordinal) || name.StartsWith("whisper_adapter.", StringComparison.Ordinal);
+            var converted = matrixType is { } type ? ConvertedMatrices(file, IsEncoderTensor, type) : [];
+            _weights = GgmlWeights.Load(file, IsEncoderTensor, _stage.PrimaryBackend, converted);
+            string query = Prefix + "blocks.0.attn.query.weight";
+            _fusedAttention = (converted.FirstOrDefault(d => d.Name == query)?.Type ?? file.GetTensor(query).Type) != GgmlType.F32;
             _stage.Reserve(graph => Build(graph, parameters.Whisper.Context, parameters.Whisper.Context));
         }
         catch
@@ -54,6 +65,21 @@ internal sealed class WhisperEncoder : IDisposable
             _stage.Dispose();
             throw;
         }
+    }
+
+    // The linear weights (2-D, named .weight, as the conversion quantizes them) not already of the type asked for, in it;
+    // Q8_0 only for rows of whole blocks.
+    private static List<DerivedTensor> ConvertedMatrices(GgufFile file, Func<string, bool> include, GgmlType type)
+    {
+        if (type is not (GgmlType.F32 or GgmlType.Q8_0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(type), type, "The encoder's matrices can be held as F32 or Q8_0.");
+        }
+
+        return [.. file.Tensors.Values
+            .Where(t => include(t.Name) && t.Dims.Count == 2 && t.Name.EndsWith(".weight", StringComparison.Ordinal) && t.Type != type && t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0)
+            .Where(t => type != GgmlType.Q8_0 || t.Dims[0] % GgmlTypeInfo.Block(GgmlType.Q8_0).BlockElements == 0)
+            .Select(t => new DerivedTensor(t.Name, [.. t.Dims], file.ReadFloat32(t.Name), type, Replaces: t.Name))];
     }
 
     /// <summary>

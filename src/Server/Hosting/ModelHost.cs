@@ -67,7 +67,18 @@ internal sealed class StoreModelLoader(IOptions<MiniOmniServerOptions> options, 
             ComputeNiceness = settings.EngineNiceness,
         };
         // Loading is long and synchronous: off the host's start-up thread, on a thread of its own that ends with it.
-        return await Task.Factory.StartNew<IMiniOmniEngine>(() => MiniOmniEngine.Load(directory.Path, engineOptions, loggers), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var engine = await Task.Factory.StartNew(() => MiniOmniEngine.Load(directory.Path, engineOptions, loggers), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Every stage once before the server says it is ready: the first request then costs what later ones do.
+            await engine.WarmUpAsync(cancellationToken).ConfigureAwait(false);
+            return engine;
+        }
+        catch
+        {
+            engine.Dispose();
+            throw;
+        }
     }
 }
 

@@ -99,11 +99,6 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             };
         }
 
-        if (session.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
-        {
-            throw new RealtimeProtocolException("session.tools names tools, but Mini-Omni cannot call tools over realtime sessions; leave tools empty.", "unsupported_value", "session.tools");
-        }
-
         var input = session.TryGetProperty("audio", out var audio) && audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.Object ? i : default;
         var output = audio.ValueKind == JsonValueKind.Object && audio.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.Object ? o : default;
         var inputFormat = input.ValueKind == JsonValueKind.Object && input.TryGetProperty("format", out var f) ? Format(f, "session.audio.input.format")
@@ -155,6 +150,8 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             Voice = voice,
             VoiceActivityDetection = detection,
             TranscriptionOptions = transcription,
+            Tools = session.TryGetProperty("tools", out var tools) ? RealtimeToolEvents.ReadTools(tools, "session.tools") : current.Tools,
+            ToolMode = session.TryGetProperty("tool_choice", out var choice) ? RealtimeToolEvents.ReadToolChoice(choice, "session.tool_choice") : current.ToolMode,
         };
     }
 
@@ -188,9 +185,14 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
             return message;
         }
 
-        if (response.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+        if (response.TryGetProperty("tools", out var tools))
         {
-            throw new RealtimeProtocolException("response.tools names tools, but Mini-Omni cannot call tools over realtime sessions.", "unsupported_value", "response.tools");
+            message.Tools = RealtimeToolEvents.ReadTools(tools, "response.tools");
+        }
+
+        if (response.TryGetProperty("tool_choice", out var choice))
+        {
+            message.ToolMode = RealtimeToolEvents.ReadToolChoice(choice, "response.tool_choice");
         }
 
         if (response.TryGetProperty("output_modalities", out var modalities))
@@ -248,9 +250,14 @@ internal sealed class RealtimeClientEvents(RealtimeSessionOptions initial, int m
         }
 
         string? type = item.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : "message";
+        if (type is "function_call" or "function_call_output")
+        {
+            return RealtimeToolEvents.ReadItem(item, type, where);
+        }
+
         if (type != "message")
         {
-            throw new RealtimeProtocolException($"{where}.type is '{type}'; Mini-Omni's conversations hold messages (no function calls or their outputs).", "unsupported_value", $"{where}.type");
+            throw new RealtimeProtocolException($"{where}.type is '{type}'; Mini-Omni's conversations hold messages, function calls and their outputs.", "unsupported_value", $"{where}.type");
         }
 
         var role = (item.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null) switch

@@ -54,6 +54,7 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
             w.WriteString("max_output_tokens", "inf");
         }
 
+        RealtimeToolEvents.WriteSessionTools(w, options);
         w.WriteStartObject("audio");
         w.WriteStartObject("input");
         WriteFormat(w, options.InputAudioFormat ?? new RealtimeAudioFormat("audio/pcm", 24000));
@@ -159,6 +160,14 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 _responses[state.Id] = state;
                 yield return Write("response.created", w => WriteResponse(w, state, "in_progress", created));
                 break;
+            case ResponseOutputItemRealtimeServerMessage call when RealtimeToolEvents.CallOf(call.Item) is not null
+                && (type == RealtimeServerMessageType.ResponseOutputItemAdded || type == RealtimeServerMessageType.ResponseOutputItemDone):
+                foreach (byte[] e in FunctionCall(call))
+                {
+                    yield return e;
+                }
+
+                break;
             case ResponseOutputItemRealtimeServerMessage item when type == RealtimeServerMessageType.ResponseOutputItemAdded:
                 var adding = StateOf(item.ResponseId);
                 adding.ItemId = item.Item?.Id;
@@ -222,9 +231,61 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
                 break;
             case ErrorRealtimeServerMessage error:
                 yield return Error(error.Error?.Message ?? "The session failed.", error.Error?.ErrorCode ?? "error", eventId: error.OriginatingMessageId,
-                    type: error.Error?.ErrorCode is "response_failed" or "transcription_failed" ? "server_error" : "invalid_request_error");
+                    type: error.Error?.ErrorCode is "response_failed" or "transcription_failed" or "invalid_tool_call" ? "server_error" : "invalid_request_error");
                 break;
         }
+    }
+
+    // A call the model made: its item announced with the function's name, then (the call being whole when it is done) its
+    // arguments as one delta, their done event, and the item's done event; the call is listed in its response's output.
+    private IEnumerable<byte[]> FunctionCall(ResponseOutputItemRealtimeServerMessage message)
+    {
+        var state = StateOf(message.ResponseId);
+        var item = message.Item!;
+        var call = RealtimeToolEvents.CallOf(item)!;
+        int index = message.OutputIndex ?? 0;
+        if (message.Type == RealtimeServerMessageType.ResponseOutputItemAdded)
+        {
+            yield return Write("response.output_item.added", w =>
+            {
+                w.WriteString("response_id", state.Id);
+                w.WriteNumber("output_index", index);
+                w.WriteStartObject("item");
+                RealtimeToolEvents.WriteItemBody(w, item.Id, item, "in_progress", withArguments: false);
+                w.WriteEndObject();
+            });
+            yield break;
+        }
+
+        state.Calls.Add(item);
+        string arguments = RealtimeToolEvents.ArgumentsOf(call);
+        void WriteIds(Utf8JsonWriter w)
+        {
+            w.WriteString("response_id", state.Id);
+            WriteOptional(w, "item_id", item.Id);
+            w.WriteNumber("output_index", index);
+            w.WriteString("call_id", call.CallId);
+        }
+
+        yield return Write("response.function_call_arguments.delta", w =>
+        {
+            WriteIds(w);
+            w.WriteString("delta", arguments);
+        });
+        yield return Write("response.function_call_arguments.done", w =>
+        {
+            WriteIds(w);
+            w.WriteString("name", call.Name);
+            w.WriteString("arguments", arguments);
+        });
+        yield return Write("response.output_item.done", w =>
+        {
+            w.WriteString("response_id", state.Id);
+            w.WriteNumber("output_index", index);
+            w.WriteStartObject("item");
+            RealtimeToolEvents.WriteItemBody(w, item.Id, item, "completed");
+            w.WriteEndObject();
+        });
     }
 
     private IEnumerable<byte[]> Output(OutputTextAudioRealtimeServerMessage output)
@@ -399,6 +460,13 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
             w.WriteEndObject();
         }
 
+        foreach (var call in state.Calls)
+        {
+            w.WriteStartObject();
+            RealtimeToolEvents.WriteItemBody(w, call.Id, call, "completed");
+            w.WriteEndObject();
+        }
+
         w.WriteEndArray();
         if (message.Usage is { } usage)
         {
@@ -468,6 +536,13 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
     {
         var details = DetailsOf(item);
         w.WriteStartObject(name);
+        if (RealtimeToolEvents.IsToolItem(item))
+        {
+            RealtimeToolEvents.WriteItemBody(w, item!.Id, item, details.Status);
+            w.WriteEndObject();
+            return;
+        }
+
         WriteItemBody(w, item?.Id, item?.Role ?? ChatRole.User, details.Status, details.Speaks, item?.Contents ?? []);
         w.WriteEndObject();
     }
@@ -676,5 +751,8 @@ internal sealed class RealtimeServerEvents(ServerMetrics metrics, int outputSamp
         public string? ItemId { get; set; }
 
         public string? Said { get; set; }
+
+        /// <summary>The function call items the response made, in order.</summary>
+        public List<RealtimeConversationItem> Calls { get; } = [];
     }
 }

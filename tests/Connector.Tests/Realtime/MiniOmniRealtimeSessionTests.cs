@@ -436,12 +436,12 @@ public sealed class MiniOmniRealtimeSessionTests
     {
         var client = new MiniOmniRealtimeClient(_engine.Object);
 
-        var tools = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { Tools = [AIFunctionFactory.Create(() => 1, "one")] }));
+        var tools = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { Tools = [AIFunctionFactory.Create(() => 1, "one")], ToolMode = ChatToolMode.RequireSpecific("two") }));
         var output = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { OutputAudioFormat = new RealtimeAudioFormat("audio/opus", 48000) }));
         var modality = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { OutputModalities = ["video"] }));
         var input = await Assert.ThrowsAsync<ArgumentException>(() => client.CreateSessionAsync(new RealtimeSessionOptions { InputAudioFormat = new RealtimeAudioFormat("audio/g729", 8000) }));
 
-        Assert.Contains("tools", tools.Message);
+        Assert.Contains("'two'", tools.Message);
         Assert.Contains("audio/opus", output.Message);
         Assert.Contains("'video'", modality.Message);
         Assert.Contains("audio/g729", input.Message);

@@ -155,6 +155,25 @@ public sealed class VoiceActivityDetectorTests
         Assert.Equal([VoiceActivityKind.SpeechStarted], found.Select(e => e.Kind));
     }
 
+    [Fact]
+    public void APauseIsReportedAtHalfTheSilenceThatEndsATurnAndForgottenWhenSpeechResumes()
+    {
+        var detector = new VoiceActivityDetector(Defaults, Rate);
+        var found = new List<VoiceActivityEvent>();
+
+        detector.Process(Concat(Tone(Rate, amplitude: 0.1f), new float[11 * Frame]), found);
+        Assert.True(detector.IsSpeaking);
+        Assert.Null(detector.Pause); // 220 ms of silence: not yet the 12 frames that are half of the 500 ms (25 frames)
+        detector.Process(new float[Frame], found);
+        Assert.Equal(new SpeechPause(Rate, Rate + 12 * Frame), detector.Pause);
+
+        detector.Process(Tone(Rate / 2, amplitude: 0.1f), found);
+        Assert.Null(detector.Pause);
+        detector.Process(new float[Rate], found);
+        Assert.Equal([VoiceActivityKind.SpeechStarted, VoiceActivityKind.SpeechStopped], found.Select(e => e.Kind));
+        Assert.Null(detector.Pause);
+    }
+
     [Theory]
     [InlineData(nameof(MiniOmniVoiceActivityDetectionOptions.ThresholdDb))]
     [InlineData(nameof(MiniOmniVoiceActivityDetectionOptions.HysteresisDb))]

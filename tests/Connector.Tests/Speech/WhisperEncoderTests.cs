@@ -65,12 +65,39 @@ public sealed class WhisperEncoderTests(ConvertedFixtureModel converted, ITestOu
 
         var encoded = encoder.Encode(Fixture.ReadFloats("mel.f32"), FixtureFrames);
 
-        float[] reference = Fixture.ReadFloats("adapter_out.f32");
-        double error = MaxError(reference, encoded.AdapterOutput);
-        double scale = reference.Max(v => Math.Abs(v));
-        output.WriteLine($"q8_0 weights, fused f16 attention: max |adapter - reference| {error:E2} (max |reference| {scale:E2})");
-        Assert.True(error <= 0.05 * scale, $"{error:E2} against a scale of {scale:E2}");
+        AssertQuantizedAccuracy(encoded, "q8_0 model");
     }
+
+    [Fact]
+    public void TheF32ModelsMatricesQuantizedAtLoadGiveTheSameAccuracyAsAQ8Model()
+    {
+        using var file = GgufFile.Open(converted.Model.AudioPath);
+        using var quantized = new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, matrixType: GgmlType.Q8_0);
+        using var full = new WhisperEncoder(file, AudioModelParameters.Read(file), new GgmlComputeOptions { Threads = 2 }, matrixType: GgmlType.F32);
+        float[] mel = Fixture.ReadFloats("mel.f32");
+
+        AssertQuantizedAccuracy(quantized.Encode(mel, FixtureFrames), "f32 model, q8_0 at load");
+        // F32 asked of an f32 file changes nothing: the parity path.
+        Assert.True(MaxError(Fixture.ReadFloats("adapter_out.f32"), full.Encode(mel, FixtureFrames).AdapterOutput) <= 1e-5);
+    }
+
+    // Issue 25: q8_0 matrices (with fused f16 attention) on the fixture's random weights, measured: features max 4.3e-2
+    // (of 3.25; rms error 0.99 % of the features' rms), adapter output max 5.0e-2 (of 1.81; rms 2.9 %), the same whether
+    // the conversion or the load quantized them. The tolerances sit just above what was measured.
+    private void AssertQuantizedAccuracy(EncodedAudio encoded, string what)
+    {
+        float[] features = Fixture.ReadFloats("whisper_features.f32"), adapter = Fixture.ReadFloats("adapter_out.f32");
+        double featureMax = MaxError(features, encoded.WhisperFeatures), adapterMax = MaxError(adapter, encoded.AdapterOutput);
+        double featureRms = RelativeRms(features, encoded.WhisperFeatures), adapterRms = RelativeRms(adapter, encoded.AdapterOutput);
+        output.WriteLine($"{what}: features max {featureMax:E2} (of {features.Max(Math.Abs):F2}), rms {featureRms:P2}; adapter max {adapterMax:E2} (of {adapter.Max(Math.Abs):F2}), rms {adapterRms:P2}");
+        Assert.True(featureMax <= 5e-2, $"features differ by {featureMax:E2}");
+        Assert.True(featureRms <= 0.012, $"features' rms error {featureRms:P2}");
+        Assert.True(adapterMax <= 6e-2, $"adapter output differs by {adapterMax:E2}");
+        Assert.True(adapterRms <= 0.035, $"adapter output's rms error {adapterRms:P2}");
+    }
+
+    private static double RelativeRms(float[] expected, float[] actual) =>
+        Math.Sqrt(expected.Zip(actual, (a, b) => ((double)a - b) * (a - b)).Sum() / expected.Sum(v => (double)v * v));
 
     [Fact]
     public void BadInputsAreRefusedWithTheirSizes()

@@ -1,0 +1,309 @@
+// MEAI001, OPENAI002: the realtime surfaces of Microsoft.Extensions.AI and of the OpenAI SDK are marked experimental;
+// measuring them is what this benchmark is for.
+#pragma warning disable MEAI001, OPENAI002
+
+using System.ClientModel;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using MiniOmni.SK.Audio;
+using MiniOmni.SK.Cli.Commands;
+using MiniOmni.SK.Engine;
+using MiniOmni.SK.ModelFiles.Conversion;
+using MiniOmni.SK.Server.Hosting;
+using MiniOmni.SK.Speech;
+using OpenAI.Realtime;
+using Spectre.Console;
+using MeaiAudioFormat = Microsoft.Extensions.AI.RealtimeAudioFormat;
+using MeaiSessionOptions = Microsoft.Extensions.AI.RealtimeSessionOptions;
+
+namespace MiniOmni.SK.Cli.Bench;
+
+/// <summary>What one <c>miniomni bench conversation</c> run measures.</summary>
+internal sealed record ConversationSettings
+{
+    /// <summary>Length of the question every turn asks, in seconds.</summary>
+    public double QuestionSeconds { get; init; } = 2.4;
+
+    /// <summary>Turns of each conversation; turn 1 is the first request after the engine said it was ready.</summary>
+    public int Turns { get; init; } = 3;
+
+    /// <summary>The encoder modes measured, one conversation per mode and path.</summary>
+    public IReadOnlyList<EncoderMode> Encoders { get; init; } = [EncoderMode.Fast, EncoderMode.Exact];
+
+    /// <summary>Steps of each answer (the issue measured 24).</summary>
+    public int AnswerSteps { get; init; } = 24;
+
+    /// <summary>Turns of the history case (0: none); its history reaches <see cref="HistoryCharacters"/> by the last turn.</summary>
+    public int HistoryTurns { get; init; } = 10;
+
+    /// <summary>Characters of history the history case has added by its last turn (the realtime client's budget is 2000).</summary>
+    public int HistoryCharacters { get; init; } = 2000;
+
+    /// <summary>Engine threads (null: every core).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness.</summary>
+    public int Niceness { get; init; }
+
+    /// <summary>Whether the engine warms up before it says it is ready (false measures what a cold engine's first turn pays).</summary>
+    public bool WarmUp { get; init; } = true;
+
+    /// <summary>The paths measured (of <see cref="ConversationBenchmark.Paths"/>).</summary>
+    public IReadOnlyList<string> Paths { get; init; } = ConversationBenchmark.Paths;
+
+    /// <summary>Whether the realtime paths transcribe each spoken turn (the server's default), which today runs before the next answer.</summary>
+    public bool Transcribe { get; init; }
+}
+
+/// <summary>
+/// The same question turn after turn, through the engine, through <see cref="IRealtimeClient"/> and through the server's
+/// /v1/realtime socket (the official OpenAI SDK), each on an engine loaded afresh as the server loads it, so that turn 1 is
+/// the first request after ready: each turn's time from the response request to its first audio, cold against warm, the
+/// paths against each other, and a conversation whose history grows to 2000 characters.
+/// </summary>
+internal static class ConversationBenchmark
+{
+    private const int RealtimeRate = 24000;
+
+    /// <summary>The paths a turn is measured through.</summary>
+    public static readonly string[] Paths = ["engine", "realtime_client", "server_socket"];
+
+    public static async Task<Dictionary<string, object>> RunAsync(ModelDirectory directory, ConversationSettings settings, CancellationToken cancellationToken)
+    {
+        float[] question = AnswerBenchmarks.Question(settings.QuestionSeconds);
+        byte[] pcm = Pcm16Wave.ToPcm16Bytes(new StreamingResampler(16000, RealtimeRate).Resample(question));
+        var figures = new Dictionary<string, object>
+        {
+            ["model"] = directory.Path,
+            ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+            ["load_average"] = LoadAverage(),
+            ["question_seconds"] = settings.QuestionSeconds,
+            ["answer_steps"] = settings.AnswerSteps,
+            ["turns"] = settings.Turns,
+            ["warm_up"] = settings.WarmUp,
+            ["transcribe"] = settings.Transcribe,
+            ["engine_niceness"] = settings.Niceness,
+        };
+        foreach (var mode in settings.Encoders)
+        {
+            string name = mode.ToString().ToLowerInvariant();
+            var turns = new Dictionary<string, double[]>();
+            foreach (string path in settings.Paths)
+            {
+                var (result, load) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.Turns, 0, cancellationToken), cancellationToken).ConfigureAwait(false);
+                turns[path] = result;
+                figures[$"{name}_{path}_load_s"] = Math.Round(load, 2);
+                figures[$"{name}_{path}_first_audio_s"] = result.Select(t => Math.Round(t, 3)).ToArray();
+            }
+
+            // The goals: no cold start (turn 1 / turn 2), no growth (turn 3 / turn 2), the socket as fast as in process.
+            foreach (string path in settings.Paths)
+            {
+                double[] t = turns[path];
+                figures[$"{name}_{path}_turn1_over_turn2"] = t.Length > 1 ? Math.Round(t[0] / t[1], 3) : double.NaN;
+                figures[$"{name}_{path}_turn3_over_turn2"] = t.Length > 2 ? Math.Round(t[2] / t[1], 3) : double.NaN;
+            }
+
+            double Warm(string path) => turns.TryGetValue(path, out var t) ? t.Skip(1).DefaultIfEmpty(double.NaN).Average() : double.NaN;
+            figures[$"{name}_socket_over_engine_warm"] = Math.Round(Warm("server_socket") / Warm("engine"), 3);
+            figures[$"{name}_socket_over_realtime_client_warm"] = Math.Round(Warm("server_socket") / Warm("realtime_client"), 3);
+            figures[$"{name}_realtime_client_over_engine_warm"] = Math.Round(Warm("realtime_client") / Warm("engine"), 3);
+
+            if (settings.HistoryTurns > 1)
+            {
+                foreach (string path in settings.Paths.Where(p => p != "server_socket"))
+                {
+                    var (history, _) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.HistoryTurns, settings.HistoryCharacters, cancellationToken), cancellationToken).ConfigureAwait(false);
+                    figures[$"{name}_history_{path}_first_audio_s"] = history.Select(t => Math.Round(t, 3)).ToArray();
+                    // Turn 1 is the cold one; turn 2 has little history yet: the last turn against it.
+                    figures[$"{name}_history_{path}_last_over_turn2"] = Math.Round(history[^1] / history[1], 3);
+                }
+            }
+        }
+
+        figures["load_average_after"] = LoadAverage();
+        figures["peak_working_set_mib"] = Math.Round(BenchTools.PeakResidentMiB(), 1);
+        return figures;
+    }
+
+    // Loads an engine as the server does (warmed up unless told not to), starts a loopback server over it, and runs work.
+    private static async Task<(T Result, double LoadSeconds)> WithEngineAsync<T>(ModelDirectory directory, ConversationSettings settings, EncoderMode mode, Func<MiniOmniEngine, Uri, Task<T>> work, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        using var engine = await Task.Run(() => MiniOmniEngine.Load(directory.Path, new MiniOmniEngineOptions { Threads = settings.Threads, ComputeNiceness = settings.Niceness }, CommandRunner.Logging), cancellationToken).ConfigureAwait(false);
+        if (settings.WarmUp)
+        {
+            await engine.WarmUpAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        double load = clock.Elapsed.TotalSeconds;
+        await using var server = MiniOmniServer.Build(
+            ["--model", directory.Path, "--urls", "http://127.0.0.1:0", "--MiniOmni:TranscribeRealtimeSpeech", settings.Transcribe ? "true" : "false", "--MiniOmni:EncoderMode", mode.ToString(),
+             "--MiniOmni:Limits:MaxAnswerTokens", settings.AnswerSteps.ToString(CultureInfo.InvariantCulture), "--Logging:LogLevel:Default", "Warning"],
+            services => services.AddSingleton<IModelLoader>(new BenchServeCommand.LoadedEngine(engine)));
+        await server.StartAsync(cancellationToken).ConfigureAwait(false);
+        var address = new Uri(server.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        while (!server.Services.GetRequiredService<ModelHost>().IsReady)
+        {
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+
+        var result = await work(engine, address).ConfigureAwait(false);
+        await server.StopAsync(cancellationToken).ConfigureAwait(false);
+        return (result, load);
+    }
+
+    // One conversation of `turns` turns through `path`; each turn's seconds from the response request to its first audio.
+    // With historyCharacters > 0, a typed exchange is added before each turn after the first, so that the history has
+    // grown by historyCharacters by the last turn (the engine path gets the same amount as a preamble).
+    private static async Task<double[]> Conversation(string path, MiniOmniEngine engine, Uri server, EncoderMode mode, ConversationSettings settings, float[] question, byte[] pcm, int turns, int historyCharacters, CancellationToken cancellationToken)
+    {
+        int perTurn = turns > 1 ? historyCharacters / (turns - 1) / 2 : 0;
+        var times = new double[turns];
+        switch (path)
+        {
+            case "engine":
+                for (int turn = 0; turn < turns; turn++)
+                {
+                    string? preamble = historyCharacters > 0 && turn > 0 ? Filler(2 * perTurn * turn) : null;
+                    times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => EngineTurn(engine, question, mode, settings.AnswerSteps, preamble, cancellationToken)).ConfigureAwait(false);
+                }
+
+                break;
+            case "realtime_client":
+                var client = engine.AsIRealtimeClient(new MiniOmniRealtimeClientOptions { TranscribeUserSpeech = settings.Transcribe, EncoderMode = mode });
+                await using (var session = await client.CreateSessionAsync(new MeaiSessionOptions
+                {
+                    InputAudioFormat = new MeaiAudioFormat("audio/pcm", RealtimeRate),
+                    VoiceActivityDetection = new VoiceActivityDetectionOptions { Enabled = false },
+                    MaxOutputTokens = settings.AnswerSteps,
+                }, cancellationToken).ConfigureAwait(false))
+                {
+                    for (int turn = 0; turn < turns; turn++)
+                    {
+                        if (perTurn > 0 && turn > 0)
+                        {
+                            await session.SendAsync(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent(Filler(perTurn))], $"u{turn}", ChatRole.User)), cancellationToken).ConfigureAwait(false);
+                            await session.SendAsync(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent(Filler(perTurn))], $"a{turn}", ChatRole.Assistant)), cancellationToken).ConfigureAwait(false);
+                        }
+
+                        times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => ClientTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                    }
+                }
+
+                break;
+            default:
+                var sdk = new RealtimeClient(new ApiKeyCredential("loopback"), new OpenAI.Realtime.RealtimeClientOptions { Endpoint = new Uri(server, "/v1") });
+                using (var session = await sdk.StartConversationSessionAsync("mini-omni", cancellationToken: cancellationToken).ConfigureAwait(false))
+                {
+                    var input = new RealtimeConversationSessionInputAudioOptions();
+                    input.DisableTurnDetection();
+                    await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
+                    {
+                        AudioOptions = new RealtimeConversationSessionAudioOptions { InputAudioOptions = input },
+                        MaxOutputTokenCount = settings.AnswerSteps,
+                    }, cancellationToken).ConfigureAwait(false);
+                    for (int turn = 0; turn < turns; turn++)
+                    {
+                        times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => SocketTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                    }
+                }
+
+                break;
+        }
+
+        return times;
+    }
+
+    private static async Task<double> EngineTurn(MiniOmniEngine engine, float[] question, EncoderMode mode, int steps, string? preamble, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        double first = double.NaN;
+        await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Audio = question, MaxTokens = steps, EncoderMode = mode, Preamble = preamble }, cancellationToken).ConfigureAwait(false))
+        {
+            if (item is SpeechChunk && double.IsNaN(first))
+            {
+                first = clock.Elapsed.TotalSeconds;
+            }
+        }
+
+        return first;
+    }
+
+    private static async Task<double> ClientTurn(IRealtimeClientSession session, byte[] pcm, CancellationToken cancellationToken)
+    {
+        foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
+        {
+            await session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(chunk, "audio/pcm")), cancellationToken).ConfigureAwait(false);
+        }
+
+        await session.SendAsync(new InputAudioBufferCommitRealtimeClientMessage(), cancellationToken).ConfigureAwait(false);
+        var clock = Stopwatch.StartNew();
+        await session.SendAsync(new CreateResponseRealtimeClientMessage(), cancellationToken).ConfigureAwait(false);
+        double first = double.NaN;
+        await foreach (var message in session.GetStreamingResponseAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (message.Type == RealtimeServerMessageType.OutputAudioDelta && double.IsNaN(first))
+            {
+                first = clock.Elapsed.TotalSeconds;
+            }
+            else if (message.Type == RealtimeServerMessageType.ResponseDone)
+            {
+                break;
+            }
+        }
+
+        return first;
+    }
+
+    private static async Task<double> SocketTurn(RealtimeSessionClient session, byte[] pcm, CancellationToken cancellationToken)
+    {
+        foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
+        {
+            await session.SendInputAudioAsync(BinaryData.FromBytes(chunk), cancellationToken).ConfigureAwait(false);
+        }
+
+        await session.CommitPendingAudioAsync(cancellationToken).ConfigureAwait(false);
+        var clock = Stopwatch.StartNew();
+        await session.StartResponseAsync(cancellationToken).ConfigureAwait(false);
+        double first = double.NaN;
+        await foreach (var update in session.ReceiveUpdatesAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (update is RealtimeServerUpdateResponseOutputAudioDelta && double.IsNaN(first))
+            {
+                first = clock.Elapsed.TotalSeconds;
+            }
+            else if (update is RealtimeServerUpdateResponseDone)
+            {
+                break;
+            }
+            else if (update is RealtimeServerUpdateError error)
+            {
+                throw new InvalidOperationException($"The server answered an error: {error.Error?.Message}");
+            }
+        }
+
+        return first;
+    }
+
+    // Plain words, as long as asked.
+    private static string Filler(int characters)
+    {
+        const string words = "we talked about the weather and the trip to the coast next week ";
+        return string.Concat(Enumerable.Repeat(words, characters / words.Length + 1))[..Math.Max(1, characters)];
+    }
+
+    /// <summary>The machine's load average (1, 5, 15 minutes) where Linux reports it: the machine is shared.</summary>
+    public static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    private static async Task<T> Status<T>(string what, Func<Task<T>> work)
+    {
+        var result = await work().ConfigureAwait(false);
+        BenchTools.Console.MarkupLineInterpolated($"[grey]bench conversation: {what}: {result} (load {LoadAverage()})[/]");
+        return result;
+    }
+}
