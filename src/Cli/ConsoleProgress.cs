@@ -22,11 +22,15 @@ internal static class ConsoleProgress
             });
     }
 
-    /// <summary>A download (the overall bytes and a bar per file) followed by a conversion (a bar per stage).</summary>
-    public static Task<T> RunAsync<T>(string title, Func<IProgress<DownloadProgress>, IProgress<ConversionProgress>, Task<T>> work)
+    /// <summary>
+    /// A download (the overall bytes and a bar per file) followed by a conversion (a bar per stage), shown on
+    /// <paramref name="console"/> (standard output when null).
+    /// </summary>
+    public static Task<T> RunAsync<T>(string title, Func<IProgress<DownloadProgress>, IProgress<ConversionProgress>, Task<T>> work, IAnsiConsole? console = null)
     {
-        AnsiConsole.MarkupLineInterpolated($"[bold]{title}[/]");
-        return AnsiConsole.Progress()
+        console ??= AnsiConsole.Console;
+        console.MarkupLineInterpolated($"[bold]{title}[/]");
+        return console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .StartAsync(async context =>

@@ -21,6 +21,12 @@ public sealed class ModelFileException : Exception
     /// <summary>The tensor name or metadata key at fault, if one is.</summary>
     public string? Key { get; }
 
+    /// <summary>
+    /// Where in the file the fault lies, in bytes from its start (or from the start of the named zip entry), for faults of
+    /// the file's structure that no key or tensor names; null otherwise.
+    /// </summary>
+    public long? Offset { get; init; }
+
     private static string Compose(string filePath, string? key, string message) =>
         key is null ? $"{filePath}: {message}" : $"{filePath}: '{key}': {message}";
 }

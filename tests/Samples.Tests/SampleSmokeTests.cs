@@ -47,11 +47,31 @@ public sealed class SampleSmokeTests(ConvertedFixtureModel converted) : IClassFi
     }
 
     [Fact]
-    public async Task AgentFrameworkAgentAnswers()
+    public async Task AgentFrameworkAgentAnswersInTextAndSpeech()
     {
-        int exit = await AgentFramework.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--max-tokens", "30"]);
+        string wav = Path.Combine(_output.Path, "agent.wav");
+        var printed = new StringWriter();
+        var console = Console.Out;
+        int exit;
+        Console.SetOut(printed);
+        try
+        {
+            exit = await AgentFramework.Program.Main(["--model", converted.Model.Path, "--input", Fixture.Question, "--max-tokens", "30", "--out", wav]);
+        }
+        finally
+        {
+            Console.SetOut(console);
+        }
 
         Assert.Equal(0, exit);
+        // The agent's answer: its text printed, then its speech written and decodable.
+        string[] lines = printed.ToString().Split('\n', StringSplitOptions.TrimEntries);
+        int written = Array.IndexOf(lines, $"speech written to {wav}");
+        Assert.True(written > 0, $"no 'speech written to' line after the answer's text: {printed}");
+        Assert.Contains(lines[..written], line => line.Length > 0);
+        var speech = AudioDecoder.DecodeFile(wav);
+        Assert.True(speech.Length > 0);
+        Assert.Equal(-1, AudioSamples.IndexOfNonFinite(speech));
     }
 
     [Fact]

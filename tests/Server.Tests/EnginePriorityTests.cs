@@ -71,6 +71,23 @@ public sealed class EnginePriorityTests(FixtureEngine fixture)
         Assert.Equal(nameof(MiniOmniEngineOptions.ComputeNiceness), error.ParamName);
     }
 
+    [Fact]
+    public void AThreadThatEndedBeforeItsFilesWereReadIsLeftOutOfTheSnapshot()
+    {
+        Assert.True(OperatingSystem.IsLinux(), "the snapshot reads Linux's /proc");
+        string? ended = null;
+        var thread = new Thread(() => ended = Path.Combine("/proc", new DirectoryInfo("/proc/thread-self").LinkTarget!));
+        thread.Start();
+        thread.Join();
+        // The managed thread has returned; the kernel removes its task directory once the native thread is gone.
+        Assert.True(SpinWait.SpinUntil(() => !Directory.Exists(ended), TimeSpan.FromSeconds(30)), $"{ended} still exists");
+        string current = Path.Combine("/proc", new DirectoryInfo("/proc/thread-self").LinkTarget!);
+
+        var threads = Threads([ended!, current]);
+
+        Assert.Equal([int.Parse(Path.GetFileName(current), CultureInfo.InvariantCulture)], threads.Select(t => t.Id));
+    }
+
     private static async Task<string> TokensAsync(IMiniOmniEngine engine, MiniOmniRequest request)
     {
         await foreach (var update in engine.GenerateAsync(request))
@@ -86,17 +103,46 @@ public sealed class EnginePriorityTests(FixtureEngine fixture)
 
     private sealed record ThreadInfo(int Id, string Name, int Nice);
 
-    private static List<ThreadInfo> Threads() =>
-        [.. Directory.EnumerateDirectories("/proc/self/task").Select(dir => int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture)).Select(id =>
+    // A snapshot of the process's threads. A thread may end between the listing of /proc/self/task and the reading of its
+    // files (the kernel then answers ENOENT or ESRCH, and its directory is gone): an ended thread runs at no priority, so it
+    // is left out of the snapshot. Any other failure to read, of a thread that still exists, fails the test.
+    private static List<ThreadInfo> Threads() => Threads(Directory.EnumerateDirectories("/proc/self/task"));
+
+    private static List<ThreadInfo> Threads(IEnumerable<string> taskDirectories)
+    {
+        var threads = new List<ThreadInfo>();
+        foreach (string dir in taskDirectories)
         {
-            string name = File.ReadAllText($"/proc/self/task/{id}/comm").TrimEnd('\n');
-            return new ThreadInfo(id, name, NiceOf(id));
-        })];
+            int id = int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture);
+            if (TryRead(dir, "comm") is not { } comm || TryRead(dir, "stat") is not { } stat)
+            {
+                continue;
+            }
+
+            threads.Add(new ThreadInfo(id, comm.TrimEnd('\n'), NiceIn(stat)));
+        }
+
+        return threads;
+    }
+
+    // The file's text, or null when the thread ended before it could be read (its directory no longer exists).
+    private static string? TryRead(string taskDirectory, string file)
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(taskDirectory, file));
+        }
+        catch (IOException) when (!Directory.Exists(taskDirectory))
+        {
+            return null;
+        }
+    }
+
+    private static int NiceOf(int thread) => NiceIn(File.ReadAllText($"/proc/self/task/{thread}/stat"));
 
     // Field 19 of a task's stat is its nice value (the command name, field 2, may hold spaces: count from its ')').
-    private static int NiceOf(int thread)
+    private static int NiceIn(string stat)
     {
-        string stat = File.ReadAllText($"/proc/self/task/{thread}/stat");
         string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         return int.Parse(fields[16], CultureInfo.InvariantCulture);
     }

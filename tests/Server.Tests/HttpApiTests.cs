@@ -176,14 +176,55 @@ public sealed class HttpApiTests(FixtureEngine fixture)
         using var client = factory.CreateClient();
         await factory.WaitReadyAsync();
 
-        (await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(fixture.QuestionWav, "wav", modalities: ["text", "audio"]))).EnsureSuccessStatusCode();
+        string before = await client.GetStringAsync("/metrics");
+        var answer = await client.PostAsJsonAsync("/v1/chat/completions", AudioQuestion(fixture.QuestionWav, "wav", modalities: ["text", "audio"]));
+        answer.EnsureSuccessStatusCode();
+        using var body = JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
+        var usage = body.RootElement.GetProperty("usage");
         string metrics = await client.GetStringAsync("/metrics");
 
-        Assert.Contains("miniomni_answers_total{", metrics);
-        Assert.Contains("miniomni_tokens_total{", metrics);
-        Assert.Contains("miniomni_answer_time_to_first_audio_seconds_bucket{", metrics);
-        Assert.Contains("miniomni_answer_real_time_factor_bucket{", metrics);
-        Assert.Contains("miniomni_answers_queued", metrics);
+        // The values, as differences over this one answer (the meters may have counted earlier tests' answers).
+        double Delta(string name, params string[] labels) => PrometheusSum(metrics, name, labels) - PrometheusSum(before, name, labels);
+        Assert.Equal(1, Delta("miniomni_answers_total", "miniomni_answer_kind=\"chat\"", "miniomni_answer_outcome=\"completed\""));
+        Assert.Equal(0, Delta("miniomni_answers_total", "miniomni_answer_outcome=\"failed\""));
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32(), Delta("miniomni_tokens_total", "miniomni_answer_kind=\"chat\"", "miniomni_token_direction=\"input\""));
+        Assert.Equal(usage.GetProperty("completion_tokens").GetInt32(), Delta("miniomni_tokens_total", "miniomni_answer_kind=\"chat\"", "miniomni_token_direction=\"output\""));
+        Assert.True(usage.GetProperty("completion_tokens").GetInt32() > 0);
+        // One spoken answer: one time to first audio and one real-time factor, each positive and finite.
+        Assert.Equal(1, Delta("miniomni_answer_time_to_first_audio_seconds_count", "miniomni_answer_kind=\"chat\""));
+        double firstAudio = Delta("miniomni_answer_time_to_first_audio_seconds_sum", "miniomni_answer_kind=\"chat\"");
+        Assert.True(firstAudio > 0 && double.IsFinite(firstAudio), $"time to first audio {firstAudio}");
+        Assert.Equal(1, Delta("miniomni_answer_real_time_factor_count", "miniomni_answer_kind=\"chat\""));
+        double factor = Delta("miniomni_answer_real_time_factor_sum", "miniomni_answer_kind=\"chat\"");
+        Assert.True(factor > 0 && double.IsFinite(factor), $"real-time factor {factor}");
+        // Nothing waits and nothing is still being answered once the answer is back.
+        Assert.Equal(0, PrometheusSum(metrics, "miniomni_answers_queued"));
+        Assert.Equal(0, PrometheusSum(metrics, "miniomni_answers_active", "miniomni_answer_kind=\"chat\""));
+    }
+
+    // The sum of the samples of metric name whose labels include every one of labels, in Prometheus' text format.
+    private static double PrometheusSum(string exposition, string name, params string[] labels)
+    {
+        double sum = 0;
+        foreach (string line in exposition.Split('\n'))
+        {
+            if (line.StartsWith('#') || !line.StartsWith(name, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            string rest = line[name.Length..];
+            string labelText = rest.StartsWith('{') ? rest[1..rest.IndexOf('}')] : "";
+            if (!(rest.StartsWith('{') || rest.StartsWith(' ')) || !labels.All(label => labelText.Split(',').Contains(label)))
+            {
+                continue;
+            }
+
+            string[] fields = rest[(rest.StartsWith('{') ? rest.IndexOf('}') + 1 : 0)..].Trim().Split(' ');
+            sum += double.Parse(fields[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return sum;
     }
 
     [Fact]

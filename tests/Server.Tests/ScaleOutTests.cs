@@ -16,7 +16,9 @@ namespace MiniOmni.SK.Server.Tests;
 
 /// <summary>
 /// Two server processes behind a YARP proxy with active health checks, all on loopback: both serve a burst of chats;
-/// one is killed mid-run; what it held fails with an error, what comes after is served by the survivor; nothing hangs.
+/// one is killed mid-run, with a realtime session and chats in flight on it; the session sees the failure, what else it
+/// held fails with a gateway error, and every request after the health checks have taken it out is served by the survivor;
+/// nothing hangs.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public sealed class ScaleOutTests(FixtureEngine fixture, ITestOutputHelper output)
@@ -61,8 +63,16 @@ public sealed class ScaleOutTests(FixtureEngine fixture, ITestOutputHelper outpu
             }
         }).ToList();
 
+        // A realtime session held open on a: a request certainly in flight on it when it dies (a chat of the tiny model may
+        // end before the kill lands; a session lasts until closed).
+        using var onA = await OpenSessionOnAsync(proxy.Address, "a");
         await firstFromA.Task.WaitAsync(Bound);
         a.Kill();
+
+        // The session in flight on a sees the failure: its connection ends without the session's close.
+        var failure = await SessionFailureAsync(onA).WaitAsync(Bound);
+        output.WriteLine($"the session on a, after the kill: {failure}");
+        Assert.NotNull(failure);
         var results = await Task.WhenAll(burst).WaitAsync(Bound);
         output.WriteLine(string.Join(", ", results.GroupBy(r => r.Item1).Select(g => $"{g.Key}: {g.Count()}")));
 
@@ -79,6 +89,64 @@ public sealed class ScaleOutTests(FixtureEngine fixture, ITestOutputHelper outpu
             return ((int)response.StatusCode, response.Headers.GetValues("X-MiniOmni-Instance").First());
         })).WaitAsync(Bound);
         Assert.All(after, r => Assert.Equal((200, "b"), r));
+    }
+
+    // Opens realtime sessions through the proxy until one lands on the named replica (the proxy spreads them at random),
+    // and waits for its session.created: the session is then open on that replica.
+    private static async Task<System.Net.WebSockets.ClientWebSocket> OpenSessionOnAsync(Uri proxy, string instance)
+    {
+        var elsewhere = new List<System.Net.WebSockets.ClientWebSocket>();
+        try
+        {
+            for (int attempt = 0; attempt < 32; attempt++)
+            {
+                var socket = new System.Net.WebSockets.ClientWebSocket();
+                socket.Options.AddSubProtocol("realtime");
+                socket.Options.CollectHttpResponseDetails = true;
+                await socket.ConnectAsync(new Uri($"ws://{proxy.Authority}/v1/realtime"), CancellationToken.None).WaitAsync(Bound);
+                if (socket.HttpResponseHeaders?.TryGetValue("X-MiniOmni-Instance", out var names) == true && names.Contains(instance))
+                {
+                    var buffer = new byte[64 * 1024];
+                    var first = await socket.ReceiveAsync(buffer, CancellationToken.None).WaitAsync(Bound);
+                    Assert.Contains("session.created", System.Text.Encoding.UTF8.GetString(buffer, 0, first.Count), StringComparison.Ordinal);
+                    return socket;
+                }
+
+                elsewhere.Add(socket);
+            }
+
+            throw new Xunit.Sdk.XunitException($"no realtime session of 32 landed on replica {instance}");
+        }
+        finally
+        {
+            foreach (var socket in elsewhere)
+            {
+                socket.Abort();
+                socket.Dispose();
+            }
+        }
+    }
+
+    // Reads the session until its connection ends: a description of the failure, or null if the server closed it cleanly.
+    private static async Task<string?> SessionFailureAsync(System.Net.WebSockets.ClientWebSocket socket)
+    {
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                var received = await socket.ReceiveAsync(buffer, CancellationToken.None);
+                if (received.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                {
+                    // A replica that died cannot close its sessions; the proxy ends the client's with an error status.
+                    return socket.CloseStatus == System.Net.WebSockets.WebSocketCloseStatus.NormalClosure ? null : $"closed by the proxy: {socket.CloseStatus} {socket.CloseStatusDescription}";
+                }
+            }
+        }
+        catch (System.Net.WebSockets.WebSocketException e)
+        {
+            return $"{e.WebSocketErrorCode}: {e.Message}";
+        }
     }
 
     /// <summary>Server processes started with `dotnet MiniOmni.SK.Server.dll`; every one is killed when this is disposed, pass or fail.</summary>
@@ -177,6 +245,10 @@ public sealed class ScaleOutTests(FixtureEngine fixture, ITestOutputHelper outpu
                 catch (HttpRequestException)
                 {
                     // Not listening yet.
+                }
+                catch (TaskCanceledException)
+                {
+                    // One probe outlived its 5 s (a loaded machine starting two servers at once): not ready yet, within the bound.
                 }
 
                 await Task.Delay(200);

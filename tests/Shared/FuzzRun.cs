@@ -6,12 +6,14 @@ using Xunit.Abstractions;
 namespace MiniOmni.SK.Tests;
 
 /// <summary>
-/// Runs a fuzz property with CsCheck. In CI (no CsCheck environment variable set) it runs a fixed number of cases, each
-/// from a fixed seed, so every run checks the same inputs. With <c>CsCheck_Iter</c>, <c>CsCheck_Time</c> or
-/// <c>CsCheck_Seed</c> set it hands over to CsCheck's own sampling (random seeds, CsCheck's thread count, shrinking to
-/// the smallest failing case, a seed to replay it), for as many cases or seconds as those say.
-/// Every case must end in success or in <see cref="ModelFileException"/>: anything else fails with the case's seed, and
-/// a native abort ends the test host, which fails the run.
+/// Runs a fuzz property with CsCheck. In CI (no CsCheck environment variable set, see <see cref="FuzzSettings"/>) it runs a
+/// fixed number of cases, each from a fixed seed, so every run checks the same inputs. With <c>CsCheck_Iter</c>,
+/// <c>CsCheck_Time</c> or <c>CsCheck_Seed</c> set it hands over to CsCheck's own sampling (random seeds, CsCheck's thread
+/// count, shrinking to the smallest failing case, a seed to replay it), for as many cases or seconds as those say.
+/// Every case must end in success or in a clean <see cref="ModelFileException"/>: one whose <see cref="ModelFileException.FilePath"/>
+/// is a file or directory that exists (the case's own) and that names the place at fault through
+/// <see cref="ModelFileException.Key"/> or <see cref="ModelFileException.Offset"/>. Anything else fails with the case's seed,
+/// and a native abort ends the test host, which fails the run. The refused and the accepted cases are held to floors.
 /// </summary>
 public static class FuzzRun
 {
@@ -19,22 +21,26 @@ public static class FuzzRun
     public static readonly TimeSpan CaseTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>Whether CsCheck's environment settings ask for a longer, random run.</summary>
-    public static bool OnDemand { get; } = new[] { "CsCheck_Iter", "CsCheck_Time", "CsCheck_Seed" }
-        .Any(name => !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(name)));
+    public static bool OnDemand => FuzzSettings.OnDemand;
 
     /// <summary>
     /// Checks <paramref name="property"/> on cases from <paramref name="gen"/>: <paramref name="ciCases"/> fixed seeds of
-    /// stream <paramref name="stream"/> in CI, or CsCheck's own sampling on demand. Reports the count and the time.
+    /// stream <paramref name="stream"/> in CI, or CsCheck's own sampling on demand. Reports the count and the time, and
+    /// holds the refused and the accepted cases to <paramref name="minRefused"/> and <paramref name="minAccepted"/>.
+    /// With <paramref name="requireLocation"/> (formats where every fault has a place: GGUF) a refusal must name its key,
+    /// tensor or byte offset; without it (the original releases' readers, where some refusals still name only the file)
+    /// the tally shows those as "byte ".
     /// </summary>
     /// <returns>How many cases ran and how many the readers refused with a <see cref="ModelFileException"/>.</returns>
-    public static (int Cases, int Refused) Check<T>(string name, Gen<T> gen, Action<T> property, int ciCases, uint stream, ITestOutputHelper output, Func<T, string>? print = null)
+    public static (int Cases, int Refused) Check<T>(string name, Gen<T> gen, Action<T> property, int ciCases, uint stream, ITestOutputHelper output,
+        int minRefused, int minAccepted, bool requireLocation, Func<T, string>? print = null)
     {
         int cases = 0, refused = 0;
         var errors = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
         void Case(T input)
         {
             Interlocked.Increment(ref cases);
-            var outcome = RunBounded(() => property(input));
+            var outcome = RunBounded(() => property(input), requireLocation);
             if (outcome is ModelFileException error)
             {
                 Interlocked.Increment(ref refused);
@@ -61,12 +67,13 @@ public static class FuzzRun
             output.WriteLine($"  {count,5} x {shape}");
         }
 
+        FuzzSettings.RequireFloors(name, cases, refused, minRefused, minAccepted);
         return (cases, refused);
     }
 
     // Runs one case on a thread of its own with a deadline: a hang fails the case instead of the whole run. Returns the
     // ModelFileException a refused case ends in, or null; any other exception propagates.
-    private static ModelFileException? RunBounded(Action run)
+    private static ModelFileException? RunBounded(Action run, bool requireLocation)
     {
         var work = Task.Factory.StartNew(run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
@@ -80,9 +87,14 @@ public static class FuzzRun
         }
         catch (AggregateException e) when (e.InnerException is ModelFileException refused)
         {
-            if (string.IsNullOrEmpty(refused.FilePath) || !refused.Message.Contains(refused.FilePath, StringComparison.Ordinal))
+            if (string.IsNullOrEmpty(refused.FilePath) || !Path.IsPathFullyQualified(refused.FilePath) || !(File.Exists(refused.FilePath) || Directory.Exists(refused.FilePath)))
             {
-                throw new InvalidOperationException($"A ModelFileException that does not name its file: {refused.Message}", refused);
+                throw new InvalidOperationException($"A ModelFileException whose FilePath is not a file of the case: '{refused.FilePath}': {refused.Message}", refused);
+            }
+
+            if (requireLocation && refused.Key is null && refused.Offset is null)
+            {
+                throw new InvalidOperationException($"A ModelFileException that names no key, tensor or byte offset: {refused.Message}", refused);
             }
 
             return refused;
@@ -95,5 +107,5 @@ public static class FuzzRun
     }
 
     // The error's file name and key, for a tally of what the readers refused.
-    private static string Shape(ModelFileException error) => $"{Path.GetFileName(error.FilePath)} {error.Key ?? "(file)"}";
+    private static string Shape(ModelFileException error) => $"{Path.GetFileName(error.FilePath)} {error.Key ?? $"byte {error.Offset}"}";
 }

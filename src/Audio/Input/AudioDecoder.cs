@@ -147,7 +147,7 @@ public static class AudioDecoder
         var sniffed = AudioContainerSniffer.Sniff(header);
         if (sniffed == AudioContainer.Unknown && header.Length < AudioContainerSniffer.HeaderLength)
         {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"only {header.Length} bytes, too short for any audio header.");
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"only {header.Length} bytes, too short for any audio header.") { ByteOffset = 0 };
         }
 
         // The header wins over the declared type; only MP3 may start with junk, so only a declared MP3 is searched for frames.
@@ -163,7 +163,7 @@ public static class AudioDecoder
                 _ when declared != AudioContainer.Unknown => throw new AudioFormatException(
                     inputName,
                     AudioInputProblem.CorruptHeader,
-                    $"declared as {AudioContainerSniffer.Describe(declared)}, but the input does not start like one ({AudioContainerSniffer.DescribeUnsupported(header)})."),
+                    $"declared as {AudioContainerSniffer.Describe(declared)}, but the input does not start like one ({AudioContainerSniffer.DescribeUnsupported(header)}).") { ByteOffset = 0 },
                 _ => throw new AudioFormatException(
                     inputName,
                     AudioInputProblem.UnsupportedFormat,
@@ -173,7 +173,7 @@ public static class AudioDecoder
         catch (EndOfStreamException ex)
         {
             // Every size is checked against the input's length first, so this means the stream was shorter than it said.
-            throw new AudioFormatException(inputName, AudioInputProblem.Truncated, $"the input ended before its {AudioContainerSniffer.Describe(container)} structure did ({ex.Message}).", ex);
+            throw new AudioFormatException(inputName, AudioInputProblem.Truncated, $"the input ended before its {AudioContainerSniffer.Describe(container)} structure did, at byte {stream.Position - start} ({ex.Message}).", ex) { ByteOffset = stream.Position - start };
         }
     }
 
@@ -200,7 +200,7 @@ public static class AudioDecoder
     {
         long audioStart = MpegFrameScanner.FindAudioStart(stream, length, inputName);
         long start = stream.Position;
-        using var mpeg = new MpegSampleProvider(new StreamSlice(stream, start + audioStart, length - audioStart), inputName);
+        using var mpeg = new MpegSampleProvider(new StreamSlice(stream, start + audioStart, length - audioStart), audioStart, inputName);
         return ToWhisperSamples(mpeg, inputName, options);
     }
 

@@ -47,4 +47,10 @@ public sealed class AudioFormatException : Exception
 
     /// <summary>The kind of problem, for callers that react differently to each.</summary>
     public AudioInputProblem Problem { get; }
+
+    /// <summary>
+    /// Where in the input the fault lies, in bytes from its start, when the format has a place to point at (a chunk, a page,
+    /// an element, a frame or packet); null for a fault of the whole input (empty, too long, no samples, not a known format).
+    /// </summary>
+    public long? ByteOffset { get; init; }
 }

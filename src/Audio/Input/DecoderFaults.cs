@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using System.Reflection;
+
 namespace MiniOmni.SK.Audio;
 
 /// <summary>
@@ -21,4 +24,28 @@ internal static class DecoderFaults
         or ArithmeticException
         or NotSupportedException
         or Concentus.OpusException;
+
+    /// <summary>
+    /// True when <paramref name="exception"/> was raised inside <paramref name="library"/>: the innermost frame of its stack
+    /// trace outside the .NET libraries belongs to it. What MiniOmni.SK's own code raises (a callback the library invoked
+    /// included) is a bug, never relabelled as a damaged input.
+    /// </summary>
+    public static bool RaisedInside(Exception exception, Assembly library)
+    {
+        foreach (var frame in new StackTrace(exception, fNeedFileInfo: false).GetFrames())
+        {
+            var assembly = frame.GetMethod()?.DeclaringType?.Assembly;
+            if (assembly is null || IsDotNetLibrary(assembly))
+            {
+                continue;
+            }
+
+            return assembly == library;
+        }
+
+        return false;
+    }
+
+    private static bool IsDotNetLibrary(Assembly assembly) =>
+        assembly.GetName().Name is "System.Private.CoreLib" or "netstandard" or "mscorlib" || assembly.GetName().Name?.StartsWith("System.", StringComparison.Ordinal) == true;
 }

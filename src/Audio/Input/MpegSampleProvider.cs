@@ -13,19 +13,23 @@ internal sealed class MpegSampleProvider : ISampleProvider, IDisposable
     private readonly string _inputName;
     private float[] _readBuffer = [];
     private long _samplesRead;
+    private readonly Stream _stream;
+    private readonly long _firstFrameAt;
 
     /// <summary>Opens the MP3 stream, which must start at the first frame (see <see cref="MpegFrameScanner"/>).</summary>
-    public MpegSampleProvider(Stream stream, string inputName)
+    public MpegSampleProvider(Stream stream, long firstFrameAt, string inputName)
     {
         _inputName = inputName;
+        _stream = stream;
+        _firstFrameAt = firstFrameAt;
         try
         {
             _mpegFile = new MpegFile(stream);
             WaveFormat = WaveFormat.CreateIeeeFloatWaveFormat(_mpegFile.SampleRate, _mpegFile.Channels);
         }
-        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex) && DecoderFaults.RaisedInside(ex, typeof(MpegFile).Assembly))
         {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the first MPEG audio frame does not decode ({ex.Message}).", ex);
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the first MPEG audio frame (at byte {firstFrameAt}) does not decode ({ex.Message}).", ex) { ByteOffset = firstFrameAt };
         }
     }
 
@@ -43,10 +47,12 @@ internal sealed class MpegSampleProvider : ISampleProvider, IDisposable
         {
             read = _mpegFile.ReadSamples(_readBuffer, 0, buffer.Length);
         }
-        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex) && DecoderFaults.RaisedInside(ex, typeof(MpegFile).Assembly))
         {
             double seconds = _samplesRead / (double)WaveFormat.Channels / WaveFormat.SampleRate;
-            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the MP3 data is damaged at or after {seconds:0.###} s: NLayer failed on a frame ({ex.Message}).", ex);
+            // NLayer reads ahead: the damaged frame lies before the point it had read up to.
+            long readTo = _firstFrameAt + _stream.Position;
+            throw new AudioFormatException(_inputName, AudioInputProblem.CorruptData, $"the MP3 data is damaged at or after {seconds:0.###} s, before byte {readTo}: NLayer failed on a frame ({ex.Message}).", ex) { ByteOffset = readTo };
         }
 
         _readBuffer.AsSpan(0, read).CopyTo(buffer);

@@ -86,6 +86,10 @@ internal static class ModelFileCommands
                 table.AddRow(Markup.Escape(key), Markup.Escape(value));
             }
 
+            table.AddRow("non-finite values", file.NonFiniteTensors.Count == 0
+                ? $"none{(file.UnscannedTensors.Count > 0 ? $" ({file.UnscannedTensors.Count} quantized tensors not scanned)" : "")}"
+                : $"[red]{Markup.Escape(string.Join("; ", file.NonFiniteTensors))}[/]: the weights are damaged (answers would be noise; the engine refuses them)");
+
             AnsiConsole.Write(table);
         }
     }

@@ -5,7 +5,11 @@ using Spectre.Console;
 
 namespace MiniOmni.SK.Cli.Commands;
 
-/// <summary><c>miniomni pull</c>: a model by name from the Hugging Face hub, converted, in the cache.</summary>
+/// <summary>
+/// <c>miniomni pull</c>: a model by name from the Hugging Face hub, converted, in the cache. Standard output carries the
+/// model directory alone, as its last line, so that <c>dir=$(miniomni pull)</c> works; progress and hints go to
+/// standard error.
+/// </summary>
 internal static class PullCommand
 {
     public static Command Create()
@@ -34,10 +38,12 @@ internal static class PullCommand
                 Logger = CommandRunner.Logging.CreateLogger("pull"),
             };
             string model = parse.GetRequiredValue(name);
+            var messages = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             var directory = await ConsoleProgress.RunAsync($"Pulling {model} ({options.FileType.ToName()}) at '{options.Revision}'", (download, conversion) =>
-                ModelStore.EnsureModelAsync(model, options, download, conversion, cancellationToken)).ConfigureAwait(false);
-            AnsiConsole.MarkupLineInterpolated($"Model directory: [green]{directory.Path}[/]");
-            AnsiConsole.MarkupLineInterpolated($"[grey]miniomni run --model \"{directory.Path}\" --input question.wav --out-wav answer.wav[/]");
+                ModelStore.EnsureModelAsync(model, options, download, conversion, cancellationToken), messages).ConfigureAwait(false);
+            // Plain, never wrapped to the console's width: the hint is meant to be copied.
+            Console.Error.WriteLine($"Next: miniomni run --model \"{directory.Path}\" --input question.wav --out-wav answer.wav");
+            Console.Out.WriteLine(directory.Path);
         });
         return command;
     }

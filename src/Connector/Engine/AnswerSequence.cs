@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using LLama.Native;
+using MiniOmni.SK.ModelFiles;
 
 namespace MiniOmni.SK.Engine;
 
@@ -32,6 +33,9 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
 
     /// <summary>Why the answer ends when it reaches <see cref="MaxSteps"/>: its budget, or the model's context.</summary>
     public AnswerStopReason StepLimitReason { get; init; } = AnswerStopReason.Budget;
+
+    /// <summary>The model directory, which an answer whose first step turns NaN or Inf names in its error.</summary>
+    public string ModelDirectory { get; init; } = "";
 }
 
 /// <summary>
@@ -204,6 +208,9 @@ internal sealed class AnswerSequence
     /// <returns>Whether the answer goes on; when it does not, <see cref="Steps"/> is complete.</returns>
     public bool OnDecoded(IBackbone backbone)
     {
+        // The first step is checked for NaN and Inf (damaged weights or features), which would otherwise be sampled as noise;
+        // later steps are not (the check of one step costs a pass over its logits).
+        bool firstStep = _phase != Phase.Step;
         if (_phase == Phase.SharedPrompt)
         {
             _decodedPrompt += _rowsInBatch;
@@ -225,10 +232,23 @@ internal sealed class AnswerSequence
         }
 
         // Audio from the speaking row; text from the thinking row when there is one, and only until it has ended.
+        if (firstStep)
+        {
+            foreach (int row in _outputRows)
+            {
+                ThrowIfNotFinite(backbone.HiddenState(row).Span, "backbone hidden states", "the backbone's hidden state", "backbone.gguf's weights, or the audio features fed to it (audio.gguf's encoder and adapter)");
+            }
+        }
+
         var audio = new int[_vocabulary.AudioLayerCount];
         if (_speaks)
         {
             var speakingLogits = backbone.Logits(_outputRows[0]);
+            if (firstStep)
+            {
+                ThrowIfNotFinite(speakingLogits, "output heads' logits", "the audio heads' logits");
+            }
+
             for (int layer = 0; layer < audio.Length; layer++)
             {
                 audio[layer] = _sampler.Sample(speakingLogits[_vocabulary.AudioHead(layer)]);
@@ -243,7 +263,26 @@ internal sealed class AnswerSequence
             throw new InvalidOperationException("A streamed answer was decoded before its next token came.");
         }
 
-        int text = _rules.ForcedText ?? (_rules.TextEnded ? _vocabulary.Tokens.PadText : _sampler.Sample(backbone.Logits(_outputRows[^1])[_vocabulary.TextHead]));
+        int text;
+        if (_rules.ForcedText is { } forced)
+        {
+            text = forced;
+        }
+        else if (_rules.TextEnded)
+        {
+            text = _vocabulary.Tokens.PadText;
+        }
+        else
+        {
+            var textLogits = backbone.Logits(_outputRows[^1]);
+            if (firstStep)
+            {
+                ThrowIfNotFinite(textLogits, "output heads' logits", "the text head's logits");
+            }
+
+            text = _sampler.Sample(textLogits[_vocabulary.TextHead]);
+        }
+
         if (_rules.Accept(audio, text) is not { } step)
         {
             StopReason = AnswerStopReason.EndOfAnswer;
@@ -287,6 +326,27 @@ internal sealed class AnswerSequence
         (true, true, _) => _rules.SamplesText ? OutputHeadSet.Text : OutputHeadSet.None,
         (true, false, _) => _rules.SamplesText ? OutputHeadSet.TextAndAudio : OutputHeadSet.Audio,
     };
+
+    private void ThrowIfNotFinite(RowLogits logits, string stage, string what)
+    {
+        ThrowIfNotFinite(logits.Values.Span, stage, what, "vocabulary.gguf's output head (the text and audio-codebook heads), or the hidden state it reads");
+        ThrowIfNotFinite(logits.SecondValues.Span, stage, what, "vocabulary.gguf's output head (the text and audio-codebook heads), or the hidden state it reads");
+    }
+
+    // A NaN or an infinity where the model computes its answer: damaged weights, never speech.
+    private void ThrowIfNotFinite(ReadOnlySpan<float> values, string stage, string what, string suspects)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+            {
+                throw new ModelFileException(
+                    _request.ModelDirectory,
+                    $"the first step of the answer computed {values[i]} in {what} (element {i} of {values.Length}): the model's weights hold NaN or Inf ({suspects}); check it with `miniomni inspect`.",
+                    stage);
+            }
+        }
+    }
 
     private void AddRow(BackboneBatch batch, ReadOnlySpan<float> embedding, int position, LLamaSeqId sequence, OutputHeadSet heads)
     {

@@ -135,6 +135,9 @@ internal interface IBackbone
     /// <summary>The logits of the <paramref name="batchIndex"/>-th position of the last decoded batch, valid until the next decode.</summary>
     RowLogits Logits(int batchIndex);
 
+    /// <summary>The normed hidden state the heads read for the <paramref name="batchIndex"/>-th position of the last decoded batch.</summary>
+    ReadOnlyMemory<float> HiddenState(int batchIndex);
+
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache with another.</summary>
     void CopySequence(LLamaSeqId source, LLamaSeqId destination, int from, int to);
 
@@ -426,6 +429,12 @@ internal sealed class Backbone : IBackbone, IDisposable
     public RowLogits Logits(int batchIndex) =>
         batchIndex >= 0 && batchIndex < _rowsWithLogits && _logitsOfRow[batchIndex] >= 0
             ? _logits[_logitsOfRow[batchIndex]]
+            : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
+
+    /// <summary>The hidden state of the <paramref name="batchIndex"/>-th position of the last decoded batch (it must have asked for logits).</summary>
+    public ReadOnlyMemory<float> HiddenState(int batchIndex) =>
+        batchIndex >= 0 && batchIndex < _rowsWithLogits && _logitsOfRow[batchIndex] >= 0
+            ? _hidden.AsMemory(_logitsOfRow[batchIndex] * EmbeddingLength, EmbeddingLength)
             : throw new InvalidOperationException($"Position {batchIndex} of the last batch asked for no logits.");
 
     /// <summary>Shares positions [<paramref name="from"/>, <paramref name="to"/>) of one sequence's cache to another.</summary>

@@ -331,6 +331,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     private readonly PromptBuilder _prompts;
     private readonly DecodeScheduler _scheduler;
     private readonly ILogger _logger;
+    private readonly string _modelDirectory;
     private readonly int _trainedContext;
     private readonly int _defaultMaxTokens;
     private readonly SemaphoreSlim _encoding = new(1, 1);
@@ -403,6 +404,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             throw;
         }
 
+        _modelDirectory = Path.GetFullPath(model.Path);
         ModelId = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model.Path)));
     }
 
@@ -808,7 +810,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
         }
 
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null };
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory };
         return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
     }
 
@@ -840,7 +842,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 prompt.Length, (int)Math.Clamp(steps, 0, int.MaxValue));
         }
 
-        return new GenerationRequest(MiniOmniTask.Asr, prompt, null, [], new SamplingOptions(), (int)steps);
+        return new GenerationRequest(MiniOmniTask.Asr, prompt, null, [], new SamplingOptions(), (int)steps) { ModelDirectory = _modelDirectory };
     }
 
     // A plain preamble is text through and through; a segmented one may hold the template's own markers, each one special token.
@@ -1025,6 +1027,16 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             if (chunk.Length == 0)
             {
                 return;
+            }
+
+            // The first chunk of speech is checked as the first step is (see AnswerSequence): a codec whose weights hold
+            // NaN or Inf speaks noise, never an answer.
+            if (firstSpeech is null && AudioSamples.IndexOfNonFinite(chunk) is var bad and >= 0)
+            {
+                throw new ModelFiles.ModelFileException(
+                    _modelDirectory,
+                    $"the first chunk of speech holds {chunk[bad]} at sample {bad}: the SNAC decoder's weights in audio.gguf (its codebooks or convolutions) hold NaN or Inf; check them with `miniomni inspect`.",
+                    "SNAC decoder output");
             }
 
             firstSpeech ??= prepared.Clock.Elapsed;

@@ -52,6 +52,9 @@ internal readonly struct RowLogits
     /// <summary>The first run of computed logits.</summary>
     public ReadOnlyMemory<float> Values { get; }
 
+    /// <summary>The second run of computed logits (empty when there is one run).</summary>
+    public ReadOnlyMemory<float> SecondValues => _second;
+
     /// <summary>The logits of the head rows <paramref name="head"/>, which must lie within one computed run.</summary>
     public ReadOnlySpan<float> this[Range head]
     {

@@ -99,15 +99,7 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
                 throw new ModelFileException(Path, $"the safetensors header is a JSON {document.RootElement.ValueKind}, not an object of tensors.");
             }
 
-            try
-            {
-                ReadEntries(document.RootElement, dataStart, dataLength, tensors, metadata);
-            }
-            catch (InvalidOperationException e)
-            {
-                // System.Text.Json refuses a name or value holding a lone surrogate (an escape like \ud800).
-                throw new ModelFileException(Path, $"the safetensors header holds a string that is not well-formed Unicode: {e.Message}", innerException: e);
-            }
+            ReadEntries(document.RootElement, dataStart, dataLength, tensors, metadata);
         }
 
         Tensors = tensors;
@@ -116,9 +108,11 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
 
     private void ReadEntries(JsonElement root, long dataStart, long dataLength, Dictionary<string, CheckpointTensor> tensors, Dictionary<string, object?> metadata)
     {
+        int index = 0;
         foreach (var entry in root.EnumerateObject())
         {
-            if (entry.Name == "__metadata__")
+            string entryName = Unicode(() => entry.Name, $"the name of header entry {index++}");
+            if (entryName == "__metadata__")
             {
                 if (entry.Value.ValueKind != JsonValueKind.Object)
                 {
@@ -127,24 +121,38 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
 
                 foreach (var item in entry.Value.EnumerateObject())
                 {
-                    metadata[item.Name] = item.Value.ToString();
+                    string key = Unicode(() => item.Name, "__metadata__");
+                    metadata[key] = Unicode(() => item.Value.ToString(), $"__metadata__.{key}");
                 }
 
                 continue;
             }
 
-            var tensor = ReadTensorEntry(entry, dataStart, dataLength);
-            if (!tensors.TryAdd(entry.Name, tensor))
+            var tensor = ReadTensorEntry(entry, entryName, dataStart, dataLength);
+            if (!tensors.TryAdd(entryName, tensor))
             {
-                throw new ModelFileException(Path, "the tensor appears twice in the header.", entry.Name);
+                throw new ModelFileException(Path, "the tensor appears twice in the header.", entryName);
             }
         }
     }
 
-    // One header entry: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, every field checked.
-    private SafetensorsTensor ReadTensorEntry(JsonProperty entry, long dataStart, long dataLength)
+    // A string of the header as System.Text.Json reads it, which refuses (InvalidOperationException) a name or value whose
+    // escapes make a lone surrogate (\ud800): only that read is relabelled, naming the key, with the original inside.
+    private string Unicode(Func<string> read, string key)
     {
-        string name = entry.Name;
+        try
+        {
+            return read();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelFileException(Path, $"the safetensors header holds a string that is not well-formed Unicode: {e.Message}", key, e);
+        }
+    }
+
+    // One header entry: {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, every field checked.
+    private SafetensorsTensor ReadTensorEntry(JsonProperty entry, string name, long dataStart, long dataLength)
+    {
         if (entry.Value.ValueKind != JsonValueKind.Object)
         {
             throw new ModelFileException(Path, $"expected an object with dtype, shape and data_offsets, found a JSON {entry.Value.ValueKind}.", name);
@@ -155,7 +163,8 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
                 ? value
                 : throw new ModelFileException(Path, $"'{field}' is missing or not a JSON {kind}.", name);
 
-        string dtypeName = Field("dtype", JsonValueKind.String).GetString() ?? "";
+        var dtypeElement = Field("dtype", JsonValueKind.String);
+        string dtypeName = Unicode(() => dtypeElement.GetString() ?? "", name);
         SourceDType dtype = dtypeName switch
         {
             "F32" => SourceDType.F32,

@@ -135,14 +135,16 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
             using var unpickler = new StateDictUnpickler();
             root = unpickler.loads(program);
         }
-        catch (ModelFileException)
+        catch (CorruptPickleException e)
         {
-            throw;
+            // Our own constructors' refusal of what the pickle asks them to build (a view that does not fit, a size that overflows).
+            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", entryName, e);
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not (ModelFileException or OutOfMemoryException) && ThirdPartyFaults.RaisedInside(e, typeof(Razorvine.Pickle.Unpickler).Assembly))
         {
-            // The program holds only allow-listed globals; anything Razorvine or our constructors throw means a corrupt pickle.
-            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", innerException: e);
+            // The program holds only allow-listed globals; what Razorvine's interpreter refuses is a corrupt pickle. What our own
+            // constructors raise is theirs to name (a ModelFileException), and anything else from them is a bug that propagates.
+            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", entryName, e);
         }
 
         if (root is not IDictionary rootDictionary)
@@ -324,7 +326,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
     {
         public SourceDType DType { get; } = dtype;
 
-        public object construct(object[] args) => throw new PickleException("storage types are only referenced, never constructed");
+        public object construct(object[] args) => throw new CorruptPickleException("storage types are only referenced, never constructed");
     }
 
     private sealed class TorchTensor : CheckpointTensor
@@ -431,7 +433,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         {
             [PickleAllowList.ScopedGlobalPrefix + "collections OrderedDict"] = new Constructor(_ => new PickledDictionary()),
             [PickleAllowList.ScopedGlobalPrefix + "torch._utils _rebuild_tensor_v2"] = new Constructor(RebuildTensor),
-            [PickleAllowList.ScopedGlobalPrefix + "torch._utils _rebuild_parameter"] = new Constructor(args => args is { Length: > 0 } ? args[0] : throw new PickleException("_rebuild_parameter called without a tensor")),
+            [PickleAllowList.ScopedGlobalPrefix + "torch._utils _rebuild_parameter"] = new Constructor(args => args is { Length: > 0 } ? args[0] : throw new CorruptPickleException("_rebuild_parameter called without a tensor")),
             [PickleAllowList.ScopedGlobalPrefix + "torch FloatStorage"] = new StorageType(SourceDType.F32),
             [PickleAllowList.ScopedGlobalPrefix + "torch HalfStorage"] = new StorageType(SourceDType.F16),
             [PickleAllowList.ScopedGlobalPrefix + "torch BFloat16Storage"] = new StorageType(SourceDType.BF16),
@@ -442,21 +444,21 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         {
             if (pid is string global)
             {
-                return _globals.TryGetValue(global, out var constructor) ? constructor : throw new PickleException($"unexpected persistent id '{global}'");
+                return _globals.TryGetValue(global, out var constructor) ? constructor : throw new CorruptPickleException($"unexpected persistent id '{global}'");
             }
 
             if (pid is not object[] { Length: 5 } fields || fields[0] as string != "storage" || fields[1] is not StorageType type)
             {
-                throw new PickleException($"unexpected persistent id {pid}");
+                throw new CorruptPickleException($"unexpected persistent id {pid}");
             }
 
             if (fields[2] is not string key || key.Length == 0)
             {
-                throw new PickleException("a storage's key is not a string");
+                throw new CorruptPickleException("a storage's key is not a string");
             }
 
             long elements = Integer(fields[4], "a storage's element count");
-            return elements >= 0 ? new StorageReference(key, type.DType, elements) : throw new PickleException($"a storage of {elements} elements");
+            return elements >= 0 ? new StorageReference(key, type.DType, elements) : throw new CorruptPickleException($"a storage of {elements} elements");
         }
 
         // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
@@ -464,7 +466,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         {
             if (args is not { Length: >= 4 } || args[0] is not StorageReference storage)
             {
-                throw new PickleException("_rebuild_tensor_v2 called without a storage");
+                throw new CorruptPickleException("_rebuild_tensor_v2 called without a storage");
             }
 
             long offset = Integer(args[1], "a tensor's storage offset");
@@ -473,7 +475,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
             if (shape.Length != stride.Length || shape.Length > MaxDimensions || offset < 0
                 || shape.Any(d => d is < 0 or > int.MaxValue) || stride.Any(s => s is < 0 or > int.MaxValue))
             {
-                throw new PickleException($"tensor size [{string.Join(", ", shape)}], stride [{string.Join(", ", stride)}] and offset {offset} do not describe a view");
+                throw new CorruptPickleException($"tensor size [{string.Join(", ", shape)}], stride [{string.Join(", ", stride)}] and offset {offset} do not describe a view");
             }
 
             try
@@ -482,7 +484,7 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
             }
             catch (OverflowException)
             {
-                throw new PickleException($"tensor size [{string.Join(", ", shape)}] holds more elements than a tensor can");
+                throw new CorruptPickleException($"tensor size [{string.Join(", ", shape)}] holds more elements than a tensor can");
             }
 
             return new TensorRecord(storage, offset, shape, stride);
@@ -492,12 +494,12 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         {
             int i => i,
             long l => l,
-            _ => throw new PickleException($"{what} is {value?.GetType().Name ?? "None"}, not an integer"),
+            _ => throw new CorruptPickleException($"{what} is {value?.GetType().Name ?? "None"}, not an integer"),
         };
 
         private static long[] Integers(object? value, string what) => value is object[] items
             ? [.. items.Select(item => Integer(item, what))]
-            : throw new PickleException($"{what} is {value?.GetType().Name ?? "None"}, not a tuple of integers");
+            : throw new CorruptPickleException($"{what} is {value?.GetType().Name ?? "None"}, not a tuple of integers");
     }
 
     private sealed class Constructor(Func<object[], object> build) : IObjectConstructor
@@ -516,3 +518,6 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         }
     }
 }
+
+/// <summary>What the state dict's own constructors throw for a pickle that asks for something no state dict holds; the reader names the file and entry.</summary>
+internal sealed class CorruptPickleException(string message) : Exception(message);

@@ -64,7 +64,7 @@ public sealed record ModelDirectory(string Path)
         {
             if (!file.Metadata.ContainsKey(MiniOmniGgufKeys.HeadlessBackbone))
             {
-                throw new ModelFileException(BackbonePath, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside; convert the model again (`miniomni convert`).");
+                throw new ModelFileException(BackbonePath, "this backbone was converted by an earlier version of MiniOmni.SK, with the output head inside (it has no '{MiniOmniGgufKeys.HeadlessBackbone}'); convert the model again (`miniomni convert`).", MiniOmniGgufKeys.HeadlessBackbone);
             }
 
             backbone = Qwen2GgufChecks.CheckBackbone(file);

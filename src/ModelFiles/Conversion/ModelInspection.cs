@@ -10,7 +10,18 @@ public sealed record GgufSummary(
     int TensorCount,
     long ParameterCount,
     IReadOnlyDictionary<GgmlType, int> TensorsByType,
-    IReadOnlyList<KeyValuePair<string, string>> Properties);
+    IReadOnlyList<KeyValuePair<string, string>> Properties)
+{
+    /// <summary>
+    /// The tensors holding a NaN or an infinity, each as "name: count non-finite of elements (first at element i: value)".
+    /// A model with any loads, but its answers would be noise: the engine refuses an answer whose first step turns
+    /// non-finite.
+    /// </summary>
+    public IReadOnlyList<string> NonFiniteTensors { get; init; } = [];
+
+    /// <summary>The tensors whose type this reader cannot dequantize (the k-quants and 4-bit types), so not scanned for NaN and Inf.</summary>
+    public IReadOnlyList<string> UnscannedTensors { get; init; } = [];
+}
 
 /// <summary>Reads what a model directory holds, for <c>miniomni inspect</c>.</summary>
 public static class ModelInspection
@@ -26,6 +37,7 @@ public static class ModelInspection
     {
         using var file = GgufFile.Open(path);
         var byType = file.Tensors.Values.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
+        var (nonFinite, unscanned) = ScanForNonFinite(file);
         return new GgufSummary(
             path,
             new FileInfo(path).Length,
@@ -33,7 +45,53 @@ public static class ModelInspection
             file.Tensors.Count,
             file.Tensors.Values.Sum(t => t.ElementCount),
             byType,
-            properties(file).Select(p => KeyValuePair.Create(p.Item1, p.Item2)).ToList());
+            properties(file).Select(p => KeyValuePair.Create(p.Item1, p.Item2)).ToList())
+        {
+            NonFiniteTensors = nonFinite,
+            UnscannedTensors = unscanned,
+        };
+    }
+
+    // Every value of every tensor this reader can dequantize, row by row.
+    private static (List<string> NonFinite, List<string> Unscanned) ScanForNonFinite(GgufFile file)
+    {
+        var nonFinite = new List<string>();
+        var unscanned = new List<string>();
+        foreach (var tensor in file.Tensors.Values)
+        {
+            if (tensor.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0))
+            {
+                unscanned.Add($"{tensor.Name} ({tensor.Type})");
+                continue;
+            }
+
+            int width = (int)tensor.Dims[0];
+            var row = new float[width];
+            long rows = tensor.ElementCount / width, count = 0, first = -1;
+            float firstValue = 0;
+            for (long r = 0; r < rows; r++)
+            {
+                file.ReadRow(tensor, r, row);
+                for (int i = 0; i < width; i++)
+                {
+                    if (!float.IsFinite(row[i]))
+                    {
+                        if (count++ == 0)
+                        {
+                            first = r * width + i;
+                            firstValue = row[i];
+                        }
+                    }
+                }
+            }
+
+            if (count > 0)
+            {
+                nonFinite.Add($"{tensor.Name}: {count} non-finite of {tensor.ElementCount} (first at element {first}: {firstValue})");
+            }
+        }
+
+        return (nonFinite, unscanned);
     }
 
     private static IEnumerable<(string, string)> BackboneProperties(GgufFile file)

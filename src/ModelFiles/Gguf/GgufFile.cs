@@ -65,7 +65,7 @@ public sealed unsafe class GgufFile : IDisposable
         long length = new FileInfo(path).Length;
         if (length < 24)
         {
-            throw new ModelFileException(path, $"{length} bytes is too short for a GGUF header.");
+            throw new ModelFileException(path, $"{length} bytes is too short for a GGUF header.") { Offset = length };
         }
 
         var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
@@ -244,13 +244,13 @@ public sealed unsafe class GgufFile : IDisposable
         var reader = new Reader(this);
         if (reader.U32() != Magic)
         {
-            throw new ModelFileException(Path, "not a GGUF file (bad magic).");
+            throw new ModelFileException(Path, "not a GGUF file (bad magic).") { Offset = 0 };
         }
 
         Version = reader.U32();
         if (Version is < 2 or > 3)
         {
-            throw new ModelFileException(Path, $"GGUF version {Version} is not supported (2 or 3).");
+            throw new ModelFileException(Path, $"GGUF version {Version} is not supported (2 or 3).") { Offset = 4 };
         }
 
         ulong tensorCount = reader.U64();
@@ -259,7 +259,7 @@ public sealed unsafe class GgufFile : IDisposable
         // header, not an allocation.
         if (tensorCount > (ulong)_length / 32 || metadataCount > (ulong)_length / 13)
         {
-            throw new ModelFileException(Path, $"header claims {tensorCount} tensors and {metadataCount} metadata entries, more than {_length} bytes can hold: corrupt.");
+            throw new ModelFileException(Path, $"header claims {tensorCount} tensors and {metadataCount} metadata entries, more than {_length} bytes can hold: corrupt.") { Offset = 8 };
         }
 
         for (ulong i = 0; i < metadataCount; i++)
@@ -399,7 +399,7 @@ public sealed unsafe class GgufFile : IDisposable
             ulong length = U64();
             if (length > (ulong)(file._length - Position) || length > int.MaxValue)
             {
-                throw new ModelFileException(file.Path, $"a string of {length} bytes at offset {Position} runs past the end of the file: truncated or corrupt.");
+                throw new ModelFileException(file.Path, $"a string of {length} bytes at offset {Position} runs past the end of the file: truncated or corrupt.") { Offset = Position - 8 };
             }
 
             long at = Position;
@@ -409,7 +409,7 @@ public sealed unsafe class GgufFile : IDisposable
             }
             catch (DecoderFallbackException)
             {
-                throw new ModelFileException(file.Path, $"the string at offset {at} is not valid UTF-8: corrupt.");
+                throw new ModelFileException(file.Path, $"the string at offset {at} is not valid UTF-8: corrupt.") { Offset = at };
             }
         }
 
@@ -490,7 +490,7 @@ public sealed unsafe class GgufFile : IDisposable
         {
             if (Position + count > file._length)
             {
-                throw new ModelFileException(file.Path, $"unexpected end of file at offset {Position}: truncated or corrupt header.");
+                throw new ModelFileException(file.Path, $"unexpected end of file at offset {Position}: truncated or corrupt header.") { Offset = Position };
             }
 
             var span = new ReadOnlySpan<byte>(file._base + Position, count);

@@ -17,14 +17,14 @@ internal static class AudioFuzz
     /// <summary>A single case slower than this is a hang, not a slow decode (the largest inputs decode in well under a second).</summary>
     public static readonly TimeSpan CaseTimeLimit = TimeSpan.FromSeconds(20);
 
-    /// <summary>True when CsCheck's environment settings ask for more than the fixed CI run.</summary>
-    public static bool OnDemand =>
-        Environment.GetEnvironmentVariable("CsCheck_Iter") is not null
-        || Environment.GetEnvironmentVariable("CsCheck_Time") is not null
-        || Environment.GetEnvironmentVariable("CsCheck_Seed") is not null;
+    /// <summary>True when CsCheck's environment settings ask for more than the fixed CI run (read as every fuzz suite reads them).</summary>
+    public static bool OnDemand => FuzzSettings.OnDemand;
 
-    /// <summary>Checks <paramref name="property"/> on <paramref name="ciCases"/> fixed cases, or as CsCheck's settings say; returns the cases run.</summary>
-    public static long Run<T>(Gen<T> gen, Action<T> property, int ciCases, ulong ciSeed, ITestOutputHelper output, string name)
+    /// <summary>
+    /// Checks <paramref name="property"/> on <paramref name="ciCases"/> fixed cases, or as CsCheck's settings say, and holds
+    /// the cases refused and the cases decoded to their floors; returns the cases run and the cases refused.
+    /// </summary>
+    public static (long Cases, long Refused) Run<T>(Gen<T> gen, Action<T> property, int ciCases, ulong ciSeed, ITestOutputHelper output, string name, int minRefused, int minAccepted)
     {
         var clock = Stopwatch.StartNew();
         Outcomes.Value = new ConcurrentDictionary<string, int>();
@@ -61,7 +61,9 @@ internal static class AudioFuzz
         output.WriteLine($"{name}: {cases} cases in {clock.Elapsed.TotalSeconds:F1} s{(OnDemand ? " (CsCheck settings from the environment)" : "")}; " +
             string.Join(", ", Outcomes.Value.OrderByDescending(o => o.Value).Select(o => $"{o.Key} {o.Value}")) +
             $"; slowest {Slowest.Value?.Elapsed.TotalMilliseconds:F0} ms: {Slowest.Value?.Case}");
-        return cases;
+        long refused = cases - Outcomes.Value.GetValueOrDefault("decoded");
+        FuzzSettings.RequireFloors(name, cases, refused, minRefused, minAccepted);
+        return (cases, refused);
     }
 
     // What the cases of the current run ended in (shared by CsCheck's threads through the async-local's dictionary).
@@ -114,12 +116,18 @@ internal static class AudioFuzz
         }
         else
         {
-            if (!error!.Message.Contains(AudioCase.InputName, StringComparison.Ordinal) || error.Message.Length < AudioCase.InputName.Length + 20)
+            if (error!.InputName != AudioCase.InputName)
             {
-                throw new XunitException($"{input}: the error does not name the input or the fault: {error.Message}");
+                throw new XunitException($"{input}: the error's InputName is '{error.InputName}', not the input's: {error.Message}");
             }
 
-            Tally(error.Problem.ToString());
+            // A fault in the structure or the coded data has a place in the input; the error must say where.
+            if (error.Problem is AudioInputProblem.CorruptHeader or AudioInputProblem.Truncated or AudioInputProblem.CorruptData && error.ByteOffset is null)
+            {
+                throw new XunitException($"{input}: a {error.Problem} error without its ByteOffset: {error.Message}");
+            }
+
+            Tally(error.ByteOffset is null ? $"{error.Problem} (no offset)" : error.Problem.ToString());
         }
 
         if (Slowest.Value is { } slowest && clock.Elapsed > slowest.Elapsed)

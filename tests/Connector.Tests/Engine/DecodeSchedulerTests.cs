@@ -570,6 +570,8 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
             Mock.SetupGet(b => b.EmbeddingLength).Returns(TokenTable.Width);
             Mock.Setup(b => b.Decode(It.IsAny<BackboneBatch>())).Callback<BackboneBatch>(OnDecode);
             Mock.Setup(b => b.Logits(It.IsAny<int>())).Returns<int>(index => _failing.Contains(index) ? throw new InvalidOperationException("scripted logits failure") : _logits[index]);
+            // Finite hidden states: the scripted answers never turn NaN.
+            Mock.Setup(b => b.HiddenState(It.IsAny<int>())).Returns(new ReadOnlyMemory<float>(new float[TokenTable.Width]));
             Mock.Setup(b => b.CopySequence(It.IsAny<LLamaSeqId>(), It.IsAny<LLamaSeqId>(), It.IsAny<int>(), It.IsAny<int>()));
             Mock.Setup(b => b.RemoveSequence(It.IsAny<LLamaSeqId>()));
             Mock.Setup(b => b.MeasureNextCost()).Returns(false);

@@ -40,6 +40,31 @@ public sealed class EngineLoadTests(SmallModel small) : IClassFixture<SmallModel
         Assert.Equal(12, Assert.IsType<AnswerCompleted>(last).Steps);
     }
 
+    [Theory]
+    [InlineData(ModelFileType.F32)]
+    [InlineData(ModelFileType.F16)]
+    [InlineData(ModelFileType.Q8_0)]
+    [InlineData(ModelFileType.Q4_K_M)]
+    [InlineData(ModelFileType.Q4_0)]
+    [InlineData(ModelFileType.IQ4_NL)]
+    [InlineData(ModelFileType.Q4_0_Mixed)]
+    public async Task TheTinyFixtureConvertedToEveryTypeLoadsAndAnswersInTextAndSpeech(ModelFileType type)
+    {
+        // Every type `miniomni convert --type` offers, from the original releases' fixture, as a user would convert it.
+        Assert.Equal(7, Enum.GetValues<ModelFileType>().Length);
+        var model = ModelConverter.Convert(ConvertedFixtureModel.Sources, Path.Combine(_directory.Path, type.ToName()), type);
+        using var engine = MiniOmniEngine.Load(model.Path, Options);
+
+        var events = await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1A2, Text = "hi", MaxTokens = 12 }).ToListAsync();
+
+        var done = Assert.IsType<AnswerCompleted>(events[^1]);
+        Assert.True(done.Steps > 0, $"{type}: no step");
+        Assert.True(done.SpeechSeconds > 0, $"{type}: no speech");
+        Assert.All(events.OfType<SpeechChunk>(), chunk => Assert.All(chunk.Samples, sample => Assert.True(float.IsFinite(sample))));
+        var heard = await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.A1T2, Audio = MiniOmni.SK.Audio.AudioDecoder.DecodeFile(Fixture.Question), MaxTokens = 6 }).LastAsync();
+        Assert.True(Assert.IsType<AnswerCompleted>(heard).Steps > 0, $"{type}: no step of the spoken question's answer");
+    }
+
     public static TheoryData<string, string, string> BadFiles => new()
     {
         { ModelDirectory.BackboneFileName, "block_count 0", "qwen2.block_count" },

@@ -126,30 +126,43 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
     }
 
     [Fact]
-    public async Task DisposingTheEngineMidAnswerEndsTheAnswerWithAnErrorNotACrash()
+    public async Task DisposingTheEngineMidAnswerEndsTheAnswerWithObjectDisposedExceptionNotACrash()
     {
         var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2 });
-        var answers = new[] { MiniOmniTask.A1A2, MiniOmniTask.A1T2 }.Select(task => Task.Run(async () =>
+        var tasks = new[] { MiniOmniTask.A1A2, MiniOmniTask.A1T2 };
+        var started = tasks.Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var seen = tasks.Select(_ => new System.Collections.Concurrent.ConcurrentQueue<MiniOmniEvent>()).ToArray();
+        var answers = tasks.Select((task, i) => Task.Run(async () =>
         {
             await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Task = task, Audio = fixture.Question, MaxTokens = 500 }))
             {
+                seen[i].Enqueue(item);
                 if (item is SpeechChunk or TextDelta)
                 {
-                    await Task.Yield();
+                    // Mid-answer: the answer has begun to speak or write, and its reader holds until the engine is gone.
+                    started[i].TrySetResult();
+                    await release.Task;
                 }
             }
         })).ToArray();
-        await Task.Delay(300);
+        await Task.WhenAny(Task.WhenAll(started.Select(s => s.Task)), Task.WhenAll(answers)).WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.All(started, s => Assert.True(s.Task.IsCompleted, "an answer ended before it began to speak or write"));
 
         engine.Dispose();
+        release.SetResult();
 
-        foreach (var answer in answers)
+        // The defined end of an answer the engine was disposed under: ObjectDisposedException, never a completion (half an
+        // answer passed off as whole), never another error, and the process lives on.
+        for (int i = 0; i < answers.Length; i++)
         {
-            var error = await Record.ExceptionAsync(() => answer);
-            Assert.True(error is null or ObjectDisposedException or OperationCanceledException, $"{error?.GetType().Name}: {error?.Message}");
+            var error = await Record.ExceptionAsync(() => answers[i].WaitAsync(TimeSpan.FromMinutes(2)));
+            Assert.True(error is ObjectDisposedException, $"{tasks[i]}: {error?.GetType().Name ?? "no error"}: {error?.Message}");
+            Assert.DoesNotContain(seen[i], e => e is AnswerCompleted);
         }
 
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi" }).GetAsyncEnumerator().MoveNextAsync());
+        engine.Dispose();
     }
 
     [Fact]

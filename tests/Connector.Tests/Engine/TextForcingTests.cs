@@ -189,6 +189,8 @@ public sealed class TextForcingTests(ConvertedFixtureModel converted, ITestOutpu
             _last = batch;
         }
 
+        public ReadOnlyMemory<float> HiddenState(int batchIndex) => inner.HiddenState(batchIndex);
+
         public RowLogits Logits(int batchIndex)
         {
             var logits = inner.Logits(batchIndex);

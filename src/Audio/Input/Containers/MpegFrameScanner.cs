@@ -63,7 +63,7 @@ internal static class MpegFrameScanner
             AudioInputProblem.CorruptHeader,
             framesSeen == 0
                 ? $"no valid MPEG audio frame found in the first {Math.Min(window, MaxLeadingJunk)} bytes after byte {tagsEnd}."
-                : $"no run of {RequiredFrames} consecutive valid MPEG audio frames found (at most {framesSeen}); the input is not MP3 or is damaged at its start.");
+                : $"no run of {RequiredFrames} consecutive valid MPEG audio frames found (at most {framesSeen}); the input is not MP3 or is damaged at its start.") { ByteOffset = tagsEnd };
     }
 
     private static int CountRun(byte[] bytes, int candidate, FrameHeader first, long tagsEnd, long length, out bool endedCleanly)
@@ -112,7 +112,7 @@ internal static class MpegFrameScanner
             // The size is four 7-bit bytes ("syncsafe"); a set high bit means this is no ID3v2 header.
             if ((tag[6] | tag[7] | tag[8] | tag[9]) >= 0x80 || tag[3] == 0xFF || tag[4] == 0xFF)
             {
-                throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the ID3v2 tag at byte {position} has an invalid version or size.");
+                throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the ID3v2 tag at byte {position} has an invalid version or size.") { ByteOffset = position };
             }
 
             long size = (tag[6] << 21) | (tag[7] << 14) | (tag[8] << 7) | tag[9];
@@ -123,7 +123,7 @@ internal static class MpegFrameScanner
                 throw new AudioFormatException(
                     inputName,
                     AudioInputProblem.Truncated,
-                    $"the ID3v2 tag at byte {position} declares {size} bytes but the input ends at {length}.");
+                    $"the ID3v2 tag at byte {position} declares {size} bytes but the input ends at {length}.") { ByteOffset = position };
             }
 
             position = end;

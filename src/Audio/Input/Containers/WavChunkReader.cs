@@ -44,7 +44,7 @@ internal static class WavChunkReader
         Span<byte> header = stackalloc byte[12];
         if (stream.ReadAtLeast(header, 12, throwOnEndOfStream: false) < 12)
         {
-            throw Corrupt(inputName, $"only {length} bytes, too short for a RIFF header.");
+            throw Corrupt(inputName, $"only {length} bytes, too short for a RIFF header.", at: 0);
         }
 
         bool rf64 = header.StartsWith("RF64"u8);
@@ -68,7 +68,7 @@ internal static class WavChunkReader
                 throw new AudioFormatException(
                     inputName,
                     AudioInputProblem.Truncated,
-                    $"the WAV data is truncated: the header declares {riffSize + 8L} bytes but the input has {length}.");
+                    $"the WAV data is truncated: the header declares {riffSize + 8L} bytes but the input has {length}.") { ByteOffset = 4 };
             }
 
             riffEnd = placeholder ? length : riffSize + 8L;
@@ -84,7 +84,7 @@ internal static class WavChunkReader
         {
             if (chunk == MaxChunks)
             {
-                throw Corrupt(inputName, $"more than {MaxChunks} chunks before the 'fmt ' and 'data' chunks.");
+                throw Corrupt(inputName, $"more than {MaxChunks} chunks before the 'fmt ' and 'data' chunks (the next at byte {position}).", at: position);
             }
 
             stream.Position = start + position;
@@ -109,7 +109,7 @@ internal static class WavChunkReader
                         throw new AudioFormatException(
                             inputName,
                             AudioInputProblem.Truncated,
-                            $"the WAV data is truncated: the 'data' chunk at byte {position} declares {declared} bytes but only {available} follow.");
+                            $"the WAV data is truncated: the 'data' chunk at byte {position} declares {declared} bytes but only {available} follow.") { ByteOffset = position };
                     }
 
                     declared = available;
@@ -132,21 +132,21 @@ internal static class WavChunkReader
                     break;
                 }
 
-                throw Corrupt(inputName, $"the WAV header is cut short: chunk '{id}' at byte {position} declares {size} bytes but only {available} follow.");
+                throw Corrupt(inputName, $"the WAV header is cut short: chunk '{id}' at byte {position} declares {size} bytes but only {available} follow.", at: position);
             }
 
             if (id == "fmt ")
             {
                 if (size < 16 || size > MaxFormatChunkBytes)
                 {
-                    throw Corrupt(inputName, $"the 'fmt ' chunk at byte {position} is {size} bytes; a WAVE format is 16 to {MaxFormatChunkBytes} bytes.");
+                    throw Corrupt(inputName, $"the 'fmt ' chunk at byte {position} is {size} bytes; a WAVE format is 16 to {MaxFormatChunkBytes} bytes.", at: position);
                 }
 
                 var body = new byte[size];
                 stream.ReadExactly(body);
                 if (format is not null && !SameFormat(format, body))
                 {
-                    throw Corrupt(inputName, $"two 'fmt ' chunks disagree (at bytes {formatAt} and {position}): {DescribeFormat(format)} against {DescribeFormat(body)}.");
+                    throw Corrupt(inputName, $"two 'fmt ' chunks disagree (at bytes {formatAt} and {position}): {DescribeFormat(format)} against {DescribeFormat(body)}.", at: position);
                 }
 
                 format ??= body;
@@ -158,12 +158,12 @@ internal static class WavChunkReader
 
         if (format is null)
         {
-            throw Corrupt(inputName, "the WAV file has no 'fmt ' chunk.");
+            throw Corrupt(inputName, $"the WAV file has no 'fmt ' chunk (none in its chunks up to byte {position}).", at: position);
         }
 
         if (dataOffset < 0)
         {
-            throw Corrupt(inputName, "the WAV file has no 'data' chunk.");
+            throw Corrupt(inputName, $"the WAV file has no 'data' chunk (none in its chunks up to byte {position}).", at: position);
         }
 
         var waveFormat = ValidateFormat(format, formatAt, inputName);
@@ -177,7 +177,7 @@ internal static class WavChunkReader
         Span<byte> ds64 = stackalloc byte[8 + 28];
         if (length < 12 + ds64.Length || stream.ReadAtLeast(ds64, ds64.Length, throwOnEndOfStream: false) < ds64.Length || !ds64.StartsWith("ds64"u8))
         {
-            throw Corrupt(inputName, "an RF64 file must begin with a complete 'ds64' chunk.");
+            throw Corrupt(inputName, "an RF64 file must begin with a complete 'ds64' chunk (at byte 12).", at: 12);
         }
 
         uint chunkSize = BinaryPrimitives.ReadUInt32LittleEndian(ds64[4..]);
@@ -185,7 +185,7 @@ internal static class WavChunkReader
         long dataSize = BinaryPrimitives.ReadInt64LittleEndian(ds64[16..]);
         if (chunkSize != 28 || riffSize < 0 || dataSize < 0)
         {
-            throw Corrupt(inputName, $"the 'ds64' chunk is invalid (size {chunkSize}, RIFF size {riffSize}, data size {dataSize}); only a 28-byte chunk without a table is read.");
+            throw Corrupt(inputName, $"the 'ds64' chunk is invalid (size {chunkSize}, RIFF size {riffSize}, data size {dataSize}); only a 28-byte chunk without a table is read.", at: 12);
         }
 
         stream.Position = start + 12 + ds64.Length;
@@ -205,18 +205,18 @@ internal static class WavChunkReader
             // cbSize (2), valid bits (2), channel mask (4), sub-format GUID (16).
             if (chunk.Length < 40 || BinaryPrimitives.ReadUInt16LittleEndian(chunk.AsSpan(16)) < 22)
             {
-                throw Corrupt(inputName, $"{where} says WAVE_FORMAT_EXTENSIBLE but is {chunk.Length} bytes; the extension needs 40.");
+                throw Corrupt(inputName, $"{where} says WAVE_FORMAT_EXTENSIBLE but is {chunk.Length} bytes; the extension needs 40.", at: at);
             }
 
             int validBits = BinaryPrimitives.ReadUInt16LittleEndian(chunk.AsSpan(18));
             if (validBits > bits)
             {
-                throw Corrupt(inputName, $"{where} declares {validBits} valid bits in {bits}-bit samples.");
+                throw Corrupt(inputName, $"{where} declares {validBits} valid bits in {bits}-bit samples.", at: at);
             }
 
             if (!chunk.AsSpan(28, 12).SequenceEqual(SubtypeGuidTail))
             {
-                throw Unsupported(inputName, $"unsupported WAV sub-format {new Guid(chunk.AsSpan(24, 16))}; only PCM 8/16/24/32-bit and IEEE float are read.");
+                throw Unsupported(inputName, $"unsupported WAV sub-format {new Guid(chunk.AsSpan(24, 16))}; only PCM 8/16/24/32-bit and IEEE float are read.", at: at);
             }
 
             tag = (ushort)BinaryPrimitives.ReadUInt32LittleEndian(chunk.AsSpan(24));
@@ -231,23 +231,23 @@ internal static class WavChunkReader
         };
         if (!readable)
         {
-            throw Unsupported(inputName, $"unsupported WAV encoding {encoding} ({bits}-bit); only PCM 8/16/24/32-bit and IEEE float 32/64-bit are read.");
+            throw Unsupported(inputName, $"unsupported WAV encoding {encoding} ({bits}-bit); only PCM 8/16/24/32-bit and IEEE float 32/64-bit are read.", at: at);
         }
 
         if (channels is < 1 or > MaxChannels)
         {
-            throw Corrupt(inputName, $"{where} declares {channels} channels; 1 to {MaxChannels} are read.");
+            throw Corrupt(inputName, $"{where} declares {channels} channels; 1 to {MaxChannels} are read.", at: at);
         }
 
         if (sampleRate is < MinSampleRate or > MaxSampleRate)
         {
-            throw Corrupt(inputName, $"{where} declares a sample rate of {sampleRate} Hz; {MinSampleRate} to {MaxSampleRate} Hz are read.");
+            throw Corrupt(inputName, $"{where} declares a sample rate of {sampleRate} Hz; {MinSampleRate} to {MaxSampleRate} Hz are read.", at: at);
         }
 
         int frameBytes = channels * (bits / 8);
         if (blockAlign != frameBytes)
         {
-            throw Corrupt(inputName, $"{where} declares a block align of {blockAlign} bytes, but {channels} channels of {bits}-bit samples take {frameBytes}.");
+            throw Corrupt(inputName, $"{where} declares a block align of {blockAlign} bytes, but {channels} channels of {bits}-bit samples take {frameBytes}.", at: at);
         }
 
         return WaveFormat.CreateCustomFormat(encoding, (int)sampleRate, channels, (int)sampleRate * frameBytes, frameBytes, bits);
@@ -272,7 +272,7 @@ internal static class WavChunkReader
         return name.ToString();
     }
 
-    private static AudioFormatException Corrupt(string inputName, string detail) => new(inputName, AudioInputProblem.CorruptHeader, detail);
+    private static AudioFormatException Corrupt(string inputName, string detail, long? at = null) => new(inputName, AudioInputProblem.CorruptHeader, detail) { ByteOffset = at };
 
-    private static AudioFormatException Unsupported(string inputName, string detail) => new(inputName, AudioInputProblem.UnsupportedFormat, detail);
+    private static AudioFormatException Unsupported(string inputName, string detail, long? at = null) => new(inputName, AudioInputProblem.UnsupportedFormat, detail) { ByteOffset = at };
 }

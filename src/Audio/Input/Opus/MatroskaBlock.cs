@@ -16,7 +16,7 @@ internal static class MatroskaBlock
         int at = trackBytes + 3; // track number, 16-bit relative timecode, flags
         if (block.Length < at)
         {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the WebM block at byte {offset} is {block.Length} bytes, too short for its header.");
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the WebM block at byte {offset} is {block.Length} bytes, too short for its header.") { ByteOffset = offset };
         }
 
         int lacing = (block[at - 1] >> 1) & 3;
@@ -29,7 +29,7 @@ internal static class MatroskaBlock
 
         if (block.Length <= at)
         {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the laced WebM block at byte {offset} has no frame count.");
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the laced WebM block at byte {offset} has no frame count.") { ByteOffset = offset };
         }
 
         int count = block[at++] + 1;
@@ -100,7 +100,7 @@ internal static class MatroskaBlock
             default: // Fixed: equal frames.
                 if ((block.Length - at) % count != 0)
                 {
-                    throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the fixed-size laced WebM block at byte {offset} does not divide into {count} equal frames.");
+                    throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the fixed-size laced WebM block at byte {offset} does not divide into {count} equal frames.") { ByteOffset = offset };
                 }
 
                 sizes.Fill((block.Length - at) / count);
@@ -118,7 +118,7 @@ internal static class MatroskaBlock
     }
 
     private static AudioFormatException LaceError(string inputName, long offset) =>
-        new(inputName, AudioInputProblem.CorruptHeader, $"the lace sizes of the WebM block at byte {offset} run past the block.");
+        new(inputName, AudioInputProblem.CorruptHeader, $"the lace sizes of the WebM block at byte {offset} run past the block.") { ByteOffset = offset };
 
     /// <summary>An EBML variable-length integer: the count of leading zero bits gives its length (at most 8 bytes).</summary>
     public static bool TryReadVint(ReadOnlySpan<byte> bytes, out ulong value, out int length)

@@ -44,7 +44,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
         var codecs = new List<string>();
         for (int streamIndex = 0; ; streamIndex++)
         {
-            var page = ReadPage() ?? throw Corrupt($"the Ogg file ends before any Opus stream begins (streams seen: {Describe(codecs)}).");
+            var page = ReadPage() ?? throw Corrupt($"the Ogg file ends before any Opus stream begins (streams seen: {Describe(codecs)}).", at: _position);
             if ((page.Flags & FirstPageFlag) == 0 || streamIndex == MaxLeadingStreams)
             {
                 throw new AudioFormatException(
@@ -52,7 +52,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
                     codecs.Count == 0 ? AudioInputProblem.CorruptHeader : AudioInputProblem.UnsupportedFormat,
                     codecs.Count == 0
                         ? $"the first Ogg page (at byte 0) does not begin a stream."
-                        : $"the Ogg file carries no Opus stream (found {Describe(codecs)}); only Opus is read from Ogg.");
+                        : $"the Ogg file carries no Opus stream (found {Describe(codecs)}); only Opus is read from Ogg.") { ByteOffset = page.Offset };
             }
 
             ReadOnlySpan<byte> body = _page.AsSpan(page.BodyOffset, page.BodyLength);
@@ -61,10 +61,11 @@ internal sealed class OggOpusReader : IOpusPacketSource
                 var lacing = _page.AsSpan(PageHeaderBytes, page.SegmentCount);
                 if (lacing.IsEmpty || lacing[^1] == 255 || lacing[..^1].ContainsAnyExcept((byte)255))
                 {
-                    throw Corrupt("the Opus header page must hold exactly the identification header (RFC 7845 section 3).");
+                    throw Corrupt($"the Opus header page (at byte {page.Offset}) must hold exactly the identification header (RFC 7845 section 3).", at: page.Offset);
                 }
 
-                Head = OpusHead.Parse(body, inputName, "the Ogg Opus identification header");
+                Head = OpusHead.Parse(body, inputName, $"the Ogg Opus identification header (page at byte {page.Offset})", page.Offset);
+                HeadOffset = page.Offset;
                 _serial = page.Serial;
                 break;
             }
@@ -78,6 +79,8 @@ internal sealed class OggOpusReader : IOpusPacketSource
     public OpusHead Head { get; }
 
     public int PreSkip { get; }
+
+    public long HeadOffset { get; }
 
     public string ContainerName => "Ogg";
 
@@ -112,7 +115,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
     {
         if ((page.Flags & FirstPageFlag) != 0)
         {
-            throw Corrupt($"the Ogg page at byte {page.Offset} starts the Opus stream a second time.");
+            throw Corrupt($"the Ogg page at byte {page.Offset} starts the Opus stream a second time.", at: page.Offset);
         }
 
         bool last = (page.Flags & LastPageFlag) != 0;
@@ -157,7 +160,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
                     // The second packet of the stream is the comment header (OpusTags); only its first bytes were kept.
                     if (!_partial.AsSpan(0, Math.Min(_partialLength, 8)).SequenceEqual("OpusTags"u8))
                     {
-                        throw Corrupt($"the second packet of the Ogg Opus stream (page at byte {_partialOffset}) is not the 'OpusTags' comment header.");
+                        throw Corrupt($"the second packet of the Ogg Opus stream (page at byte {_partialOffset}) is not the 'OpusTags' comment header.", at: _partialOffset);
                     }
                 }
                 else
@@ -202,7 +205,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
             throw new AudioFormatException(
                 _inputName,
                 AudioInputProblem.InputTooLarge,
-                $"an Ogg Opus packet (continued on the page at byte {pageOffset}) is longer than the {OpusLimits.MaxPacketBytes} bytes an Opus packet can take.");
+                $"an Ogg Opus packet (continued on the page at byte {pageOffset}) is longer than the {OpusLimits.MaxPacketBytes} bytes an Opus packet can take.") { ByteOffset = pageOffset };
         }
 
         fragment.CopyTo(_partial.AsSpan(_partialLength));
@@ -220,25 +223,25 @@ internal sealed class OggOpusReader : IOpusPacketSource
 
         if (remaining < PageHeaderBytes)
         {
-            throw Truncated($"the Ogg data ends inside a page header at byte {_position}.");
+            throw Truncated($"the Ogg data ends inside a page header at byte {_position}.", at: _position);
         }
 
         _stream.Position = _start + _position;
         _stream.ReadExactly(_page.AsSpan(0, PageHeaderBytes));
         if (!_page.AsSpan(0, 4).SequenceEqual("OggS"u8))
         {
-            throw Corrupt($"no Ogg page where one should start, at byte {_position} (found {Convert.ToHexString(_page.AsSpan(0, 4))}).");
+            throw Corrupt($"no Ogg page where one should start, at byte {_position} (found {Convert.ToHexString(_page.AsSpan(0, 4))}).", at: _position);
         }
 
         if (_page[4] != 0)
         {
-            throw Corrupt($"the Ogg page at byte {_position} has stream structure version {_page[4]}; only 0 exists.");
+            throw Corrupt($"the Ogg page at byte {_position} has stream structure version {_page[4]}; only 0 exists.", at: _position);
         }
 
         int segments = _page[26];
         if (remaining < PageHeaderBytes + segments)
         {
-            throw Truncated($"the Ogg data ends inside the lacing table of the page at byte {_position}.");
+            throw Truncated($"the Ogg data ends inside the lacing table of the page at byte {_position}.", at: _position);
         }
 
         _stream.ReadExactly(_page.AsSpan(PageHeaderBytes, segments));
@@ -251,7 +254,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
         int pageLength = PageHeaderBytes + segments + bodyLength;
         if (remaining < pageLength)
         {
-            throw Truncated($"the Ogg page at byte {_position} declares {pageLength} bytes but only {remaining} remain.");
+            throw Truncated($"the Ogg page at byte {_position} declares {pageLength} bytes but only {remaining} remain.", at: _position);
         }
 
         _stream.ReadExactly(_page.AsSpan(PageHeaderBytes + segments, bodyLength));
@@ -263,7 +266,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
             throw new AudioFormatException(
                 _inputName,
                 AudioInputProblem.CorruptData,
-                $"the Ogg page at byte {_position} fails its checksum (stored {stored:X8}, computed {computed:X8}).");
+                $"the Ogg page at byte {_position} fails its checksum (stored {stored:X8}, computed {computed:X8}).") { ByteOffset = _position };
         }
 
         var page = new PageInfo(
@@ -318,9 +321,9 @@ internal sealed class OggOpusReader : IOpusPacketSource
         return table;
     }
 
-    private AudioFormatException Corrupt(string detail) => new(_inputName, AudioInputProblem.CorruptHeader, detail);
+    private AudioFormatException Corrupt(string detail, long? at = null) => new(_inputName, AudioInputProblem.CorruptHeader, detail) { ByteOffset = at };
 
-    private AudioFormatException Truncated(string detail) => new(_inputName, AudioInputProblem.Truncated, detail);
+    private AudioFormatException Truncated(string detail, long? at = null) => new(_inputName, AudioInputProblem.Truncated, detail) { ByteOffset = at };
 
     private readonly record struct PageInfo(long Offset, byte Flags, long Granule, uint Serial, int SegmentCount, int BodyOffset, int BodyLength);
 }

@@ -15,11 +15,11 @@ internal sealed record OpusHead(int Channels, int PreSkip, short OutputGainQ8, i
     public float GainFactor => (float)Math.Pow(10, OutputGainQ8 / (20.0 * 256));
 
     /// <summary>Parses and checks the header; every field is validated against RFC 7845 before a decoder is built from it.</summary>
-    public static OpusHead Parse(ReadOnlySpan<byte> packet, string inputName, string where)
+    public static OpusHead Parse(ReadOnlySpan<byte> packet, string inputName, string where, long at)
     {
         if (packet.Length < 19 || !packet.StartsWith("OpusHead"u8))
         {
-            throw Corrupt(inputName, $"{where} is not an Opus identification header ('OpusHead', 19 bytes or more).");
+            throw Corrupt(inputName, $"{where} is not an Opus identification header ('OpusHead', 19 bytes or more).", at);
         }
 
         int version = packet[8];
@@ -34,7 +34,7 @@ internal sealed record OpusHead(int Channels, int PreSkip, short OutputGainQ8, i
         int family = packet[18];
         if (channels == 0)
         {
-            throw Corrupt(inputName, $"{where} declares 0 channels.");
+            throw Corrupt(inputName, $"{where} declares 0 channels.", at);
         }
 
         switch (family)
@@ -42,19 +42,19 @@ internal sealed record OpusHead(int Channels, int PreSkip, short OutputGainQ8, i
             case 0:
                 if (channels > 2)
                 {
-                    throw Corrupt(inputName, $"{where} declares {channels} channels with mapping family 0, which allows 1 or 2.");
+                    throw Corrupt(inputName, $"{where} declares {channels} channels with mapping family 0, which allows 1 or 2.", at);
                 }
 
                 return new OpusHead(channels, preSkip, gain, 1, channels - 1, channels == 1 ? [0] : [0, 1]);
             case 1:
                 if (channels > 8)
                 {
-                    throw Corrupt(inputName, $"{where} declares {channels} channels with mapping family 1, which allows 1 to 8.");
+                    throw Corrupt(inputName, $"{where} declares {channels} channels with mapping family 1, which allows 1 to 8.", at);
                 }
 
                 if (packet.Length < 21 + channels)
                 {
-                    throw Corrupt(inputName, $"{where} is cut short: mapping family 1 needs {21 + channels} bytes, it has {packet.Length}.");
+                    throw Corrupt(inputName, $"{where} is cut short: mapping family 1 needs {21 + channels} bytes, it has {packet.Length}.", at);
                 }
 
                 int streams = packet[19];
@@ -62,14 +62,14 @@ internal sealed record OpusHead(int Channels, int PreSkip, short OutputGainQ8, i
                 byte[] mapping = packet.Slice(21, channels).ToArray();
                 if (streams == 0 || coupled > streams || streams + coupled > 255)
                 {
-                    throw Corrupt(inputName, $"{where} declares {streams} streams of which {coupled} coupled.");
+                    throw Corrupt(inputName, $"{where} declares {streams} streams of which {coupled} coupled.", at);
                 }
 
                 foreach (byte index in mapping)
                 {
                     if (index != 255 && index >= streams + coupled)
                     {
-                        throw Corrupt(inputName, $"{where} maps a channel to coded channel {index}, but there are {streams + coupled}.");
+                        throw Corrupt(inputName, $"{where} maps a channel to coded channel {index}, but there are {streams + coupled}.", at);
                     }
                 }
 
@@ -82,5 +82,5 @@ internal sealed record OpusHead(int Channels, int PreSkip, short OutputGainQ8, i
         }
     }
 
-    private static AudioFormatException Corrupt(string inputName, string detail) => new(inputName, AudioInputProblem.CorruptHeader, detail);
+    private static AudioFormatException Corrupt(string inputName, string detail, long? at = null) => new(inputName, AudioInputProblem.CorruptHeader, detail) { ByteOffset = at };
 }

@@ -14,6 +14,9 @@ internal interface IOpusPacketSource
     /// <summary>The stream's identification header.</summary>
     OpusHead Head { get; }
 
+    /// <summary>Where the identification header starts in the input (its Ogg page, or the WebM CodecPrivate or TrackEntry).</summary>
+    long HeadOffset { get; }
+
     /// <summary>48 kHz samples to drop from the start of the decoded audio (Ogg's pre-skip, Matroska's CodecDelay).</summary>
     int PreSkip { get; }
 

@@ -35,9 +35,9 @@ internal sealed class OpusSampleProvider : ISampleProvider
             _decoder = new OpusMSDecoder(OpusHead.SampleRate, head.Channels, head.StreamCount, head.CoupledCount, head.Mapping);
 #pragma warning restore CS0618
         }
-        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+        catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex) && DecoderFaults.RaisedInside(ex, typeof(OpusMSDecoder).Assembly))
         {
-            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the Opus header does not configure a decoder ({ex.Message}).", ex);
+            throw new AudioFormatException(inputName, AudioInputProblem.CorruptHeader, $"the {source.ContainerName} Opus header at byte {source.HeadOffset} does not configure a decoder ({ex.Message}).", ex) { ByteOffset = source.HeadOffset };
         }
 
         _decoded = new float[OpusLimits.MaxPacketSamples * head.Channels];
@@ -84,13 +84,13 @@ internal sealed class OpusSampleProvider : ISampleProvider
             {
                 frames = _decoder.DecodeMultistream(packet.Data.Span, _decoded, OpusLimits.MaxPacketSamples, false);
             }
-            catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex))
+            catch (Exception ex) when (DecoderFaults.IsDecoderFault(ex) && DecoderFaults.RaisedInside(ex, typeof(OpusMSDecoder).Assembly))
             {
                 throw new AudioFormatException(
                     _inputName,
                     AudioInputProblem.CorruptData,
                     $"{_source.ContainerName} Opus packet {_packetIndex} (at byte {packet.Offset}) does not decode ({ex.Message}).",
-                    ex);
+                    ex) { ByteOffset = packet.Offset };
             }
 
             if (frames <= 0)

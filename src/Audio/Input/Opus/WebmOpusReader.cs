@@ -71,6 +71,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
             return ReadTracks();
         });
         _trackNumber = track.Number;
+        HeadOffset = track.HeadOffset;
         Head = track.Head;
         PreSkip = track.PreSkip;
     }
@@ -78,6 +79,8 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     public OpusHead Head { get; }
 
     public int PreSkip { get; }
+
+    public long HeadOffset { get; }
 
     public string ContainerName => "WebM";
 
@@ -95,7 +98,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     {
         if (!_reader.ReadNext() || _reader.ElementId.EncodedValue != EbmlHeaderId)
         {
-            throw Corrupt("the input does not begin with an EBML header.");
+            throw Corrupt("the input does not begin with an EBML header.", at: 0);
         }
 
         _reader.EnterContainer();
@@ -126,17 +129,17 @@ internal sealed class WebmOpusReader : IOpusPacketSource
             }
         }
 
-        throw Corrupt("the WebM file has no Segment.");
+        throw Corrupt($"the WebM file has no Segment (none up to byte {EndOfRead}).", at: EndOfRead);
     }
 
-    private (ulong Number, OpusHead Head, int PreSkip) ReadTracks()
+    private (ulong Number, OpusHead Head, int PreSkip, long HeadOffset) ReadTracks()
     {
         while (_reader.ReadNext())
         {
             ulong id = _reader.ElementId.EncodedValue;
             if (id == ClusterId)
             {
-                throw Corrupt($"a Cluster (at byte {ElementOffset}) comes before the Tracks that describe it.");
+                throw Corrupt($"a Cluster (at byte {ElementOffset}) comes before the Tracks that describe it.", at: ElementOffset);
             }
 
             if (id != TracksId)
@@ -146,7 +149,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
 
             _reader.EnterContainer();
             var codecs = new List<string>();
-            (ulong Number, OpusHead Head, int PreSkip)? opus = null;
+            (ulong Number, OpusHead Head, int PreSkip, long HeadOffset)? opus = null;
             for (int entries = 0; _reader.ReadNext();)
             {
                 if (_reader.ElementId.EncodedValue != TrackEntryId)
@@ -156,7 +159,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
 
                 if (++entries > MaxTrackEntries)
                 {
-                    throw Corrupt($"more than {MaxTrackEntries} tracks.");
+                    throw Corrupt($"more than {MaxTrackEntries} tracks (the next at byte {ElementOffset}).", at: ElementOffset);
                 }
 
                 var entry = ReadTrackEntry();
@@ -167,7 +170,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
 
                 if (opus is null && entry.Type == AudioTrackType && entry.Codec == "A_OPUS")
                 {
-                    opus = (entry.Number, CreateHead(entry), CreatePreSkip(entry));
+                    opus = (entry.Number, CreateHead(entry), CreatePreSkip(entry), entry.CodecPrivate is null ? entry.Offset : entry.CodecPrivateOffset);
                 }
             }
 
@@ -178,13 +181,13 @@ internal sealed class WebmOpusReader : IOpusPacketSource
                 codecs.Count == 0 ? "the WebM file has no audio track." : $"the WebM audio is {string.Join(", ", codecs)}; only Opus (A_OPUS) is read.");
         }
 
-        throw Corrupt("the WebM Segment has no Tracks.");
+        throw Corrupt($"the WebM Segment has no Tracks (none up to byte {EndOfRead}).", at: EndOfRead);
     }
 
     private TrackEntry ReadTrackEntry()
     {
+        var entry = new TrackEntry { Offset = ElementOffset };
         _reader.EnterContainer();
-        var entry = new TrackEntry();
         while (_reader.ReadNext())
         {
             switch (_reader.ElementId.EncodedValue)
@@ -199,6 +202,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
                     entry.Codec = ReadShortString("CodecID");
                     break;
                 case CodecPrivateId:
+                    entry.CodecPrivateOffset = ElementOffset;
                     entry.CodecPrivate = ReadSmallBinary("CodecPrivate", 1024);
                     break;
                 case CodecDelayId:
@@ -227,13 +231,13 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     {
         if (entry.CodecPrivate is { } head)
         {
-            return OpusHead.Parse(head, _inputName, $"the CodecPrivate of WebM track {entry.Number}");
+            return OpusHead.Parse(head, _inputName, $"the CodecPrivate of WebM track {entry.Number} (at byte {entry.CodecPrivateOffset})", entry.CodecPrivateOffset);
         }
 
         // Matroska requires the OpusHead in CodecPrivate; without it, mono or stereo at the track's channel count is all that can be assumed.
         if (entry.Channels is not (1 or 2))
         {
-            throw Corrupt($"WebM Opus track {entry.Number} has no CodecPrivate and declares {entry.Channels} channels.");
+            throw Corrupt($"WebM Opus track {entry.Number} (at byte {entry.Offset}) has no CodecPrivate and declares {entry.Channels} channels.", at: entry.Offset);
         }
 
         int channels = (int)entry.Channels;
@@ -246,7 +250,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         ulong samples = entry.CodecDelayNs is { } ns ? (ulong)Math.Round(ns / 1e9 * OpusHead.SampleRate) : (ulong)CreateHead(entry).PreSkip;
         if (samples > OpusLimits.MaxPreSkip)
         {
-            throw Corrupt($"WebM track {entry.Number} delays its audio by {samples} samples (CodecDelay {entry.CodecDelayNs} ns); at most {OpusLimits.MaxPreSkip} (1 s) is accepted.");
+            throw Corrupt($"WebM track {entry.Number} delays its audio by {samples} samples (CodecDelay {entry.CodecDelayNs} ns); at most {OpusLimits.MaxPreSkip} (1 s) is accepted.", at: entry.Offset);
         }
 
         return (int)samples;
@@ -343,7 +347,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
 
         if (size > MaxBlockBytes)
         {
-            throw new AudioFormatException(_inputName, AudioInputProblem.InputTooLarge, $"the WebM block at byte {ElementOffset} is {size} bytes; at most {MaxBlockBytes} are accepted.");
+            throw new AudioFormatException(_inputName, AudioInputProblem.InputTooLarge, $"the WebM block at byte {ElementOffset} is {size} bytes; at most {MaxBlockBytes} are accepted.") { ByteOffset = ElementOffset };
         }
 
         if (size > _block.Length)
@@ -359,7 +363,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
             int more = _reader.ReadBinary(_block, filled, (int)size - filled);
             if (more <= 0)
             {
-                throw Truncated($"the WebM block at byte {ElementOffset} ends early.");
+                throw Truncated($"the WebM block at byte {ElementOffset} ends early.", at: ElementOffset);
             }
 
             filled += more;
@@ -378,7 +382,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         {
             if (sizes[frame] > OpusLimits.MaxPacketBytes)
             {
-                throw new AudioFormatException(_inputName, AudioInputProblem.InputTooLarge, $"a frame of the WebM block at byte {offset} is {sizes[frame]} bytes, more than an Opus packet can take.");
+                throw new AudioFormatException(_inputName, AudioInputProblem.InputTooLarge, $"a frame of the WebM block at byte {offset} is {sizes[frame]} bytes, more than an Opus packet can take.") { ByteOffset = offset };
             }
 
             var data = block.Slice(at, sizes[frame]).ToArray();
@@ -391,7 +395,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
     {
         if (_reader.ElementSize > 64)
         {
-            throw Corrupt($"the WebM {field} at byte {ElementOffset} is {_reader.ElementSize} bytes; at most 64 are expected.");
+            throw Corrupt($"the WebM {field} at byte {ElementOffset} is {_reader.ElementSize} bytes; at most 64 are expected.", at: ElementOffset);
         }
 
         return _reader.ReadAscii().TrimEnd('\0');
@@ -402,7 +406,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         long size = _reader.ElementSize;
         if (size > limit)
         {
-            throw Corrupt($"the WebM {field} at byte {ElementOffset} is {size} bytes; at most {limit} are expected.");
+            throw Corrupt($"the WebM {field} at byte {ElementOffset} is {size} bytes; at most {limit} are expected.", at: ElementOffset);
         }
 
         var bytes = new byte[size];
@@ -411,7 +415,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
             int read = _reader.ReadBinary(bytes, filled, (int)size - filled);
             if (read <= 0)
             {
-                throw Truncated($"the WebM {field} at byte {ElementOffset} ends early.");
+                throw Truncated($"the WebM {field} at byte {ElementOffset} ends early.", at: ElementOffset);
             }
 
             filled += read;
@@ -422,14 +426,20 @@ internal sealed class WebmOpusReader : IOpusPacketSource
 
     private long ElementOffset => _reader.ElementPosition - PrefixBytes;
 
+    // How far into the input the reader has come, in bytes from its start.
+    private long EndOfRead => Math.Max(0, _input.Position - PrefixBytes);
+
     private T Guard<T>(Func<T> read)
     {
         try
         {
             return read();
         }
-        catch (Exception ex) when (ex is EbmlDataFormatException or EndOfStreamException or InvalidOperationException or IOException or ArgumentException or OverflowException)
+        catch (Exception ex) when (ex is EbmlDataFormatException or EndOfStreamException or InvalidOperationException or IOException or ArgumentException or OverflowException
+            && DecoderFaults.RaisedInside(ex, typeof(EbmlReader).Assembly))
         {
+            // Only NEbml's refusals are relabelled: what this reader's own parsing raises is either an AudioFormatException
+            // already or a bug, and propagates as it is.
             // NEbml's messages name the rule, not the place: say where it happened and what it means for the file.
             string what = ex.Message switch
             {
@@ -443,7 +453,7 @@ internal sealed class WebmOpusReader : IOpusPacketSource
                 _inputName,
                 AudioInputProblem.CorruptData,
                 $"the WebM structure is damaged near byte {Math.Max(0, _input.Position - PrefixBytes)}: {what} ({ex.Message}).",
-                ex);
+                ex) { ByteOffset = Math.Max(0, _input.Position - PrefixBytes) };
         }
     }
 
@@ -453,9 +463,9 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         return 0;
     });
 
-    private AudioFormatException Corrupt(string detail) => new(_inputName, AudioInputProblem.CorruptHeader, detail);
+    private AudioFormatException Corrupt(string detail, long? at = null) => new(_inputName, AudioInputProblem.CorruptHeader, detail) { ByteOffset = at };
 
-    private AudioFormatException Truncated(string detail) => new(_inputName, AudioInputProblem.Truncated, detail);
+    private AudioFormatException Truncated(string detail, long? at = null) => new(_inputName, AudioInputProblem.Truncated, detail) { ByteOffset = at };
 
     private sealed class TrackEntry
     {
@@ -466,6 +476,12 @@ internal sealed class WebmOpusReader : IOpusPacketSource
         public string Codec { get; set; } = "";
 
         public byte[]? CodecPrivate { get; set; }
+
+        /// <summary>Where the TrackEntry element starts, in bytes from the input's start.</summary>
+        public long Offset { get; set; }
+
+        /// <summary>Where the CodecPrivate element starts.</summary>
+        public long CodecPrivateOffset { get; set; }
 
         public ulong? CodecDelayNs { get; set; }
 
