@@ -139,7 +139,7 @@ internal sealed class RealtimeInputAudio
                 RealtimeErrorCodes.UnsupportedAudioFormat,
                 $"The media type '{mediaType}' of {source} is not audio Mini-Omni can hear: send raw PCM ('audio/pcm', 16-bit little-endian by default, " +
                 $"the rate as ';rate=N' or in the session's InputAudioFormat), G.711 ('{RealtimeG711.MuLawMediaType}', '{RealtimeG711.ALawMediaType}', 8 kHz) " +
-                $"or whole WAV or MP3 files ('{MiniOmniMediaTypes.Wav}', '{MiniOmniMediaTypes.Mpeg}').");
+                $"or whole files: {MiniOmniMediaTypes.ReadableAudioDescription}.");
         }
 
         int rate = fallbackRate, channels = 1;

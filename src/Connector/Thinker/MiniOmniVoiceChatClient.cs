@@ -33,8 +33,8 @@ public sealed class MiniOmniVoiceOptions
 }
 
 /// <summary>
-/// Any chat client made to hear and speak with Mini-Omni (the paper's "any model can talk"): a spoken question (WAV or MP3
-/// <see cref="DataContent"/>) is transcribed with Mini-Omni's ASR task, the inner client (the thinker: any model, an
+/// Any chat client made to hear and speak with Mini-Omni (the paper's "any model can talk"): a spoken question (a
+/// <see cref="DataContent"/> in any container <see cref="MiniOmniMediaTypes.IsReadableAudio"/> accepts) is transcribed with Mini-Omni's ASR task, the inner client (the thinker: any model, an
 /// agent's client with its own function invocation) answers the conversation as text, with the caller's
 /// <see cref="ChatOptions"/> (tools included), and Mini-Omni speaks the thinker's text while it streams. Streaming updates
 /// carry the answer's text as it is spoken, 24 kHz PCM16 speech chunks (<see cref="MiniOmniMediaTypes.SpeechChunk"/>) and

@@ -409,7 +409,7 @@ public sealed class MiniOmniRealtimeSessionTests
     }
 
     [Theory]
-    [InlineData("audio/ogg", "'audio/ogg'")]
+    [InlineData("audio/ogg", "appended audio (audio/ogg)")]
     [InlineData("audio/g729", "'audio/g729'")]
     [InlineData("audio/pcm;encoding=mulaw", "'mulaw'")]
     [InlineData("audio/pcm;rate=fast", "'rate'")]
