@@ -17,8 +17,6 @@ internal sealed class OggOpusReader : IOpusPacketSource
     private const byte LastPageFlag = 0x04;
     private const int MaxLeadingStreams = 32;
 
-    private static readonly uint[] CrcTable = CreateCrcTable();
-
     private readonly Stream _stream;
     private readonly long _start;
     private readonly long _length;
@@ -260,7 +258,7 @@ internal sealed class OggOpusReader : IOpusPacketSource
         _stream.ReadExactly(_page.AsSpan(PageHeaderBytes + segments, bodyLength));
         uint stored = BinaryPrimitives.ReadUInt32LittleEndian(_page.AsSpan(22));
         BinaryPrimitives.WriteUInt32LittleEndian(_page.AsSpan(22), 0);
-        uint computed = Crc(_page.AsSpan(0, pageLength));
+        uint computed = OggCrc.Compute(_page.AsSpan(0, pageLength));
         if (stored != computed)
         {
             throw new AudioFormatException(
@@ -291,35 +289,6 @@ internal sealed class OggOpusReader : IOpusPacketSource
     };
 
     private static string Describe(List<string> codecs) => codecs.Count == 0 ? "none" : string.Join(", ", codecs);
-
-    private static uint Crc(ReadOnlySpan<byte> bytes)
-    {
-        // Ogg's CRC-32: polynomial 0x04C11DB7, not reflected, initial value and final xor 0.
-        uint crc = 0;
-        foreach (byte b in bytes)
-        {
-            crc = (crc << 8) ^ CrcTable[(crc >> 24) ^ b];
-        }
-
-        return crc;
-    }
-
-    private static uint[] CreateCrcTable()
-    {
-        var table = new uint[256];
-        for (uint i = 0; i < 256; i++)
-        {
-            uint r = i << 24;
-            for (int bit = 0; bit < 8; bit++)
-            {
-                r = (r & 0x80000000) != 0 ? (r << 1) ^ 0x04C11DB7 : r << 1;
-            }
-
-            table[i] = r;
-        }
-
-        return table;
-    }
 
     private AudioFormatException Corrupt(string detail, long? at = null) => new(_inputName, AudioInputProblem.CorruptHeader, detail) { ByteOffset = at };
 
