@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -77,55 +76,13 @@ public sealed class MiniOmniChatClient : IChatClient
     /// <inheritdoc />
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var text = new StringBuilder();
-        var speech = new List<float>();
-        var contents = new List<AIContent>();
-        var response = new ChatResponse { ModelId = _engine.ModelId };
+        var response = new SpokenResponseBuilder(new ChatResponse { ModelId = _engine.ModelId });
         await foreach (var (update, samples) in AnswerAsync(messages, options, cancellationToken).ConfigureAwait(false))
         {
-            response.ResponseId ??= update.ResponseId;
-            response.FinishReason = update.FinishReason ?? response.FinishReason;
-            speech.AddRange(samples ?? []);
-            foreach (var content in update.Contents)
-            {
-                switch (content)
-                {
-                    case TextContent part:
-                        text.Append(part.Text);
-                        break;
-                    case UsageContent usage:
-                        response.Usage = usage.Details;
-                        break;
-                    case DataContent:
-                        break;
-                    default:
-                        contents.Add(content);
-                        break;
-                }
-            }
+            response.Add(update, samples);
         }
 
-        var message = new ChatMessage(ChatRole.Assistant, [])
-        {
-            MessageId = response.ResponseId,
-        };
-        if (text.Length > 0)
-        {
-            message.Contents.Add(new TextContent(text.ToString()));
-        }
-
-        if (speech.Count > 0)
-        {
-            message.Contents.Add(new DataContent(MiniOmniMediaTypes.EncodeWav(speech.ToArray()), MiniOmniMediaTypes.Wav) { Name = "answer.wav" });
-        }
-
-        foreach (var content in contents)
-        {
-            message.Contents.Add(content);
-        }
-
-        response.Messages.Add(message);
-        return response;
+        return response.Build();
     }
 
     /// <inheritdoc />

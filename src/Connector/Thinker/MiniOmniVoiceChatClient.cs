@@ -82,58 +82,19 @@ public sealed class MiniOmniVoiceChatClient : DelegatingChatClient
     /// <inheritdoc />
     public override async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var text = new StringBuilder();
-        var speech = new List<float>();
-        var contents = new List<AIContent>();
         var response = new ChatResponse();
+        var builder = new SpokenResponseBuilder(response);
         await foreach (var update in GetStreamingResponseAsync(messages, options, cancellationToken).ConfigureAwait(false))
         {
-            response.ResponseId ??= update.ResponseId;
-            response.ModelId ??= update.ModelId;
-            response.FinishReason = update.FinishReason ?? response.FinishReason;
             if (update.AdditionalProperties?.TryGetValue(TranscriptKey, out var transcript) == true)
             {
                 (response.AdditionalProperties ??= [])[TranscriptKey] = transcript;
             }
 
-            foreach (var content in update.Contents)
-            {
-                switch (content)
-                {
-                    case TextContent part:
-                        text.Append(part.Text);
-                        break;
-                    case DataContent data when data.MediaType == MiniOmniMediaTypes.SpeechChunk && update.RawRepresentation is SpeechChunk chunk:
-                        speech.AddRange(chunk.Samples);
-                        break;
-                    case UsageContent usage:
-                        response.Usage = usage.Details;
-                        break;
-                    default:
-                        contents.Add(content);
-                        break;
-                }
-            }
+            builder.Add(update, update.RawRepresentation is SpeechChunk chunk ? chunk.Samples : []);
         }
 
-        var message = new ChatMessage(ChatRole.Assistant, []) { MessageId = response.ResponseId };
-        if (text.Length > 0)
-        {
-            message.Contents.Add(new TextContent(text.ToString()));
-        }
-
-        if (speech.Count > 0)
-        {
-            message.Contents.Add(new DataContent(MiniOmniMediaTypes.EncodeWav(speech.ToArray()), MiniOmniMediaTypes.Wav) { Name = "answer.wav" });
-        }
-
-        foreach (var content in contents)
-        {
-            message.Contents.Add(content);
-        }
-
-        response.Messages.Add(message);
-        return response;
+        return builder.Build();
     }
 
     /// <inheritdoc />
