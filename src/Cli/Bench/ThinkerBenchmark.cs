@@ -45,8 +45,12 @@ internal sealed record ThinkerBenchSettings
     /// <summary>The stand-in thinker's delay before its first piece.</summary>
     public TimeSpan FirstTokenDelay { get; init; } = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>The most steps of one spoken answer (the server's MaxAnswerTokens).</summary>
-    public int AnswerSteps { get; init; } = 1024;
+    /// <summary>
+    /// The most steps of one spoken answer (the server's MaxAnswerTokens). Random weights never end their speech, so they
+    /// speak to the read-aloud budget (6 steps a token: over a minute for the default answer, whose ~130 characters are
+    /// ~130 tokens of the synth tokenizer); a real model ends soon after the text. 200 steps take the whole text and a little more.
+    /// </summary>
+    public int AnswerSteps { get; init; } = 200;
 
     /// <summary>Engine threads (null: every core).</summary>
     public int? Threads { get; init; }
@@ -96,9 +100,11 @@ internal static class ThinkerBenchmark
             ["question_seconds"] = settings.QuestionSeconds,
             ["encoder"] = settings.Encoder.ToString().ToLowerInvariant(),
             ["transcript_tokens"] = settings.TranscriptTokens,
+            ["answer_steps"] = settings.AnswerSteps,
+            ["engine_niceness"] = settings.Niceness,
             ["thinker"] = thinker.ToString(),
             ["thinker_answer_characters"] = settings.Answer.Length,
-            ["goal"] = $"first_audio_s <= transcription_s + thinker_first_token_s + {VoiceAllowanceSeconds} s; speech_rtf <= 1 and largest_gap_s 0 once started",
+            ["goal"] = $"first_audio_s <= transcription_s + thinker_first_token_s + {VoiceAllowanceSeconds} s; speech_rtf <= 1 and largest_gap_s 0 once started (gaps: silences of a player that starts at the first chunk)",
         };
         var conversation = new ConversationSettings
         {
@@ -158,7 +164,7 @@ internal static class ThinkerBenchmark
         switch (path)
         {
             case "voice_client":
-                using (var voice = thinkerClient.AsBuilder().UseMiniOmniVoice(engine, o => { o.EncoderMode = settings.Encoder; o.TranscriptMaxTokens = settings.TranscriptTokens; }).Build())
+                using (var voice = thinkerClient.AsBuilder().UseMiniOmniVoice(engine, o => { o.EncoderMode = settings.Encoder; o.TranscriptMaxTokens = settings.TranscriptTokens; o.MaxSpeechSteps = settings.AnswerSteps; }).Build())
                 {
                     for (int turn = 0; turn < settings.Turns; turn++)
                     {
@@ -180,6 +186,7 @@ internal static class ThinkerBenchmark
                 {
                     InputAudioFormat = new MeaiAudioFormat("audio/pcm", RealtimeRate),
                     VoiceActivityDetection = new VoiceActivityDetectionOptions { Enabled = false },
+                    MaxOutputTokens = settings.AnswerSteps,
                 }, cancellationToken).ConfigureAwait(false))
                 {
                     for (int turn = 0; turn < settings.Turns; turn++)
@@ -199,6 +206,7 @@ internal static class ThinkerBenchmark
                     await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
                     {
                         AudioOptions = new RealtimeConversationSessionAudioOptions { InputAudioOptions = input },
+                        MaxOutputTokenCount = settings.AnswerSteps,
                     }, cancellationToken).ConfigureAwait(false);
                     for (int turn = 0; turn < settings.Turns; turn++)
                     {
@@ -352,12 +360,19 @@ internal static class ThinkerBenchmark
             double firstAudio = _chunks.Count > 0 ? _chunks[0].At : double.NaN;
             double limit = transcription + firstToken + VoiceAllowanceSeconds;
 
-            // A player that starts at the first chunk runs dry when a chunk comes after everything before it has played.
-            double played = 0, gap = 0;
+            // A player that starts at the first chunk runs dry when a chunk comes after everything before it has played; it
+            // plays on from when the chunk comes. The longest of its silences, and all of them together.
+            double playedUntil = firstAudio, gap = 0, silence = 0;
             foreach (var (at, seconds) in _chunks)
             {
-                gap = Math.Max(gap, at - firstAudio - played);
-                played += seconds;
+                if (at > playedUntil)
+                {
+                    gap = Math.Max(gap, at - playedUntil);
+                    silence += at - playedUntil;
+                    playedUntil = at;
+                }
+
+                playedUntil += seconds;
             }
 
             double total = _chunks.Sum(c => c.Seconds);
@@ -376,6 +391,7 @@ internal static class ThinkerBenchmark
                 ["first_chunk_s"] = _chunks.Count > 0 ? Round(_chunks[0].Seconds) : null,
                 ["speech_rtf"] = Round(rtf),
                 ["largest_gap_s"] = Round(gap),
+                ["silence_s"] = Round(silence),
             };
         }
 

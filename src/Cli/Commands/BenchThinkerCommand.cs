@@ -21,6 +21,7 @@ internal static class BenchThinkerCommand
         var turns = new Option<int>("--turns") { Description = "Turns of each conversation; turn 1 is the first request after the engine is ready.", DefaultValueFactory = _ => 3 };
         var encoder = new Option<string>("--encoder") { Description = "How the question is encoded: fast or exact.", DefaultValueFactory = _ => "fast" };
         var transcriptTokens = new Option<int>("--transcript-tokens") { Description = "The most tokens of a question's transcript (random weights never end one; a real model ends a 2.4 s question after about a dozen).", DefaultValueFactory = _ => 12 };
+        var answerSteps = new Option<int>("--answer-steps") { Description = "The most steps of one spoken answer (random weights never end their speech; 200 take the default answer's text and a little more).", DefaultValueFactory = _ => 200 };
         var (answer, rate, firstToken) = ThinkerOptions();
         var threads = new Option<int?>("--threads") { Description = "Engine threads (default: every core)." };
         var niceness = new Option<int>("--niceness") { Description = "Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness (0: unchanged).", DefaultValueFactory = _ => new MiniOmniServerOptions().EngineNiceness };
@@ -28,7 +29,7 @@ internal static class BenchThinkerCommand
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
         var command = new Command("thinker", "Time a stand-in thinker's answers spoken by Mini-Omni: transcription, the thinker's first token, first audio, and the speech's pace and gaps; prints JSON.")
         {
-            model, questionSeconds, turns, encoder, transcriptTokens, answer, rate, firstToken, threads, niceness, paths, output,
+            model, questionSeconds, turns, encoder, transcriptTokens, answerSteps, answer, rate, firstToken, threads, niceness, paths, output,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -50,6 +51,7 @@ internal static class BenchThinkerCommand
                     var other => throw new ArgumentException($"--encoder takes fast or exact; got '{other}'."),
                 },
                 TranscriptTokens = Positive(parse.GetValue(transcriptTokens), "--transcript-tokens"),
+                AnswerSteps = Positive(parse.GetValue(answerSteps), "--answer-steps"),
                 Answer = parse.GetValue(answer) ?? ThinkerBenchmark.DefaultAnswer,
                 TokensPerSecond = Positive(parse.GetValue(rate), "--tokens-per-second"),
                 FirstTokenDelay = TimeSpan.FromMilliseconds(Math.Max(0, parse.GetValue(firstToken))),
