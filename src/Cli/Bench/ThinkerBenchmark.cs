@@ -362,17 +362,22 @@ internal static class ThinkerBenchmark
 
             // A player that starts at the first chunk runs dry when a chunk comes after everything before it has played; it
             // plays on from when the chunk comes. The longest of its silences, and all of them together.
-            double playedUntil = firstAudio, gap = 0, silence = 0;
-            foreach (var (at, seconds) in _chunks)
+            double playedUntil = firstAudio, gap = 0, silence = 0, audioBefore = 0;
+            var gaps = new List<object>();
+            for (int i = 0; i < _chunks.Count; i++)
             {
+                var (at, seconds) = _chunks[i];
                 if (at > playedUntil)
                 {
+                    // Where it falls: before which chunk, after how much speech.
+                    gaps.Add(new { chunk = i + 1, after_speech_s = Round(audioBefore), silence_s = Round(at - playedUntil) });
                     gap = Math.Max(gap, at - playedUntil);
                     silence += at - playedUntil;
                     playedUntil = at;
                 }
 
                 playedUntil += seconds;
+                audioBefore += seconds;
             }
 
             double total = _chunks.Sum(c => c.Seconds);
@@ -392,6 +397,8 @@ internal static class ThinkerBenchmark
                 ["speech_rtf"] = Round(rtf),
                 ["largest_gap_s"] = Round(gap),
                 ["silence_s"] = Round(silence),
+                ["silences"] = gaps,
+                ["chunk_seconds"] = _chunks.Take(6).Select(c => Round(c.Seconds)).ToArray(),
             };
         }
 
