@@ -36,6 +36,9 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
 
     /// <summary>The model directory, which an answer whose first step turns NaN or Inf names in its error.</summary>
     public string ModelDirectory { get; init; } = "";
+
+    /// <summary>Where the answer's time to first speech goes; null when nobody asks.</summary>
+    public AnswerTimeline? Timeline { get; init; }
 }
 
 /// <summary>
@@ -135,6 +138,7 @@ internal sealed class AnswerSequence
         }
 
         _decodedPrompt = positions;
+        _request.Timeline?.MarkPromptReused(positions);
     }
 
     /// <summary>Why the answer ended, once <see cref="OnDecoded"/> has returned false.</summary>
@@ -175,6 +179,7 @@ internal sealed class AnswerSequence
                 }
 
                 _rowsInBatch = end - _decodedPrompt;
+                _request.Timeline?.MarkPromptDecode(_rowsInBatch);
                 break;
             case Phase.RowPrompts:
                 for (int row = 0; row < Sequences.Length; row++)
@@ -291,6 +296,7 @@ internal sealed class AnswerSequence
         }
 
         _steps.Writer.TryWrite(step);
+        _request.Timeline?.MarkFirstStep();
         if (_rules.Steps >= _rules.MaxSteps)
         {
             StopReason = _request.StepLimitReason;

@@ -273,6 +273,9 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
 
     /// <summary>Steps whose text stream holds a text token (the answer's words; its end-of-text and pads not counted).</summary>
     public int TextTokens { get; init; }
+
+    /// <summary>Where the time to the first speech went, stage by stage (for benchmarks and diagnostics).</summary>
+    internal AnswerTimeline? Timeline { get; init; }
 }
 
 /// <summary>How often each stage of an engine has run since it was loaded.</summary>
@@ -553,6 +556,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         _logger.LogInformation("Warmed up in {Seconds:F1} s ({Measuring:F1} s waiting for the decode costs).", clock.Elapsed.TotalSeconds, measured.TotalSeconds);
     }
 
+    /// <summary>The timeline of the latest spoken answer to complete (for benchmarks: what a host's answer spent in the engine).</summary>
+    internal AnswerTimeline? LastSpokenTimeline { get; private set; }
+
     /// <summary>Whether <see cref="WarmUpAsync"/> has run every stage once.</summary>
     public bool IsWarmedUp { get; private set; }
 
@@ -623,12 +629,21 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     // Encodes on a thread of its own (see DedicatedThread), one question at a time: each encoding thread brings its own
     // OpenMP team, and several at once on a small CPU wait on each other's barriers (four 1.2 s questions arriving
     // together took 3 s to first speech).
-    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken)
+    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken, AnswerTimeline? timeline = null)
     {
         await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode), _computeNiceness).ConfigureAwait(false);
+            timeline?.MarkEncoderFree();
+            var encoded = await DedicatedThread.RunAsync(
+                "MiniOmni encoder",
+                () =>
+                {
+                    float[] mel = WhisperLogMel.Compute(audio);
+                    timeline?.MarkMelDone();
+                    return _encoder.Encode(mel, featureCount, mode);
+                },
+                _computeNiceness).ConfigureAwait(false);
             Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
             return encoded;
         }
@@ -671,6 +686,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 
     internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock)
     {
+        /// <summary>Where the answer's time to first speech goes (its generation request carries the same one to the scheduler).</summary>
+        public AnswerTimeline Timeline => Generation.Timeline!;
+
         /// <summary>The ASR row decoded beside the answer (<see cref="MiniOmniRequest.Transcription"/>), or null.</summary>
         public GenerationRequest? Transcript { get; init; }
     }
@@ -810,7 +828,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
         }
 
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory };
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory, Timeline = new AnswerTimeline(clock) };
         return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
     }
 
@@ -908,11 +926,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 int featureCount = generation.Prompt.AudioFeatureCount;
                 // A transcript needs the encoding even if the answer is cancelled meanwhile.
                 var encodingCancellation = transcription?.CancellationToken ?? cancellationToken;
-                var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                var ahead = TakeAhead(audio, request.EncoderMode);
+                var encoded = await (ahead ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation, prepared.Timeline)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                prepared.Timeline.MarkEncodeDone(ahead is not null);
                 generation = generation with { AudioFeatures = encoded.AdapterOutput };
             }
 
             // The answer first, so its prompt is decoded first; the transcript then shares all of it but the last position.
+            prepared.Timeline.MarkSubmitted();
             steps = cancellationToken.IsCancellationRequested ? null : _scheduler.Submit(generation, cancellationToken);
             if (transcription is not null)
             {
@@ -1039,7 +1060,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                     "SNAC decoder output");
             }
 
-            firstSpeech ??= prepared.Clock.Elapsed;
+            prepared.Timeline.MarkFirstSpeech();
+            firstSpeech ??= TimeSpan.FromSeconds(prepared.Timeline.FirstSpeech);
             samples += chunk.Length;
             events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
         }
@@ -1069,7 +1091,23 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
                 if (tokens.All(code => code < _parameters.Snac.CodebookSize) && speech.Add(tokens))
                 {
-                    Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.DecodeDueChunk()), cancellationToken).ConfigureAwait(false));
+                    var timeline = prepared.Timeline;
+                    timeline.MarkFirstChunkDue(streams[^1].Count);
+                    Speak(await _scheduler.RunBetweenStepsAsync(
+                        () =>
+                        {
+                            timeline.MarkCodecStarted();
+                            int before = speech.EmittedFrames;
+                            float[] chunk = CountCodecRun(speech.DecodeDueChunk());
+                            if (timeline.FirstChunkFrames == 0)
+                            {
+                                timeline.FirstChunkFrames = speech.EmittedFrames - before;
+                            }
+
+                            timeline.MarkCodecDone();
+                            return chunk;
+                        },
+                        cancellationToken).ConfigureAwait(false));
                 }
             }
         }
@@ -1080,12 +1118,20 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         }
 
         var stop = steps.StopReason;
+        if (speaks)
+        {
+            // Before the completion, so a host that has seen its answer complete finds it here.
+            LastSpokenTimeline = prepared.Timeline;
+        }
+
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams)
         {
             StopReason = stop,
             PromptAudioPositions = generation.Prompt.AudioFeatureCount,
             TextTokens = streams[^1].Count(token => token < _vocabulary.Tokens.EndOfText),
+            Timeline = prepared.Timeline,
         });
+
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
     }
 
