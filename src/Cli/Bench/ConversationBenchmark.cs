@@ -204,6 +204,7 @@ internal static class ConversationBenchmark
                 turnStages["prompt_positions_reused"] = timeline.PromptPositionsReused;
                 turnStages["prompt_decodes"] = timeline.PromptDecodes;
                 turnStages["steps_before_first_chunk"] = timeline.StepsToFirstChunk;
+                turnStages["steps_at_codec_start"] = timeline.StepsAtCodecStart;
                 turnStages["first_chunk_frames"] = timeline.FirstChunkFrames;
                 turnStages["encoded_ahead"] = timeline.EncodedAhead ? 1 : 0;
                 stages[turn] = turnStages;

@@ -54,6 +54,9 @@ internal sealed class AnswerTimeline(Stopwatch clock)
     /// <summary>The codec started on the first chunk (on the scheduler's thread, between decodes).</summary>
     public double CodecStarted { get; private set; } = double.NaN;
 
+    /// <summary>Steps the answer had kept when the codec started on its first chunk (it holds for it: no more than <see cref="StepsToFirstChunk"/>).</summary>
+    public int StepsAtCodecStart { get; set; }
+
     /// <summary>The codec finished the first chunk.</summary>
     public double CodecDone { get; private set; } = double.NaN;
 

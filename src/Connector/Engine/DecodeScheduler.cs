@@ -366,7 +366,15 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         long decodedAt = Stopwatch.GetTimestamp();
+        // Counted before the answers see their results: a caller that has seen its answer end finds its rows counted.
+        Interlocked.Increment(ref _decodes);
+        Interlocked.Add(ref _rows, batch.EmbeddingsCount);
         bool stepsOnly = decoded.All(slot => !slot.WasInPrompt);
+        if (stepsOnly)
+        {
+            Interlocked.Increment(ref _stepDecodes);
+        }
+
         foreach (var slot in decoded)
         {
             slot.Used += slot.Pending;
@@ -406,9 +414,10 @@ internal sealed class DecodeScheduler : IDisposable
         foreach (var slot in _active.Where(s => !s.Answer.InPrompt).Concat(_active.Where(s => s.Answer.InPrompt)).ToList())
         {
             bool inPrompt = slot.Answer.InPrompt;
-            if (slot.Answer.WaitsForText)
+            if (slot.Answer.WaitsForText || slot.Answer.HeldForSpeech)
             {
-                // Its text has run dry: it idles, holding its cache, until its writer wakes the loop. The wait is no step gap.
+                // Its text has run dry: it idles, holding its cache, until its writer wakes the loop; or its reader's codec
+                // is about to run on this thread. The wait is no step gap.
                 slot.LastStep = 0;
                 continue;
             }
@@ -704,13 +713,10 @@ internal sealed class DecodeScheduler : IDisposable
     private void Record(BackboneBatch batch, bool stepsOnly, long started, long decodeStarted, long decodedAt, long headsTicks)
     {
         long now = Stopwatch.GetTimestamp();
-        Interlocked.Increment(ref _decodes);
-        Interlocked.Add(ref _rows, batch.EmbeddingsCount);
         Interlocked.Add(ref _decodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
         // Steps alone (no prompt in the batch) are what an answer's pace is made of.
         if (stepsOnly)
         {
-            Interlocked.Increment(ref _stepDecodes);
             Interlocked.Add(ref _stepTicks, Stopwatch.GetElapsedTime(started, now).Ticks);
             Interlocked.Add(ref _stepDecodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks - headsTicks);
             Interlocked.Add(ref _stepHeadsTicks, headsTicks);
@@ -740,8 +746,9 @@ internal sealed class DecodeScheduler : IDisposable
             return false;
         }
 
-        // Answers waiting for streamed text give the loop nothing to do until their text (or a cancellation) wakes it.
-        if (_active.Any(slot => !slot.Answer.WaitsForText) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
+        // Answers waiting for streamed text, or held for their codec, give the loop nothing to do until their text, their
+        // codec's work (or a cancellation) wakes it.
+        if (_active.Any(slot => !slot.Answer.WaitsForText && !slot.Answer.HeldForSpeech) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
         {
             return true;
         }

@@ -829,6 +829,12 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         }
 
         var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory, Timeline = new AnswerTimeline(clock) };
+        if (generation.Speaks)
+        {
+            // Its first chunk of speech is due once the delay pattern has given the chunk's frames and their lookahead.
+            generation = generation with { SpeechHoldStep = DelayPattern.LayerCount + StreamingOptions.Speech.ChunkFrames + StreamingOptions.Speech.LookaheadFrames };
+        }
+
         return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
     }
 
@@ -1041,6 +1047,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
+        // The answer holds after the step that makes a chunk due, until that chunk's codec run (on the scheduler's thread)
+        // releases it and says where the next hold is; a cancellation must reach a held answer too.
+        var answer = steps.Answer;
+        int heldAt = generation.SpeechHoldStep;
+        using var wake = cancellationToken.Register(_scheduler.Wake);
         TimeSpan? firstSpeech = null;
         long samples = 0;
         void Speak(float[] chunk)
@@ -1096,19 +1107,44 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                     Speak(await _scheduler.RunBetweenStepsAsync(
                         () =>
                         {
-                            timeline.MarkCodecStarted();
-                            int before = speech.EmittedFrames;
-                            float[] chunk = CountCodecRun(speech.DecodeDueChunk());
-                            if (timeline.FirstChunkFrames == 0)
+                            try
                             {
-                                timeline.FirstChunkFrames = speech.EmittedFrames - before;
-                            }
+                                timeline.MarkCodecStarted();
+                                int before = speech.EmittedFrames;
+                                float[] chunk = CountCodecRun(speech.DecodeDueChunk());
+                                if (timeline.FirstChunkFrames == 0)
+                                {
+                                    timeline.FirstChunkFrames = speech.EmittedFrames - before;
+                                    timeline.StepsAtCodecStart = answer.StepsKept;
+                                }
 
-                            timeline.MarkCodecDone();
-                            return chunk;
+                                timeline.MarkCodecDone();
+                                return chunk;
+                            }
+                            finally
+                            {
+                                heldAt = DelayPattern.LayerCount + speech.FramesForNextChunk;
+                                answer.HoldAfterStep(heldAt);
+                                answer.ReleaseHold();
+                            }
                         },
                         cancellationToken).ConfigureAwait(false));
+                    continue;
                 }
+            }
+
+            if (streams[^1].Count == heldAt)
+            {
+                // The answer holds for a chunk that did not come due (a frame held a special token: the answer is ending).
+                heldAt = 0;
+                await _scheduler.RunBetweenStepsAsync(
+                    () =>
+                    {
+                        answer.HoldAfterStep(0);
+                        answer.ReleaseHold();
+                        return 0;
+                    },
+                    cancellationToken).ConfigureAwait(false);
             }
         }
 

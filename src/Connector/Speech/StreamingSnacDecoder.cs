@@ -61,6 +61,9 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
     /// <summary>Frames whose speech has been emitted.</summary>
     public int EmittedFrames => _emittedFrames;
 
+    /// <summary>Frames received by the time the next chunk is due.</summary>
+    public int FramesForNextChunk => _emittedFrames + _chunkFrames + _options.LookaheadFrames;
+
     /// <summary>Whether enough frames arrived for the next chunk (<see cref="DecodeDueChunk"/> decodes it).</summary>
     public bool ChunkDue => _frames.Count - _emittedFrames >= _chunkFrames + _options.LookaheadFrames;
 

@@ -25,6 +25,8 @@ public sealed class AnswerTimelineTests(EngineFixture fixture) : IClassFixture<E
         // The delay pattern's first frame at step 8, then the first chunk's other frame and one of lookahead: step 10.
         Assert.Equal(10, DelayPattern.LayerCount + StreamingOptions.Speech.ChunkFrames + StreamingOptions.Speech.LookaheadFrames);
         Assert.Equal(10, timeline.StepsToFirstChunk);
+        // The answer held after that step for its codec: the first chunk was decoded before the step after it.
+        Assert.Equal(10, timeline.StepsAtCodecStart);
         Assert.Equal(StreamingOptions.Speech.ChunkFrames, timeline.FirstChunkFrames);
         Assert.Equal(StreamingOptions.Speech.ChunkFrames * 2048, events.OfType<SpeechChunk>().First().Samples.Length);
         // Every prompt position decoded once, in one decode (nothing else was running), none shared from a cache.
