@@ -511,8 +511,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     /// <summary>
     /// Runs every stage once, so that the first real request costs what later ones do: waits for the decode costs the
     /// scheduler measures after load (measured while a first request encodes, they would share its cores), then answers a
-    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), encodes it once more in the
-    /// fast mode, and runs the codec on its own if the dummy answer ended before its first frame. A host calls it while
+    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), asks it once more through a
+    /// realtime session in the fast mode (the fast encoder, a transcript beside the answer, the realtime path's first use),
+    /// and runs the codec on its own if neither answer got to its first frame. A host calls it while
     /// loading, before it says it is ready; a one-shot answer gains nothing from it.
     /// </summary>
     public async Task WarmUpAsync(CancellationToken cancellationToken = default)
@@ -533,7 +534,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             spoke |= item is SpeechChunk;
         }
 
-        await EncodeAsync(question, WhisperLogMel.FeatureFrameCount(question.Length), EncoderMode.Fast, cancellationToken).ConfigureAwait(false);
+        // The same question once more as a realtime client's spoken turn, in the fast mode: the fast encoder, and what the
+        // realtime path pays on its first use (RealtimeWarmUp).
+        spoke |= await RealtimeWarmUp.RunAsync(this, question, WarmUpSteps, cancellationToken).ConfigureAwait(false);
         if (!spoke)
         {
             // Frames of code 0 are valid codes: one chunk through a decoder of its own, on the scheduler's thread as in an answer.
