@@ -37,6 +37,9 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
     /// <summary>The model directory, which an answer whose first step turns NaN or Inf names in its error.</summary>
     public string ModelDirectory { get; init; } = "";
 
+    /// <summary>Who the preamble kept after this answer belongs to (see <see cref="MiniOmniRequest.CacheOwner"/>), or null.</summary>
+    public object? CacheOwner { get; init; }
+
     /// <summary>Where the answer's time to first speech goes; null when nobody asks.</summary>
     public AnswerTimeline? Timeline { get; init; }
 

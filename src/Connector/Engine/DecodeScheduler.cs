@@ -518,6 +518,7 @@ internal sealed class DecodeScheduler : IDisposable
         if (entry is not null)
         {
             entry.LastUsed = ++_cacheClock;
+            entry.Own(answer.Request.CacheOwner);
         }
 
         Interlocked.Add(ref _reusedPositions, reuse);
@@ -536,14 +537,19 @@ internal sealed class DecodeScheduler : IDisposable
             return;
         }
 
+        var owner = answer.Request.CacheOwner;
         if (_cached.Find(c => c.Length >= length && c.CommonPrefix(prompt, length) == length) is { } covering)
         {
             covering.LastUsed = ++_cacheClock;
+            covering.Own(owner);
             return;
         }
 
+        // The new prefix serves whoever the shorter ones served.
+        var owners = new List<object>();
         foreach (var shorter in _cached.Where(c => c.CommonPrefix(prompt, c.Length) == c.Length).ToList())
         {
+            owners.AddRange(shorter.Owners);
             Evict(shorter);
         }
 
@@ -559,9 +565,30 @@ internal sealed class DecodeScheduler : IDisposable
 
         var sequence = _freeSideSequences.Pop();
         _backbone.CopySequence(answer.Sequences[0], sequence, 0, length);
-        _cached.Add(new CachedPrefix(sequence, prompt.Streams, length) { LastUsed = ++_cacheClock });
+        var kept = new CachedPrefix(sequence, prompt.Streams, length) { LastUsed = ++_cacheClock };
+        owners.ForEach(kept.Own);
+        kept.Own(owner);
+        _cached.Add(kept);
         Volatile.Write(ref _cachedCells, _cachedCells + length);
     }
+
+    /// <summary>
+    /// Frees the kept prefixes <paramref name="owner"/> used, unless another owner uses them too (it then no longer counts
+    /// as theirs); a prefix no owner ever claimed stays. Runs between steps; the task gives how many were freed.
+    /// </summary>
+    public Task<int> ForgetCacheOwner(object owner) => RunBetweenStepsAsync(
+        () =>
+        {
+            int freed = 0;
+            foreach (var entry in _cached.Where(c => c.Owners.Remove(owner) && c.Owners.Count == 0).ToList())
+            {
+                Evict(entry);
+                freed++;
+            }
+
+            return freed;
+        },
+        CancellationToken.None);
 
     private void Evict(CachedPrefix entry)
     {
@@ -930,6 +957,18 @@ internal sealed class DecodeScheduler : IDisposable
 
         /// <summary>When it was last kept or shared (the scheduler's counter): the least recent goes first.</summary>
         public long LastUsed { get; set; }
+
+        /// <summary>Who kept or shared it (realtime sessions); empty for prefixes of requests without an owner.</summary>
+        public HashSet<object> Owners { get; } = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>Counts <paramref name="owner"/> among its owners (null: nothing).</summary>
+        public void Own(object? owner)
+        {
+            if (owner is not null)
+            {
+                Owners.Add(owner);
+            }
+        }
 
         /// <summary>How many leading positions of <paramref name="prompt"/>, at most <paramref name="limit"/>, have this prefix's tokens on every stream.</summary>
         public int CommonPrefix(Prompt prompt, int limit)

@@ -187,6 +187,19 @@ public sealed record MiniOmniRequest
     /// (see <see cref="QuestionTranscription"/>); null for none.
     /// </summary>
     public QuestionTranscription? Transcription { get; init; }
+
+    /// <summary>
+    /// Who the preamble kept in the prompt cache after this answer belongs to (a realtime session), or null: the owner's
+    /// kept preambles are freed when it ends (<see cref="IPromptCacheOwners.ForgetAsync"/>) instead of waiting to be evicted.
+    /// </summary>
+    internal object? CacheOwner { get; init; }
+}
+
+/// <summary>An engine whose prompt cache frees what an owner kept when the owner ends (a realtime session's preambles).</summary>
+internal interface IPromptCacheOwners
+{
+    /// <summary>Frees the kept preambles that only <paramref name="owner"/> used; returns how many were freed.</summary>
+    Task<int> ForgetAsync(object owner);
 }
 
 /// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
@@ -322,7 +335,7 @@ public interface IMiniOmniEngine
 /// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
 /// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCacheOwners, IDisposable
 {
     private readonly Backbone _backbone;
     private readonly GgufFile _vocabularyFile;
@@ -575,6 +588,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
                 Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
         }
+    }
+
+    /// <inheritdoc />
+    Task<int> IPromptCacheOwners.ForgetAsync(object owner)
+    {
+        ArgumentNullException.ThrowIfNull(owner);
+        return Volatile.Read(ref _disposed) != 0 ? Task.FromResult(0) : _scheduler.ForgetCacheOwner(owner);
     }
 
     /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>
@@ -831,7 +851,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
         }
 
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory, Timeline = new AnswerTimeline(clock) };
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory, Timeline = new AnswerTimeline(clock), CacheOwner = request.CacheOwner };
         if (generation.Speaks)
         {
             // Its first chunk of speech is due once the delay pattern has given the chunk's frames and their lookahead.
