@@ -37,11 +37,19 @@ internal sealed record ConversationSettings
     /// <summary>Steps of each answer (the issue measured 24).</summary>
     public int AnswerSteps { get; init; } = 24;
 
-    /// <summary>Turns of the history case (0: none); its history reaches <see cref="HistoryCharacters"/> by the last turn.</summary>
+    /// <summary>Turns of the history case (0: none); its history reaches <see cref="HistoryTokens"/> by the last turn.</summary>
     public int HistoryTurns { get; init; } = 10;
 
-    /// <summary>Characters of history the history case has added by its last turn (the realtime client's budget is 2000).</summary>
-    public int HistoryCharacters { get; init; } = 2000;
+    /// <summary>
+    /// The model's tokens of history the history case has added by its last turn: 500 is what the realtime client's budget
+    /// of 2000 characters takes in Qwen2's tokens (about 4 characters each). Counted in the model's own tokens, so that a
+    /// model whose tokenizer spends more (the synth models' spend about one a character) is measured with the same number
+    /// of positions rather than overflowing its context.
+    /// </summary>
+    public int HistoryTokens { get; init; } = 500;
+
+    /// <summary>Characters of history instead of <see cref="HistoryTokens"/> (0: sized in tokens).</summary>
+    public int HistoryCharacters { get; init; }
 
     /// <summary>Engine threads (null: every core).</summary>
     public int? Threads { get; init; }
@@ -87,6 +95,8 @@ internal static class ConversationBenchmark
             ["warm_up"] = settings.WarmUp,
             ["transcribe"] = settings.Transcribe,
             ["engine_niceness"] = settings.Niceness,
+            ["history_turns"] = settings.HistoryTurns,
+            ["history_tokens"] = settings.HistoryCharacters > 0 ? "none: sized by --history-characters" : (object)settings.HistoryTokens,
         };
         foreach (var mode in settings.Encoders)
         {
@@ -95,9 +105,10 @@ internal static class ConversationBenchmark
             foreach (string path in settings.Paths)
             {
                 var (result, load) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.Turns, 0, cancellationToken), cancellationToken).ConfigureAwait(false);
-                turns[path] = result;
+                turns[path] = result.Times;
                 figures[$"{name}_{path}_load_s"] = Math.Round(load, 2);
-                figures[$"{name}_{path}_first_audio_s"] = result.Select(t => Math.Round(t, 3)).ToArray();
+                figures[$"{name}_{path}_first_audio_s"] = result.Times.Select(t => Math.Round(t, 3)).ToArray();
+                figures[$"{name}_{path}_first_audio_stages_s"] = result.Stages;
             }
 
             // The goals: no cold start (turn 1 / turn 2), no growth (turn 3 / turn 2), the socket as fast as in process.
@@ -117,10 +128,16 @@ internal static class ConversationBenchmark
             {
                 foreach (string path in settings.Paths.Where(p => p != "server_socket"))
                 {
-                    var (history, _) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.HistoryTurns, settings.HistoryCharacters, cancellationToken), cancellationToken).ConfigureAwait(false);
-                    figures[$"{name}_history_{path}_first_audio_s"] = history.Select(t => Math.Round(t, 3)).ToArray();
+                    var (history, _) = await WithEngineAsync(directory, settings, mode, (engine, server) =>
+                    {
+                        int characters = HistoryCharacters(engine, settings);
+                        figures[$"{name}_history_{path}_characters"] = characters;
+                        return Conversation(path, engine, server, mode, settings, question, pcm, settings.HistoryTurns, characters, cancellationToken);
+                    }, cancellationToken).ConfigureAwait(false);
+                    figures[$"{name}_history_{path}_first_audio_s"] = history.Times.Select(t => Math.Round(t, 3)).ToArray();
+                    figures[$"{name}_history_{path}_first_audio_stages_s"] = history.Stages;
                     // Turn 1 is the cold one; turn 2 has little history yet: the last turn against it.
-                    figures[$"{name}_history_{path}_last_over_turn2"] = Math.Round(history[^1] / history[1], 3);
+                    figures[$"{name}_history_{path}_last_over_turn2"] = Math.Round(history.Times[^1] / history.Times[1], 3);
                 }
             }
         }
@@ -170,17 +187,49 @@ internal static class ConversationBenchmark
     // One conversation of `turns` turns through `path`; each turn's seconds from the response request to its first audio.
     // With historyCharacters > 0, a typed exchange is added before each turn after the first, so that the history has
     // grown by historyCharacters by the last turn (the engine path gets the same amount as a preamble).
-    private static async Task<double[]> Conversation(string path, MiniOmniEngine engine, Uri server, EncoderMode mode, ConversationSettings settings, float[] question, byte[] pcm, int turns, int historyCharacters, CancellationToken cancellationToken)
+    private static async Task<ConversationTimes> Conversation(string path, MiniOmniEngine engine, Uri server, EncoderMode mode, ConversationSettings settings, float[] question, byte[] pcm, int turns, int historyCharacters, CancellationToken cancellationToken)
     {
         int perTurn = turns > 1 ? historyCharacters / (turns - 1) / 2 : 0;
         var times = new double[turns];
+        var stages = new Dictionary<string, double>[turns];
+        AnswerTimeline? last = null;
+        // Each turn's first audio, stage by stage: the path's own time before the engine has the request, the engine's
+        // stages (AnswerTimeline), and the path's time from the engine's first speech to the caller's first audio.
+        async Task<double> Measure(int turn, Func<Task<(double First, long Started)>> run)
+        {
+            var (first, started) = await Status($"{mode}, {path}, turn {turn + 1}", async () => await run().ConfigureAwait(false)).ConfigureAwait(false);
+            var timeline = engine.LastSpokenTimeline;
+            if (timeline is not null && timeline != last)
+            {
+                last = timeline;
+                double before = Stopwatch.GetElapsedTime(started, timeline.StartTimestamp).TotalSeconds;
+                var turnStages = new Dictionary<string, double> { ["before_engine"] = Math.Round(before, 4) };
+                foreach (var (stage, seconds) in timeline.Stages())
+                {
+                    turnStages[stage] = Math.Round(seconds, 4);
+                }
+
+                turnStages["after_engine"] = Math.Round(first - before - timeline.FirstSpeech, 4);
+                turnStages["prompt_positions_decoded"] = timeline.PromptPositionsDecoded;
+                turnStages["prompt_positions_reused"] = timeline.PromptPositionsReused;
+                turnStages["prompt_decodes"] = timeline.PromptDecodes;
+                turnStages["steps_before_first_chunk"] = timeline.StepsToFirstChunk;
+                turnStages["steps_at_codec_start"] = timeline.StepsAtCodecStart;
+                turnStages["first_chunk_frames"] = timeline.FirstChunkFrames;
+                turnStages["encoded_ahead"] = timeline.EncodedAhead ? 1 : 0;
+                stages[turn] = turnStages;
+            }
+
+            return first;
+        }
+
         switch (path)
         {
             case "engine":
                 for (int turn = 0; turn < turns; turn++)
                 {
                     string? preamble = historyCharacters > 0 && turn > 0 ? Filler(2 * perTurn * turn) : null;
-                    times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => EngineTurn(engine, question, mode, settings.AnswerSteps, preamble, cancellationToken)).ConfigureAwait(false);
+                    times[turn] = await Measure(turn, () => EngineTurn(engine, question, mode, settings.AnswerSteps, preamble, cancellationToken)).ConfigureAwait(false);
                 }
 
                 break;
@@ -201,7 +250,7 @@ internal static class ConversationBenchmark
                             await session.SendAsync(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent(Filler(perTurn))], $"a{turn}", ChatRole.Assistant)), cancellationToken).ConfigureAwait(false);
                         }
 
-                        times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => ClientTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                        times[turn] = await Measure(turn, () => ClientTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
                     }
                 }
 
@@ -219,18 +268,22 @@ internal static class ConversationBenchmark
                     }, cancellationToken).ConfigureAwait(false);
                     for (int turn = 0; turn < turns; turn++)
                     {
-                        times[turn] = await Status($"{mode}, {path}, turn {turn + 1}", () => SocketTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                        times[turn] = await Measure(turn, () => SocketTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
                     }
                 }
 
                 break;
         }
 
-        return times;
+        return new ConversationTimes(times, stages);
     }
 
-    private static async Task<double> EngineTurn(MiniOmniEngine engine, float[] question, EncoderMode mode, int steps, string? preamble, CancellationToken cancellationToken)
+    /// <summary>Each turn's seconds to first audio, and where they went (null for a turn whose answer did not speak).</summary>
+    private sealed record ConversationTimes(double[] Times, Dictionary<string, double>?[] Stages);
+
+    private static async Task<(double First, long Started)> EngineTurn(MiniOmniEngine engine, float[] question, EncoderMode mode, int steps, string? preamble, CancellationToken cancellationToken)
     {
+        long started = Stopwatch.GetTimestamp();
         var clock = Stopwatch.StartNew();
         double first = double.NaN;
         await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Audio = question, MaxTokens = steps, EncoderMode = mode, Preamble = preamble }, cancellationToken).ConfigureAwait(false))
@@ -241,10 +294,10 @@ internal static class ConversationBenchmark
             }
         }
 
-        return first;
+        return (first, started);
     }
 
-    private static async Task<double> ClientTurn(IRealtimeClientSession session, byte[] pcm, CancellationToken cancellationToken)
+    private static async Task<(double First, long Started)> ClientTurn(IRealtimeClientSession session, byte[] pcm, CancellationToken cancellationToken)
     {
         foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
         {
@@ -252,6 +305,7 @@ internal static class ConversationBenchmark
         }
 
         await session.SendAsync(new InputAudioBufferCommitRealtimeClientMessage(), cancellationToken).ConfigureAwait(false);
+        long started = Stopwatch.GetTimestamp();
         var clock = Stopwatch.StartNew();
         await session.SendAsync(new CreateResponseRealtimeClientMessage(), cancellationToken).ConfigureAwait(false);
         double first = double.NaN;
@@ -267,10 +321,10 @@ internal static class ConversationBenchmark
             }
         }
 
-        return first;
+        return (first, started);
     }
 
-    private static async Task<double> SocketTurn(RealtimeSessionClient session, byte[] pcm, CancellationToken cancellationToken)
+    private static async Task<(double First, long Started)> SocketTurn(RealtimeSessionClient session, byte[] pcm, CancellationToken cancellationToken)
     {
         foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
         {
@@ -278,6 +332,7 @@ internal static class ConversationBenchmark
         }
 
         await session.CommitPendingAudioAsync(cancellationToken).ConfigureAwait(false);
+        long started = Stopwatch.GetTimestamp();
         var clock = Stopwatch.StartNew();
         await session.StartResponseAsync(cancellationToken).ConfigureAwait(false);
         double first = double.NaN;
@@ -297,7 +352,22 @@ internal static class ConversationBenchmark
             }
         }
 
-        return first;
+        return (first, started);
+    }
+
+    // The history case's characters: as asked, or as many as make its tokens in this model's tokenizer.
+    private static int HistoryCharacters(MiniOmniEngine engine, ConversationSettings settings)
+    {
+        if (settings.HistoryCharacters > 0)
+        {
+            return settings.HistoryCharacters;
+        }
+
+        string sample = Filler(4000);
+        double charactersPerToken = sample.Length / (double)Math.Max(1, engine.TokenizeText(sample).Length);
+        int characters = (int)(settings.HistoryTokens * charactersPerToken);
+        BenchTools.Console.MarkupLineInterpolated($"[grey]bench conversation: {settings.HistoryTokens} tokens of history are {characters} characters in this model's tokenizer ({charactersPerToken:F2} a token)[/]");
+        return characters;
     }
 
     // Plain words, as long as asked.

@@ -22,7 +22,8 @@ internal static class BenchConversationCommand
         var encoders = new Option<string>("--encoders") { Description = "Encoder modes to measure, comma-separated: fast, exact.", DefaultValueFactory = _ => "fast,exact" };
         var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each answer.", DefaultValueFactory = _ => 24 };
         var historyTurns = new Option<int>("--history-turns") { Description = "Turns of the history case, in process (0: none).", DefaultValueFactory = _ => 10 };
-        var historyCharacters = new Option<int>("--history-characters") { Description = "Characters of typed history the history case has added by its last turn.", DefaultValueFactory = _ => 2000 };
+        var historyTokens = new Option<int>("--history-tokens") { Description = "The model's tokens of typed history the history case has added by its last turn (500: the realtime client's 2000-character budget in Qwen2's tokens).", DefaultValueFactory = _ => 500 };
+        var historyCharacters = new Option<int>("--history-characters") { Description = "Characters of typed history instead of --history-tokens (0: sized in the model's tokens)." };
         var threads = new Option<int?>("--threads") { Description = "Engine threads (default: every core)." };
         var niceness = new Option<int>("--niceness") { Description = "Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness (0: unchanged).", DefaultValueFactory = _ => new MiniOmniServerOptions().EngineNiceness };
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "Load without the warm-up, to measure what a cold engine's first turn pays." };
@@ -31,7 +32,7 @@ internal static class BenchConversationCommand
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
         var command = new Command("conversation", "Time each turn's first audio in a conversation, in process and through the server, cold against warm; prints JSON.")
         {
-            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyCharacters, threads, niceness, noWarmUp, paths, transcribe, output,
+            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyTokens, historyCharacters, threads, niceness, noWarmUp, paths, transcribe, output,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -49,6 +50,7 @@ internal static class BenchConversationCommand
                 Encoders = [.. (parse.GetValue(encoders) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseMode)],
                 AnswerSteps = Math.Max(16, parse.GetValue(answerSteps)),
                 HistoryTurns = Math.Max(0, parse.GetValue(historyTurns)),
+                HistoryTokens = Math.Max(0, parse.GetValue(historyTokens)),
                 HistoryCharacters = Math.Max(0, parse.GetValue(historyCharacters)),
                 Threads = parse.GetValue(threads),
                 Niceness = parse.GetValue(niceness),

@@ -36,6 +36,18 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
 
     /// <summary>The model directory, which an answer whose first step turns NaN or Inf names in its error.</summary>
     public string ModelDirectory { get; init; } = "";
+
+    /// <summary>Who the preamble kept after this answer belongs to (see <see cref="MiniOmniRequest.CacheOwner"/>), or null.</summary>
+    public object? CacheOwner { get; init; }
+
+    /// <summary>Where the answer's time to first speech goes; null when nobody asks.</summary>
+    public AnswerTimeline? Timeline { get; init; }
+
+    /// <summary>
+    /// The step after which the answer holds until its reader releases it (0: never): the step that completes the codec's
+    /// first chunk, so the chunk is decoded before the next step rather than after it (see <see cref="AnswerSequence.HoldAfterStep"/>).
+    /// </summary>
+    public int SpeechHoldStep { get; init; }
 }
 
 /// <summary>
@@ -72,6 +84,8 @@ internal sealed class AnswerSequence
     private int _rowsInBatch;
     private int _position;
     private StepTokens _lastStep;
+    private int _holdAfterStep;
+    private bool _held;
 
     public AnswerSequence(GenerationRequest request, EmbeddingMix mix, MiniOmniVocabulary vocabulary, CancellationToken cancellationToken)
     {
@@ -85,6 +99,7 @@ internal sealed class AnswerSequence
         // Rows of a batch-parallel answer differ only at the last prompt position.
         _sharedLength = request.ThinkingPrompt is null ? request.Prompt.Length : request.Prompt.Length - 1;
         Cancellation = cancellationToken;
+        _holdAfterStep = request.SpeechHoldStep;
     }
 
     /// <summary>The request this answer serves.</summary>
@@ -135,7 +150,24 @@ internal sealed class AnswerSequence
         }
 
         _decodedPrompt = positions;
+        _request.Timeline?.MarkPromptReused(positions);
     }
+
+    /// <summary>
+    /// Whether the answer holds after a step until its reader releases it: its reader has a chunk of speech to decode
+    /// from that step, which runs between decodes (<see cref="DecodeScheduler.RunBetweenStepsAsync"/>). Holding the answer's
+    /// next step for it puts the speech out a step sooner; the step then follows the codec, as it would have a step later.
+    /// </summary>
+    public bool HeldForSpeech => _held;
+
+    /// <summary>Holds the answer after its step <paramref name="step"/> (counted from 1; 0: no hold). On the scheduler's thread only.</summary>
+    public void HoldAfterStep(int step) => _holdAfterStep = step;
+
+    /// <summary>Steps kept so far. On the scheduler's thread only.</summary>
+    public int StepsKept => _rules.Steps;
+
+    /// <summary>Lets a held answer go on. On the scheduler's thread only.</summary>
+    public void ReleaseHold() => _held = false;
 
     /// <summary>Why the answer ended, once <see cref="OnDecoded"/> has returned false.</summary>
     public AnswerStopReason StopReason { get; private set; } = AnswerStopReason.EndOfAnswer;
@@ -175,6 +207,7 @@ internal sealed class AnswerSequence
                 }
 
                 _rowsInBatch = end - _decodedPrompt;
+                _request.Timeline?.MarkPromptDecode(_rowsInBatch);
                 break;
             case Phase.RowPrompts:
                 for (int row = 0; row < Sequences.Length; row++)
@@ -291,6 +324,7 @@ internal sealed class AnswerSequence
         }
 
         _steps.Writer.TryWrite(step);
+        _request.Timeline?.MarkFirstStep();
         if (_rules.Steps >= _rules.MaxSteps)
         {
             StopReason = _request.StepLimitReason;
@@ -298,6 +332,7 @@ internal sealed class AnswerSequence
             return false;
         }
 
+        _held = _rules.Steps == _holdAfterStep;
         _position = _phase == Phase.Step ? _position + 1 : _request.Prompt.Length;
         _lastStep = step;
         _phase = Phase.Step;

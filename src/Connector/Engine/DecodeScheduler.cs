@@ -366,7 +366,15 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         long decodedAt = Stopwatch.GetTimestamp();
+        // Counted before the answers see their results: a caller that has seen its answer end finds its rows counted.
+        Interlocked.Increment(ref _decodes);
+        Interlocked.Add(ref _rows, batch.EmbeddingsCount);
         bool stepsOnly = decoded.All(slot => !slot.WasInPrompt);
+        if (stepsOnly)
+        {
+            Interlocked.Increment(ref _stepDecodes);
+        }
+
         foreach (var slot in decoded)
         {
             slot.Used += slot.Pending;
@@ -406,9 +414,10 @@ internal sealed class DecodeScheduler : IDisposable
         foreach (var slot in _active.Where(s => !s.Answer.InPrompt).Concat(_active.Where(s => s.Answer.InPrompt)).ToList())
         {
             bool inPrompt = slot.Answer.InPrompt;
-            if (slot.Answer.WaitsForText)
+            if (slot.Answer.WaitsForText || slot.Answer.HeldForSpeech)
             {
-                // Its text has run dry: it idles, holding its cache, until its writer wakes the loop. The wait is no step gap.
+                // Its text has run dry: it idles, holding its cache, until its writer wakes the loop; or its reader's codec
+                // is about to run on this thread. The wait is no step gap.
                 slot.LastStep = 0;
                 continue;
             }
@@ -509,6 +518,7 @@ internal sealed class DecodeScheduler : IDisposable
         if (entry is not null)
         {
             entry.LastUsed = ++_cacheClock;
+            entry.Own(answer.Request.CacheOwner);
         }
 
         Interlocked.Add(ref _reusedPositions, reuse);
@@ -527,14 +537,19 @@ internal sealed class DecodeScheduler : IDisposable
             return;
         }
 
+        var owner = answer.Request.CacheOwner;
         if (_cached.Find(c => c.Length >= length && c.CommonPrefix(prompt, length) == length) is { } covering)
         {
             covering.LastUsed = ++_cacheClock;
+            covering.Own(owner);
             return;
         }
 
+        // The new prefix serves whoever the shorter ones served.
+        var owners = new List<object>();
         foreach (var shorter in _cached.Where(c => c.CommonPrefix(prompt, c.Length) == c.Length).ToList())
         {
+            owners.AddRange(shorter.Owners);
             Evict(shorter);
         }
 
@@ -550,9 +565,30 @@ internal sealed class DecodeScheduler : IDisposable
 
         var sequence = _freeSideSequences.Pop();
         _backbone.CopySequence(answer.Sequences[0], sequence, 0, length);
-        _cached.Add(new CachedPrefix(sequence, prompt.Streams, length) { LastUsed = ++_cacheClock });
+        var kept = new CachedPrefix(sequence, prompt.Streams, length) { LastUsed = ++_cacheClock };
+        owners.ForEach(kept.Own);
+        kept.Own(owner);
+        _cached.Add(kept);
         Volatile.Write(ref _cachedCells, _cachedCells + length);
     }
+
+    /// <summary>
+    /// Frees the kept prefixes <paramref name="owner"/> used, unless another owner uses them too (it then no longer counts
+    /// as theirs); a prefix no owner ever claimed stays. Runs between steps; the task gives how many were freed.
+    /// </summary>
+    public Task<int> ForgetCacheOwner(object owner) => RunBetweenStepsAsync(
+        () =>
+        {
+            int freed = 0;
+            foreach (var entry in _cached.Where(c => c.Owners.Remove(owner) && c.Owners.Count == 0).ToList())
+            {
+                Evict(entry);
+                freed++;
+            }
+
+            return freed;
+        },
+        CancellationToken.None);
 
     private void Evict(CachedPrefix entry)
     {
@@ -704,13 +740,10 @@ internal sealed class DecodeScheduler : IDisposable
     private void Record(BackboneBatch batch, bool stepsOnly, long started, long decodeStarted, long decodedAt, long headsTicks)
     {
         long now = Stopwatch.GetTimestamp();
-        Interlocked.Increment(ref _decodes);
-        Interlocked.Add(ref _rows, batch.EmbeddingsCount);
         Interlocked.Add(ref _decodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks);
         // Steps alone (no prompt in the batch) are what an answer's pace is made of.
         if (stepsOnly)
         {
-            Interlocked.Increment(ref _stepDecodes);
             Interlocked.Add(ref _stepTicks, Stopwatch.GetElapsedTime(started, now).Ticks);
             Interlocked.Add(ref _stepDecodeTicks, Stopwatch.GetElapsedTime(decodeStarted, decodedAt).Ticks - headsTicks);
             Interlocked.Add(ref _stepHeadsTicks, headsTicks);
@@ -740,8 +773,9 @@ internal sealed class DecodeScheduler : IDisposable
             return false;
         }
 
-        // Answers waiting for streamed text give the loop nothing to do until their text (or a cancellation) wakes it.
-        if (_active.Any(slot => !slot.Answer.WaitsForText) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
+        // Answers waiting for streamed text, or held for their codec, give the loop nothing to do until their text, their
+        // codec's work (or a cancellation) wakes it.
+        if (_active.Any(slot => !slot.Answer.WaitsForText && !slot.Answer.HeldForSpeech) || (_waiting.Count > 0 && _active.Count < MaxActiveAnswers) || _waitingSide.Count > 0)
         {
             return true;
         }
@@ -923,6 +957,18 @@ internal sealed class DecodeScheduler : IDisposable
 
         /// <summary>When it was last kept or shared (the scheduler's counter): the least recent goes first.</summary>
         public long LastUsed { get; set; }
+
+        /// <summary>Who kept or shared it (realtime sessions); empty for prefixes of requests without an owner.</summary>
+        public HashSet<object> Owners { get; } = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>Counts <paramref name="owner"/> among its owners (null: nothing).</summary>
+        public void Own(object? owner)
+        {
+            if (owner is not null)
+            {
+                Owners.Add(owner);
+            }
+        }
 
         /// <summary>How many leading positions of <paramref name="prompt"/>, at most <paramref name="limit"/>, have this prefix's tokens on every stream.</summary>
         public int CommonPrefix(Prompt prompt, int limit)

@@ -187,6 +187,19 @@ public sealed record MiniOmniRequest
     /// (see <see cref="QuestionTranscription"/>); null for none.
     /// </summary>
     public QuestionTranscription? Transcription { get; init; }
+
+    /// <summary>
+    /// Who the preamble kept in the prompt cache after this answer belongs to (a realtime session), or null: the owner's
+    /// kept preambles are freed when it ends (<see cref="IPromptCacheOwners.ForgetAsync"/>) instead of waiting to be evicted.
+    /// </summary>
+    internal object? CacheOwner { get; init; }
+}
+
+/// <summary>An engine whose prompt cache frees what an owner kept when the owner ends (a realtime session's preambles).</summary>
+internal interface IPromptCacheOwners
+{
+    /// <summary>Frees the kept preambles that only <paramref name="owner"/> used; returns how many were freed.</summary>
+    Task<int> ForgetAsync(object owner);
 }
 
 /// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
@@ -273,6 +286,9 @@ public sealed record AnswerCompleted(int PromptTokens, int Steps, double SpeechS
 
     /// <summary>Steps whose text stream holds a text token (the answer's words; its end-of-text and pads not counted).</summary>
     public int TextTokens { get; init; }
+
+    /// <summary>Where the time to the first speech went, stage by stage (for benchmarks and diagnostics).</summary>
+    internal AnswerTimeline? Timeline { get; init; }
 }
 
 /// <summary>How often each stage of an engine has run since it was loaded.</summary>
@@ -319,7 +335,7 @@ public interface IMiniOmniEngine
 /// one backbone decode per step for all of them), the rest wait in arrival order. Each answer has its own sampler,
 /// sequences and streaming decoder, and frees its cache when it ends or is cancelled.
 /// </summary>
-public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
+public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCacheOwners, IDisposable
 {
     private readonly Backbone _backbone;
     private readonly GgufFile _vocabularyFile;
@@ -508,8 +524,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     /// <summary>
     /// Runs every stage once, so that the first real request costs what later ones do: waits for the decode costs the
     /// scheduler measures after load (measured while a first request encodes, they would share its cores), then answers a
-    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), encodes it once more in the
-    /// fast mode, and runs the codec on its own if the dummy answer ended before its first frame. A host calls it while
+    /// dummy spoken question (the exact encoder, a prompt, steps, every head, the codec), asks it once more through a
+    /// realtime session in the fast mode (the fast encoder, a transcript beside the answer, the realtime path's first use),
+    /// and runs the codec on its own if neither answer got to its first frame. A host calls it while
     /// loading, before it says it is ready; a one-shot answer gains nothing from it.
     /// </summary>
     public async Task WarmUpAsync(CancellationToken cancellationToken = default)
@@ -530,7 +547,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             spoke |= item is SpeechChunk;
         }
 
-        await EncodeAsync(question, WhisperLogMel.FeatureFrameCount(question.Length), EncoderMode.Fast, cancellationToken).ConfigureAwait(false);
+        // The same question once more as a realtime client's spoken turn, in the fast mode: the fast encoder, and what the
+        // realtime path pays on its first use (RealtimeWarmUp).
+        spoke |= await RealtimeWarmUp.RunAsync(this, question, WarmUpSteps, cancellationToken).ConfigureAwait(false);
         if (!spoke)
         {
             // Frames of code 0 are valid codes: one chunk through a decoder of its own, on the scheduler's thread as in an answer.
@@ -553,6 +572,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         _logger.LogInformation("Warmed up in {Seconds:F1} s ({Measuring:F1} s waiting for the decode costs).", clock.Elapsed.TotalSeconds, measured.TotalSeconds);
     }
 
+    /// <summary>The timeline of the latest spoken answer to complete (for benchmarks: what a host's answer spent in the engine).</summary>
+    internal AnswerTimeline? LastSpokenTimeline { get; private set; }
+
     /// <summary>Whether <see cref="WarmUpAsync"/> has run every stage once.</summary>
     public bool IsWarmedUp { get; private set; }
 
@@ -566,6 +588,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
                 Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
         }
+    }
+
+    /// <inheritdoc />
+    Task<int> IPromptCacheOwners.ForgetAsync(object owner)
+    {
+        ArgumentNullException.ThrowIfNull(owner);
+        return Volatile.Read(ref _disposed) != 0 ? Task.FromResult(0) : _scheduler.ForgetCacheOwner(owner);
     }
 
     /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>
@@ -623,12 +652,21 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     // Encodes on a thread of its own (see DedicatedThread), one question at a time: each encoding thread brings its own
     // OpenMP team, and several at once on a small CPU wait on each other's barriers (four 1.2 s questions arriving
     // together took 3 s to first speech).
-    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken)
+    private async Task<EncodedAudio> EncodeAsync(float[] audio, int featureCount, EncoderMode mode, CancellationToken cancellationToken, AnswerTimeline? timeline = null)
     {
         await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode), _computeNiceness).ConfigureAwait(false);
+            timeline?.MarkEncoderFree();
+            var encoded = await DedicatedThread.RunAsync(
+                "MiniOmni encoder",
+                () =>
+                {
+                    float[] mel = WhisperLogMel.Compute(audio);
+                    timeline?.MarkMelDone();
+                    return _encoder.Encode(mel, featureCount, mode);
+                },
+                _computeNiceness).ConfigureAwait(false);
             Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
             return encoded;
         }
@@ -671,6 +709,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
 
     internal sealed record PreparedRequest(MiniOmniRequest Request, GenerationRequest Generation, float[]? Audio, Stopwatch Clock)
     {
+        /// <summary>Where the answer's time to first speech goes (its generation request carries the same one to the scheduler).</summary>
+        public AnswerTimeline Timeline => Generation.Timeline!;
+
         /// <summary>The ASR row decoded beside the answer (<see cref="MiniOmniRequest.Transcription"/>), or null.</summary>
         public GenerationRequest? Transcript { get; init; }
     }
@@ -810,7 +851,13 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 prompt.Length, (int)Math.Clamp(maxSteps, 0, int.MaxValue));
         }
 
-        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory };
+        var generation = new GenerationRequest(request.Task, prompt, thinking, [], request.Sampling, (int)maxSteps) { ForcedText = forcing, StepLimitReason = limit, StreamedText = streamedAnswer ? new StreamedText() : null, ModelDirectory = _modelDirectory, Timeline = new AnswerTimeline(clock), CacheOwner = request.CacheOwner };
+        if (generation.Speaks)
+        {
+            // Its first chunk of speech is due once the delay pattern has given the chunk's frames and their lookahead.
+            generation = generation with { SpeechHoldStep = DelayPattern.LayerCount + StreamingOptions.Speech.ChunkFrames + StreamingOptions.Speech.LookaheadFrames };
+        }
+
         return new PreparedRequest(request, generation, audio, clock) { Transcript = PrepareTranscript(request, audio, preamble) };
     }
 
@@ -908,11 +955,14 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 int featureCount = generation.Prompt.AudioFeatureCount;
                 // A transcript needs the encoding even if the answer is cancelled meanwhile.
                 var encodingCancellation = transcription?.CancellationToken ?? cancellationToken;
-                var encoded = await (TakeAhead(audio, request.EncoderMode) ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                var ahead = TakeAhead(audio, request.EncoderMode);
+                var encoded = await (ahead ?? EncodeAsync(audio, featureCount, request.EncoderMode, encodingCancellation, prepared.Timeline)).WaitAsync(encodingCancellation).ConfigureAwait(false);
+                prepared.Timeline.MarkEncodeDone(ahead is not null);
                 generation = generation with { AudioFeatures = encoded.AdapterOutput };
             }
 
             // The answer first, so its prompt is decoded first; the transcript then shares all of it but the last position.
+            prepared.Timeline.MarkSubmitted();
             steps = cancellationToken.IsCancellationRequested ? null : _scheduler.Submit(generation, cancellationToken);
             if (transcription is not null)
             {
@@ -1020,6 +1070,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         var streams = Enumerable.Range(0, _vocabulary.AudioLayerCount + 1).Select(_ => new List<int>()).ToArray();
         var text = _tokenizer.CreateTextDecoder();
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
+        // The answer holds after the step that makes a chunk due, until that chunk's codec run (on the scheduler's thread)
+        // releases it and says where the next hold is; a cancellation must reach a held answer too.
+        var answer = steps.Answer;
+        int heldAt = generation.SpeechHoldStep;
+        using var wake = cancellationToken.Register(_scheduler.Wake);
         TimeSpan? firstSpeech = null;
         long samples = 0;
         void Speak(float[] chunk)
@@ -1039,7 +1094,8 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                     "SNAC decoder output");
             }
 
-            firstSpeech ??= prepared.Clock.Elapsed;
+            prepared.Timeline.MarkFirstSpeech();
+            firstSpeech ??= TimeSpan.FromSeconds(prepared.Timeline.FirstSpeech);
             samples += chunk.Length;
             events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
         }
@@ -1069,8 +1125,49 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 // A special token in a frame (the answer is ending) cannot be decoded: the frame is dropped.
                 if (tokens.All(code => code < _parameters.Snac.CodebookSize) && speech.Add(tokens))
                 {
-                    Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.DecodeDueChunk()), cancellationToken).ConfigureAwait(false));
+                    var timeline = prepared.Timeline;
+                    timeline.MarkFirstChunkDue(streams[^1].Count);
+                    Speak(await _scheduler.RunBetweenStepsAsync(
+                        () =>
+                        {
+                            try
+                            {
+                                timeline.MarkCodecStarted();
+                                int before = speech.EmittedFrames;
+                                float[] chunk = CountCodecRun(speech.DecodeDueChunk());
+                                if (timeline.FirstChunkFrames == 0)
+                                {
+                                    timeline.FirstChunkFrames = speech.EmittedFrames - before;
+                                    timeline.StepsAtCodecStart = answer.StepsKept;
+                                }
+
+                                timeline.MarkCodecDone();
+                                return chunk;
+                            }
+                            finally
+                            {
+                                heldAt = DelayPattern.LayerCount + speech.FramesForNextChunk;
+                                answer.HoldAfterStep(heldAt);
+                                answer.ReleaseHold();
+                            }
+                        },
+                        cancellationToken).ConfigureAwait(false));
+                    continue;
                 }
+            }
+
+            if (streams[^1].Count == heldAt)
+            {
+                // The answer holds for a chunk that did not come due (a frame held a special token: the answer is ending).
+                heldAt = 0;
+                await _scheduler.RunBetweenStepsAsync(
+                    () =>
+                    {
+                        answer.HoldAfterStep(0);
+                        answer.ReleaseHold();
+                        return 0;
+                    },
+                    cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -1080,12 +1177,20 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         }
 
         var stop = steps.StopReason;
+        if (speaks)
+        {
+            // Before the completion, so a host that has seen its answer complete finds it here.
+            LastSpokenTimeline = prepared.Timeline;
+        }
+
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams)
         {
             StopReason = stop,
             PromptAudioPositions = generation.Prompt.AudioFeatureCount,
             TextTokens = streams[^1].Count(token => token < _vocabulary.Tokens.EndOfText),
+            Timeline = prepared.Timeline,
         });
+
         _logger.LogDebug("Answered {Task} in {Steps} steps, {Seconds:F2} s ({Stop}).", request.Task, streams[^1].Count, prepared.Clock.Elapsed.TotalSeconds, stop);
     }
 

@@ -148,6 +148,19 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
             _gate.Release();
         }
 
+        // Its preambles kept in the engine's prompt cache serve no one once it has ended.
+        if (_session.Engine is IPromptCacheOwners cache)
+        {
+            try
+            {
+                await cache.ForgetAsync(_session).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+            {
+                // The engine was disposed or has failed: its cache is gone with it.
+            }
+        }
+
         _session.Outbox.Complete();
         _session.Dispose();
     }

@@ -220,6 +220,8 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
                 MaxTokens = plan.MaxTokens,
                 EncoderMode = session.ClientOptions.EncoderMode,
                 Transcription = response.Transcription,
+                // The session's kept preambles are freed when it ends.
+                CacheOwner = session,
             };
 
             // With tools offered, a message item opens only when there is something to say (a turn may only call).

@@ -11,8 +11,14 @@ namespace MiniOmni.SK.Speech;
 /// </param>
 internal sealed record StreamingOptions(int ChunkFrames = 4, int LeftContextFrames = 1, int LookaheadFrames = 1, int MaxChunkFrames = 0)
 {
-    /// <summary>What the engine streams with: a 4-frame first chunk for latency, doubling to 16 frames, one frame of context each side.</summary>
-    public static StreamingOptions Speech { get; } = new(4, 1, 1, MaxChunkFrames: 16);
+    /// <summary>
+    /// What the engine streams with: a 2-frame first chunk (170 ms of speech, due 10 steps into the answer: the delay
+    /// pattern's 8, its 2 frames, one of lookahead; the release's 4-frame chunk came a step later than a 4-frame one of
+    /// ours would), doubling to 16 frames, one frame of context each side. Each chunk's speech lasts longer than the steps
+    /// and codec run that bring the next, so a player that starts with the first never runs dry while the answer is
+    /// generated faster than real time.
+    /// </summary>
+    public static StreamingOptions Speech { get; } = new(2, 1, 1, MaxChunkFrames: 16);
 
     /// <summary>Two frames of context each side: indistinguishable from decoding the whole answer (~95 dB on the fixture), one frame more latency.</summary>
     public static StreamingOptions NearExact { get; } = new(4, 2, 2);
@@ -51,6 +57,12 @@ internal sealed class StreamingSnacDecoder(SnacDecoder decoder, int samplesPerFr
 
     /// <summary>Frames received so far.</summary>
     public int FrameCount => _frames.Count;
+
+    /// <summary>Frames whose speech has been emitted.</summary>
+    public int EmittedFrames => _emittedFrames;
+
+    /// <summary>Frames received by the time the next chunk is due.</summary>
+    public int FramesForNextChunk => _emittedFrames + _chunkFrames + _options.LookaheadFrames;
 
     /// <summary>Whether enough frames arrived for the next chunk (<see cref="DecodeDueChunk"/> decodes it).</summary>
     public bool ChunkDue => _frames.Count - _emittedFrames >= _chunkFrames + _options.LookaheadFrames;

@@ -87,6 +87,37 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
         Assert.True(decoded[3] < prompts[3] - prompts[0] / 2, $"turn 3 decoded {decoded[3]} of {prompts[3]} prompt positions");
     }
 
+    [Fact]
+    public async Task ASessionsKeptPreamblesAreFreedWhenItEnds()
+    {
+        long before = fixture.Engine.Scheduler.CachedPrefixCells;
+        var client = new MiniOmniRealtimeClient(fixture.Engine);
+        long during;
+        await using (var session = await client.CreateSessionAsync(new RealtimeSessionOptions
+        {
+            OutputModalities = ["text"],
+            MaxOutputTokens = 4,
+            Instructions = "You keep a ship's log. Note the wind, the sea and the sails in a few words, nothing more.",
+        }))
+        {
+            var probe = new SessionProbe(session);
+            for (int turn = 0; turn < 2; turn++)
+            {
+                await probe.Send(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent($"Log entry {turn}, please.")], $"log{turn}", ChatRole.User)));
+                await probe.Send(new CreateResponseRealtimeClientMessage());
+                await probe.WaitForResponseDone();
+            }
+
+            during = fixture.Engine.Scheduler.CachedPrefixCells;
+        }
+
+        long after = fixture.Engine.Scheduler.CachedPrefixCells;
+        output.WriteLine($"kept preamble cells: {before} before the session, {during} while it lasted, {after} after it ended");
+        // Its preambles were kept while it talked (its next turn shared them), and freed when it ended.
+        Assert.True(during > before, $"{during} cells kept during the session against {before} before");
+        Assert.Equal(before, after);
+    }
+
     /// <summary>Speaks the fixture question (after 0.3 s of silence, then 1 s of it) and lets turn detection commit it.</summary>
     private async Task<Conversation> Converse()
     {
