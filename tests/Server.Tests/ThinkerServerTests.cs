@@ -1,8 +1,11 @@
+using System.ClientModel;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using MiniOmni.SK.Audio;
 using MiniOmni.SK.Cli.Bench;
 using MiniOmni.SK.Server.Tests.Infrastructure;
+using OpenAI.Realtime;
 
 namespace MiniOmni.SK.Server.Tests;
 
@@ -59,6 +62,113 @@ public sealed class ThinkerServerTests(FixtureEngine fixture)
 
         using var badEndpoint = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Thinker:Endpoint"] = "not a url", ["MiniOmni:Thinker:Model"] = "m" });
         Assert.Contains("MiniOmni:Thinker:Endpoint", Assert.ThrowsAny<Exception>(() => badEndpoint.CreateClient()).ToString());
+    }
+
+    [Fact]
+    public async Task TheSdksRealtimeClientHearsTheThinkersAnswerSpokenAndItsCallToTheClientsToolComesBackAsAFunctionCallItem()
+    {
+        // Pieces of 3 characters cut words and "é" from what follows it; the answer takes the tool's result.
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions
+        {
+            Answer = "Sí, café: {tool}. Enjoy!",
+            CallTool = "get_weather",
+            ToolArguments = """{"city":"Paris"}""",
+            CharactersPerToken = 3,
+            FirstTokenDelay = TimeSpan.Zero,
+            TokensPerSecond = 300,
+        });
+        using var factory = new ServerFactory(fixture.Engine, Thinker(thinker));
+        var address = factory.StartKestrel();
+        await factory.WaitReadyAsync();
+        var realtime = new RealtimeClient(new ApiKeyCredential("not-needed-on-loopback"), new RealtimeClientOptions { Endpoint = new Uri(address, "/v1") });
+        using var session = await realtime.StartConversationSessionAsync("mini-omni");
+        var input = new RealtimeConversationSessionInputAudioOptions();
+        input.DisableTurnDetection();
+        var options = new RealtimeConversationSessionOptions { AudioOptions = new RealtimeConversationSessionAudioOptions { InputAudioOptions = input } };
+        options.Tools.Add(new RealtimeFunctionTool("get_weather")
+        {
+            FunctionDescription = "The weather in a city.",
+            FunctionParameters = BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"""),
+        });
+        await session.ConfigureConversationSessionAsync(options);
+
+        // The fixture's spoken question at the realtime API's 24 kHz, committed by the client.
+        foreach (byte[] chunk in Pcm16Wave.ToPcm16Bytes(OpenAIClientTests.Resample(fixture.Question, 16000, 24000)).Chunk(4800))
+        {
+            await session.SendInputAudioAsync(BinaryData.FromBytes(chunk));
+        }
+
+        await session.CommitPendingAudioAsync();
+        await session.StartResponseAsync();
+        var calling = await ReceiveUntilResponseDone(session);
+        var call = Assert.IsType<RealtimeFunctionCallItem>(Assert.Single(calling.OfType<RealtimeServerUpdateResponseOutputItemDone>()).Item);
+        await session.AddItemAsync(RealtimeItem.CreateFunctionCallOutputItem(call.CallId, "sunny, 21 °C"));
+        await session.StartResponseAsync();
+        var answering = await ReceiveUntilResponseDone(session);
+
+        Assert.Empty(calling.OfType<RealtimeServerUpdateError>());
+        Assert.Empty(answering.OfType<RealtimeServerUpdateError>());
+
+        // The client's tool went to the thinker, and its call came back as the client's function call item.
+        Assert.Equal(2, thinker.Requests.Count);
+        var asked = JsonDocument.Parse(thinker.Requests[0]).RootElement;
+        Assert.Equal("get_weather", Assert.Single(asked.GetProperty("tools").EnumerateArray().ToList()).GetProperty("function").GetProperty("name").GetString());
+        Assert.Equal("user", asked.GetProperty("messages").EnumerateArray().Last().GetProperty("role").GetString());
+        Assert.Equal("get_weather", call.FunctionName);
+        Assert.Equal("call_stand_in_1", call.CallId);
+        Assert.Equal("Paris", JsonDocument.Parse(call.FunctionArguments).RootElement.GetProperty("city").GetString());
+        Assert.Equal(RealtimeResponseStatus.Completed, Assert.Single(calling.OfType<RealtimeServerUpdateResponseDone>()).Response.Status);
+        Assert.Empty(calling.OfType<RealtimeServerUpdateResponseOutputAudioDelta>());
+
+        // Its result went back to the thinker, and the spoken answer is the thinker's text, piece for piece, with speech.
+        var goingOn = JsonDocument.Parse(thinker.Requests[1]).RootElement.GetProperty("messages").EnumerateArray().ToList();
+        Assert.Contains(goingOn, m => m.GetProperty("role").GetString() == "tool" && m.GetProperty("content").ToString().Contains("sunny, 21 °C", StringComparison.Ordinal));
+        Assert.Equal("Sí, café: sunny, 21 °C. Enjoy!", string.Concat(answering.OfType<RealtimeServerUpdateResponseOutputAudioTranscriptDelta>().Select(d => d.Delta)));
+        Assert.Equal("Sí, café: sunny, 21 °C. Enjoy!", Assert.Single(answering.OfType<RealtimeServerUpdateResponseOutputAudioTranscriptDone>()).Transcript);
+        Assert.NotEmpty(answering.OfType<RealtimeServerUpdateResponseOutputAudioDelta>().SelectMany(d => d.Delta.ToArray()));
+        Assert.NotEqual(RealtimeResponseStatus.Failed, Assert.Single(answering.OfType<RealtimeServerUpdateResponseDone>()).Response.Status);
+    }
+
+    [Fact]
+    public async Task AFailingThinkerGivesTheSdksRealtimeClientAnErrorNamingItsEndpointAndStatusAndTheSessionGoesOn()
+    {
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = "Back again.", FailWithStatus = 503, Failures = 1, FirstTokenDelay = TimeSpan.Zero, TokensPerSecond = 300 });
+        using var factory = new ServerFactory(fixture.Engine, Thinker(thinker));
+        var address = factory.StartKestrel();
+        await factory.WaitReadyAsync();
+        var realtime = new RealtimeClient(new ApiKeyCredential("not-needed-on-loopback"), new RealtimeClientOptions { Endpoint = new Uri(address, "/v1") });
+        using var session = await realtime.StartConversationSessionAsync("mini-omni");
+
+        await session.AddItemAsync(RealtimeItem.CreateUserMessageItem("Hello?"));
+        await session.StartResponseAsync();
+        var failing = await ReceiveUntilResponseDone(session);
+        await session.AddItemAsync(RealtimeItem.CreateUserMessageItem("Are you there?"));
+        await session.StartResponseAsync();
+        var goingOn = await ReceiveUntilResponseDone(session);
+
+        string message = Assert.Single(failing.OfType<RealtimeServerUpdateError>()).Error.Message;
+        Assert.Contains(thinker.Endpoint.ToString(), message, StringComparison.Ordinal);
+        Assert.Contains("503", message, StringComparison.Ordinal);
+        Assert.Equal(RealtimeResponseStatus.Failed, Assert.Single(failing.OfType<RealtimeServerUpdateResponseDone>()).Response.Status);
+        Assert.Empty(goingOn.OfType<RealtimeServerUpdateError>());
+        Assert.Equal("Back again.", string.Concat(goingOn.OfType<RealtimeServerUpdateResponseOutputAudioTranscriptDelta>().Select(d => d.Delta)));
+        Assert.Equal(2, thinker.Requests.Count);
+    }
+
+    private static async Task<List<RealtimeServerUpdate>> ReceiveUntilResponseDone(RealtimeSessionClient session)
+    {
+        var updates = new List<RealtimeServerUpdate>();
+        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        await foreach (var update in session.ReceiveUpdatesAsync(guard.Token))
+        {
+            updates.Add(update);
+            if (update is RealtimeServerUpdateResponseDone)
+            {
+                break;
+            }
+        }
+
+        return updates;
     }
 
     private static Dictionary<string, string?> Thinker(LoopbackThinker thinker) => new()

@@ -1,5 +1,6 @@
 using Microsoft.Playwright;
 using MiniOmni.SK.Audio;
+using MiniOmni.SK.Cli.Bench;
 using MiniOmni.SK.Server.Tests.Infrastructure;
 
 namespace MiniOmni.SK.Server.Tests;
@@ -18,6 +19,30 @@ public sealed class VoicePageBrowserTests(FixtureEngine fixture)
 
     [SkippableFact]
     public async Task ThePageHearsTheFixtureQuestionAndShowsAndPlaysTheAnswer()
+    {
+        await using var factory = new ServerFactory(fixture.Engine);
+        await SpeakToThePageAsync(factory, ScreenshotPath, async page =>
+        {
+            await Assertions.Expect(page.Locator(".turn.assistant .text").First).Not.ToBeEmptyAsync(new LocatorAssertionsToBeEmptyOptions { Timeout = 120_000 });
+        });
+    }
+
+    [SkippableFact]
+    public async Task WithAThinkerThePageSpeaksTheThinkersAnswer()
+    {
+        const string Answer = "Sunny and warm, café weather.";
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = Answer, CharactersPerToken = 3 });
+        await using var factory = new ServerFactory(fixture.Engine, new() { ["MiniOmni:Thinker:Endpoint"] = thinker.Endpoint.ToString(), ["MiniOmni:Thinker:Model"] = "stand-in-model" });
+        await SpeakToThePageAsync(factory, Path.Combine(AppContext.BaseDirectory, "artifacts", "thinker-page.png"), async page =>
+        {
+            await Assertions.Expect(page.Locator(".turn.assistant .text").First).ToHaveTextAsync(Answer, new LocatorAssertionsToHaveTextOptions { Timeout = 120_000 });
+        });
+        Assert.Contains("stand-in-model", Assert.Single(thinker.Requests));
+    }
+
+    // Opens the page on the factory's server in the machine's Chromium with the fixture question as its microphone, starts
+    // it, waits for speech, the user's turn, the time to first audio and what answered shows, and keeps a screenshot.
+    private async Task SpeakToThePageAsync(ServerFactory factory, string screenshot, Func<IPage, Task> answered)
     {
         Environment.SetEnvironmentVariable("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
         using var playwright = await Playwright.CreateAsync();
@@ -40,7 +65,6 @@ public sealed class VoicePageBrowserTests(FixtureEngine fixture)
         // Half a second of silence, the question, then two seconds of silence: the page's turn detection ends the turn.
         Pcm16Wave.WriteFile(microphone, [.. new float[8000], .. fixture.Question, .. new float[32000]], 16000);
 
-        await using var factory = new ServerFactory(fixture.Engine);
         var address = factory.StartKestrel();
         await factory.WaitReadyAsync();
 
@@ -66,12 +90,12 @@ public sealed class VoicePageBrowserTests(FixtureEngine fixture)
         // Locator assertions wait (up to the timeout) for what the page shows.
         var wait = new LocatorAssertionsToHaveAttributeOptions { Timeout = 120_000 };
         await Assertions.Expect(page.Locator("#audio-seconds")).ToHaveAttributeAsync("data-has-audio", "true", wait);
-        await Assertions.Expect(page.Locator(".turn.assistant .text").First).Not.ToBeEmptyAsync(new LocatorAssertionsToBeEmptyOptions { Timeout = 120_000 });
+        await answered(page);
         await Assertions.Expect(page.Locator(".turn.user").First).ToBeVisibleAsync(new LocatorAssertionsToBeVisibleOptions { Timeout = 30_000 });
         await Assertions.Expect(page.Locator("#ttfa")).Not.ToHaveTextAsync("–", new LocatorAssertionsToHaveTextOptions { Timeout = 30_000 });
 
-        Directory.CreateDirectory(Path.GetDirectoryName(ScreenshotPath)!);
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = ScreenshotPath, FullPage = true });
+        Directory.CreateDirectory(Path.GetDirectoryName(screenshot)!);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = screenshot, FullPage = true });
         Assert.Empty(errors);
     }
 }

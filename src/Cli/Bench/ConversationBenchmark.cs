@@ -148,7 +148,16 @@ internal static class ConversationBenchmark
     }
 
     // Loads an engine as the server does (warmed up unless told not to), starts a loopback server over it, and runs work.
-    private static async Task<(T Result, double LoadSeconds)> WithEngineAsync<T>(ModelDirectory directory, ConversationSettings settings, EncoderMode mode, Func<MiniOmniEngine, Uri, Task<T>> work, CancellationToken cancellationToken)
+    private static Task<(T Result, double LoadSeconds)> WithEngineAsync<T>(ModelDirectory directory, ConversationSettings settings, EncoderMode mode, Func<MiniOmniEngine, Uri, Task<T>> work, CancellationToken cancellationToken) =>
+        WithEngineAsync(directory, settings, mode, [], engine => engine, (engine, server) => work((MiniOmniEngine)engine, server), cancellationToken);
+
+    /// <summary>
+    /// Loads an engine as the server does (warmed up unless told not to), starts a loopback server over it (with
+    /// <paramref name="serverArguments"/> added to its settings), and runs <paramref name="work"/> on the engine as
+    /// <paramref name="wrap"/> makes it, which the server is given too.
+    /// </summary>
+    internal static async Task<(T Result, double LoadSeconds)> WithEngineAsync<T>(
+        ModelDirectory directory, ConversationSettings settings, EncoderMode mode, IReadOnlyList<string> serverArguments, Func<IMiniOmniEngine, IMiniOmniEngine> wrap, Func<IMiniOmniEngine, Uri, Task<T>> work, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var engine = await Task.Run(() => MiniOmniEngine.Load(directory.Path, new MiniOmniEngineOptions { Threads = settings.Threads, ComputeNiceness = settings.Niceness }, CommandRunner.Logging), cancellationToken).ConfigureAwait(false);
@@ -158,10 +167,11 @@ internal static class ConversationBenchmark
         }
 
         double load = clock.Elapsed.TotalSeconds;
+        var used = wrap(engine);
         await using var server = MiniOmniServer.Build(
             ["--model", directory.Path, "--urls", "http://127.0.0.1:0", "--MiniOmni:TranscribeRealtimeSpeech", settings.Transcribe ? "true" : "false", "--MiniOmni:EncoderMode", mode.ToString(),
-             "--MiniOmni:Limits:MaxAnswerTokens", settings.AnswerSteps.ToString(CultureInfo.InvariantCulture), "--Logging:LogLevel:Default", "Warning"],
-            services => services.AddSingleton<IModelLoader>(new BenchServeCommand.LoadedEngine(engine)));
+             "--MiniOmni:Limits:MaxAnswerTokens", settings.AnswerSteps.ToString(CultureInfo.InvariantCulture), "--Logging:LogLevel:Default", "Warning", .. serverArguments],
+            services => services.AddSingleton<IModelLoader>(new BenchServeCommand.LoadedEngine(used)));
         await server.StartAsync(cancellationToken).ConfigureAwait(false);
         var address = new Uri(server.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         while (!server.Services.GetRequiredService<ModelHost>().IsReady)
@@ -169,7 +179,7 @@ internal static class ConversationBenchmark
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
         }
 
-        var result = await work(engine, address).ConfigureAwait(false);
+        var result = await work(used, address).ConfigureAwait(false);
         await server.StopAsync(cancellationToken).ConfigureAwait(false);
         return (result, load);
     }

@@ -34,7 +34,13 @@ internal sealed record LoopbackThinkerOptions
 
     /// <summary>The arguments of that call, as JSON.</summary>
     public string ToolArguments { get; init; } = "{}";
+
+    /// <summary>The loopback port to listen on; 0 picks a free one.</summary>
+    public int Port { get; init; }
 }
+
+/// <summary>When one request to a <see cref="LoopbackThinker"/> came and was answered, as <see cref="Stopwatch.GetTimestamp"/> values (0: not yet).</summary>
+internal sealed record LoopbackThinkerTiming(long ReceivedAt, long FirstPieceAt);
 
 /// <summary>
 /// A stand-in thinker: an OpenAI-compatible chat completions endpoint on 127.0.0.1 that streams a set answer at a set rate
@@ -48,6 +54,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
     private readonly Task _serving;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<string> _requests = [];
+    private readonly List<LoopbackThinkerTiming> _timings = [];
     private int _abandoned;
     private int _failed;
     private TaskCompletionSource _abandonedSignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -55,10 +62,15 @@ internal sealed class LoopbackThinker : IAsyncDisposable
     public LoopbackThinker(LoopbackThinkerOptions? options = null)
     {
         _options = options ?? new LoopbackThinkerOptions();
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        int port = _options.Port;
+        if (port == 0)
+        {
+            var probe = new TcpListener(IPAddress.Loopback, 0);
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+            probe.Stop();
+        }
+
         Endpoint = new Uri($"http://127.0.0.1:{port}/v1/");
         _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
         _listener.Start();
@@ -76,6 +88,18 @@ internal sealed class LoopbackThinker : IAsyncDisposable
             lock (_requests)
             {
                 return [.. _requests];
+            }
+        }
+    }
+
+    /// <summary>When each request came and when its first piece (or its call, or its whole answer) went out, in the order they came.</summary>
+    public IReadOnlyList<LoopbackThinkerTiming> Timings
+    {
+        get
+        {
+            lock (_requests)
+            {
+                return [.. _timings];
             }
         }
     }
@@ -134,14 +158,18 @@ internal sealed class LoopbackThinker : IAsyncDisposable
 
     private async Task AnswerAsync(HttpListenerContext context)
     {
+        long received = Stopwatch.GetTimestamp();
         var response = context.Response;
+        int index;
         try
         {
             using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
             string body = await reader.ReadToEndAsync(_stop.Token);
             lock (_requests)
             {
+                index = _requests.Count;
                 _requests.Add(body);
+                _timings.Add(new LoopbackThinkerTiming(received, 0));
             }
 
             if (!context.Request.Url!.AbsolutePath.EndsWith("/chat/completions", StringComparison.Ordinal))
@@ -175,6 +203,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
             await Task.Delay(_options.FirstTokenDelay, _stop.Token);
             if (!stream)
             {
+                Answered(index);
                 await WriteAsync(response, JsonSerializer.Serialize(Completion(model, callsTool ? null : answer, callsTool)));
                 response.Close();
                 return;
@@ -182,6 +211,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
 
             if (callsTool)
             {
+                Answered(index);
                 await SendAsync(response, Chunk(model, new JsonObject { ["role"] = "assistant", ["tool_calls"] = new JsonArray(ToolCall(withIndex: true)) }, null));
                 await SendAsync(response, Chunk(model, new JsonObject(), "tool_calls"));
             }
@@ -202,6 +232,7 @@ internal sealed class LoopbackThinker : IAsyncDisposable
                     if (i == 0)
                     {
                         delta["role"] = "assistant";
+                        Answered(index);
                     }
 
                     await SendAsync(response, Chunk(model, delta, null));
@@ -223,6 +254,14 @@ internal sealed class LoopbackThinker : IAsyncDisposable
         catch (OperationCanceledException)
         {
             response.Abort();
+        }
+    }
+
+    private void Answered(int index)
+    {
+        lock (_requests)
+        {
+            _timings[index] = _timings[index] with { FirstPieceAt = Stopwatch.GetTimestamp() };
         }
     }
 

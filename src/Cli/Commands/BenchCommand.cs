@@ -40,6 +40,8 @@ internal static class BenchCommand
         };
         command.Add(BenchServeCommand.Create());
         command.Add(BenchConversationCommand.Create());
+        command.Add(BenchThinkerCommand.Create());
+        command.Add(BenchThinkerCommand.CreateServe());
         command.SetAction(parse =>
         {
             var settings = new BenchSettings

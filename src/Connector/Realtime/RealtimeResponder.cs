@@ -93,7 +93,9 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         // Earlier spoken turns are transcribed first, as the answer's preamble shows them; its own turn beside its answer,
         // from the same encoding and off the work queue, so that no later turn waits for it.
         transcriber.QueueDeferred();
-        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation && !afterToolResults)
+        // A thinker transcribes the turn itself before it is asked, and that transcript is reported (RealtimeThinking).
+        if (question.Audio is not null && question.Text is null && session.Settings.TranscribesUserSpeech(session.ClientOptions) && conversation == session.Conversation && !afterToolResults
+            && session.ClientOptions.Thinker is null)
         {
             response.Transcription = transcriber.Beside(question);
         }
@@ -232,7 +234,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             using var generation = CancellationTokenSource.CreateLinkedTokenSource(token);
             // With a thinker, it writes the answer and Mini-Omni speaks it; otherwise Mini-Omni answers itself.
             var answer = session.ClientOptions.Thinker is { } thinker
-                ? RealtimeThinking.AnswerAsync(session, response, thinker, generation.Token)
+                ? RealtimeThinking.AnswerAsync(session, response, thinker, transcriber, generation.Token)
                 : session.Engine.GenerateAsync(request, generation.Token);
             await foreach (var update in answer.ConfigureAwait(false))
             {

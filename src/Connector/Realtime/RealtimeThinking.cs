@@ -15,14 +15,16 @@ namespace MiniOmni.SK;
 [Experimental(RealtimeExperiment.Diagnostic)]
 internal static class RealtimeThinking
 {
-    public static async IAsyncEnumerable<MiniOmniEvent> AnswerAsync(RealtimeSessionContext session, RealtimeResponse response, IChatClient thinker, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public static async IAsyncEnumerable<MiniOmniEvent> AnswerAsync(RealtimeSessionContext session, RealtimeResponse response, IChatClient thinker, RealtimeTranscriber transcriber, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var question = response.Question;
         var options = session.ClientOptions;
         string asked = question.Text ?? "";
         if (question.Audio is not null && string.IsNullOrWhiteSpace(question.Text))
         {
-            asked = await TranscribeAsync(session.Engine, question.Audio, options, cancellationToken).ConfigureAwait(false);
+            // The session's own turn, when it transcribes spoken turns, is reported from this transcription: heard once.
+            var reporter = session.Settings.TranscribesUserSpeech(options) && response.Conversation == session.Conversation ? transcriber : null;
+            asked = await TranscribeAsync(session.Engine, question, reporter, options, cancellationToken).ConfigureAwait(false);
             if (asked.Length > 0)
             {
                 // Later turns (and their thinker) see the question as words at once, not after the deferred transcription.
@@ -67,11 +69,18 @@ internal static class RealtimeThinking
         _ => null,
     };
 
-    private static async Task<string> TranscribeAsync(IMiniOmniEngine engine, float[] audio, MiniOmniRealtimeClientOptions options, CancellationToken cancellationToken)
+    private static async Task<string> TranscribeAsync(
+        IMiniOmniEngine engine, ConversationEntry question, RealtimeTranscriber? reporter, MiniOmniRealtimeClientOptions options, CancellationToken cancellationToken)
     {
         var text = new StringBuilder();
-        var request = new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = audio, MaxTokens = options.TranscriptionMaxTokens, EncoderMode = options.EncoderMode };
-        await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+        var request = new MiniOmniRequest { Task = MiniOmniTask.Asr, Audio = question.Audio, MaxTokens = options.TranscriptionMaxTokens, EncoderMode = options.EncoderMode };
+        var transcript = engine.GenerateAsync(request, cancellationToken);
+        if (reporter is not null)
+        {
+            transcript = reporter.Reporting(question, transcript, cancellationToken);
+        }
+
+        await foreach (var item in transcript.ConfigureAwait(false))
         {
             if (item is TextDelta delta)
             {

@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -95,36 +96,51 @@ internal sealed class RealtimeTranscriber(RealtimeSessionContext session)
         await ReportAsync(entry, session.Engine.GenerateAsync(request, session.Lifetime)).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Reports the transcript of <paramref name="entry"/> that <paramref name="updates"/> stream (an ASR answer's events)
+    /// as its reader reads them: deltas to the client as they pass, the text kept for later preambles, and the completed
+    /// message once they end. A thinker's transcription of its question is the turn's transcription this way, so the
+    /// turn is heard once. A failure passes on to the reader.
+    /// </summary>
+    public async IAsyncEnumerable<MiniOmniEvent> Reporting(ConversationEntry entry, IAsyncEnumerable<MiniOmniEvent> updates, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var text = new StringBuilder();
+        UsageDetails? usage = null;
+        await foreach (var update in updates.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            if (update is TextDelta delta)
+            {
+                text.Append(delta.Text);
+                await session.EmitAsync(new InputAudioTranscriptionRealtimeServerMessage(RealtimeServerMessageType.InputAudioTranscriptionDelta) { ItemId = entry.Id, ContentIndex = 0, Transcription = delta.Text }).ConfigureAwait(false);
+            }
+            else if (update is AnswerCompleted completed)
+            {
+                usage = RealtimeUsage.From(completed, speaks: false);
+            }
+
+            yield return update;
+        }
+
+        string transcript = text.ToString().Trim();
+        session.Conversation.SetText(entry, transcript);
+        await session.EmitAsync(new InputAudioTranscriptionRealtimeServerMessage(RealtimeServerMessageType.InputAudioTranscriptionCompleted)
+        {
+            ItemId = entry.Id,
+            ContentIndex = 0,
+            Transcription = transcript,
+            Usage = usage,
+        }).ConfigureAwait(false);
+    }
+
     // Streams a transcript's deltas to the client and keeps its text for later preambles.
     private async Task ReportAsync(ConversationEntry entry, IAsyncEnumerable<MiniOmniEvent> updates)
     {
         var token = session.Lifetime;
         try
         {
-            var text = new StringBuilder();
-            UsageDetails? usage = null;
-            await foreach (var update in updates.ConfigureAwait(false))
+            await foreach (var _ in Reporting(entry, updates).ConfigureAwait(false))
             {
-                if (update is TextDelta delta)
-                {
-                    text.Append(delta.Text);
-                    await session.EmitAsync(new InputAudioTranscriptionRealtimeServerMessage(RealtimeServerMessageType.InputAudioTranscriptionDelta) { ItemId = entry.Id, ContentIndex = 0, Transcription = delta.Text }).ConfigureAwait(false);
-                }
-                else if (update is AnswerCompleted completed)
-                {
-                    usage = RealtimeUsage.From(completed, speaks: false);
-                }
             }
-
-            string transcript = text.ToString().Trim();
-            session.Conversation.SetText(entry, transcript);
-            await session.EmitAsync(new InputAudioTranscriptionRealtimeServerMessage(RealtimeServerMessageType.InputAudioTranscriptionCompleted)
-            {
-                ItemId = entry.Id,
-                ContentIndex = 0,
-                Transcription = transcript,
-                Usage = usage,
-            }).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {

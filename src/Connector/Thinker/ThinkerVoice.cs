@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
@@ -61,21 +62,64 @@ internal sealed class ThinkerVoice(IChatClient thinker, IMiniOmniEngine voice, I
             else
             {
                 // The voice's prompt is the question (a spoken question never heard as words still has one), its answer the thinker's text.
-                var request = voiceRequest with
+                // A thinker's answer longer than one voice answer's budget (the engine's default, when the caller set none) goes on
+                // as a further voice answer from the first word not yet spoken, so that the whole text is heard.
+                string carried = "";
+                AnswerCompleted? whole = null;
+                while (true)
                 {
-                    Task = MiniOmniTask.ReadAloud,
-                    Text = string.IsNullOrWhiteSpace(question) ? RealtimeConversation.UntranscribedSpeech : question,
-                    Audio = default,
-                    AnswerText = ReadText(text.Reader, failure, thinking.Token),
-                };
-                await foreach (var item in voice.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+                    var read = new StringBuilder();
+                    var spoken = new StringBuilder();
+                    AnswerCompleted? completed = null;
+                    var request = voiceRequest with
+                    {
+                        Task = MiniOmniTask.ReadAloud,
+                        Text = string.IsNullOrWhiteSpace(question) ? RealtimeConversation.UntranscribedSpeech : question,
+                        Audio = default,
+                        AnswerText = Recorded(carried, ReadText(text.Reader, failure, thinking.Token), read),
+                    };
+                    await foreach (var item in voice.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+                    {
+                        while (others.TryDequeue(out var other))
+                        {
+                            yield return new ThinkerUpdate(other);
+                        }
+
+                        if (item is AnswerCompleted done)
+                        {
+                            completed = done;
+                            continue;
+                        }
+
+                        if (item is TextDelta delta)
+                        {
+                            spoken.Append(delta.Text);
+                        }
+
+                        yield return item;
+                    }
+
+                    whole = Joined(whole, completed);
+                    string unspoken = Unspoken(read.ToString(), spoken.ToString());
+                    // The channel's completion: the thinker has finished and all its text was read.
+                    bool moreText = unspoken.Length > 0 || !text.Reader.Completion.IsCompleted;
+                    if (completed?.StopReason is not (AnswerStopReason.Budget or AnswerStopReason.Context) || voiceRequest.MaxTokens > 0 || !moreText)
+                    {
+                        break;
+                    }
+
+                    logger.LogDebug("The thinker's answer outlasts one voice answer ({Steps} steps); it goes on in another.", completed.Steps);
+                    carried = unspoken;
+                }
+
+                if (whole is not null)
                 {
                     while (others.TryDequeue(out var other))
                     {
                         yield return new ThinkerUpdate(other);
                     }
 
-                    yield return item;
+                    yield return whole;
                 }
             }
         }
@@ -91,6 +135,44 @@ internal sealed class ThinkerVoice(IChatClient thinker, IMiniOmniEngine voice, I
             yield return new ThinkerUpdate(other);
         }
     }
+
+    // Text carried over from a voice answer that ran out of budget, then the thinker's text; what is handed out is recorded.
+    private static async IAsyncEnumerable<string> Recorded(string carried, IAsyncEnumerable<string> text, StringBuilder read)
+    {
+        if (carried.Length > 0)
+        {
+            read.Append(carried);
+            yield return carried;
+        }
+
+        await foreach (string piece in text.ConfigureAwait(false))
+        {
+            read.Append(piece);
+            yield return piece;
+        }
+    }
+
+    // What a voice answer was handed but did not speak. Its spoken text is a prefix of what it was handed; a character
+    // whose first token was spoken but whose text was not yet shown is spoken again (rather than lost).
+    private static string Unspoken(string read, string spoken) =>
+        read.StartsWith(spoken, StringComparison.Ordinal) ? read[spoken.Length..] : "";
+
+    // The voice answers of one thinker answer, reported as one.
+    private static AnswerCompleted? Joined(AnswerCompleted? before, AnswerCompleted? next) => (before, next) switch
+    {
+        (null, _) => next,
+        (_, null) => before,
+        _ => next with
+        {
+            PromptTokens = before.PromptTokens + next.PromptTokens,
+            Steps = before.Steps + next.Steps,
+            SpeechSeconds = before.SpeechSeconds + next.SpeechSeconds,
+            TimeToFirstSpeech = before.TimeToFirstSpeech ?? next.TimeToFirstSpeech,
+            Elapsed = before.Elapsed + next.Elapsed,
+            Tokens = [.. before.Tokens.Zip(next.Tokens, (a, b) => (IReadOnlyList<int>)[.. a, .. b])],
+            TextTokens = before.TextTokens + next.TextTokens,
+        },
+    };
 
     // The thinker's text, piece by piece; its failure, if it failed, once the pieces before it are read.
     private static async IAsyncEnumerable<string> ReadText(ChannelReader<string> text, StrongBox<Exception?> failure, [EnumeratorCancellation] CancellationToken cancellationToken)

@@ -5,6 +5,7 @@ using System.ClientModel;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using MiniOmni.SK.Cli.Bench;
+using MiniOmni.SK.Connector.Tests.AI;
 using MiniOmni.SK.Connector.Tests.Engine;
 using MiniOmni.SK.Connector.Tests.Realtime;
 using OpenAI;
@@ -106,6 +107,35 @@ public sealed class ThinkerRealtimeTests(EngineFixture fixture) : IClassFixture<
         Assert.Equal("It is sunny in Oslo.", string.Concat(probe.Seen.OfType<OutputTextAudioRealtimeServerMessage>().Where(m => m.Type == RealtimeServerMessageType.OutputAudioTranscriptionDelta).Select(m => m.Text)));
         // The thinker's second request carries its call and the client's result.
         Assert.Equal(["system", "user", "assistant", "tool"], JsonNode.Parse(thinker.Requests[1])!["messages"]!.AsArray().Select(m => m!["role"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task ASpokenTurnIsTranscribedOnceForTheThinkerAndTheClientBeforeTheAnswerIsSpoken()
+    {
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = "Heard you.", FirstTokenDelay = TimeSpan.Zero, TokensPerSecond = 300 });
+        var engine = new RecordingEngine(fixture.Engine);
+        var client = new MiniOmniRealtimeClient(engine, new MiniOmniRealtimeClientOptions { Thinker = ThinkerClient(thinker), TranscribeUserSpeech = true });
+        var probe = new SessionProbe(await client.CreateSessionAsync(ManualTurns));
+
+        byte[] pcm = MiniOmniMediaTypes.EncodeSpeechChunk(fixture.Question);
+        await probe.Send(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(pcm, "audio/pcm")));
+        await probe.Send(new InputAudioBufferCommitRealtimeClientMessage());
+        await probe.Send(new CreateResponseRealtimeClientMessage());
+        var done = await probe.WaitForResponseDone();
+        // A next turn runs after whatever the session queued behind the first (a second transcription of it, were there one).
+        await Ask(probe, "And?");
+        await probe.WaitForResponseDone();
+
+        Assert.Equal(RealtimeResponseStatus.Completed, done.Status);
+        Assert.Single(engine.Requests, r => r.Task == SK.Engine.MiniOmniTask.Asr);
+        var transcribed = Assert.Single(probe.Seen.OfType<InputAudioTranscriptionRealtimeServerMessage>(), m => m.Type == RealtimeServerMessageType.InputAudioTranscriptionCompleted);
+        int transcribedAt = probe.Seen.IndexOf(transcribed);
+        int firstAudio = probe.Seen.FindIndex(m => m.Type == RealtimeServerMessageType.OutputAudioDelta);
+        Assert.InRange(transcribedAt, 0, firstAudio);
+        Assert.Equal(2, thinker.Requests.Count);
+        string asked = JsonNode.Parse(thinker.Requests[0])!["messages"]!.AsArray()[^1]!["content"]!.GetValue<string>();
+        Assert.False(string.IsNullOrWhiteSpace(transcribed.Transcription));
+        Assert.Equal(transcribed.Transcription, asked);
     }
 
     private async Task<SessionProbe> Open(LoopbackThinker thinker, RealtimeSessionOptions? options = null)

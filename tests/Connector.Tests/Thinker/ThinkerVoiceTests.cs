@@ -171,6 +171,32 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
     }
 
     // The fixture's random weights never end a transcript: a short one keeps the tests quick.
+    [Fact]
+    public async Task AThinkersAnswerLongerThanOneVoiceAnswersBudgetGoesOnInFurtherVoiceAnswersUntilAllIsSpoken()
+    {
+        // An engine whose default budget (no budget asked) is 40 steps: the answer's ~150 tokens need several voice answers.
+        string answer = string.Concat(Enumerable.Range(1, 30).Select(i => $"Word {i}, café. "));
+        using var shortBudget = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { DefaultMaxTokens = 40 });
+        await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = answer, CharactersPerToken = 7, TokensPerSecond = 400, FirstTokenDelay = TimeSpan.Zero });
+        var engine = new EventRecordingEngine(shortBudget);
+
+        var response = await ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, Quick).Build().GetResponseAsync("Count for me.");
+
+        // The whole text is spoken, no token lost or doubled where one voice answer hands over to the next.
+        Assert.Equal(answer, response.Text);
+        int voiceAnswers = engine.Requests.Count(r => r.Task == MiniOmniTask.ReadAloud);
+        Assert.InRange(voiceAnswers, 3, 10);
+        Assert.All(engine.Completed.Take(voiceAnswers - 1), c => Assert.Equal(AnswerStopReason.Budget, c.StopReason));
+        Assert.Single(thinker.Requests);
+
+        // A budget the caller set is kept: one voice answer, cut off.
+        engine = new EventRecordingEngine(shortBudget);
+        var capped = await ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, o => { Quick(o); o.MaxSpeechSteps = 30; }).Build().GetResponseAsync("Count for me.");
+        Assert.Single(engine.Requests, r => r.Task == MiniOmniTask.ReadAloud);
+        Assert.StartsWith(capped.Text, answer, StringComparison.Ordinal);
+        Assert.True(capped.Text.Length < answer.Length / 2, capped.Text);
+    }
+
     private static void Quick(MiniOmniVoiceOptions options)
     {
         options.TranscriptMaxTokens = 12;
