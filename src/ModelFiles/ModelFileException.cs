@@ -27,6 +27,34 @@ public sealed class ModelFileException : Exception
     /// </summary>
     public long? Offset { get; init; }
 
+    /// <summary>For a text file (JSON, YAML), the line of <see cref="Offset"/>, counted from 1; null otherwise.</summary>
+    public long? Line { get; init; }
+
+    /// <summary>For a text file, the column of <see cref="Offset"/> in its <see cref="Line"/>, counted from 1; null otherwise.</summary>
+    public long? Column { get; init; }
+
+    /// <summary>
+    /// Where the fault lies, for a reader: the key, tensor, field or entry, and the byte offset (with its line and column in a
+    /// text file), e.g. <c>'archive/data.pkl' at byte 129</c> or <c>byte 57 (line 3, column 12)</c>. Null only for a fault
+    /// of the whole file that has no place in it (not found, too large).
+    /// </summary>
+    public string? Location
+    {
+        get
+        {
+            string? at = Offset is { } offset
+                ? Line is { } line ? $"byte {offset} (line {line}, column {Column})" : $"byte {offset}"
+                : null;
+            return (Key, at) switch
+            {
+                (null, null) => null,
+                ({ } key, null) => $"'{key}'",
+                (null, { } place) => place,
+                ({ } key, { } place) => $"'{key}' at {place}",
+            };
+        }
+    }
+
     private static string Compose(string filePath, string? key, string message) =>
         key is null ? $"{filePath}: {message}" : $"{filePath}: '{key}': {message}";
 }
