@@ -344,6 +344,18 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
     private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
+    /// <summary>
+    /// Test seam: runs each encode on the encoder's thread, given the encode to run (by default it just runs it). A test
+    /// wraps it to hold an encode in flight while the engine is disposed.
+    /// </summary>
+    internal Func<Func<EncodedAudio>, EncodedAudio> RunEncode { get; set; } = encode => encode();
+
+    /// <summary>
+    /// Test seam: awaited by an answer after each step that handed out text or speech, before it goes on (null: it goes on
+    /// at once). A test holds answers mid-way with it, whatever the model's answers' lengths.
+    /// </summary>
+    internal Func<Task>? AfterAnswerEvent { get; set; }
+
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
         _logger = loggers.CreateLogger<MiniOmniEngine>();
@@ -628,7 +640,9 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode), _computeNiceness).ConfigureAwait(false);
+            // Dispose takes this gate before it frees the encoder: an encode that was queued behind it finds the engine gone.
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            var encoded = await DedicatedThread.RunAsync("MiniOmni encoder", () => RunEncode(() => _encoder.Encode(WhisperLogMel.Compute(audio), featureCount, mode)), _computeNiceness).ConfigureAwait(false);
             Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
             return encoded;
         }
@@ -665,7 +679,20 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         _backbone.Dispose();
         _tokenizer.Dispose();
         _vocabularyFile.Dispose();
-        _encoder.Dispose();
+
+        // An encode in flight runs a native graph on a thread of its own and cannot be stopped part-way: wait for it (it
+        // holds the encoding gate) before the encoder's weights are freed. Encodes queued behind it then find the engine
+        // disposed and never reach the encoder.
+        _encoding.Wait();
+        try
+        {
+            _encoder.Dispose();
+        }
+        finally
+        {
+            _encoding.Release();
+        }
+
         _codec.Dispose();
     }
 
@@ -1022,6 +1049,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
         var speech = speaks ? new StreamingSnacDecoder(_codec, _parameters.SamplesPerFrame, StreamingOptions.Speech) : null;
         TimeSpan? firstSpeech = null;
         long samples = 0;
+        int handedOut = 0;
         void Speak(float[] chunk)
         {
             if (chunk.Length == 0)
@@ -1042,10 +1070,15 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
             firstSpeech ??= prepared.Clock.Elapsed;
             samples += chunk.Length;
             events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
+            handedOut++;
         }
 
         await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
+            // Steps decoded before the engine was disposed may still be queued: an answer cut short by the dispose ends
+            // with ObjectDisposedException, never with a completion (its speech was never decoded).
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            int handedOutBefore = handedOut;
             Interlocked.Increment(ref _answerSteps);
             for (int layer = 0; layer < step.Audio.Length; layer++)
             {
@@ -1059,6 +1092,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                 if (text.Read() is { Length: > 0 } delta)
                 {
                     events.TryWrite(new TextDelta(delta));
+                    handedOut++;
                 }
             }
 
@@ -1072,12 +1106,19 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
                     Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.DecodeDueChunk()), cancellationToken).ConfigureAwait(false));
                 }
             }
+
+            if (handedOut > handedOutBefore && AfterAnswerEvent is { } hold)
+            {
+                await hold().ConfigureAwait(false);
+            }
         }
 
         if (speech is not null)
         {
             Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.Flush()), cancellationToken).ConfigureAwait(false));
         }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
         var stop = steps.StopReason;
         events.TryWrite(new AnswerCompleted(generation.Prompt.Length, streams[^1].Count, samples / (double)_parameters.Snac.SampleRate, firstSpeech, prepared.Clock.Elapsed, streams)
