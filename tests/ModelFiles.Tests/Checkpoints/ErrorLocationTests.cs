@@ -156,4 +156,18 @@ public sealed class ErrorLocationTests : IDisposable
         Assert.Equal(yaml.Start.Line, error.Line);
         Assert.Equal(yaml.Start.Column, error.Column);
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void ACheckpointTooShortToTellItsFormatNamesWhereItEnds(int length)
+    {
+        // Found by CsCheck_Iter=2000 (seed b6NZjQJSnsp1): a truncation to nothing named the file alone.
+        string path = Path.Combine(_directory.Path, "pytorch_model.bin");
+        File.WriteAllBytes(path, [.. "P"u8.ToArray().Take(length)]);
+
+        var error = Assert.Throws<ModelFileException>(() => TensorCheckpointExtensions.OpenAny(path));
+
+        Assert.Equal(length, error.Offset);
+    }
 }
