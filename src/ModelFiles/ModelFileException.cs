@@ -2,8 +2,9 @@ namespace MiniOmni.SK.ModelFiles;
 
 /// <summary>
 /// A model file is missing, corrupt, inconsistent, or not what MiniOmni.SK expects; the message names the file and the
-/// tensor, key, field or entry. This is the one exception every reader of model files (checkpoints, configs, tokenizers,
-/// GGUF files, the engine's load) throws for a bad file: nothing else escapes for one, and no native code sees it first.
+/// tensor, key, field or entry, or the byte (<see cref="Location"/>). This is the one exception every reader of model
+/// files (checkpoints, configs, tokenizers, GGUF files, the engine's load) throws for a bad file: nothing else escapes for
+/// one, and no native code sees it first.
 /// </summary>
 public sealed class ModelFileException : Exception
 {
@@ -22,8 +23,9 @@ public sealed class ModelFileException : Exception
     public string? Key { get; }
 
     /// <summary>
-    /// Where in the file the fault lies, in bytes from its start (or from the start of the named zip entry), for faults of
-    /// the file's structure that no key or tensor names; null otherwise.
+    /// Where the fault lies, in bytes from the start of the file, or from the start of the zip entry that holds it (a
+    /// checkpoint's <c>data.pkl</c>, which the message names); null for a fault that a key or tensor alone places, or that
+    /// has no place in the file.
     /// </summary>
     public long? Offset { get; init; }
 
