@@ -9,10 +9,11 @@ namespace MiniOmni.SK.Server.Tests;
 /// The voice page in a real browser: the machine's Chromium-family browser (<see cref="ChromiumBrowsers"/>), driven by
 /// Playwright (never downloading a browser of its own), its microphone fed the fixture question from a WAV file. The page
 /// must hear it, send it as PCM16 over the realtime WebSocket, and show and play the answer. A machine with no such browser
-/// reports the test skipped, with the places searched and how to install one; under CI (<c>CI=true</c>) that is a failure.
+/// reports the test skipped, with the places searched and how to install one (also as a diagnostic message, which
+/// <c>dotnet test</c> shows at its default verbosity); under CI (<c>CI=true</c>) that is a failure.
 /// </summary>
 [Collection(ServerCollection.Name)]
-public sealed class VoicePageBrowserTests(FixtureEngine fixture)
+public sealed class VoicePageBrowserTests(FixtureEngine fixture, SkipNotice skipNotice) : IClassFixture<SkipNotice>
 {
     /// <summary>Where the test leaves its screenshot of the page.</summary>
     public static string ScreenshotPath { get; } = Path.Combine(AppContext.BaseDirectory, "artifacts", "voice-page.png");
@@ -57,6 +58,7 @@ public sealed class VoicePageBrowserTests(FixtureEngine fixture)
         {
             string missing = $"no Chromium-family browser on this machine (searched {string.Join(", ", candidates)}): {ChromiumBrowsers.InstallHint}.";
             Assert.False(ChromiumBrowsers.UnderCi, $"CI=true and {missing} (.ci/run installs Debian's chromium.)");
+            skipNotice.Report(nameof(VoicePageBrowserTests), missing);
             Skip.If(true, missing);
         }
 

@@ -12,7 +12,7 @@ namespace MiniOmni.SK.Tests;
 /// count, shrinking to the smallest failing case, a seed to replay it), for as many cases or seconds as those say.
 /// Every case must end in success or in a clean <see cref="ModelFileException"/>: one whose <see cref="ModelFileException.FilePath"/>
 /// is a file or directory that exists (the case's own) and that names the place at fault through
-/// <see cref="ModelFileException.Key"/> or <see cref="ModelFileException.Offset"/>. Anything else fails with the case's seed,
+/// <see cref="ModelFileException.Location"/> (its key or byte offset). Anything else fails with the case's seed,
 /// and a native abort ends the test host, which fails the run. The refused and the accepted cases are held to floors.
 /// </summary>
 public static class FuzzRun
@@ -27,20 +27,19 @@ public static class FuzzRun
     /// Checks <paramref name="property"/> on cases from <paramref name="gen"/>: <paramref name="ciCases"/> fixed seeds of
     /// stream <paramref name="stream"/> in CI, or CsCheck's own sampling on demand. Reports the count and the time, and
     /// holds the refused and the accepted cases to <paramref name="minRefused"/> and <paramref name="minAccepted"/>.
-    /// With <paramref name="requireLocation"/> (formats where every fault has a place: GGUF) a refusal must name its key,
-    /// tensor or byte offset; without it (the original releases' readers, where some refusals still name only the file)
-    /// the tally shows those as "byte ".
+    /// Every refusal must name its place through <see cref="ModelFileException.Location"/> (a key, tensor, field, entry or
+    /// byte offset): every format read here (GGUF, torch zips and their pickles, safetensors, JSON, YAML) has one.
     /// </summary>
     /// <returns>How many cases ran and how many the readers refused with a <see cref="ModelFileException"/>.</returns>
     public static (int Cases, int Refused) Check<T>(string name, Gen<T> gen, Action<T> property, int ciCases, uint stream, ITestOutputHelper output,
-        int minRefused, int minAccepted, bool requireLocation, Func<T, string>? print = null)
+        int minRefused, int minAccepted, Func<T, string>? print = null)
     {
         int cases = 0, refused = 0;
         var errors = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
         void Case(T input)
         {
             Interlocked.Increment(ref cases);
-            var outcome = RunBounded(() => property(input), requireLocation);
+            var outcome = RunBounded(() => property(input));
             if (outcome is ModelFileException error)
             {
                 Interlocked.Increment(ref refused);
@@ -73,7 +72,7 @@ public static class FuzzRun
 
     // Runs one case on a thread of its own with a deadline: a hang fails the case instead of the whole run. Returns the
     // ModelFileException a refused case ends in, or null; any other exception propagates.
-    private static ModelFileException? RunBounded(Action run, bool requireLocation)
+    private static ModelFileException? RunBounded(Action run)
     {
         var work = Task.Factory.StartNew(run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
@@ -92,9 +91,9 @@ public static class FuzzRun
                 throw new InvalidOperationException($"A ModelFileException whose FilePath is not a file of the case: '{refused.FilePath}': {refused.Message}", refused);
             }
 
-            if (requireLocation && refused.Key is null && refused.Offset is null)
+            if (refused.Location is null)
             {
-                throw new InvalidOperationException($"A ModelFileException that names no key, tensor or byte offset: {refused.Message}", refused);
+                throw new InvalidOperationException($"A ModelFileException that names no key, tensor, entry or byte offset: {refused.Message}", refused);
             }
 
             return refused;
@@ -106,6 +105,6 @@ public static class FuzzRun
         }
     }
 
-    // The error's file name and key, for a tally of what the readers refused.
-    private static string Shape(ModelFileException error) => $"{Path.GetFileName(error.FilePath)} {error.Key ?? $"byte {error.Offset}"}";
+    // The error's file name and key (or, for a fault of the file's structure, that it named a byte), for a tally of what the readers refused.
+    private static string Shape(ModelFileException error) => $"{Path.GetFileName(error.FilePath)} {error.Key ?? "byte offset"}";
 }

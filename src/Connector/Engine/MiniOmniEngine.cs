@@ -360,6 +360,18 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
     private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
+    /// <summary>
+    /// Test seam: runs each encode on the encoder's thread, given the encode to run (by default it just runs it). A test
+    /// wraps it to hold an encode in flight while the engine is disposed.
+    /// </summary>
+    internal Func<Func<EncodedAudio>, EncodedAudio> RunEncode { get; set; } = encode => encode();
+
+    /// <summary>
+    /// Test seam: awaited by an answer after each step that handed out text or speech, before it goes on (null: it goes on
+    /// at once). A test holds answers mid-way with it, whatever the model's answers' lengths.
+    /// </summary>
+    internal Func<Task>? AfterAnswerEvent { get; set; }
+
     private MiniOmniEngine(ModelDirectory model, MiniOmniEngineOptions options, ILoggerFactory loggers)
     {
         _logger = loggers.CreateLogger<MiniOmniEngine>();
@@ -657,15 +669,17 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
         await _encoding.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // Dispose takes this gate before it frees the encoder: an encode that was queued behind it finds the engine gone.
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             timeline?.MarkEncoderFree();
             var encoded = await DedicatedThread.RunAsync(
                 "MiniOmni encoder",
-                () =>
+                () => RunEncode(() =>
                 {
                     float[] mel = WhisperLogMel.Compute(audio);
                     timeline?.MarkMelDone();
                     return _encoder.Encode(mel, featureCount, mode);
-                },
+                }),
                 _computeNiceness).ConfigureAwait(false);
             Interlocked.Increment(ref mode == EncoderMode.Exact ? ref _exactEncodes : ref _fastEncodes);
             return encoded;
@@ -703,7 +717,20 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
         _backbone.Dispose();
         _tokenizer.Dispose();
         _vocabularyFile.Dispose();
-        _encoder.Dispose();
+
+        // An encode in flight runs a native graph on a thread of its own and cannot be stopped part-way: wait for it (it
+        // holds the encoding gate) before the encoder's weights are freed. Encodes queued behind it then find the engine
+        // disposed and never reach the encoder.
+        _encoding.Wait();
+        try
+        {
+            _encoder.Dispose();
+        }
+        finally
+        {
+            _encoding.Release();
+        }
+
         _codec.Dispose();
     }
 
@@ -1077,6 +1104,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
         using var wake = cancellationToken.Register(_scheduler.Wake);
         TimeSpan? firstSpeech = null;
         long samples = 0;
+        int handedOut = 0;
         void Speak(float[] chunk)
         {
             if (chunk.Length == 0)
@@ -1098,10 +1126,16 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
             firstSpeech ??= TimeSpan.FromSeconds(prepared.Timeline.FirstSpeech);
             samples += chunk.Length;
             events.TryWrite(new SpeechChunk(chunk, _parameters.Snac.SampleRate));
+            handedOut++;
         }
 
         await foreach (var step in steps.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
+            // Steps decoded before the engine was disposed may still be queued: an answer cut short by the dispose ends
+            // with ObjectDisposedException, never with a completion (its speech was never decoded).
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            int handedOutBefore = handedOut;
+            bool spoke = false;
             Interlocked.Increment(ref _answerSteps);
             for (int layer = 0; layer < step.Audio.Length; layer++)
             {
@@ -1115,6 +1149,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
                 if (text.Read() is { Length: > 0 } delta)
                 {
                     events.TryWrite(new TextDelta(delta));
+                    handedOut++;
                 }
             }
 
@@ -1152,11 +1187,11 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
                             }
                         },
                         cancellationToken).ConfigureAwait(false));
-                    continue;
+                    spoke = true;
                 }
             }
 
-            if (streams[^1].Count == heldAt)
+            if (!spoke && streams[^1].Count == heldAt)
             {
                 // The answer holds for a chunk that did not come due (a frame held a special token: the answer is ending).
                 heldAt = 0;
@@ -1169,12 +1204,19 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
                     },
                     cancellationToken).ConfigureAwait(false);
             }
+
+            if (handedOut > handedOutBefore && AfterAnswerEvent is { } hold)
+            {
+                await hold().ConfigureAwait(false);
+            }
         }
 
         if (speech is not null)
         {
             Speak(await _scheduler.RunBetweenStepsAsync(() => CountCodecRun(speech.Flush()), cancellationToken).ConfigureAwait(false));
         }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
         var stop = steps.StopReason;
         if (speaks)

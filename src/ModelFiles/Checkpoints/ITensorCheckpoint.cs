@@ -40,9 +40,10 @@ public static class TensorCheckpointExtensions
         Span<byte> magic = stackalloc byte[2];
         using (var stream = File.OpenRead(path))
         {
-            if (stream.Read(magic) < 2)
+            int read = stream.ReadAtLeast(magic, magic.Length, throwOnEndOfStream: false);
+            if (read < magic.Length)
             {
-                throw new ModelFileException(path, "the file is empty or truncated.");
+                throw new ModelFileException(path, $"the file ends at byte {read}, before the first two bytes that tell a zip checkpoint from safetensors: empty or truncated.") { Offset = read };
             }
         }
 

@@ -146,7 +146,12 @@ public sealed record LitGptConfig(
             throw new ModelFileException(path, $"{length} bytes is far more than a model_config.yaml holds (at most {MaxFileBytes} are read).");
         }
 
-        string text = File.ReadAllText(path);
+        // Decoded as File.ReadAllText would, keeping the bytes and the encoding to place an error at its byte.
+        byte[] bytes = File.ReadAllBytes(path);
+        using var decoder = new StreamReader(new MemoryStream(bytes), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        string text = decoder.ReadToEnd();
+        var encoding = decoder.CurrentEncoding;
+        int preamble = bytes.AsSpan().StartsWith(encoding.Preamble) ? encoding.Preamble.Length : 0;
         try
         {
             // YamlDotNet builds nested nodes recursively: measure the nesting with its (iterative) parser first.
@@ -162,16 +167,16 @@ public sealed record LitGptConfig(
                 };
                 if (depth > MaxNesting)
                 {
-                    throw new ModelFileException(path, $"nested more than {MaxNesting} levels deep; litgpt's config is flat.");
+                    throw TextPositions.Yaml(path, bytes, text, encoding, preamble, parser.Current!.Start, $"nested more than {MaxNesting} levels deep; litgpt's config is flat", null);
                 }
             }
 
             return new DeserializerBuilder().Build().Deserialize<Dictionary<string, object?>>(text)
-                ?? throw new ModelFileException(path, "the file is empty.");
+                ?? throw new ModelFileException(path, $"no YAML document in {bytes.Length} bytes (empty, or only comments); litgpt's keys are missing.") { Offset = bytes.Length };
         }
         catch (YamlException e)
         {
-            throw new ModelFileException(path, $"not a YAML mapping of litgpt's keys: {e.Message}", innerException: e);
+            throw TextPositions.Yaml(path, bytes, text, encoding, preamble, e.Start, $"not a YAML mapping of litgpt's keys: {e.Message}", e);
         }
     }
 

@@ -41,9 +41,10 @@ internal static class PickleAllowList
     /// Throws <see cref="ModelFileException"/> naming the first global or opcode that is not allowed, or a pickle that
     /// would build more than <see cref="MaxObjects"/> objects.
     /// </summary>
-    public static byte[] CheckAndScope(ReadOnlySpan<byte> pickle, string filePath, string entryName)
+    public static ScopedPickle CheckAndScope(ReadOnlySpan<byte> pickle, string filePath, string entryName)
     {
         var program = new MemoryStream(pickle.Length + 256);
+        var rewrites = new List<ScopedPickle.Rewrite>();
         int at = 0;
         int objects = 0;
         while (at < pickle.Length)
@@ -54,33 +55,35 @@ internal static class PickleAllowList
             {
                 case (byte)'.': // STOP
                     program.Write(pickle[start..at]);
-                    return program.ToArray();
+                    return new ScopedPickle(program.ToArray(), rewrites);
                 case (byte)'c': // GLOBAL: "module\nname\n"
                     string module = Line(pickle, ref at, filePath, entryName);
                     string name = Line(pickle, ref at, filePath, entryName);
                     string global = $"{module} {name}";
                     if (UnsupportedStorages.Contains(global))
                     {
-                        throw new ModelFileException(filePath, $"unsupported dtype: storage type {module}.{name}; only float32, float16 and bfloat16 tensors can be read.", $"{module}.{name}");
+                        throw new ModelFileException(filePath, $"unsupported dtype: storage type {module}.{name}; only float32, float16 and bfloat16 tensors can be read (the GLOBAL at offset {start} of {entryName}).", $"{module}.{name}") { Offset = start };
                     }
 
                     if (!AllowedGlobals.Contains(global))
                     {
-                        throw new ModelFileException(filePath, $"the pickle in {entryName} refers to the global {module}.{name}, which a PyTorch state dict never needs; refusing to load it.", $"{module}.{name}");
+                        throw new ModelFileException(filePath, $"the pickle in {entryName} refers to the global {module}.{name}, which a PyTorch state dict never needs; refusing to load it.", $"{module}.{name}") { Offset = start };
                     }
 
                     // BINUNICODE "prefix + module name", then BINPERSID: the unpickler's own hook resolves it.
                     byte[] id = Encoding.UTF8.GetBytes(ScopedGlobalPrefix + global);
+                    long rewrittenAt = program.Position;
                     program.WriteByte((byte)'X');
                     byte[] length = new byte[4];
                     BinaryPrimitives.WriteInt32LittleEndian(length, id.Length);
                     program.Write(length);
                     program.Write(id);
                     program.WriteByte((byte)'Q');
+                    rewrites.Add(new ScopedPickle.Rewrite(rewrittenAt, program.Position, start, at));
                     objects++;
                     break;
                 case (byte)'i' or (byte)'o' or 0x81 or 0x92 or 0x93 or 0x82 or 0x83 or 0x84:
-                    throw new ModelFileException(filePath, $"the pickle in {entryName} uses opcode 0x{opcode:x2} at offset {at - 1}, which constructs objects outside the allow-list; refusing to load it.");
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} uses opcode 0x{opcode:x2} at offset {at - 1}, which constructs objects outside the allow-list; refusing to load it.", entryName) { Offset = at - 1 };
                 default:
                     Skip(opcode, pickle, ref at, filePath, entryName);
                     program.Write(pickle[start..at]);
@@ -94,11 +97,11 @@ internal static class PickleAllowList
 
             if (objects > MaxObjects)
             {
-                throw new ModelFileException(filePath, $"the pickle in {entryName} builds more than {MaxObjects:N0} objects; a state dict needs a few per tensor. Refusing to load it.");
+                throw new ModelFileException(filePath, $"the pickle in {entryName} builds more than {MaxObjects:N0} objects; a state dict needs a few per tensor. Refusing to load it.", entryName) { Offset = start };
             }
         }
 
-        throw new ModelFileException(filePath, $"the pickle in {entryName} ends without a STOP opcode: truncated or corrupt.");
+        throw new ModelFileException(filePath, $"the pickle in {entryName} ends without a STOP opcode: truncated or corrupt.", entryName) { Offset = pickle.Length };
     }
 
     /// <summary>Marks a persistent id that stands for an allow-listed global (followed by "module name").</summary>
@@ -126,7 +129,7 @@ internal static class PickleAllowList
             case (byte)'I' or (byte)'L' or (byte)'F' or (byte)'p' or (byte)'g':
                 if (Line(pickle, ref at, filePath, entryName).Length > MaxNumberLength)
                 {
-                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a number longer than {MaxNumberLength} characters before offset {at}: corrupt.");
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a number longer than {MaxNumberLength} characters before offset {at}: corrupt.", entryName) { Offset = at };
                 }
 
                 return;
@@ -140,7 +143,7 @@ internal static class PickleAllowList
                 int bytes = opcode == 0x8a ? Advance1(pickle, ref at, filePath, entryName) : Advance4(pickle, ref at, filePath, entryName);
                 if (bytes is < 0 or > MaxNumberLength)
                 {
-                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a {bytes}-byte integer at offset {at}: corrupt.");
+                    throw new ModelFileException(filePath, $"the pickle in {entryName} has a {bytes}-byte integer at offset {at}: corrupt.", entryName) { Offset = at };
                 }
 
                 Advance(bytes, pickle, ref at, filePath, entryName);
@@ -159,7 +162,7 @@ internal static class PickleAllowList
                 Advance(length is < 0 or > int.MaxValue ? -1 : (int)length, pickle, ref at, filePath, entryName);
                 return;
             default:
-                throw new ModelFileException(filePath, $"the pickle in {entryName} has an unknown opcode 0x{opcode:x2} at offset {at - 1}: corrupt.");
+                throw new ModelFileException(filePath, $"the pickle in {entryName} has an unknown opcode 0x{opcode:x2} at offset {at - 1}: corrupt.", entryName) { Offset = at - 1 };
         }
     }
 
@@ -181,7 +184,7 @@ internal static class PickleAllowList
     {
         if (count < 0 || count > pickle.Length - at)
         {
-            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside an opcode at offset {at}: truncated or corrupt.");
+            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside an opcode at offset {at}: truncated or corrupt.", entryName) { Offset = at };
         }
 
         at += count;
@@ -192,11 +195,46 @@ internal static class PickleAllowList
         int end = pickle[at..].IndexOf((byte)'\n');
         if (end < 0)
         {
-            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside a line argument at offset {at}: truncated or corrupt.");
+            throw new ModelFileException(filePath, $"the pickle in {entryName} ends inside a line argument at offset {at}: truncated or corrupt.", entryName) { Offset = at };
         }
 
         string line = Encoding.UTF8.GetString(pickle.Slice(at, end));
         at += end + 1;
         return line;
     }
+}
+
+/// <summary>
+/// The program <see cref="PickleAllowList.CheckAndScope"/> hands to the unpickler, and where its rewritten GLOBALs sit, so
+/// that a place in the program (where the unpickler stopped) can be named as a byte of the original pickle.
+/// </summary>
+internal sealed class ScopedPickle(byte[] program, IReadOnlyList<ScopedPickle.Rewrite> rewrites)
+{
+    /// <summary>The opcodes to unpickle.</summary>
+    public byte[] Program { get; } = program;
+
+    /// <summary>The byte of the original pickle that byte <paramref name="programOffset"/> of <see cref="Program"/> came from (a rewritten GLOBAL's start for any byte of its rewrite).</summary>
+    public long OriginalOffset(long programOffset)
+    {
+        long shift = 0;
+        foreach (var rewrite in rewrites)
+        {
+            if (programOffset < rewrite.ProgramStart)
+            {
+                break;
+            }
+
+            if (programOffset < rewrite.ProgramEnd)
+            {
+                return rewrite.OriginalStart;
+            }
+
+            shift = rewrite.OriginalEnd - rewrite.ProgramEnd;
+        }
+
+        return programOffset + shift;
+    }
+
+    /// <summary>A GLOBAL of the original at [<see cref="OriginalStart"/>, <see cref="OriginalEnd"/>) written as [<see cref="ProgramStart"/>, <see cref="ProgramEnd"/>) of the program.</summary>
+    public readonly record struct Rewrite(long ProgramStart, long ProgramEnd, long OriginalStart, long OriginalEnd);
 }

@@ -67,13 +67,13 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
         Span<byte> lengthBytes = stackalloc byte[8];
         if (_file.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) != 8)
         {
-            throw new ModelFileException(Path, "too short for a safetensors header.");
+            throw new ModelFileException(Path, $"{_file.Length} bytes is too short for the 8-byte header length at byte 0.") { Offset = 0 };
         }
 
         long headerLength = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
         if (headerLength <= 0 || headerLength > MaxHeaderBytes || 8 + headerLength > _file.Length)
         {
-            throw new ModelFileException(Path, $"header length {headerLength} does not fit a {_file.Length}-byte file: not safetensors, or truncated.");
+            throw new ModelFileException(Path, $"the header length at byte 0, {headerLength}, does not fit a {_file.Length}-byte file: not safetensors, or truncated.") { Offset = 0 };
         }
 
         var header = new byte[headerLength];
@@ -82,21 +82,11 @@ public sealed class SafetensorsCheckpoint : ITensorCheckpoint
         long dataLength = _file.Length - dataStart;
         var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
         var metadata = new Dictionary<string, object?>(StringComparer.Ordinal);
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(header);
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFileException(Path, $"the safetensors header is not valid JSON: {e.Message}", innerException: e);
-        }
-
-        using (document)
+        using (var document = TextPositions.ParseJson(Path, header, "the safetensors header", fileOffset: 8))
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
-                throw new ModelFileException(Path, $"the safetensors header is a JSON {document.RootElement.ValueKind}, not an object of tensors.");
+                throw TextPositions.NotAnObject(Path, header, document.RootElement.ValueKind, "a safetensors header", fileOffset: 8);
             }
 
             ReadEntries(document.RootElement, dataStart, dataLength, tensors, metadata);

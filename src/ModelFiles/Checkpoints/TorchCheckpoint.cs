@@ -93,13 +93,15 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
         }
         catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or ArgumentException or OverflowException)
         {
-            throw new ModelFileException(path, $"not a readable PyTorch zip checkpoint (truncated or corrupt, or a legacy pre-1.6 format): {e.Message}", innerException: e);
+            // The zip reader says what is wrong but not where: find the record it tripped on.
+            var (offset, what) = ZipFaults.Locate(path);
+            throw new ModelFileException(path, $"not a readable PyTorch zip checkpoint (truncated or corrupt, or a legacy pre-1.6 format): at byte {offset}, {what} ({e.Message})", innerException: e) { Offset = offset };
         }
 
         try
         {
             var pickleEntry = entries.Values.FirstOrDefault(e => e.FullName.EndsWith("/data.pkl", StringComparison.Ordinal) || e.FullName == "data.pkl")
-                ?? throw new ModelFileException(path, "the zip has no data.pkl: not a torch.save checkpoint.");
+                ?? throw new ModelFileException(path, $"the zip's {entries.Count} entries hold no data.pkl: not a torch.save checkpoint.", "data.pkl");
             string prefix = pickleEntry.FullName[..^"data.pkl".Length];
             var checkpoint = new TorchCheckpoint(path, archive, entries, prefix, fileLength);
             checkpoint.Load(checkpoint.ReadPickle(pickleEntry));
@@ -128,28 +130,36 @@ public sealed class TorchCheckpoint : ITensorCheckpoint
     private void Load(byte[] pickle)
     {
         string entryName = _prefix + "data.pkl";
-        byte[] program = PickleAllowList.CheckAndScope(pickle, Path, entryName);
+        var scoped = PickleAllowList.CheckAndScope(pickle, Path, entryName);
         object? root;
+        // Razorvine reads a stream a byte at a time: where it stands when it throws is the end of the opcode it was running.
+        using var program = new MemoryStream(scoped.Program, writable: false);
+        ModelFileException NotAStateDict(Exception e)
+        {
+            long at = scoped.OriginalOffset(program.Position);
+            return new ModelFileException(Path, $"the pickle in {entryName} is not a state dict (the opcode ending at or before offset {at}): {e.Message}", entryName, e) { Offset = at };
+        }
+
         try
         {
             using var unpickler = new StateDictUnpickler();
-            root = unpickler.loads(program);
+            root = unpickler.load(program);
         }
         catch (CorruptPickleException e)
         {
             // Our own constructors' refusal of what the pickle asks them to build (a view that does not fit, a size that overflows).
-            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", entryName, e);
+            throw NotAStateDict(e);
         }
         catch (Exception e) when (e is not (ModelFileException or OutOfMemoryException) && ThirdPartyFaults.RaisedInside(e, typeof(Razorvine.Pickle.Unpickler).Assembly))
         {
             // The program holds only allow-listed globals; what Razorvine's interpreter refuses is a corrupt pickle. What our own
             // constructors raise is theirs to name (a ModelFileException), and anything else from them is a bug that propagates.
-            throw new ModelFileException(Path, $"the pickle in {entryName} is not a state dict: {e.Message}", entryName, e);
+            throw NotAStateDict(e);
         }
 
         if (root is not IDictionary rootDictionary)
         {
-            throw new ModelFileException(Path, $"the pickle holds a {root?.GetType().Name ?? "None"}, not a state dict.");
+            throw new ModelFileException(Path, $"the pickle holds a {root?.GetType().Name ?? "None"}, not a state dict.", entryName);
         }
 
         // Whisper's .pt wraps the state dict beside its dimensions; litgpt and SNAC save the state dict itself.

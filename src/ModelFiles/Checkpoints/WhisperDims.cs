@@ -44,7 +44,7 @@ public sealed record WhisperDims(int NMels, int NAudioCtx, int NAudioState, int 
             ["num_mel_bins", "max_source_positions", "d_model", "encoder_attention_heads", "encoder_layers"]);
     }
 
-    /// <summary>Reads a small JSON file whose root is an object; too large, not JSON or not an object is an error naming the file.</summary>
+    /// <summary>Reads a small JSON file whose root is an object; too large, not JSON or not an object is an error naming the file (and the byte, for the last two).</summary>
     internal static JsonDocument ReadJson(string path, int maxBytes, string what)
     {
         if (!File.Exists(path))
@@ -58,21 +58,13 @@ public sealed record WhisperDims(int NMels, int NAudioCtx, int NAudioState, int 
             throw new ModelFileException(path, $"{length} bytes is far more than a {what} holds (at most {maxBytes} are read).");
         }
 
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(File.ReadAllBytes(path));
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFileException(path, $"not valid JSON: {e.Message}", innerException: e);
-        }
-
+        byte[] bytes = File.ReadAllBytes(path);
+        var document = TextPositions.ParseJson(path, bytes, "the file");
         var kind = document.RootElement.ValueKind;
         if (kind != JsonValueKind.Object)
         {
             document.Dispose();
-            throw new ModelFileException(path, $"a JSON {kind}, not the object a {what} is.");
+            throw TextPositions.NotAnObject(path, bytes, kind, $"a {what}");
         }
 
         return document;

@@ -1,3 +1,4 @@
+using MiniOmni.SK.ModelFiles.Checkpoints;
 using System.Text.Json;
 
 namespace MiniOmni.SK.ModelFiles.Conversion;
@@ -88,16 +89,9 @@ public sealed class HfTokenizer
             throw new ModelFileException(path, $"{length} bytes is more than a tokenizer.json holds (at most {MaxFileBytes} are read).");
         }
 
-        try
-        {
-            using var stream = File.OpenRead(path);
-            using var document = JsonDocument.Parse(stream);
-            return Parse(path, document.RootElement, rowCount);
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFileException(path, $"not valid JSON: {e.Message}", innerException: e);
-        }
+        // Read whole (as JsonDocument would buffer a stream anyway), so that a syntax error can be placed at its byte.
+        using var document = TextPositions.ParseJson(path, File.ReadAllBytes(path), "the file");
+        return Parse(path, document.RootElement, rowCount);
     }
 
     private static HfTokenizer Parse(string path, JsonElement root, int rowCount)

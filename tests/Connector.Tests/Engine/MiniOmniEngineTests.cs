@@ -130,24 +130,30 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
     {
         var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2 });
         var tasks = new[] { MiniOmniTask.A1A2, MiniOmniTask.A1T2 };
-        var started = tasks.Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        // Each answer is held by the engine itself after the first step that hands out text or speech, so it cannot end
+        // (however short the tiny model's answer is) before the dispose: the answers are mid-way, deterministically.
+        int held = 0;
+        var bothHeld = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        engine.AfterAnswerEvent = () =>
+        {
+            if (Interlocked.Increment(ref held) == tasks.Length)
+            {
+                bothHeld.TrySetResult();
+            }
+
+            return release.Task;
+        };
         var seen = tasks.Select(_ => new System.Collections.Concurrent.ConcurrentQueue<MiniOmniEvent>()).ToArray();
         var answers = tasks.Select((task, i) => Task.Run(async () =>
         {
             await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Task = task, Audio = fixture.Question, MaxTokens = 500 }))
             {
                 seen[i].Enqueue(item);
-                if (item is SpeechChunk or TextDelta)
-                {
-                    // Mid-answer: the answer has begun to speak or write, and its reader holds until the engine is gone.
-                    started[i].TrySetResult();
-                    await release.Task;
-                }
             }
         })).ToArray();
-        await Task.WhenAny(Task.WhenAll(started.Select(s => s.Task)), Task.WhenAll(answers)).WaitAsync(TimeSpan.FromMinutes(2));
-        Assert.All(started, s => Assert.True(s.Task.IsCompleted, "an answer ended before it began to speak or write"));
+        await Task.WhenAny(bothHeld.Task, Task.WhenAll(answers)).WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.True(bothHeld.Task.IsCompleted, "an answer ended before it began to speak or write");
 
         engine.Dispose();
         release.SetResult();
@@ -158,11 +164,63 @@ public sealed class MiniOmniEngineTests(EngineFixture fixture, ITestOutputHelper
         {
             var error = await Record.ExceptionAsync(() => answers[i].WaitAsync(TimeSpan.FromMinutes(2)));
             Assert.True(error is ObjectDisposedException, $"{tasks[i]}: {error?.GetType().Name ?? "no error"}: {error?.Message}");
+            Assert.Contains(seen[i], e => e is SpeechChunk or TextDelta);
             Assert.DoesNotContain(seen[i], e => e is AnswerCompleted);
         }
 
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "hi" }).GetAsyncEnumerator().MoveNextAsync());
         engine.Dispose();
+    }
+
+    [Fact]
+    public async Task DisposingTheEngineDuringAnEncodeWaitsForItBeforeFreeingTheEncoder()
+    {
+        var engine = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2 });
+        var encoding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var release = new ManualResetEventSlim();
+        Task? disposing = null;
+        bool disposedBeforeTheEncodeEnded = false;
+        Exception? encodeError = null;
+        engine.RunEncode = encode =>
+        {
+            // Held on the encoder's thread, in flight, until the test has begun the dispose.
+            encoding.TrySetResult();
+            release.Wait();
+            try
+            {
+                var encoded = encode();
+                disposedBeforeTheEncodeEnded = disposing!.IsCompleted;
+                return encoded;
+            }
+            catch (Exception e)
+            {
+                // Without the wait, the encoder's weights were freed under this encode (GgmlStage refuses the run).
+                encodeError = e;
+                throw;
+            }
+        };
+        var answer = Task.Run(async () =>
+        {
+            await foreach (var item in engine.GenerateAsync(new MiniOmniRequest { Task = MiniOmniTask.A1T2, Audio = fixture.Question, MaxTokens = 20 }))
+            {
+                _ = item;
+            }
+        });
+        await encoding.Task.WaitAsync(TimeSpan.FromMinutes(2));
+
+        disposing = Task.Run(engine.Dispose);
+        // A dispose that does not wait frees the encoder at once; one that waits is still blocked when the encode resumes.
+        await Task.WhenAny(disposing, Task.Delay(TimeSpan.FromSeconds(1)));
+        bool disposeReturnedUnderTheEncode = disposing.IsCompleted;
+        release.Set();
+        await disposing.WaitAsync(TimeSpan.FromMinutes(2));
+        var error = await Record.ExceptionAsync(() => answer.WaitAsync(TimeSpan.FromMinutes(2)));
+
+        Assert.False(disposeReturnedUnderTheEncode, "Dispose returned while an encode was in flight");
+        Assert.Null(encodeError);
+        Assert.False(disposedBeforeTheEncodeEnded, "the encoder was freed before the encode in flight ended");
+        // The answer whose question was encoded meets the disposed engine next, and ends as every disposed answer does.
+        Assert.True(error is ObjectDisposedException, $"{error?.GetType().Name ?? "no error"}: {error?.Message}");
     }
 
     [Fact]

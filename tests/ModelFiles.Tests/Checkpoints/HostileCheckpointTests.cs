@@ -74,6 +74,7 @@ public sealed class HostileCheckpointTests : IDisposable
         var error = Open(path);
 
         Assert.Contains("not a readable PyTorch zip", error.Message);
+        Assert.Equal(directory, error.Offset); // the file header whose name runs past the directory
         Assert.IsNotType<InvalidDataException>(error);
     }
 

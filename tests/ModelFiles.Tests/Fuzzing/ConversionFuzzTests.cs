@@ -50,7 +50,7 @@ public sealed class ConversionFuzzTests(SmallSources sources, ITestOutputHelper 
     {
         var scratch = new ScratchSources(sources, _directory.Path);
         var (cases, refused) = FuzzRun.Check("swapped files", Gen.Select(Gen.Int[0, ScratchSources.Files.Length - 1], Gen.Int[0, ScratchSources.Files.Length - 1]).Where(p => p.Item1 != p.Item2),
-            pair => scratch.Swap(ScratchSources.Files[pair.Item1], ScratchSources.Files[pair.Item2]), ciCases: 40, stream: 18u, output, minRefused: 40, minAccepted: 0, requireLocation: false);
+            pair => scratch.Swap(ScratchSources.Files[pair.Item1], ScratchSources.Files[pair.Item2]), ciCases: 40, stream: 18u, output, minRefused: 40, minAccepted: 0);
 
         // Every swap is refused: no file reads as another, so nothing is accepted here by design.
         Assert.Equal(cases, refused);
@@ -61,7 +61,7 @@ public sealed class ConversionFuzzTests(SmallSources sources, ITestOutputHelper 
         var scratch = new ScratchSources(sources, _directory.Path);
         byte[] original = File.ReadAllBytes(Path.Combine(Path.GetDirectoryName(sources.Checkpoint)!, file));
 
-        FuzzRun.Check(file, mutations, mutation => scratch.Convert(file, mutation.Apply(original)), ciCases, stream, output, minRefused, minAccepted, requireLocation: false);
+        FuzzRun.Check(file, mutations, mutation => scratch.Convert(file, mutation.Apply(original)), ciCases, stream, output, minRefused, minAccepted);
     }
 }
 

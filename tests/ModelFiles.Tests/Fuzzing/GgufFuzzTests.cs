@@ -28,7 +28,7 @@ public sealed class GgufFuzzTests(SmallModel small, ITestOutputHelper output) : 
         var original = GgufEditor.Load(Path.Combine(small.Model.Path, fileName));
 
         FuzzRun.Check($"{fileName} structure", GgufMutations.Some, mutation =>
-            scratch.With(fileName, GgufMutations.Apply(original, mutation), CheckAndReadAll), ciCases: 160, stream, output, minRefused, minAccepted, requireLocation: true,
+            scratch.With(fileName, GgufMutations.Apply(original, mutation), CheckAndReadAll), ciCases: 160, stream, output, minRefused, minAccepted,
             print: m => $"{string.Join(", ", m.Structure.AsEnumerable())} then {string.Join(", ", m.Bytes.AsEnumerable())}");
     }
 
@@ -42,7 +42,7 @@ public sealed class GgufFuzzTests(SmallModel small, ITestOutputHelper output) : 
         byte[] original = File.ReadAllBytes(Path.Combine(small.Model.Path, fileName));
 
         FuzzRun.Check($"{fileName} bytes", ByteMutations.Some, mutations =>
-            scratch.With(fileName, ByteMutations.ApplyAll(mutations, original), CheckAndReadAll), ciCases: 160, stream, output, minRefused, minAccepted, requireLocation: true,
+            scratch.With(fileName, ByteMutations.ApplyAll(mutations, original), CheckAndReadAll), ciCases: 160, stream, output, minRefused, minAccepted,
             print: m => string.Join(", ", m.AsEnumerable()));
     }
 
