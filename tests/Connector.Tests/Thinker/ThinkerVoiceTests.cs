@@ -2,7 +2,6 @@ using System.ClientModel;
 using System.ComponentModel;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using Microsoft.Agents.AI;
 using Microsoft.Extensions.AI;
@@ -10,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.SemanticKernel;
 using Microsoft.SemanticKernel.ChatCompletion;
 using MiniOmni.SK.Cli.Bench;
+using MiniOmni.SK.Connector.Tests.AI;
 using MiniOmni.SK.Connector.Tests.Engine;
 using MiniOmni.SK.Engine;
 using OpenAI;
@@ -32,7 +32,7 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
     {
         // Three characters a piece: pieces end inside words, between "é" and what follows, inside "東京".
         await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = Answer, CharactersPerToken = 3, TokensPerSecond = 200, FirstTokenDelay = TimeSpan.FromMilliseconds(30) });
-        var engine = new EventRecordingEngine(fixture.Engine);
+        var engine = new RecordingEngine(fixture.Engine);
         var voice = ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, Quick).Build();
 
         var updates = await Collect(voice.GetStreamingResponseAsync([SpokenQuestion()]));
@@ -124,7 +124,7 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
     public async Task AnAgentFrameworkAgentAnswersByVoiceWithAPluginCall()
     {
         await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = "It is {tool} kilometres.", CallTool = "MilesToKilometres", ToolArguments = """{"miles":3.1}""", FirstTokenDelay = TimeSpan.Zero, TokensPerSecond = 300 });
-        var engine = new EventRecordingEngine(fixture.Engine);
+        var engine = new RecordingEngine(fixture.Engine);
         var agent = new ChatClientAgent(
             ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, Quick).Build(),
             instructions: "You convert units.",
@@ -148,7 +148,7 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
     public async Task ASemanticKernelChatServiceWithAThinkerAnswersByVoiceWithAPluginCall()
     {
         await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = "That is {tool} km.", CallTool = "Units_MilesToKilometres", ToolArguments = """{"miles":1}""", FirstTokenDelay = TimeSpan.Zero, TokensPerSecond = 300 });
-        var engine = new EventRecordingEngine(fixture.Engine);
+        var engine = new RecordingEngine(fixture.Engine);
         var builder = Kernel.CreateBuilder();
         var voiceOptions = new MiniOmniVoiceOptions();
         Quick(voiceOptions);
@@ -178,7 +178,7 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
         string answer = string.Concat(Enumerable.Range(1, 30).Select(i => $"Word {i}, café. "));
         using var shortBudget = MiniOmniEngine.Load(fixture.ModelPath, new MiniOmniEngineOptions { DefaultMaxTokens = 40 });
         await using var thinker = new LoopbackThinker(new LoopbackThinkerOptions { Answer = answer, CharactersPerToken = 7, TokensPerSecond = 400, FirstTokenDelay = TimeSpan.Zero });
-        var engine = new EventRecordingEngine(shortBudget);
+        var engine = new RecordingEngine(shortBudget);
 
         var response = await ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, Quick).Build().GetResponseAsync("Count for me.");
 
@@ -190,7 +190,7 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
         Assert.Single(thinker.Requests);
 
         // A budget the caller set is kept: one voice answer, cut off.
-        engine = new EventRecordingEngine(shortBudget);
+        engine = new RecordingEngine(shortBudget);
         var capped = await ThinkerClient(thinker).AsBuilder().UseMiniOmniVoice(engine, o => { Quick(o); o.MaxSpeechSteps = 30; }).Build().GetResponseAsync("Count for me.");
         Assert.Single(engine.Requests, r => r.Task == MiniOmniTask.ReadAloud);
         Assert.StartsWith(capped.Text, answer, StringComparison.Ordinal);
@@ -232,59 +232,5 @@ public sealed class ThinkerVoiceTests(EngineFixture fixture) : IClassFixture<Eng
     {
         [KernelFunction, Description("Converts miles to kilometres.")]
         public double MilesToKilometres([Description("distance in miles")] double miles) => Math.Round(miles * 1.609344, 3);
-    }
-
-    /// <summary>A real engine that records the requests it is asked and the answers it completes.</summary>
-    private sealed class EventRecordingEngine(IMiniOmniEngine inner) : IMiniOmniEngine
-    {
-        private readonly List<MiniOmniRequest> _requests = [];
-        private readonly List<AnswerCompleted> _completed = [];
-
-        public string ModelId => inner.ModelId;
-
-        public int MaxPositions => inner.MaxPositions;
-
-        public IReadOnlyList<MiniOmniRequest> Requests
-        {
-            get
-            {
-                lock (_requests)
-                {
-                    return [.. _requests];
-                }
-            }
-        }
-
-        public IReadOnlyList<AnswerCompleted> Completed
-        {
-            get
-            {
-                lock (_requests)
-                {
-                    return [.. _completed];
-                }
-            }
-        }
-
-        public async IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-        {
-            lock (_requests)
-            {
-                _requests.Add(request);
-            }
-
-            await foreach (var item in inner.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
-            {
-                if (item is AnswerCompleted completed)
-                {
-                    lock (_requests)
-                    {
-                        _completed.Add(completed);
-                    }
-                }
-
-                yield return item;
-            }
-        }
     }
 }
