@@ -40,6 +40,12 @@ internal sealed record GenerationRequest(MiniOmniTask Task, Prompt Prompt, Promp
     /// <summary>Who the preamble kept after this answer belongs to (see <see cref="MiniOmniRequest.CacheOwner"/>), or null.</summary>
     public object? CacheOwner { get; init; }
 
+    /// <summary>
+    /// A preamble decoded ahead of the answer that will start with it (<see cref="DecodeScheduler.KeepAhead"/>): the row
+    /// decodes its prompt, computes no head and takes no step, and the prompt cache keeps its positions.
+    /// </summary>
+    public bool KeepsPromptOnly { get; init; }
+
     /// <summary>Where the answer's time to first speech goes; null when nobody asks.</summary>
     public AnswerTimeline? Timeline { get; init; }
 
@@ -138,6 +144,9 @@ internal sealed class AnswerSequence
     /// <summary>The prompt positions of the speaking (or only) row decoded so far (or provided by <see cref="SkipPrompt"/>).</summary>
     public int DecodedPromptPositions => _phase == Phase.SharedPrompt ? _decodedPrompt : _sharedLength;
 
+    /// <summary>The leading prompt positions shared from another sequence's cache (<see cref="SkipPrompt"/>) rather than decoded.</summary>
+    public int ReusedPromptPositions { get; private set; }
+
     /// <summary>
     /// Takes the first <paramref name="positions"/> prompt positions as decoded: the scheduler has shared another
     /// sequence's cache of the same positions into this answer's speaking row. Only before the first decode.
@@ -150,6 +159,7 @@ internal sealed class AnswerSequence
         }
 
         _decodedPrompt = positions;
+        ReusedPromptPositions = positions;
         _request.Timeline?.MarkPromptReused(positions);
     }
 
@@ -202,7 +212,7 @@ internal sealed class AnswerSequence
                 int end = Math.Min(_sharedLength, _decodedPrompt + capacity);
                 for (int position = _decodedPrompt; position < end; position++)
                 {
-                    bool last = position == promptLength - 1;
+                    bool last = position == promptLength - 1 && !_request.KeepsPromptOnly;
                     AddRow(batch, _promptEmbeddings[0].AsSpan(position * width, width), position, Sequences[0], last ? HeadsOf(0) : OutputHeadSet.None);
                 }
 
@@ -238,7 +248,10 @@ internal sealed class AnswerSequence
     /// Takes the results of the decode that held this answer's rows: advances through the prompt, or samples a step,
     /// applies the release's rules and publishes it.
     /// </summary>
-    /// <returns>Whether the answer goes on; when it does not, <see cref="Steps"/> is complete.</returns>
+    /// <returns>
+    /// Whether the answer goes on. When it does not, the scheduler completes <see cref="Steps"/> once it has freed (or kept)
+    /// the answer's cache, so that whoever sees the end finds the cache as the answer left it.
+    /// </returns>
     public bool OnDecoded(IBackbone backbone)
     {
         // The first step is checked for NaN and Inf (damaged weights or features), which would otherwise be sampled as noise;
@@ -250,6 +263,11 @@ internal sealed class AnswerSequence
             if (_decodedPrompt < _sharedLength)
             {
                 return true;
+            }
+
+            if (_request.KeepsPromptOnly)
+            {
+                return false;
             }
 
             if (Sequences.Length > 1)
@@ -319,7 +337,6 @@ internal sealed class AnswerSequence
         if (_rules.Accept(audio, text) is not { } step)
         {
             StopReason = AnswerStopReason.EndOfAnswer;
-            Complete();
             return false;
         }
 
@@ -328,7 +345,6 @@ internal sealed class AnswerSequence
         if (_rules.Steps >= _rules.MaxSteps)
         {
             StopReason = _request.StepLimitReason;
-            Complete();
             return false;
         }
 

@@ -209,6 +209,33 @@ internal sealed class DecodeScheduler : IDisposable
         return Post(request, cancellationToken, beside: true, donor?.Answer, donor is null ? 0 : donorPositions);
     }
 
+    /// <summary>
+    /// Decodes <paramref name="request"/>'s prompt (a preamble, <see cref="GenerationRequest.KeepsPromptOnly"/>) into the
+    /// prompt cache ahead of the answers that will start with it, so that they decode only what follows. It yields to
+    /// answers as a row beside them does, and adds no rows while any answer runs: it never holds up an answer.
+    /// </summary>
+    /// <returns>
+    /// The positions decoded (not shared from a kept start of the preamble), once the preamble is kept; 0 at once when the
+    /// cache keeps no preambles or this one is outside the sizes it keeps.
+    /// </returns>
+    public async Task<int> KeepAhead(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        if (!request.KeepsPromptOnly)
+        {
+            throw new ArgumentException("Only a preamble decoded to be kept (KeepsPromptOnly) is queued ahead.", nameof(request));
+        }
+
+        int length = request.Prompt.Length;
+        if (_sideSequences == 0 || length < _options.MinCachedPrefix || length > _options.PromptCacheCells)
+        {
+            return 0;
+        }
+
+        var row = Post(request, cancellationToken, beside: true, donor: null, donorPositions: 0);
+        await row.Completion.ConfigureAwait(false);
+        return row.Answer.DecodedPromptPositions - row.Answer.ReusedPromptPositions;
+    }
+
     private AnswerSteps Post(GenerationRequest request, CancellationToken cancellationToken, bool beside, AnswerSequence? donor, int donorPositions)
     {
         ThrowIfFaulted();
@@ -422,6 +449,18 @@ internal sealed class DecodeScheduler : IDisposable
                 continue;
             }
 
+            // A preamble decoded ahead waits while any answer runs: it is there to take time off answers, never to add to one.
+            if (slot.Answer.Request.KeepsPromptOnly && _active.Exists(s => !s.Answer.YieldsToAnswers))
+            {
+                continue;
+            }
+
+            if (inPrompt && !slot.PrefixSettled && slot.Answer.Request.KeepsPromptOnly && KeptAlready(slot.Answer.Request))
+            {
+                Release(slot, error: null);
+                continue;
+            }
+
             int capacity = Math.Min(room, inPrompt ? promptRoom : room);
             if (capacity <= 0 || (inPrompt && !slot.PrefixSettled && !SettlePrefix(slot)))
             {
@@ -522,6 +561,20 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         Interlocked.Add(ref _reusedPositions, reuse);
+        return true;
+    }
+
+    // Whether a kept prefix holds the whole of a preamble to keep ahead: it is then only marked used, and nothing is decoded.
+    private bool KeptAlready(GenerationRequest request)
+    {
+        int length = request.Prompt.Length;
+        if (_cached.Find(c => c.Length >= length && c.CommonPrefix(request.Prompt, length) == length) is not { } covering)
+        {
+            return false;
+        }
+
+        covering.LastUsed = ++_cacheClock;
+        covering.Own(request.CacheOwner);
         return true;
     }
 

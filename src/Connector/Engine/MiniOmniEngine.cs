@@ -195,11 +195,20 @@ public sealed record MiniOmniRequest
     internal object? CacheOwner { get; init; }
 }
 
-/// <summary>An engine whose prompt cache frees what an owner kept when the owner ends (a realtime session's preambles).</summary>
+/// <summary>
+/// An engine whose prompt cache keeps preambles for their owners (a realtime session's history): decoded ahead of the
+/// turn that will start with them, and freed when the owner ends.
+/// </summary>
 internal interface IPromptCacheOwners
 {
     /// <summary>Frees the kept preambles that only <paramref name="owner"/> used; returns how many were freed.</summary>
     Task<int> ForgetAsync(object owner);
+
+    /// <summary>
+    /// Decodes <paramref name="preamble"/> into the prompt cache for <paramref name="owner"/>, ahead of the request that
+    /// will start with it; see <see cref="MiniOmniEngine.PrefillPreambleAsync(MiniOmniRequest, CancellationToken)"/>.
+    /// </summary>
+    Task PrefillPreambleAsync(string preamble, object owner, CancellationToken cancellationToken);
 }
 
 /// <summary>One piece of a <see cref="MiniOmniRequest.PreambleSegments"/> preamble: plain text, or one special token of the model.</summary>
@@ -302,6 +311,9 @@ internal readonly record struct EngineStageCounts(long ExactEncodes, long FastEn
 {
     /// <summary>Requests that took an encoding started ahead of them (<see cref="IEncodeAhead"/>) instead of encoding.</summary>
     public long EncodesTakenAhead { get; init; }
+
+    /// <summary>Preambles decoded ahead of their requests (<see cref="MiniOmniEngine.PrefillPreambleAsync(MiniOmniRequest, CancellationToken)"/>) that decoded anything.</summary>
+    public long PreamblesPrefilledAhead { get; init; }
 }
 
 /// <summary>An engine that can encode a question before it is asked (a realtime session's turn, while its speaker pauses).</summary>
@@ -357,6 +369,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
     private long _answerSteps;
     private long _codecRuns;
     private long _encodesTakenAhead;
+    private long _preamblesPrefilledAhead;
     private readonly List<EncodingAhead> _ahead = [];
     private int _disposed;
 
@@ -598,7 +611,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
             var decodes = _scheduler.Statistics;
             return new EngineStageCounts(
                 Interlocked.Read(ref _exactEncodes), Interlocked.Read(ref _fastEncodes), decodes.Decodes - decodes.StepDecodes, decodes.StepDecodes,
-                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead) };
+                Interlocked.Read(ref _answerSteps), Interlocked.Read(ref _codecRuns)) { EncodesTakenAhead = Interlocked.Read(ref _encodesTakenAhead), PreamblesPrefilledAhead = Interlocked.Read(ref _preamblesPrefilledAhead) };
         }
     }
 
@@ -607,6 +620,47 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
     {
         ArgumentNullException.ThrowIfNull(owner);
         return Volatile.Read(ref _disposed) != 0 ? Task.FromResult(0) : _scheduler.ForgetCacheOwner(owner);
+    }
+
+    /// <summary>
+    /// Decodes the preamble of <paramref name="request"/> (its <see cref="MiniOmniRequest.Preamble"/> or
+    /// <see cref="MiniOmniRequest.PreambleSegments"/>; nothing else of it is used) into the prompt cache, before the request
+    /// that starts with it is asked: a conversation's history after an answer, while its speaker is still talking. That
+    /// request then decodes only what follows the preamble, and its first audio comes that much sooner. The preamble's
+    /// longest start already kept is not decoded again.
+    /// </summary>
+    /// <remarks>
+    /// It yields to answers: it waits while any answer waits to start or runs, so it never delays one. A
+    /// preamble the prompt cache cannot keep (<see cref="MiniOmniEngineOptions.PromptCacheSize"/> 0, or a preamble shorter
+    /// than the cache's least or longer than its size) is not decoded, and the task completes at once.
+    /// </remarks>
+    /// <returns>Completes once the preamble is kept.</returns>
+    /// <exception cref="ArgumentException">The request has no preamble, or one that does not fit the model's context.</exception>
+    public Task PrefillPreambleAsync(MiniOmniRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return PrefillPreambleAsync(request, request.CacheOwner, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    Task IPromptCacheOwners.PrefillPreambleAsync(string preamble, object owner, CancellationToken cancellationToken) =>
+        PrefillPreambleAsync(new MiniOmniRequest { Preamble = preamble }, owner, cancellationToken);
+
+    private async Task PrefillPreambleAsync(MiniOmniRequest request, object? owner, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        int[] preamble = TokenizePreamble(request) ?? throw new ArgumentException("The request has no preamble to decode ahead (Preamble or PreambleSegments).", nameof(request));
+        var prompt = _prompts.ForPreamble(preamble);
+        if (prompt.Length >= _trainedContext)
+        {
+            throw new ContextOverflowException($"A preamble of {prompt.Length} positions leaves no room for a question and an answer: the model's context is {_trainedContext} positions.", prompt.Length, 0);
+        }
+
+        var keep = new GenerationRequest(MiniOmniTask.T1T2, prompt, null, [], new SamplingOptions(), MaxSteps: 1) { KeepsPromptOnly = true, CacheOwner = owner, ModelDirectory = _modelDirectory };
+        if (await _scheduler.KeepAhead(keep, cancellationToken).ConfigureAwait(false) > 0)
+        {
+            Interlocked.Increment(ref _preamblesPrefilledAhead);
+        }
     }
 
     /// <summary>Most encodings kept ahead of their requests: a few sessions' pauses at once.</summary>

@@ -125,6 +125,16 @@ internal sealed class PromptBuilder(MiniOmniVocabulary vocabulary)
     public (Prompt Speaking, Prompt Thinking) ForBatchParallel(int featureFrames, IReadOnlyList<int>? prefix = null) =>
         (ForAudio(MiniOmniTask.A1A2, featureFrames, prefix), ForAudio(MiniOmniTask.A1T2, featureFrames, prefix));
 
+    /// <summary>
+    /// A preamble alone, as every prompt built with it as <c>prefix</c> starts: decoded ahead of those prompts so that the
+    /// prompt cache holds its positions (see <see cref="MiniOmniEngine.PrefillPreambleAsync(MiniOmniRequest, CancellationToken)"/>).
+    /// </summary>
+    public Prompt ForPreamble(IReadOnlyList<int> prefix)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(prefix.Count);
+        return Assemble([], [], prefix, audioFeatureStart: 0, featureFrames: 0);
+    }
+
     private Prompt Assemble(List<int> audio, List<int> text, IReadOnlyList<int>? prefix, int audioFeatureStart, int featureFrames)
     {
         int prefixLength = prefix?.Count ?? 0;

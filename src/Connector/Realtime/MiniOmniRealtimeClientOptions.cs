@@ -31,6 +31,13 @@ public sealed record MiniOmniRealtimeClientOptions
     public int HistoryCharacterBudget { get; init; } = 2000;
 
     /// <summary>
+    /// Decode each next turn's preamble (the instructions and the conversation so far) into the engine's prompt cache as
+    /// soon as the conversation changes between answers, while the user is still speaking: the next answer then decodes
+    /// only its question, and its first audio does not grow with the history. It yields to every answer. The default is on.
+    /// </summary>
+    public bool PrefillHistoryAhead { get; init; } = true;
+
+    /// <summary>
     /// A thinker: the chat client (any model, an agent's) that writes each answer. Mini-Omni transcribes the spoken turn,
     /// the thinker answers the session's conversation (its instructions as the system message), and Mini-Omni speaks the
     /// thinker's text while it streams. A barge-in or a cancelled response cancels the thinker's request; a thinker that

@@ -137,7 +137,7 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            await Task.WhenAll(_session.Work.Drained, _transcriber.Following).ConfigureAwait(false);
+            await Task.WhenAll(_session.Work.Drained, _transcriber.Following, _session.PreambleAhead.Idle).ConfigureAwait(false);
         }
         catch (Exception e)
         {

@@ -111,6 +111,18 @@ internal sealed class RealtimeConversation
         }
     }
 
+    /// <summary>Whether an answer is being generated (its item is in progress): its text is not final yet.</summary>
+    public bool HasAnswerInProgress
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _entries.Exists(e => e.Status == RealtimeItemStatus.InProgress);
+            }
+        }
+    }
+
     /// <summary>Whether the latest user turn waits for an answer, or function results after it wait for the answer to go on.</summary>
     public bool HasQuestion
     {
@@ -195,9 +207,10 @@ internal sealed class RealtimeConversation
     /// results are written in Qwen2's tool format (<c>&lt;tool_call&gt;</c>, "Tool: &lt;tool_response&gt;"); with
     /// <paramref name="withToolExchange"/> the calls and results after the question follow the history, whatever the
     /// budget, as the chat client writes its tool exchange.
-    /// Null when there is nothing to say.
+    /// Null when there is nothing to say. A null <paramref name="question"/> renders every turn so far: the preamble of a
+    /// user turn still to come.
     /// </summary>
-    public string? RenderPreamble(string? instructions, ConversationEntry question, int historyBudget, bool withToolExchange = false)
+    public string? RenderPreamble(string? instructions, ConversationEntry? question, int historyBudget, bool withToolExchange = false)
     {
         var system = new List<string>();
         if (!string.IsNullOrWhiteSpace(instructions))
@@ -208,7 +221,7 @@ internal sealed class RealtimeConversation
         var turns = new List<(string Line, ConversationEntry Entry)>();
         lock (_lock)
         {
-            int end = _entries.IndexOf(question);
+            int end = question is null ? -1 : _entries.IndexOf(question);
             foreach (var entry in _entries.Take(end < 0 ? _entries.Count : end))
             {
                 if (entry.Role == ChatRole.System)
@@ -252,7 +265,7 @@ internal sealed class RealtimeConversation
         }
 
         var exchange = new List<string>();
-        if (withToolExchange)
+        if (withToolExchange && question is not null)
         {
             lock (_lock)
             {

@@ -21,6 +21,10 @@ internal sealed class RealtimeConversationItems(RealtimeSessionContext session, 
         {
             transcriber.Defer(entry);
         }
+        else if (entry.Audio is null)
+        {
+            session.PreambleAhead.Refresh();
+        }
 
         await session.EmitAsync(new ResponseOutputItemRealtimeServerMessage(RealtimeServerMessageType.ConversationItemAdded)
         {

@@ -47,6 +47,7 @@ internal sealed class RealtimeItemEditor(RealtimeSessionContext session, Realtim
         var end = truncate.AudioEnd < total ? truncate.AudioEnd : total;
         string kept = speech.HeardText(end);
         session.Conversation.SetText(entry, kept);
+        session.PreambleAhead.Refresh();
         entry.AudioEnd = end;
         if (end < total)
         {
@@ -75,6 +76,7 @@ internal sealed class RealtimeItemEditor(RealtimeSessionContext session, Realtim
         await responder.StopAnswerOfAsync(entry).ConfigureAwait(false);
         transcriber.Forget(entry);
         session.Conversation.Remove(entry);
+        session.PreambleAhead.Refresh();
         await session.EmitAsync(new ConversationItemDeletedRealtimeServerMessage { ItemId = entry.Id }).ConfigureAwait(false);
     }
 

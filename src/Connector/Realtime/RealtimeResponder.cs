@@ -79,6 +79,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         }
 
         var response = new RealtimeResponse(session.NewId("resp"), question, answer, conversation, plan, session.Lifetime);
+        session.PreambleAhead.Stop();
         _responses.RemoveAll(r => r.IsOver(session.ClientOptions.TimeProvider.GetUtcNow()));
         _responses.Add(response);
         await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseCreated)
@@ -154,6 +155,8 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             session.Logger.LogDebug("Realtime session {Session}: {Response} interrupted after {Heard} of {Total} heard.", session.IdPrefix, response.Id, heard, response.AudioDuration);
             await session.EmitAsync(new AnswerTruncatedRealtimeServerMessage { ResponseId = response.Id, ItemId = response.Answer.Id, AudioEnd = heard, Text = kept }).ConfigureAwait(false);
         }
+
+        session.PreambleAhead.Refresh();
     }
 
     /// <summary>Stops the answer generating <paramref name="answer"/>, if one is, for the client (a truncate or a delete of its item), and waits for its end.</summary>
@@ -354,6 +357,7 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         }).ConfigureAwait(false);
         session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
         response.Finish();
+        session.PreambleAhead.Refresh();
 
         // The answer's message item, announced before its first text or speech (at once when no tools are offered).
         async Task StartMessageAsync()

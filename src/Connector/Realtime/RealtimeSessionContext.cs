@@ -24,6 +24,7 @@ internal sealed class RealtimeSessionContext : IDisposable
         Logger = logger;
         IdPrefix = Guid.NewGuid().ToString("N")[..8];
         Outbox = new RealtimeOutbox(clientOptions.OutboundCapacity, clientOptions.OutboundStallTimeout, clientOptions.TimeProvider, _lifetime.Token, OnOutboxStalled);
+        PreambleAhead = new RealtimePreambleAhead(this);
     }
 
     /// <summary>The engine every answer and transcription runs on.</summary>
@@ -46,6 +47,9 @@ internal sealed class RealtimeSessionContext : IDisposable
 
     /// <summary>The messages on their way to the client.</summary>
     public RealtimeOutbox Outbox { get; }
+
+    /// <summary>Decodes the next turn's preamble into the engine's prompt cache while the conversation waits for it.</summary>
+    public RealtimePreambleAhead PreambleAhead { get; }
 
     /// <summary>The session's engine work, run one item after another in the order asked.</summary>
     public RealtimeWorkQueue Work { get; } = new();

@@ -123,6 +123,7 @@ internal sealed class RealtimeTranscriber(RealtimeSessionContext session)
 
         string transcript = text.ToString().Trim();
         session.Conversation.SetText(entry, transcript);
+        session.PreambleAhead.Refresh();
         await session.EmitAsync(new InputAudioTranscriptionRealtimeServerMessage(RealtimeServerMessageType.InputAudioTranscriptionCompleted)
         {
             ItemId = entry.Id,

@@ -13,7 +13,7 @@ namespace MiniOmni.SK;
 /// worker thread, and every request awaits that one load. What <c>AddMiniOmni(modelPath)</c> registers, so resolving a
 /// service never waits on a download. A failed load is retried by the next request; disposing cancels a load under way.
 /// </summary>
-public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposable
+public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCacheOwners, IDisposable
 {
     private readonly MiniOmniOptions _options;
     private readonly ILoggerFactory _loggers;
@@ -86,6 +86,15 @@ public sealed class LazyMiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IDisposa
             ((IEncodeAhead)_loading!.Result).EncodeAhead(audio, mode);
         }
     }
+
+    /// <inheritdoc />
+    Task<int> IPromptCacheOwners.ForgetAsync(object owner) =>
+        IsLoaded ? ((IPromptCacheOwners)_loading!.Result).ForgetAsync(owner) : Task.FromResult(0);
+
+    /// <inheritdoc />
+    Task IPromptCacheOwners.PrefillPreambleAsync(string preamble, object owner, CancellationToken cancellationToken) =>
+        // Before the load there is no cache to fill; the request decodes its preamble as usual.
+        IsLoaded ? ((IPromptCacheOwners)_loading!.Result).PrefillPreambleAsync(preamble, owner, cancellationToken) : Task.CompletedTask;
 
     /// <summary>Cancels a load under way and disposes the loaded engine.</summary>
     public void Dispose()

@@ -534,6 +534,81 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         Assert.True(nextStarted < slowEnded, $"the next answer started at decode {nextStarted}, the slow row ended at {slowEnded}");
     }
 
+    [Fact]
+    public async Task APreambleKeptAheadIsDecodedWithoutHeadsAndTheNextPromptDecodesOnlyWhatFollowsIt()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 100 });
+        int[] history = [.. Enumerable.Range(20, 12)];
+
+        Assert.Equal(12, await scheduler.KeepAhead(KeepAhead(history), CancellationToken.None));
+        var ahead = backbone.Batches.SelectMany(b => b).ToList();
+        Assert.Equal(Enumerable.Range(0, 12), ahead.Select(r => r.Position));
+        Assert.DoesNotContain(ahead, r => r.WantsLogits);
+        Assert.Equal([12], scheduler.CachedPrefixLengths());
+
+        // The same preamble again decodes nothing; one that extends it decodes only what it adds.
+        Assert.Equal(0, await scheduler.KeepAhead(KeepAhead(history), CancellationToken.None));
+        Assert.Equal(3, await scheduler.KeepAhead(KeepAhead([.. history, 32, 33, 34]), CancellationToken.None));
+        Assert.Equal([15], scheduler.CachedPrefixLengths());
+
+        int before = backbone.Batches.Count;
+        var next = TextIn(MiniOmniTask.T1T2, maxSteps: 3, [.. history, 32, 33, 34]);
+        Assert.Equal(3, (await ReadAll(scheduler.Submit(next, CancellationToken.None))).Count);
+        var rows = backbone.Batches.Skip(before).SelectMany(b => b).ToList();
+        Assert.Equal(next.Prompt.Length - 15 + 2, rows.Count);
+        Assert.Equal(15, rows.Min(r => r.Position));
+    }
+
+    [Fact]
+    public async Task APreambleKeptAheadWaitsWhileAnAnswerRunsAndAStoppedOneKeepsWhatItDecoded()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 100 });
+        var answer = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 20), CancellationToken.None);
+        var ahead = scheduler.KeepAhead(KeepAhead([.. Enumerable.Range(20, 12)]), CancellationToken.None);
+        Assert.Equal(20, (await ReadAll(answer)).Count);
+        Assert.Equal(12, await ahead);
+
+        // Not one of its rows shared a decode with the answer's (sequence 0): it waited for the answer to end.
+        int answerEnded = backbone.Batches.FindLastIndex(b => b.Any(r => r.Sequence == 0));
+        int aheadStarted = backbone.Batches.FindIndex(b => b.Any(r => r.Sequence != 0));
+        Assert.True(aheadStarted > answerEnded, $"the preamble started at decode {aheadStarted}, the answer ended at {answerEnded}");
+
+    }
+
+    [Fact]
+    public async Task APreambleAheadStoppedWhileAnAnswerRunsEndsCancelledHavingDecodedNothing()
+    {
+        using var gate = new ManualResetEventSlim();
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step)) { Gate = gate };
+        using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 100 });
+        using var stop = new CancellationTokenSource();
+        var answer = scheduler.Submit(TextIn(MiniOmniTask.T1T2, maxSteps: 20), CancellationToken.None);
+        var stopped = scheduler.KeepAhead(KeepAhead([.. Enumerable.Range(50, 12)]), stop.Token);
+        await stop.CancelAsync();
+        gate.Set();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => stopped);
+        Assert.Equal(20, (await ReadAll(answer)).Count);
+        Assert.All(backbone.Batches.SelectMany(b => b), r => Assert.Equal(0, r.Sequence));
+        Assert.Empty(scheduler.CachedPrefixLengths());
+    }
+
+    [Fact]
+    public async Task OnlyAPreambleToKeepIsDecodedAheadAndOneTheCacheCannotKeepIsNotDecoded()
+    {
+        var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
+        using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 20 });
+        await Assert.ThrowsAsync<ArgumentException>(() => scheduler.KeepAhead(TextIn(MiniOmniTask.T1T2, maxSteps: 3), CancellationToken.None));
+        Assert.Equal(0, await scheduler.KeepAhead(KeepAhead([.. Enumerable.Range(20, 30)]), CancellationToken.None));
+        Assert.Equal(0, await scheduler.KeepAhead(KeepAhead([20, 21]), CancellationToken.None));
+        Assert.Empty(backbone.Batches);
+    }
+
+    private static GenerationRequest KeepAhead(int[] preamble) =>
+        new(MiniOmniTask.T1T2, new PromptBuilder(Vocabulary).ForPreamble(preamble), null, [], new SamplingOptions(), 1) { KeepsPromptOnly = true };
+
     private static int[] Speech(int code) => [.. Enumerable.Repeat(code, 7)];
 
     private static GenerationRequest TextIn(MiniOmniTask task, int maxSteps, int[]? preamble = null) =>

@@ -77,6 +77,35 @@ public sealed class PromptSharingTests(EngineFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task APreambleDecodedAheadLeavesItsAnswerOnlyTheQuestionAndGivesTheTokensOfAFreshPrefill()
+    {
+        const string history = "System: answer briefly and kindly\nUser: what is the weather like today\nAssistant: it is sunny and warm\n";
+        var request = new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "should I take an umbrella", Preamble = history, MaxTokens = 12 };
+        var options = new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2, FullPrecisionCache = true, DefaultMaxTokens = 160, StepDecodePolicy = StepDecodePolicy.Together };
+        using var cached = MiniOmniEngine.Load(fixture.ModelPath, options);
+        using var fresh = MiniOmniEngine.Load(fixture.ModelPath, options with { PromptCacheSize = 0 });
+        int preamblePositions = cached.TokenizeText(history).Length;
+
+        await cached.PrefillPreambleAsync(request);
+        long ahead = cached.DecodeStatistics.Rows;
+        // Asked again, the kept preamble is only marked used.
+        await cached.PrefillPreambleAsync(request);
+        long again = cached.DecodeStatistics.Rows - ahead;
+        var answer = Completed(await CollectAll(cached.GenerateAsync(request)));
+        long rows = cached.DecodeStatistics.Rows - ahead - again;
+        var freshAnswer = Completed(await CollectAll(fresh.GenerateAsync(request)));
+        long freshRows = fresh.DecodeStatistics.Rows;
+        output.WriteLine($"preamble {preamblePositions} positions decoded ahead in {ahead} rows; the answer decoded {rows} rows, a fresh one {freshRows}");
+
+        Assert.Equal(preamblePositions, ahead);
+        Assert.Equal(0, again);
+        Assert.Equal(1, cached.StageCounts.PreamblesPrefilledAhead);
+        Assert.Equal(freshRows - preamblePositions, rows);
+        Assert.Equal(freshAnswer.Tokens[7], answer.Tokens[7]);
+        await Assert.ThrowsAsync<ArgumentException>(() => cached.PrefillPreambleAsync(new MiniOmniRequest { Task = MiniOmniTask.T1T2, Text = "no preamble" }));
+    }
+
+    [Fact]
     public async Task AChatConversationThatExtendsItsLastRequestSharesTheEarlierPreamble()
     {
         var chat = fixture.Engine.AsIChatClient();
