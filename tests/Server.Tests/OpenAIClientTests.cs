@@ -158,6 +158,57 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TheServersSessionsEncodeAheadDecodeTheNextPreambleAheadAndFreeWhatTheyKeptWhenTheyEnd()
+    {
+        var before = fixture.Engine.StageCounts;
+        long keptBefore = fixture.Engine.Scheduler.CachedPrefixCells;
+        var realtime = new RealtimeClient(Unused, new RealtimeClientOptions { Endpoint = _api });
+        using (var session = await realtime.StartConversationSessionAsync("mini-omni"))
+        {
+            await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
+            {
+                Instructions = "You read the shipping forecast: sea areas, winds and visibility, briefly.",
+                AudioOptions = new RealtimeConversationSessionAudioOptions
+                {
+                    InputAudioOptions = new RealtimeConversationSessionInputAudioOptions { TurnDetection = new RealtimeServerVadTurnDetection { SilenceDuration = TimeSpan.FromMilliseconds(500) } },
+                },
+            });
+            byte[] speech = Pcm16Wave.ToPcm16Bytes(Resample([.. new float[4800], .. fixture.Question, .. new float[16000]], 16000, 24000));
+            foreach (byte[] chunk in speech.Chunk(4800))
+            {
+                await session.SendInputAudioAsync(BinaryData.FromBytes(chunk));
+            }
+
+            using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await foreach (var update in session.ReceiveUpdatesAsync(guard.Token))
+            {
+                if (update is RealtimeServerUpdateResponseDone)
+                {
+                    break;
+                }
+            }
+
+            // The turn was encoded while its speaker paused, and once answered, the next turn's preamble was decoded ahead.
+            Assert.Equal(1, fixture.Engine.StageCounts.EncodesTakenAhead - before.EncodesTakenAhead);
+            await Eventually(() => fixture.Engine.StageCounts.PreamblesPrefilledAhead > before.PreamblesPrefilledAhead, "the next preamble decoded ahead");
+            Assert.True(fixture.Engine.Scheduler.CachedPrefixCells > keptBefore);
+        }
+
+        // Its kept preambles leave the cache with the session.
+        await Eventually(() => fixture.Engine.Scheduler.CachedPrefixCells <= keptBefore, "the session's kept preambles freed");
+    }
+
+    // Waits for what the server does after its reply (a hang guard, not a timing assertion).
+    private static async Task Eventually(Func<bool> condition, string what)
+    {
+        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!condition())
+        {
+            await Task.Delay(20, guard.Token).ContinueWith(t => Assert.False(t.IsCanceled, $"still waiting for {what}"));
+        }
+    }
+
+    [Fact]
     public async Task TheSdksRealtimeClientSpeaksAQuestionAndHearsTheAnswer()
     {
         var realtime = new RealtimeClient(Unused, new RealtimeClientOptions { Endpoint = _api });

@@ -411,13 +411,9 @@ internal static class ThinkerBenchmark
     /// Caps transcripts at a real model's length: random weights never write the end of a transcript, so they would
     /// transcribe a 2.4 s question for the whole budget, which no real model does.
     /// </summary>
-    private sealed class TranscriptCappedEngine(IMiniOmniEngine inner, int transcriptTokens) : IMiniOmniEngine
+    private sealed class TranscriptCappedEngine(IMiniOmniEngine inner, int transcriptTokens) : DelegatingMiniOmniEngine(inner)
     {
-        public string ModelId => inner.ModelId;
-
-        public int MaxPositions => inner.MaxPositions;
-
-        public IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) =>
-            inner.GenerateAsync(request.Task == MiniOmniTask.Asr ? request with { MaxTokens = request.MaxTokens > 0 ? Math.Min(request.MaxTokens, transcriptTokens) : transcriptTokens } : request, cancellationToken);
+        public override IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) =>
+            InnerEngine.GenerateAsync(request.Task == MiniOmniTask.Asr ? request with { MaxTokens = request.MaxTokens > 0 ? Math.Min(request.MaxTokens, transcriptTokens) : transcriptTokens } : request, cancellationToken);
     }
 }

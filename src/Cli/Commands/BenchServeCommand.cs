@@ -316,14 +316,7 @@ internal static class BenchServeCommand
         public Task<IMiniOmniEngine> LoadAsync(CancellationToken cancellationToken) => Task.FromResult<IMiniOmniEngine>(new Borrowed(engine));
 
         // The bench owns the engine; the server must not dispose it.
-        private sealed class Borrowed(IMiniOmniEngine inner) : IMiniOmniEngine
-        {
-            public string ModelId => inner.ModelId;
-
-            public int MaxPositions => inner.MaxPositions;
-
-            public IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) => inner.GenerateAsync(request, cancellationToken);
-        }
+        private sealed class Borrowed(IMiniOmniEngine inner) : DelegatingMiniOmniEngine(inner);
     }
 
     private static double Mean(IEnumerable<double> values) => values.DefaultIfEmpty(double.NaN).Average();

@@ -39,6 +39,9 @@ internal sealed class MiniOmniRealtimeSession : IRealtimeClientSession, IRealtim
     /// <inheritdoc />
     public RealtimeSessionOptions? Options => _session.Settings.Options;
 
+    /// <summary>Completes once the next preamble's decode ahead, if one runs, has ended (a test seam).</summary>
+    internal Task PreambleAheadIdle => _session.PreambleAhead.Idle;
+
     /// <inheritdoc />
     public async Task SendAsync(RealtimeClientMessage message, CancellationToken cancellationToken = default)
     {

@@ -346,6 +346,8 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
             response.Conversation.Remove(response.Answer);
         }
 
+        // The answer is in the conversation as it will stay: the next turn's preamble can be decoded while the user speaks.
+        session.PreambleAhead.Refresh();
         await session.EmitAsync(new ResponseCreatedRealtimeServerMessage(RealtimeServerMessageType.ResponseDone)
         {
             ResponseId = response.Id,
@@ -357,7 +359,6 @@ internal sealed class RealtimeResponder(RealtimeSessionContext session, Realtime
         }).ConfigureAwait(false);
         session.Logger.LogDebug("Realtime session {Session}: {Response} {Status}.", session.IdPrefix, response.Id, status);
         response.Finish();
-        session.PreambleAhead.Refresh();
 
         // The answer's message item, announced before its first text or speech (at once when no tools are offered).
         async Task StartMessageAsync()

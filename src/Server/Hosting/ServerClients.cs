@@ -67,26 +67,10 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
     /// request without a budget keeps the engine's default (which fits the model's context) under the limit, rather
     /// than being given the limit itself, which a 2048-position model could not fit beside any prompt.
     /// </summary>
-    /// <remarks>
-    /// What the engine does ahead of a realtime session's requests (encoding a turn while its speaker pauses, decoding the
-    /// next preamble while they speak, freeing a session's preambles when it ends) goes straight through: without it the
-    /// server's sessions would pay for all of it on the critical path.
-    /// </remarks>
-    private sealed class BudgetedEngine(IMiniOmniEngine inner, int maxTokens) : IMiniOmniEngine, IEncodeAhead, IPromptCacheOwners
+    private sealed class BudgetedEngine(IMiniOmniEngine inner, int maxTokens) : DelegatingMiniOmniEngine(inner)
     {
-        public string ModelId => inner.ModelId;
-
-        public int MaxPositions => inner.MaxPositions;
-
-        public IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) =>
-            inner.GenerateAsync(request with { MaxTokensCap = request.MaxTokensCap > 0 ? Math.Min(request.MaxTokensCap, maxTokens) : maxTokens }, cancellationToken);
-
-        void IEncodeAhead.EncodeAhead(float[] audio, MiniOmni.SK.Speech.EncoderMode mode) => (inner as IEncodeAhead)?.EncodeAhead(audio, mode);
-
-        Task<int> IPromptCacheOwners.ForgetAsync(object owner) => inner is IPromptCacheOwners cache ? cache.ForgetAsync(owner) : Task.FromResult(0);
-
-        Task IPromptCacheOwners.PrefillPreambleAsync(string preamble, object owner, CancellationToken cancellationToken) =>
-            inner is IPromptCacheOwners cache ? cache.PrefillPreambleAsync(preamble, owner, cancellationToken) : Task.CompletedTask;
+        public override IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) =>
+            InnerEngine.GenerateAsync(request with { MaxTokensCap = request.MaxTokensCap > 0 ? Math.Min(request.MaxTokensCap, maxTokens) : maxTokens }, cancellationToken);
     }
 
     private sealed record Clients(IMiniOmniEngine Engine, IChatClient Chat, ISpeechToTextClient SpeechToText, ITextToSpeechClient TextToSpeech, IRealtimeClient Realtime);

@@ -2,6 +2,7 @@
 #pragma warning disable MEAI001
 
 using Microsoft.Extensions.AI;
+using MiniOmni.SK.Audio;
 using MiniOmni.SK.Connector.Tests.Engine;
 using Xunit.Abstractions;
 using static MiniOmni.SK.Connector.Tests.Realtime.Signals;
@@ -54,7 +55,8 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
     [Fact]
     public async Task EachTurnDecodesOnlyWhatItAddsNotTheHistoryAgain()
     {
-        var client = new MiniOmniRealtimeClient(fixture.Engine);
+        // The prompt cache alone: the rows each turn decodes are counted, so no preamble is decoded ahead between them.
+        var client = new MiniOmniRealtimeClient(fixture.Engine, new MiniOmniRealtimeClientOptions { PrefillHistoryAhead = false });
         await using var session = await client.CreateSessionAsync(new RealtimeSessionOptions
         {
             OutputModalities = ["text"],
@@ -85,6 +87,48 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
         }
 
         Assert.True(decoded[3] < prompts[3] - prompts[0] / 2, $"turn 3 decoded {decoded[3]} of {prompts[3]} prompt positions");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task WhileTheUserSpeaksTheNextPreambleIsDecodedSoEachAnswerDecodesOnlyItsQuestion(bool ahead)
+    {
+        var client = new MiniOmniRealtimeClient(fixture.Engine, new MiniOmniRealtimeClientOptions { PrefillHistoryAhead = ahead, TranscribeUserSpeech = false });
+        await using var session = await client.CreateSessionAsync(new RealtimeSessionOptions
+        {
+            MaxOutputTokens = 6,
+            Instructions = $"You are a calm tide-table assistant ({ahead}). Say the next high water in a few words, nothing more.",
+            VoiceActivityDetection = new VoiceActivityDetectionOptions { Enabled = false },
+        });
+        var probe = new SessionProbe(session);
+        // The question's own positions: INPUT_A, its adapter frames, EOA and ANSWER_A.
+        int question = WhisperLogMel.FeatureFrameCount(fixture.Question.Length) + 3;
+        var decoded = new List<int>();
+        for (int turn = 0; turn < 4; turn++)
+        {
+            // What the last answer added to the history is decoded now, while the next question is spoken.
+            await ((MiniOmniRealtimeSession)session).PreambleAheadIdle;
+            await probe.AppendPcm(fixture.Question);
+            await probe.Send(new InputAudioBufferCommitRealtimeClientMessage());
+            await probe.Send(new CreateResponseRealtimeClientMessage());
+            await probe.WaitForResponseDone();
+            var timeline = fixture.Engine.LastSpokenTimeline!;
+            decoded.Add(timeline.PromptPositionsDecoded);
+            output.WriteLine($"turn {turn + 1}: {timeline.PromptPositionsDecoded} prompt positions decoded, {timeline.PromptPositionsReused} shared");
+        }
+
+        if (ahead)
+        {
+            // From turn 2 on, the whole preamble (instructions and every earlier turn) was in the cache before the question came.
+            Assert.All(decoded.Skip(1), positions => Assert.Equal(question, positions));
+            Assert.True(fixture.Engine.StageCounts.PreamblesPrefilledAhead >= 3);
+        }
+        else
+        {
+            // Without it each answer also decodes the turn before it.
+            Assert.All(decoded.Skip(1), positions => Assert.True(positions > question + 4, $"{positions} positions decoded for a question of {question}"));
+        }
     }
 
     [Fact]

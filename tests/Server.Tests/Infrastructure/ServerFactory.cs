@@ -113,14 +113,7 @@ internal sealed class GivenEngineLoader(IMiniOmniEngine engine) : IModelLoader
 {
     public Task<IMiniOmniEngine> LoadAsync(CancellationToken cancellationToken) => Task.FromResult<IMiniOmniEngine>(new NonOwningEngine(engine));
 
-    private sealed class NonOwningEngine(IMiniOmniEngine inner) : IMiniOmniEngine
-    {
-        public string ModelId => inner.ModelId;
-
-        public int MaxPositions => inner.MaxPositions;
-
-        public IAsyncEnumerable<MiniOmniEvent> GenerateAsync(MiniOmniRequest request, CancellationToken cancellationToken = default) => inner.GenerateAsync(request, cancellationToken);
-    }
+    private sealed class NonOwningEngine(IMiniOmniEngine inner) : DelegatingMiniOmniEngine(inner);
 }
 
 /// <summary>A loader that finishes only when the test says so (or fails as told).</summary>
