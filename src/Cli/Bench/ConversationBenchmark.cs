@@ -63,6 +63,23 @@ internal sealed record ConversationSettings
     /// <summary>The paths measured (of <see cref="ConversationBenchmark.Paths"/>).</summary>
     public IReadOnlyList<string> Paths { get; init; } = ConversationBenchmark.Paths;
 
+    /// <summary>
+    /// Whether each question's audio is sent as it is spoken (100 ms every 100 ms), as a live client sends it; the engine
+    /// path waits the question's length before each turn after the first. The time a turn takes is still counted from its
+    /// commit: what happens while the user speaks (the history decoded ahead) is off the critical path, as it is live.
+    /// </summary>
+    public bool PaceAudio { get; init; } = true;
+
+    /// <summary>
+    /// Whether each turn is ended by the server's voice activity detection (the server's default: 500 ms of silence), its
+    /// question followed by silence as a microphone sends it, rather than committed by the client. A turn's time then
+    /// runs from the end of its speech, what the speaker waits; the engine path, which has no turn detection, is left out.
+    /// </summary>
+    public bool ServerTurnDetection { get; init; }
+
+    /// <summary>Whether the next turn's preamble is decoded ahead, while the question is spoken (the realtime client's PrefillHistoryAhead).</summary>
+    public bool PrefillAhead { get; init; } = true;
+
     /// <summary>Whether the realtime paths transcribe each spoken turn (the server's default), which today runs before the next answer.</summary>
     public bool Transcribe { get; init; }
 }
@@ -94,6 +111,9 @@ internal static class ConversationBenchmark
             ["turns"] = settings.Turns,
             ["warm_up"] = settings.WarmUp,
             ["transcribe"] = settings.Transcribe,
+            ["pace_audio"] = settings.PaceAudio,
+            ["prefill_ahead"] = settings.PrefillAhead,
+            ["turn_detection"] = settings.ServerTurnDetection ? "server_vad (first audio counted from the end of the question's speech)" : "none (first audio counted from response.create)",
             ["engine_niceness"] = settings.Niceness,
             ["history_turns"] = settings.HistoryTurns,
             ["history_tokens"] = settings.HistoryCharacters > 0 ? "none: sized by --history-characters" : (object)settings.HistoryTokens,
@@ -102,7 +122,7 @@ internal static class ConversationBenchmark
         {
             string name = mode.ToString().ToLowerInvariant();
             var turns = new Dictionary<string, double[]>();
-            foreach (string path in settings.Paths)
+            foreach (string path in settings.Paths.Where(p => !settings.ServerTurnDetection || p != "engine"))
             {
                 var (result, load) = await WithEngineAsync(directory, settings, mode, (engine, server) => Conversation(path, engine, server, mode, settings, question, pcm, settings.Turns, 0, cancellationToken), cancellationToken).ConfigureAwait(false);
                 turns[path] = result.Times;
@@ -112,7 +132,7 @@ internal static class ConversationBenchmark
             }
 
             // The goals: no cold start (turn 1 / turn 2), no growth (turn 3 / turn 2), the socket as fast as in process.
-            foreach (string path in settings.Paths)
+            foreach (string path in turns.Keys)
             {
                 double[] t = turns[path];
                 figures[$"{name}_{path}_turn1_over_turn2"] = t.Length > 1 ? Math.Round(t[0] / t[1], 3) : double.NaN;
@@ -126,7 +146,7 @@ internal static class ConversationBenchmark
 
             if (settings.HistoryTurns > 1)
             {
-                foreach (string path in settings.Paths.Where(p => p != "server_socket"))
+                foreach (string path in settings.Paths.Where(p => p != "server_socket" && (!settings.ServerTurnDetection || p != "engine")))
                 {
                     var (history, _) = await WithEngineAsync(directory, settings, mode, (engine, server) =>
                     {
@@ -170,7 +190,7 @@ internal static class ConversationBenchmark
         var used = wrap(engine);
         await using var server = MiniOmniServer.Build(
             ["--model", directory.Path, "--urls", "http://127.0.0.1:0", "--MiniOmni:TranscribeRealtimeSpeech", settings.Transcribe ? "true" : "false", "--MiniOmni:EncoderMode", mode.ToString(),
-             "--MiniOmni:Limits:MaxAnswerTokens", settings.AnswerSteps.ToString(CultureInfo.InvariantCulture), "--Logging:LogLevel:Default", "Warning", .. serverArguments],
+             "--MiniOmni:Limits:MaxAnswerTokens", settings.AnswerSteps.ToString(CultureInfo.InvariantCulture), "--MiniOmni:PrefillRealtimeHistoryAhead", settings.PrefillAhead ? "true" : "false", "--Logging:LogLevel:Default", "Warning", .. serverArguments],
             services => services.AddSingleton<IModelLoader>(new BenchServeCommand.LoadedEngine(used)));
         await server.StartAsync(cancellationToken).ConfigureAwait(false);
         var address = new Uri(server.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
@@ -229,16 +249,34 @@ internal static class ConversationBenchmark
                 for (int turn = 0; turn < turns; turn++)
                 {
                     string? preamble = historyCharacters > 0 && turn > 0 ? Filler(2 * perTurn * turn) : null;
+                    Task? ahead = null;
+                    if (turn > 0 && settings.PaceAudio)
+                    {
+                        // The caller knows the next preamble once the last answer is in: decoded while the question is spoken.
+                        ahead = settings.PrefillAhead && preamble is not null ? engine.PrefillPreambleAsync(new MiniOmniRequest { Preamble = preamble }, cancellationToken) : null;
+                        await Task.Delay(TimeSpan.FromSeconds(settings.QuestionSeconds), cancellationToken).ConfigureAwait(false);
+                    }
+
                     times[turn] = await Measure(turn, () => EngineTurn(engine, question, mode, settings.AnswerSteps, preamble, cancellationToken)).ConfigureAwait(false);
+                    await (ahead ?? Task.CompletedTask).ConfigureAwait(false);
                 }
 
                 break;
             case "realtime_client":
-                var client = engine.AsIRealtimeClient(new MiniOmniRealtimeClientOptions { TranscribeUserSpeech = settings.Transcribe, EncoderMode = mode });
+                // In the history case the session's budget is the history's size, as a real session's 2000 characters are in
+                // Qwen2's tokens: its own turns count against it too, and once full it is trimmed as a live one is.
+                var client = engine.AsIRealtimeClient(new MiniOmniRealtimeClientOptions
+                {
+                    TranscribeUserSpeech = settings.Transcribe,
+                    EncoderMode = mode,
+                    PrefillHistoryAhead = settings.PrefillAhead,
+                    HistoryCharacterBudget = historyCharacters > 0 ? historyCharacters : new MiniOmniRealtimeClientOptions().HistoryCharacterBudget,
+                });
                 await using (var session = await client.CreateSessionAsync(new MeaiSessionOptions
                 {
                     InputAudioFormat = new MeaiAudioFormat("audio/pcm", RealtimeRate),
-                    VoiceActivityDetection = new VoiceActivityDetectionOptions { Enabled = false },
+                    // Null: the session's default, server turn detection after 500 ms of silence.
+                    VoiceActivityDetection = settings.ServerTurnDetection ? null : new VoiceActivityDetectionOptions { Enabled = false },
                     MaxOutputTokens = settings.AnswerSteps,
                 }, cancellationToken).ConfigureAwait(false))
                 {
@@ -250,7 +288,7 @@ internal static class ConversationBenchmark
                             await session.SendAsync(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent(Filler(perTurn))], $"a{turn}", ChatRole.Assistant)), cancellationToken).ConfigureAwait(false);
                         }
 
-                        times[turn] = await Measure(turn, () => ClientTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                        times[turn] = await Measure(turn, () => settings.ServerTurnDetection ? ClientDetectedTurn(session, pcm, cancellationToken) : ClientTurn(session, pcm, settings.PaceAudio, cancellationToken)).ConfigureAwait(false);
                     }
                 }
 
@@ -260,7 +298,15 @@ internal static class ConversationBenchmark
                 using (var session = await sdk.StartConversationSessionAsync("mini-omni", cancellationToken: cancellationToken).ConfigureAwait(false))
                 {
                     var input = new RealtimeConversationSessionInputAudioOptions();
-                    input.DisableTurnDetection();
+                    if (settings.ServerTurnDetection)
+                    {
+                        input.TurnDetection = new RealtimeServerVadTurnDetection { SilenceDuration = TimeSpan.FromMilliseconds(500) };
+                    }
+                    else
+                    {
+                        input.DisableTurnDetection();
+                    }
+
                     await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
                     {
                         AudioOptions = new RealtimeConversationSessionAudioOptions { InputAudioOptions = input },
@@ -268,7 +314,7 @@ internal static class ConversationBenchmark
                     }, cancellationToken).ConfigureAwait(false);
                     for (int turn = 0; turn < turns; turn++)
                     {
-                        times[turn] = await Measure(turn, () => SocketTurn(session, pcm, cancellationToken)).ConfigureAwait(false);
+                        times[turn] = await Measure(turn, () => settings.ServerTurnDetection ? SocketDetectedTurn(session, pcm, cancellationToken) : SocketTurn(session, pcm, settings.PaceAudio, cancellationToken)).ConfigureAwait(false);
                     }
                 }
 
@@ -297,12 +343,9 @@ internal static class ConversationBenchmark
         return (first, started);
     }
 
-    private static async Task<(double First, long Started)> ClientTurn(IRealtimeClientSession session, byte[] pcm, CancellationToken cancellationToken)
+    private static async Task<(double First, long Started)> ClientTurn(IRealtimeClientSession session, byte[] pcm, bool paced, CancellationToken cancellationToken)
     {
-        foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
-        {
-            await session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(chunk, "audio/pcm")), cancellationToken).ConfigureAwait(false);
-        }
+        await SpeakAsync(pcm, paced, chunk => session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(chunk, "audio/pcm")), cancellationToken), cancellationToken).ConfigureAwait(false);
 
         await session.SendAsync(new InputAudioBufferCommitRealtimeClientMessage(), cancellationToken).ConfigureAwait(false);
         long started = Stopwatch.GetTimestamp();
@@ -324,12 +367,9 @@ internal static class ConversationBenchmark
         return (first, started);
     }
 
-    private static async Task<(double First, long Started)> SocketTurn(RealtimeSessionClient session, byte[] pcm, CancellationToken cancellationToken)
+    private static async Task<(double First, long Started)> SocketTurn(RealtimeSessionClient session, byte[] pcm, bool paced, CancellationToken cancellationToken)
     {
-        foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
-        {
-            await session.SendInputAudioAsync(BinaryData.FromBytes(chunk), cancellationToken).ConfigureAwait(false);
-        }
+        await SpeakAsync(pcm, paced, chunk => session.SendInputAudioAsync(BinaryData.FromBytes(chunk), cancellationToken), cancellationToken).ConfigureAwait(false);
 
         await session.CommitPendingAudioAsync(cancellationToken).ConfigureAwait(false);
         long started = Stopwatch.GetTimestamp();
@@ -353,6 +393,93 @@ internal static class ConversationBenchmark
         }
 
         return (first, started);
+    }
+
+    // A turn the session's turn detection ends: the question as it is spoken, then silence until the answer is done; the
+    // time from the end of the question's speech to the first audio.
+    private static async Task<(double First, long Started)> ClientDetectedTurn(IRealtimeClientSession session, byte[] pcm, CancellationToken cancellationToken)
+    {
+        long firstAudio = 0;
+        var reading = Task.Run(
+            async () =>
+            {
+                await foreach (var message in session.GetStreamingResponseAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (message.Type == RealtimeServerMessageType.OutputAudioDelta && firstAudio == 0)
+                    {
+                        firstAudio = Stopwatch.GetTimestamp();
+                    }
+                    else if (message.Type == RealtimeServerMessageType.ResponseDone)
+                    {
+                        break;
+                    }
+                }
+            },
+            cancellationToken);
+        Task Send(byte[] chunk) => session.SendAsync(new InputAudioBufferAppendRealtimeClientMessage(new DataContent(chunk, "audio/pcm")), cancellationToken);
+        long speechEnd = await SpeakThenListenAsync(pcm, Send, reading, cancellationToken).ConfigureAwait(false);
+        return (Stopwatch.GetElapsedTime(speechEnd, firstAudio).TotalSeconds, speechEnd);
+    }
+
+    private static async Task<(double First, long Started)> SocketDetectedTurn(RealtimeSessionClient session, byte[] pcm, CancellationToken cancellationToken)
+    {
+        long firstAudio = 0;
+        var reading = Task.Run(
+            async () =>
+            {
+                await foreach (var update in session.ReceiveUpdatesAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (update is RealtimeServerUpdateResponseOutputAudioDelta && firstAudio == 0)
+                    {
+                        firstAudio = Stopwatch.GetTimestamp();
+                    }
+                    else if (update is RealtimeServerUpdateResponseDone)
+                    {
+                        break;
+                    }
+                    else if (update is RealtimeServerUpdateError error)
+                    {
+                        throw new InvalidOperationException($"The server answered an error: {error.Error?.Message}");
+                    }
+                }
+            },
+            cancellationToken);
+        long speechEnd = await SpeakThenListenAsync(pcm, chunk => session.SendInputAudioAsync(BinaryData.FromBytes(chunk), cancellationToken), reading, cancellationToken).ConfigureAwait(false);
+        return (Stopwatch.GetElapsedTime(speechEnd, firstAudio).TotalSeconds, speechEnd);
+    }
+
+    // The question as it is spoken, then 100 ms of silence every 100 ms, as a microphone goes on sending, until the answer
+    // has been read; returns when the question's speech ended.
+    private static async Task<long> SpeakThenListenAsync(byte[] pcm, Func<byte[], Task> send, Task reading, CancellationToken cancellationToken)
+    {
+        await SpeakAsync(pcm, paced: true, send, cancellationToken).ConfigureAwait(false);
+        long speechEnd = Stopwatch.GetTimestamp();
+        byte[] silence = new byte[RealtimeRate / 10 * 2];
+        while (!reading.IsCompleted)
+        {
+            await send(silence).ConfigureAwait(false);
+            await Task.WhenAny(reading, Task.Delay(100, cancellationToken)).ConfigureAwait(false);
+        }
+
+        await reading.ConfigureAwait(false);
+        return speechEnd;
+    }
+
+    // The question in 100 ms appends; paced, each no sooner than the speaker would have said it.
+    private static async Task SpeakAsync(byte[] pcm, bool paced, Func<byte[], Task> send, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        int sent = 0;
+        foreach (byte[] chunk in pcm.Chunk(RealtimeRate / 10 * 2))
+        {
+            await send(chunk).ConfigureAwait(false);
+            sent += chunk.Length;
+            var due = TimeSpan.FromSeconds(sent / 2.0 / RealtimeRate) - clock.Elapsed;
+            if (paced && due > TimeSpan.Zero)
+            {
+                await Task.Delay(due, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     // The history case's characters: as asked, or as many as make its tokens in this model's tokenizer.

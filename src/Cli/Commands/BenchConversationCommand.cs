@@ -29,10 +29,13 @@ internal static class BenchConversationCommand
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "Load without the warm-up, to measure what a cold engine's first turn pays." };
         var paths = new Option<string>("--paths") { Description = "Paths to measure, comma-separated: engine, realtime_client, server_socket.", DefaultValueFactory = _ => string.Join(',', ConversationBenchmark.Paths) };
         var transcribe = new Option<bool>("--transcribe") { Description = "Transcribe each spoken turn in the realtime paths, as the server does by default." };
+        var noPacing = new Option<bool>("--no-pacing") { Description = "Send each question's audio at once instead of as it is spoken (nothing can then be done while the user speaks)." };
+        var noPrefillAhead = new Option<bool>("--no-prefill-ahead") { Description = "Do not decode the next turn's preamble while the question is spoken." };
+        var serverVad = new Option<bool>("--server-vad") { Description = "End each turn by the server's turn detection (its default), the question followed by silence, and time first audio from the end of the question's speech; the engine path is left out." };
         var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
         var command = new Command("conversation", "Time each turn's first audio in a conversation, in process and through the server, cold against warm; prints JSON.")
         {
-            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyTokens, historyCharacters, threads, niceness, noWarmUp, paths, transcribe, output,
+            model, questionSeconds, turns, encoders, answerSteps, historyTurns, historyTokens, historyCharacters, threads, niceness, noWarmUp, paths, transcribe, noPacing, noPrefillAhead, serverVad, output,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -56,6 +59,9 @@ internal static class BenchConversationCommand
                 Niceness = parse.GetValue(niceness),
                 WarmUp = !parse.GetValue(noWarmUp),
                 Transcribe = parse.GetValue(transcribe),
+                PaceAudio = !parse.GetValue(noPacing),
+                PrefillAhead = !parse.GetValue(noPrefillAhead),
+                ServerTurnDetection = parse.GetValue(serverVad),
                 Paths = [.. (parse.GetValue(paths) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                     .Select(p => ConversationBenchmark.Paths.Contains(p) ? p : throw new ArgumentException($"--paths takes {string.Join(", ", ConversationBenchmark.Paths)}; got '{p}'."))],
             };

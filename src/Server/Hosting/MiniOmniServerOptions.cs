@@ -49,6 +49,12 @@ public sealed class MiniOmniServerOptions
     /// <summary>Transcribe each spoken realtime turn (Mini-Omni's ASR task, after its answer) so later turns and the client see it as text.</summary>
     public bool TranscribeRealtimeSpeech { get; set; } = true;
 
+    /// <summary>
+    /// Decode each realtime session's next preamble (instructions and history) while its user speaks, so each answer decodes
+    /// only its own question (see MiniOmniRealtimeClientOptions.PrefillHistoryAhead).
+    /// </summary>
+    public bool PrefillRealtimeHistoryAhead { get; set; } = true;
+
     /// <summary>Which web pages may use the server, the hosts it answers to, ephemeral keys and /metrics (section <c>MiniOmni:Browsers</c>).</summary>
     public BrowserAccessOptions Browsers { get; set; } = new();
 

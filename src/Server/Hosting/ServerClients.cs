@@ -51,6 +51,7 @@ public sealed class ServerClients(ModelHost host, IOptions<MiniOmniServerOptions
                             OutboundCapacity = limits.RealtimeOutboundMessages,
                             OutboundStallTimeout = TimeSpan.FromSeconds(limits.RealtimeStallSeconds),
                             TranscribeUserSpeech = options.Value.TranscribeRealtimeSpeech,
+                            PrefillHistoryAhead = options.Value.PrefillRealtimeHistoryAhead,
                             EncoderMode = options.Value.EncoderMode,
                             TranscriptionMaxTokens = Math.Min(256, limits.MaxAnswerTokens),
                             Thinker = thinker,
