@@ -271,7 +271,7 @@ internal static class ConversationBenchmark
                     EncoderMode = mode,
                     PrefillHistoryAhead = settings.PrefillAhead,
                     HistoryCharacterBudget = historyCharacters > 0 ? historyCharacters : new MiniOmniRealtimeClientOptions().HistoryCharacterBudget,
-                });
+                }, CommandRunner.Logging);
                 await using (var session = await client.CreateSessionAsync(new MeaiSessionOptions
                 {
                     InputAudioFormat = new MeaiAudioFormat("audio/pcm", RealtimeRate),

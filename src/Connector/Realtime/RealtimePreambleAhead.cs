@@ -134,8 +134,10 @@ internal sealed class RealtimePreambleAhead(RealtimeSessionContext session)
 
         try
         {
+            session.Logger.LogDebug("Realtime session {Session}: decoding the next preamble ({Characters} characters) ahead.", session.IdPrefix, preamble.Length);
             await ((IPromptCacheOwners)session.Engine).PrefillPreambleAsync(preamble, session, decoding.Token).ConfigureAwait(false);
             _kept = preamble;
+            session.Logger.LogDebug("Realtime session {Session}: the next preamble is in the cache.", session.IdPrefix);
         }
         catch (OperationCanceledException) when (decoding.IsCancellationRequested && !session.Lifetime.IsCancellationRequested)
         {
