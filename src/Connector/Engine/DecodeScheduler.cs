@@ -218,6 +218,7 @@ internal sealed class DecodeScheduler : IDisposable
     /// The positions decoded (not shared from a kept start of the preamble), once the preamble is kept; 0 at once when the
     /// cache keeps no preambles or this one is outside the sizes it keeps.
     /// </returns>
+    /// <exception cref="OperationCanceledException">Cancelled, or it gave its cache cells up to an answer that needed them.</exception>
     public async Task<int> KeepAhead(GenerationRequest request, CancellationToken cancellationToken)
     {
         if (!request.KeepsPromptOnly)
@@ -468,7 +469,7 @@ internal sealed class DecodeScheduler : IDisposable
             }
 
             int wanted = slot.Answer.RowsWanted(capacity);
-            if (!Reserve(slot, wanted))
+            if (!Reserve(slot, wanted) && (slot.Answer.Request.KeepsPromptOnly || !GiveWayToAnswers() || !Reserve(slot, wanted)))
             {
                 slot.Paused = true;
                 Interlocked.Increment(ref _pauses);
@@ -562,6 +563,19 @@ internal sealed class DecodeScheduler : IDisposable
 
         Interlocked.Add(ref _reusedPositions, reuse);
         return true;
+    }
+
+    // Preambles being decoded ahead give their cache cells up to an answer that needs them, keeping nothing: they are
+    // there to save answers time, and an answer held for their cells would wait for them. True if any gave way.
+    private bool GiveWayToAnswers()
+    {
+        var ahead = _active.Where(slot => slot.Answer.Request.KeepsPromptOnly).ToList();
+        foreach (var slot in ahead)
+        {
+            Release(slot, new OperationCanceledException("The preamble decoded ahead gave way to an answer that needed its cache cells."), keepPrefix: false);
+        }
+
+        return ahead.Count > 0;
     }
 
     // Whether a kept prefix holds the whole of a preamble to keep ahead: it is then only marked used, and nothing is decoded.
@@ -871,7 +885,7 @@ internal sealed class DecodeScheduler : IDisposable
             && !_active.Any(slot => slot.Paused))
         {
             long first = FirstReservation(next.Request);
-            if (first > FreeCells && !MakeRoom(first))
+            if (first > FreeCells && !MakeRoom(first) && !(GiveWayToAnswers() && FreeCells >= first))
             {
                 break;
             }
@@ -914,7 +928,7 @@ internal sealed class DecodeScheduler : IDisposable
     private long FirstReservation(GenerationRequest request) =>
         Math.Min(request.Prompt.Length + (long)_options.ReserveSliceSteps * request.SequenceCount, request.CacheCells);
 
-    private void Release(ActiveAnswer slot, Exception? error, AnswerStopReason? reason = null)
+    private void Release(ActiveAnswer slot, Exception? error, AnswerStopReason? reason = null, bool keepPrefix = true)
     {
         if (!_active.Remove(slot))
         {
@@ -923,7 +937,7 @@ internal sealed class DecodeScheduler : IDisposable
 
         Exception? freeing = null;
         // A prefix the answer decoded whole stays for later prompts; after a failed decode the cache may hold part of a batch.
-        if (_options.PromptCacheCells > 0 && (error is null or OperationCanceledException) && slot.Answer.Sequences.Length > 0)
+        if (keepPrefix && _options.PromptCacheCells > 0 && (error is null or OperationCanceledException) && slot.Answer.Sequences.Length > 0)
         {
             try
             {

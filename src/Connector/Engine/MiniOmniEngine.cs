@@ -636,6 +636,7 @@ public sealed class MiniOmniEngine : IMiniOmniEngine, IEncodeAhead, IPromptCache
     /// </remarks>
     /// <returns>Completes once the preamble is kept.</returns>
     /// <exception cref="ArgumentException">The request has no preamble, or one that does not fit the model's context.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled, or it gave its cache cells up to an answer that needed them (nothing is kept).</exception>
     public Task PrefillPreambleAsync(MiniOmniRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -606,6 +606,43 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         Assert.Empty(backbone.Batches);
     }
 
+    [Fact]
+    public async Task APreambleAheadGivesItsCellsUpToAnAnswerThatNeedsThemKeepingNothing()
+    {
+        var first = TextIn(MiniOmniTask.T1T2, maxSteps: 40);
+        var second = TextIn(MiniOmniTask.T1T2, maxSteps: 10);
+        var ahead = KeepAhead([.. Enumerable.Range(20, 30)]);
+        var secondSteps = new TaskCompletionSource<AnswerSteps>(TaskCreationOptions.RunContinuationsAsynchronously);
+        DecodeScheduler? scheduler = null;
+        using var gate = new ManualResetEventSlim();
+        // The second answer comes at the first one's third step, by when the preamble waiting beside it holds its cells
+        // (both were queued before any decode could end).
+        var backbone = new ScriptedBackbone((sequence, step) =>
+        {
+            if (sequence == 0 && step == 2 && !secondSteps.Task.IsCompleted)
+            {
+                secondSteps.SetResult(scheduler!.Submit(second, CancellationToken.None));
+            }
+
+            return (Speech(5), 100 + step);
+        })
+        { Gate = gate };
+        // Room for the first answer and the preamble's reservation (its 30 positions and one), not for the second answer too.
+        long cells = first.CacheCells + ahead.CacheCells + second.CacheCells - 1;
+        using var created = Create(backbone, contextSize: (uint)(cells + 8), sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 40 });
+        scheduler = created;
+
+        var firstSteps = scheduler.Submit(first, CancellationToken.None);
+        var waiting = scheduler.KeepAhead(ahead, CancellationToken.None);
+        gate.Set();
+
+        Assert.Equal(40, (await ReadAll(firstSteps)).Count);
+        Assert.Equal(10, (await ReadAll(await secondSteps.Task)).Count);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+        Assert.Empty(scheduler.CachedPrefixLengths());
+        Assert.Equal(0, scheduler.Statistics.ContextEnds);
+    }
+
     private static GenerationRequest KeepAhead(int[] preamble) =>
         new(MiniOmniTask.T1T2, new PromptBuilder(Vocabulary).ForPreamble(preamble), null, [], new SamplingOptions(), 1) { KeepsPromptOnly = true };
 

@@ -49,6 +49,40 @@ internal sealed class ScriptedEngine
 
     public IMiniOmniEngine Object => Mock.Object;
 
+    /// <summary>
+    /// Gives the engine a prompt cache (<see cref="IPromptCacheOwners"/>) whose decodes ahead run <paramref name="prefill"/>
+    /// (completed at once by default) and are recorded; call before the engine is first used.
+    /// </summary>
+    public void WithPromptCache(Func<string, CancellationToken, Task>? prefill = null)
+    {
+        var cache = Mock.As<IPromptCacheOwners>();
+        cache.Setup(c => c.ForgetAsync(It.IsAny<object>())).ReturnsAsync(0);
+        cache.Setup(c => c.PrefillPreambleAsync(It.IsAny<string>(), It.IsAny<object>(), It.IsAny<CancellationToken>()))
+            .Returns((string preamble, object _, CancellationToken token) =>
+            {
+                lock (_lock)
+                {
+                    _prefilled.Add((preamble, token));
+                }
+
+                return prefill?.Invoke(preamble, token) ?? Task.CompletedTask;
+            });
+    }
+
+    /// <summary>The preambles decoded ahead so far, in order, with their tokens.</summary>
+    public IReadOnlyList<(string Preamble, CancellationToken Token)> Prefilled
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _prefilled];
+            }
+        }
+    }
+
+    private readonly List<(string Preamble, CancellationToken Token)> _prefilled = [];
+
     /// <summary>The answer requests so far (transcriptions left out), with their tokens.</summary>
     public IReadOnlyList<(MiniOmniRequest Request, CancellationToken Token)> Answers
     {
