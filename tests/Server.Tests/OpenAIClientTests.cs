@@ -162,23 +162,8 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
     {
         var before = fixture.Engine.StageCounts;
         long keptBefore = fixture.Engine.Scheduler.CachedPrefixCells;
-        var realtime = new RealtimeClient(Unused, new RealtimeClientOptions { Endpoint = _api });
-        using (var session = await realtime.StartConversationSessionAsync("mini-omni"))
+        using (var session = await SpokenTurnUnderServerVadAsync("You read the shipping forecast: sea areas, winds and visibility, briefly."))
         {
-            await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
-            {
-                Instructions = "You read the shipping forecast: sea areas, winds and visibility, briefly.",
-                AudioOptions = new RealtimeConversationSessionAudioOptions
-                {
-                    InputAudioOptions = new RealtimeConversationSessionInputAudioOptions { TurnDetection = new RealtimeServerVadTurnDetection { SilenceDuration = TimeSpan.FromMilliseconds(500) } },
-                },
-            });
-            byte[] speech = Pcm16Wave.ToPcm16Bytes(Resample([.. new float[4800], .. fixture.Question, .. new float[16000]], 16000, 24000));
-            foreach (byte[] chunk in speech.Chunk(4800))
-            {
-                await session.SendInputAudioAsync(BinaryData.FromBytes(chunk));
-            }
-
             using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(120));
             await foreach (var update in session.ReceiveUpdatesAsync(guard.Token))
             {
@@ -198,6 +183,29 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
         await Eventually(() => fixture.Engine.Scheduler.CachedPrefixCells <= keptBefore, "the session's kept preambles freed");
     }
 
+    // An SDK session with server VAD (500 ms) and the instructions given, which has been sent the fixture question at
+    // 24 kHz (the realtime API's rate) between stretches of silence, in 100 ms appends.
+    private async Task<RealtimeSessionClient> SpokenTurnUnderServerVadAsync(string instructions)
+    {
+        var realtime = new RealtimeClient(Unused, new RealtimeClientOptions { Endpoint = _api });
+        var session = await realtime.StartConversationSessionAsync("mini-omni");
+        await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
+        {
+            Instructions = instructions,
+            AudioOptions = new RealtimeConversationSessionAudioOptions
+            {
+                InputAudioOptions = new RealtimeConversationSessionInputAudioOptions { TurnDetection = new RealtimeServerVadTurnDetection { SilenceDuration = TimeSpan.FromMilliseconds(500) } },
+            },
+        });
+        byte[] speech = Pcm16Wave.ToPcm16Bytes(Resample([.. new float[4800], .. fixture.Question, .. new float[16000]], 16000, 24000));
+        foreach (byte[] chunk in speech.Chunk(4800))
+        {
+            await session.SendInputAudioAsync(BinaryData.FromBytes(chunk));
+        }
+
+        return session;
+    }
+
     // Waits for what the server does after its reply (a hang guard, not a timing assertion).
     private static async Task Eventually(Func<bool> condition, string what)
     {
@@ -211,24 +219,7 @@ public sealed class OpenAIClientTests(FixtureEngine fixture) : IAsyncLifetime
     [Fact]
     public async Task TheSdksRealtimeClientSpeaksAQuestionAndHearsTheAnswer()
     {
-        var realtime = new RealtimeClient(Unused, new RealtimeClientOptions { Endpoint = _api });
-        using var session = await realtime.StartConversationSessionAsync("mini-omni");
-        await session.ConfigureConversationSessionAsync(new RealtimeConversationSessionOptions
-        {
-            Instructions = "Be brief.",
-            AudioOptions = new RealtimeConversationSessionAudioOptions
-            {
-                InputAudioOptions = new RealtimeConversationSessionInputAudioOptions { TurnDetection = new RealtimeServerVadTurnDetection { SilenceDuration = TimeSpan.FromMilliseconds(500) } },
-            },
-        });
-
-        // The fixture question at 24 kHz (the realtime API's rate), between stretches of silence, in 100 ms appends.
-        byte[] speech = Pcm16Wave.ToPcm16Bytes(Resample([.. new float[4800], .. fixture.Question, .. new float[16000]], 16000, 24000));
-        foreach (byte[] chunk in speech.Chunk(4800))
-        {
-            await session.SendInputAudioAsync(BinaryData.FromBytes(chunk));
-        }
-
+        using var session = await SpokenTurnUnderServerVadAsync("Be brief.");
         var kinds = new List<string>();
         var audio = new MemoryStream();
         var transcript = new StringBuilder();
