@@ -50,7 +50,9 @@ internal static class RunCommand
                 Sampling = new SamplingOptions { Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK), TopP = parse.GetValue(topP), Seed = parse.GetValue(seed) },
             };
             var directory = await MiniOmni.SK.ModelFiles.Download.ModelStore.ResolveAsync(parse.GetRequiredValue(model), cancellationToken: cancellationToken).ConfigureAwait(false);
-            using var engine = MiniOmniEngine.Load(directory.Path, new MiniOmniEngineOptions { FullPrecisionCache = parse.GetValue(fullPrecision) }, CommandRunner.Logging);
+            // One answer has nothing to split between decodes, and measuring what decodes cost (which a server does while
+            // idle after load) would share the cores with this answer's encode: its first speech would pay for it.
+            using var engine = MiniOmniEngine.Load(directory.Path, new MiniOmniEngineOptions { FullPrecisionCache = parse.GetValue(fullPrecision), StepDecodePolicy = StepDecodePolicy.Together }, CommandRunner.Logging);
             var speech = new List<float>();
             AnswerCompleted? completed = null;
             await foreach (var item in engine.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
