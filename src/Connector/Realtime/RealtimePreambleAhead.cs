@@ -88,7 +88,7 @@ internal sealed class RealtimePreambleAhead(RealtimeSessionContext session)
 
             lock (_lock)
             {
-                if (!_again || session.Lifetime.IsCancellationRequested)
+                if (!_again)
                 {
                     _active = false;
                     return;
