@@ -561,7 +561,7 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
     }
 
     [Fact]
-    public async Task APreambleKeptAheadWaitsWhileAnAnswerRunsAndAStoppedOneKeepsWhatItDecoded()
+    public async Task APreambleKeptAheadWaitsWhileAnAnswerRunsThenDecodesWholeAfterIt()
     {
         var backbone = new ScriptedBackbone((_, step) => (Speech(5), 100 + step));
         using var scheduler = Create(backbone, sideSequences: 4, options: new DecodeSchedulerOptions { PromptCacheCells = 100 });
@@ -574,7 +574,6 @@ public sealed class DecodeSchedulerTests : IClassFixture<DecodeSchedulerTests.To
         int answerEnded = backbone.Batches.FindLastIndex(b => b.Any(r => r.Sequence == 0));
         int aheadStarted = backbone.Batches.FindIndex(b => b.Any(r => r.Sequence != 0));
         Assert.True(aheadStarted > answerEnded, $"the preamble started at decode {aheadStarted}, the answer ended at {answerEnded}");
-
     }
 
     [Fact]
