@@ -4,6 +4,7 @@
 using Microsoft.Extensions.AI;
 using MiniOmni.SK.Audio;
 using MiniOmni.SK.Connector.Tests.Engine;
+using MiniOmni.SK.Engine;
 using Xunit.Abstractions;
 using static MiniOmni.SK.Connector.Tests.Realtime.Signals;
 
@@ -129,6 +130,35 @@ public sealed class MiniOmniRealtimeEndToEndTests(EngineFixture fixture, ITestOu
             // Without it each answer also decodes the turn before it.
             Assert.All(decoded.Skip(1), positions => Assert.True(positions > question + 4, $"{positions} positions decoded for a question of {question}"));
         }
+    }
+
+    [Fact]
+    public async Task OverTheLazyEngineASessionDecodesItsNextPreambleAheadAndFreesWhatItKeptWhenItEnds()
+    {
+        // What AddMiniOmni(path) registers: the session reaches the loaded engine's prompt cache through it.
+        using var lazy = new LazyMiniOmniEngine(new MiniOmniOptions { ModelPath = fixture.ModelPath, Engine = new MiniOmniEngineOptions { ContextSize = 1024, Threads = 2 } });
+        var engine = await lazy.LoadAsync();
+        long keptBefore = engine.Scheduler.CachedPrefixCells, aheadBefore = engine.StageCounts.PreamblesPrefilledAhead;
+        long keptDuring;
+        await using (var session = await lazy.AsIRealtimeClient().CreateSessionAsync(new RealtimeSessionOptions
+        {
+            OutputModalities = ["text"],
+            MaxOutputTokens = 4,
+            Instructions = "You call the stations of a branch line, one per answer, and nothing else.",
+        }))
+        {
+            var probe = new SessionProbe(session);
+            await probe.Send(new CreateConversationItemRealtimeClientMessage(new RealtimeConversationItem([new TextContent("Next station, please.")], "next", ChatRole.User)));
+            await probe.Send(new CreateResponseRealtimeClientMessage());
+            await probe.WaitForResponseDone();
+            await ((MiniOmniRealtimeSession)session).PreambleAheadIdle;
+            keptDuring = engine.Scheduler.CachedPrefixCells;
+        }
+
+        // After the answer (and perhaps after the typed item, if it finished before the response stopped it).
+        Assert.InRange(engine.StageCounts.PreamblesPrefilledAhead - aheadBefore, 1, 2);
+        Assert.True(keptDuring > keptBefore, $"{keptDuring} cells kept during the session, {keptBefore} before");
+        Assert.InRange(engine.Scheduler.CachedPrefixCells, 0, keptBefore);
     }
 
     [Fact]
