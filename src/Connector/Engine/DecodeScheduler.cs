@@ -456,7 +456,9 @@ internal sealed class DecodeScheduler : IDisposable
                 continue;
             }
 
-            if (inPrompt && !slot.PrefixSettled && slot.Answer.Request.KeepsPromptOnly && KeptAlready(slot.Answer.Request))
+            // A preamble to keep ahead that a kept prefix already covers whole decodes nothing.
+            var request = slot.Answer.Request;
+            if (inPrompt && !slot.PrefixSettled && request.KeepsPromptOnly && UseCovering(request.Prompt, request.Prompt.Length, request.CacheOwner))
             {
                 Release(slot, error: null);
                 continue;
@@ -578,17 +580,17 @@ internal sealed class DecodeScheduler : IDisposable
         return ahead.Count > 0;
     }
 
-    // Whether a kept prefix holds the whole of a preamble to keep ahead: it is then only marked used, and nothing is decoded.
-    private bool KeptAlready(GenerationRequest request)
+    // Whether a kept prefix already holds the first `length` positions of `prompt`: it is then marked used (and owned by
+    // `owner` too) instead of anything being decoded or kept again.
+    private bool UseCovering(Prompt prompt, int length, object? owner)
     {
-        int length = request.Prompt.Length;
-        if (_cached.Find(c => c.Length >= length && c.CommonPrefix(request.Prompt, length) == length) is not { } covering)
+        if (_cached.Find(c => c.Length >= length && c.CommonPrefix(prompt, length) == length) is not { } covering)
         {
             return false;
         }
 
         covering.LastUsed = ++_cacheClock;
-        covering.Own(request.CacheOwner);
+        covering.Own(owner);
         return true;
     }
 
@@ -605,10 +607,8 @@ internal sealed class DecodeScheduler : IDisposable
         }
 
         var owner = answer.Request.CacheOwner;
-        if (_cached.Find(c => c.Length >= length && c.CommonPrefix(prompt, length) == length) is { } covering)
+        if (UseCovering(prompt, length, owner))
         {
-            covering.LastUsed = ++_cacheClock;
-            covering.Own(owner);
             return;
         }
 
