@@ -5,7 +5,6 @@
 using System.ClientModel;
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -34,25 +33,20 @@ internal static class BenchServeCommand
 
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni --type q8_0`).", Required = true };
+        var model = BenchOptions.Model();
         var sessions = new Option<int[]>("--sessions") { Description = "Concurrent realtime sessions to measure, one run each.", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
         var answerSteps = new Option<int>("--answer-steps") { Description = "Steps of each answer (64 is about 5 s of speech).", DefaultValueFactory = _ => 64 };
         var threads = new Option<int?>("--threads") { Description = "Engine threads (default: llama.cpp's choice)." };
-        var nicenessOption = new Option<int>("--niceness") { Description = "Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness (0: unchanged).", DefaultValueFactory = _ => new MiniOmniServerOptions().EngineNiceness };
+        var nicenessOption = BenchOptions.Niceness();
         var roundsOption = new Option<int>("--rounds") { Description = "Rounds per session count, alternating in process and through the server.", DefaultValueFactory = _ => 2 };
-        var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
+        var output = BenchOptions.Json();
         var command = new Command("serve", "Time realtime answers in process and through the loopback server (OpenAI SDK) for 1, 4 and 8 sessions; prints JSON.") { model, sessions, answerSteps, threads, roundsOption, nicenessOption, output };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
             int[] counts = parse.GetValue(sessions) is { Length: > 0 } given ? given : [1, 4, 8];
             var figures = await RunAsync(directory, counts, Math.Max(8, parse.GetValue(answerSteps)), parse.GetValue(threads), Math.Max(1, parse.GetValue(roundsOption)), parse.GetValue(nicenessOption), cancellationToken).ConfigureAwait(false);
-            string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
-            Console.WriteLine(json);
-            if (parse.GetValue(output) is { } file)
-            {
-                await File.WriteAllTextAsync(file.FullName, json, cancellationToken).ConfigureAwait(false);
-            }
+            await BenchOptions.WriteAsync(figures, parse.GetValue(output), cancellationToken).ConfigureAwait(false);
         });
         return command;
     }

@@ -1,9 +1,6 @@
 using System.CommandLine;
-using System.Text.Json;
 using MiniOmni.SK.Cli.Bench;
 using MiniOmni.SK.ModelFiles.Conversion;
-using MiniOmni.SK.Server.Hosting;
-using MiniOmni.SK.Speech;
 
 namespace MiniOmni.SK.Cli.Commands;
 
@@ -16,17 +13,17 @@ internal static class BenchThinkerCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A MiniOmni.SK model directory (e.g. from `miniomni synth --preset mini-omni --type q8_0`).", Required = true };
-        var questionSeconds = new Option<double>("--question-seconds") { Description = "Length of the question every turn asks, in seconds (up to 30).", DefaultValueFactory = _ => 2.4 };
-        var turns = new Option<int>("--turns") { Description = "Turns of each conversation; turn 1 is the first request after the engine is ready.", DefaultValueFactory = _ => 3 };
+        var model = BenchOptions.Model();
+        var questionSeconds = BenchOptions.QuestionSeconds();
+        var turns = BenchOptions.Turns();
         var encoder = new Option<string>("--encoder") { Description = "How the question is encoded: fast or exact.", DefaultValueFactory = _ => "fast" };
         var transcriptTokens = new Option<int>("--transcript-tokens") { Description = "The most tokens of a question's transcript (random weights never end one; a real model ends a 2.4 s question after about a dozen).", DefaultValueFactory = _ => 12 };
         var answerSteps = new Option<int>("--answer-steps") { Description = "The most steps of one spoken answer (random weights never end their speech; 200 take the default answer's text and a little more).", DefaultValueFactory = _ => 200 };
         var (answer, rate, firstToken) = ThinkerOptions();
         var threads = new Option<int?>("--threads") { Description = "Engine threads (default: every core)." };
-        var niceness = new Option<int>("--niceness") { Description = "Nice value of the engine's threads, as the server's MiniOmni:EngineNiceness (0: unchanged).", DefaultValueFactory = _ => new MiniOmniServerOptions().EngineNiceness };
+        var niceness = BenchOptions.Niceness();
         var paths = new Option<string>("--paths") { Description = "Paths to measure, comma-separated: voice_client, realtime_client, server_socket.", DefaultValueFactory = _ => string.Join(',', ThinkerBenchmark.Paths) };
-        var output = new Option<FileInfo?>("--json") { Description = "Also write the JSON to this file." };
+        var output = BenchOptions.Json();
         var command = new Command("thinker", "Time a stand-in thinker's answers spoken by Mini-Omni: transcription, the thinker's first token, first audio, and the speech's pace and gaps; prints JSON.")
         {
             model, questionSeconds, turns, encoder, transcriptTokens, answerSteps, answer, rate, firstToken, threads, niceness, paths, output,
@@ -34,22 +31,11 @@ internal static class BenchThinkerCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var directory = new ModelDirectory(parse.GetRequiredValue(model).FullName).EnsureComplete();
-            double seconds = parse.GetValue(questionSeconds);
-            if (seconds is < 0.2 or > 30)
-            {
-                throw new ArgumentException($"--question-seconds is {seconds}; a question lasts 0.2 to 30 s.");
-            }
-
             var settings = new ThinkerBenchSettings
             {
-                QuestionSeconds = seconds,
+                QuestionSeconds = BenchOptions.QuestionSecondsOf(parse, questionSeconds),
                 Turns = Math.Max(1, parse.GetValue(turns)),
-                Encoder = (parse.GetValue(encoder) ?? "").ToLowerInvariant() switch
-                {
-                    "fast" => EncoderMode.Fast,
-                    "exact" => EncoderMode.Exact,
-                    var other => throw new ArgumentException($"--encoder takes fast or exact; got '{other}'."),
-                },
+                Encoder = BenchOptions.EncoderOf(parse.GetValue(encoder), "--encoder"),
                 TranscriptTokens = Positive(parse.GetValue(transcriptTokens), "--transcript-tokens"),
                 AnswerSteps = Positive(parse.GetValue(answerSteps), "--answer-steps"),
                 Answer = parse.GetValue(answer) ?? ThinkerBenchmark.DefaultAnswer,
@@ -57,16 +43,10 @@ internal static class BenchThinkerCommand
                 FirstTokenDelay = TimeSpan.FromMilliseconds(Math.Max(0, parse.GetValue(firstToken))),
                 Threads = parse.GetValue(threads),
                 Niceness = parse.GetValue(niceness),
-                Paths = [.. (parse.GetValue(paths) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(p => ThinkerBenchmark.Paths.Contains(p) ? p : throw new ArgumentException($"--paths takes {string.Join(", ", ThinkerBenchmark.Paths)}; got '{p}'."))],
+                Paths = BenchOptions.PathsOf(parse.GetValue(paths), ThinkerBenchmark.Paths),
             };
             var figures = await ThinkerBenchmark.RunAsync(directory, settings, cancellationToken).ConfigureAwait(false);
-            string json = JsonSerializer.Serialize(figures, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
-            Console.WriteLine(json);
-            if (parse.GetValue(output) is { } file)
-            {
-                await File.WriteAllTextAsync(file.FullName, json, cancellationToken).ConfigureAwait(false);
-            }
+            await BenchOptions.WriteAsync(figures, parse.GetValue(output), cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
